@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine (Python 3.11, pip, make):
+#   make run   - create .venv, install, seed the demo data, serve the dashboard on 127.0.0.1:8501
+#   make test  - same bootstrap, then ruff and pytest
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export MLFLOW_ENABLE_TELEMETRY := false
+export DO_NOT_TRACK := true
+
+.PHONY: install run test lint fmt clean seed
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+seed: install
+	$(BIN)/alignboard seed-demo
+
+run: seed
+	$(BIN)/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache

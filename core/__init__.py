@@ -1,0 +1,76 @@
+"""alignboard's core: everything but the UI. Never imports streamlit.
+
+The app, the CLI and the tests all come in through these names.
+"""
+
+from core.agreement import AgreementReport, compare, reviewer_matrix
+from core.config import configure, data_dir, tracking_uri
+from core.criteria import Criterion, create_criterion, get_criterion, list_criteria
+from core.demo_seed import seed_demo
+from core.errors import (
+    AlignboardError,
+    CredentialsError,
+    ImportFileError,
+    ModelError,
+    NotFoundError,
+    ValidationError,
+)
+from core.export import export_labels
+from core.importer import import_file, parse_import_file
+from core.labels import Label, current_labels, label_history, set_label
+from core.queues import (
+    Queue,
+    add_traces,
+    create_queue,
+    get_queue,
+    list_queues,
+    mark_done,
+    next_pending,
+    reviewer_progress,
+)
+from core.splits import assign_split, split_ids
+from core.store import get_experiment, get_or_create_experiment, list_experiments
+from core.traces import TraceDetail, TracePage, count_traces, get_trace, list_traces
+
+__all__ = [
+    "AgreementReport",
+    "AlignboardError",
+    "CredentialsError",
+    "Criterion",
+    "ImportFileError",
+    "Label",
+    "ModelError",
+    "NotFoundError",
+    "Queue",
+    "TraceDetail",
+    "TracePage",
+    "ValidationError",
+    "add_traces",
+    "assign_split",
+    "compare",
+    "configure",
+    "count_traces",
+    "create_criterion",
+    "create_queue",
+    "current_labels",
+    "data_dir",
+    "export_labels",
+    "get_criterion",
+    "get_experiment",
+    "get_or_create_experiment",
+    "get_queue",
+    "get_trace",
+    "import_file",
+    "label_history",
+    "list_criteria",
+    "list_experiments",
+    "list_queues",
+    "list_traces",
+    "mark_done",
+    "next_pending",
+    "parse_import_file",
+    "reviewer_matrix",
+    "set_label",
+    "split_ids",
+    "tracking_uri",
+]

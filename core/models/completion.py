@@ -1,0 +1,188 @@
+"""One way to call a chat model: :func:`complete` (and :func:`acomplete`).
+
+Calls go through LiteLLM with a timeout and a bounded retry with exponential backoff on
+rate limits (429), server errors (5xx), timeouts, dropped connections and malformed
+responses. Authentication failures (401/403) raise :class:`CredentialsError` at once, with
+no retry: retrying a bad key only burns time. Credentials are checked before the first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from core.errors import CredentialsError, ModelError
+from core.models.secrets import api_key_for, redact, require_credentials
+from core.models.uris import ModelSpec, parse_model
+
+_logger = logging.getLogger(__name__)
+
+#: Seconds before one call is abandoned (and retried).
+DEFAULT_TIMEOUT = 60.0
+#: Retries after the first attempt.
+DEFAULT_RETRIES = 3
+#: First backoff in seconds; doubled on each retry, capped at :data:`MAX_BACKOFF`.
+DEFAULT_BACKOFF = 0.5
+MAX_BACKOFF = 20.0
+
+# A self-hosted OpenAI-compatible server often needs no key, but the OpenAI client refuses
+# to send a request without one.
+_NO_KEY = "no-key-needed"
+
+
+class _Malformed(Exception):
+    """The provider answered 200 but the body has no usable message."""
+
+
+def _classify(exc: BaseException) -> str:
+    """``auth``, ``retry`` or ``fatal`` for an exception raised by one attempt."""
+    import litellm
+
+    if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError):
+        return "auth"
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403):
+        return "auth"
+    retryable = (
+        litellm.RateLimitError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        _Malformed,
+    )
+    if isinstance(exc, retryable) or status in (408, 409, 429) or (status or 0) >= 500:
+        return "retry"
+    if isinstance(exc, litellm.APIError) and _looks_malformed(str(exc)):
+        return "retry"
+    return "fatal"
+
+
+def _looks_malformed(message: str) -> bool:
+    m = message.lower()
+    return any(s in m for s in ("json", "expecting value", "decode", "invalid response"))
+
+
+def _request(spec: ModelSpec, messages: list[dict], timeout: float, kw: dict) -> dict:
+    require_credentials(spec)
+    request: dict[str, Any] = {
+        "model": spec.litellm_model,
+        "messages": messages,
+        "timeout": timeout,
+        # We retry ourselves; LiteLLM's and the OpenAI SDK's own retries would multiply ours.
+        "num_retries": 0,
+        "max_retries": 0,
+        **kw,
+    }
+    key = api_key_for(spec)
+    if spec.base_url:
+        request["api_base"] = spec.base_url
+        request["api_key"] = key or _NO_KEY
+    elif key:
+        request["api_key"] = key
+    return request
+
+
+def _text(response: Any) -> str:
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError) as e:
+        raise _Malformed(f"no message in the response ({e})") from None
+    if content is None:
+        raise _Malformed("the response message has no content")
+    return content
+
+
+def _delay(attempt: int, backoff: float) -> float:
+    # Jitter spreads retries of many parallel calls that failed together.
+    return min(MAX_BACKOFF, backoff * 2**attempt) * (1 + random.random() * 0.1)
+
+
+def _give_up(spec: ModelSpec, exc: BaseException, attempts: int) -> Exception:
+    kind = _classify(exc)
+    message = redact(str(exc))
+    if kind == "auth":
+        return CredentialsError(
+            f"{spec.uri} rejected the API key ({message}). Check the key in the environment "
+            "or in .streamlit/secrets.toml."
+        )
+    if kind == "retry":
+        return ModelError(f"{spec.uri} failed after {attempts} attempt(s): {message}")
+    return ModelError(f"{spec.uri} failed: {message}")
+
+
+def complete(
+    model: ModelSpec | str,
+    messages: list[dict],
+    *,
+    base_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+    **kw: Any,
+) -> str:
+    """Send a chat request and return the reply's text.
+
+    Args:
+        model: A spec or a ``provider:/model`` URI (e.g. ``openai:/gpt-4.1-mini``,
+            ``demo:/judge``).
+        messages: OpenAI-style chat messages.
+        base_url: Base URL of an OpenAI-compatible server (overrides the spec's).
+        timeout: Seconds before one attempt is abandoned.
+        retries: Retries after the first attempt on 429/5xx/timeout/malformed replies.
+        backoff: First backoff in seconds, doubled per retry.
+        **kw: Passed to ``litellm.completion`` (e.g. ``temperature``, ``response_format``).
+
+    Returns:
+        The text of the first choice.
+
+    Raises:
+        CredentialsError: The key is missing (before any call) or rejected (401/403).
+        ModelError: The model name is invalid, or the call failed after all retries.
+    """
+    import litellm
+
+    spec = parse_model(model, base_url)
+    request = _request(spec, messages, timeout, kw)
+    for attempt in range(retries + 1):
+        try:
+            return _text(litellm.completion(**request))
+        except Exception as exc:
+            if _classify(exc) != "retry" or attempt == retries:
+                raise _give_up(spec, exc, attempt + 1) from None
+            _logger.info(
+                "%s: attempt %d failed (%s); retrying", spec.uri, attempt + 1, type(exc).__name__
+            )
+            time.sleep(_delay(attempt, backoff))
+    raise AssertionError("unreachable")
+
+
+async def acomplete(
+    model: ModelSpec | str,
+    messages: list[dict],
+    *,
+    base_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+    **kw: Any,
+) -> str:
+    """Async :func:`complete` (same arguments, errors and retry policy)."""
+    import litellm
+
+    spec = parse_model(model, base_url)
+    request = _request(spec, messages, timeout, kw)
+    for attempt in range(retries + 1):
+        try:
+            return _text(await litellm.acompletion(**request))
+        except Exception as exc:
+            if _classify(exc) != "retry" or attempt == retries:
+                raise _give_up(spec, exc, attempt + 1) from None
+            _logger.info(
+                "%s: attempt %d failed (%s); retrying", spec.uri, attempt + 1, type(exc).__name__
+            )
+            await asyncio.sleep(_delay(attempt, backoff))
+    raise AssertionError("unreachable")

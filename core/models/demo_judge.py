@@ -1,0 +1,115 @@
+"""The demo model answering as a judge, in whatever format the judge asked for."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from core.models.demo_prompts import (
+    OutputField,
+    Prompt,
+    output_fields,
+    render,
+    response_text,
+    verdict_field,
+)
+from core.models.demo_rules import Decision, decide, polarity
+
+_RANGE = re.compile(
+    r"(?:from|between|scale of|range of|score of)\s+(-?\d+(?:\.\d+)?)\s*(?:-|–|to|and)\s*(-?\d+(?:\.\d+)?)"
+    r"|(-?\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(-?\d+(?:\.\d+)?)\s*(?:scale|points?|stars?)",
+    re.IGNORECASE,
+)
+
+
+def _numeric_range(text: str, kind: str) -> tuple[float, float]:
+    m = _RANGE.search(text)
+    if m:
+        lo, hi = (float(g) for g in m.groups() if g is not None)
+        return (min(lo, hi), max(lo, hi))
+    return (1.0, 5.0) if kind == "int" else (0.0, 1.0)
+
+
+def _as_number(word: str) -> float | None:
+    try:
+        return float(word)
+    except ValueError:
+        return None
+
+
+def _category_for(word: str, options: list[str]) -> str | None:
+    for option in options:
+        if option.lower() == word.strip().lower():
+            return option
+    wanted = polarity(word)
+    if wanted:
+        return next((o for o in options if polarity(o) == wanted), None)
+    return None
+
+
+def typed_value(decision: Decision, target: OutputField | None, instructions: str) -> Any:
+    """Convert a decision's verdict word into the value type the caller asked for.
+
+    bool: pass -> True, fail -> False. Category: the option named by the rule, or the option
+    with the verdict's polarity (``yes`` for pass), else the first option when the base
+    heuristic decided. Numbers: a rule's number, else the midpoint of the scale the
+    instructions mention (default 1-5 for int, 0-1 for float). Strings: the verdict word.
+    """
+    word = decision.verdict
+    kind = target.kind if target else "str"
+    if kind == "bool":
+        return polarity(word) != "fail"
+    if kind == "category":
+        options = target.options if target else []
+        if not options:
+            return word
+        return _category_for(word, options) or options[0]
+    if kind in ("int", "float"):
+        lo, hi = _numeric_range(instructions, kind)
+        number = _as_number(word) if decision.rule else None
+        if number is None:
+            number = (lo + hi) / 2
+        return int(number) if kind == "int" else float(number)
+    return word
+
+
+def _acceptor(target: OutputField | None):
+    # A rule whose verdict the caller's type cannot hold is skipped, so a later rule (or
+    # the heuristic) decides instead of a nonsense value.
+    if target is None or target.kind == "str":
+        return lambda word: True
+    if target.kind == "bool":
+        return lambda word: polarity(word) is not None
+    if target.kind == "category":
+        return lambda word: _category_for(word, target.options) is not None
+    return lambda word: _as_number(word) is not None or polarity(word) is not None
+
+
+def answer_judge(prompt: Prompt) -> str:
+    """Answer a judging request: verdict by rules or base heuristic, in the asked format."""
+    response, raw_span = response_text(prompt)
+    # Rules live in the instructions: everything except the response itself, so a response
+    # that happens to quote a rule cannot rewrite its own verdict.
+    text = prompt.everything
+    cut = text.rfind(raw_span) if raw_span else -1
+    instructions = text[:cut] + "\n" + text[cut + len(raw_span) :] if cut >= 0 else text
+    fields = output_fields(prompt)
+    target = verdict_field(fields)
+    decision = decide(instructions, response, accept=_acceptor(target))
+    value = typed_value(decision, target, instructions)
+    if not fields:
+        return _plain(prompt, decision)
+    values = {f.name: decision.rationale for f in fields if f is not target}
+    if target is not None:
+        values[target.name] = value
+    return render(fields, values, prompt.style)
+
+
+def _plain(prompt: Prompt, decision: Decision) -> str:
+    lowered = prompt.everything.lower()
+    word = decision.verdict
+    if re.search(r"\byes\b.{0,12}\bno\b", lowered) and polarity(word):
+        word = "yes" if polarity(word) == "pass" else "no"
+    if re.search(r"\bonly\b|single word|one word", lowered):
+        return word
+    return f"{word}\n\n{decision.rationale}"
