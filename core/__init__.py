@@ -70,6 +70,8 @@ __all__ = [
     "next_pending",
     "parse_import_file",
     "reviewer_matrix",
+    "reviewer_progress",
+    "seed_demo",
     "set_label",
     "split_ids",
     "tracking_uri",
