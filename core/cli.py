@@ -70,7 +70,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         criterion=args.criterion,
         include_history=args.history,
     )
-    _print(args, {"rows": n, "file": str(args.file), "format": fmt}, f"Wrote {n} rows to {args.file}.")
+    _print(
+        args, {"rows": n, "file": str(args.file), "format": fmt}, f"Wrote {n} rows to {args.file}."
+    )
     return 0
 
 
@@ -135,7 +137,10 @@ def _cmd_queue_progress(args: argparse.Namespace) -> int:
     q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
     prog = reviewer_progress(q)
     human = "\n".join(f"{p.reviewer}\t{p.done}/{p.total}" for p in prog) or "No reviewers."
-    payload = {"queue": q.name, "progress": [{"reviewer": p.reviewer, "done": p.done, "total": p.total} for p in prog]}
+    payload = {
+        "queue": q.name,
+        "progress": [{"reviewer": p.reviewer, "done": p.done, "total": p.total} for p in prog],
+    }
     _print(args, payload, human)
     return 0
 
@@ -148,6 +153,185 @@ def _cmd_queue_list(args: argparse.Namespace) -> int:
     human = "\n".join(f"{q.name}\t{','.join(q.reviewers)}\t{','.join(q.criteria)}" for q in qs)
     _print(args, {"queues": [q.to_dict() for q in qs]}, human or "No queues.")
     return 0
+
+
+class _RedactingStream:
+    """A text stream that redacts secrets before writing (a job's log file is kept)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from core.models.secrets import redact
+
+        return self._stream.write(redact(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _stop_on_sigterm() -> None:
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        # Unwinds like Ctrl-C, so the engine records the job as interrupted (resumable).
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _align_settings(args: argparse.Namespace):
+    from core.alignment.spec import AlignmentSettings, JudgeSpec
+    from core.criteria import get_criterion
+    from core.errors import ValidationError
+    from core.models.uris import parse_model
+    from core.store import get_experiment
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--experiment", args.experiment),
+            ("--judge", args.judge),
+            ("--optimizer", args.optimizer),
+            ("--model", args.model),
+            ("--reflection-model", args.reflection_model),
+        )
+        if not value
+    ]
+    if missing:
+        raise ValidationError(
+            f"alignboard align needs {', '.join(missing)} (or --run-id of a queued run). "
+            "Example: alignboard align --experiment alignboard-demo --judge support_quality "
+            "--optimizer gepa --model demo:/judge --reflection-model demo:/reflect"
+        )
+    exp = get_experiment(args.experiment)
+    crit = get_criterion(exp.experiment_id, args.judge)
+    instructions = crit.instructions
+    if args.instructions_file:
+        with open(args.instructions_file, encoding="utf-8") as fh:
+            instructions = fh.read()
+    for uri in (args.model, args.reflection_model, args.embedding_model):
+        parse_model(uri)
+    judge = JudgeSpec(
+        name=crit.name,
+        instructions=instructions,
+        value_type=crit.kind,
+        model=args.model,
+        options=tuple(crit.options),
+        base_url=args.base_url,
+    )
+    return AlignmentSettings(
+        experiment_id=exp.experiment_id,
+        judge=judge,
+        optimizer=args.optimizer,
+        reflection_model=args.reflection_model,
+        max_metric_calls=args.max_metric_calls,
+        workers=args.workers,
+        seed=args.seed,
+        minibatch_size=args.minibatch_size,
+        retrieval_k=args.retrieval_k,
+        embedding_model=args.embedding_model,
+        reviewers=tuple(args.reviewer or ()),
+    )
+
+
+def _print_result(args: argparse.Namespace, res: Any) -> int:
+    d = res.to_dict()
+
+    def pct(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.1%}"
+
+    human = (
+        f"Run {d['run_id']} {d['status']}: {d['optimizer']} aligned {d['judge_name']!r} "
+        f"-> version {d['judge_version']}. Test accuracy {pct(d['test_accuracy_before'])} -> "
+        f"{pct(d['test_accuracy_after'])} on {d['test_size']} held-out traces "
+        f"({d['metric_calls']} metric calls, {d['llm_calls']} LLM calls, "
+        f"{d['wall_seconds']:.1f} s)."
+    )
+    _print(args, d, human)
+    return 0
+
+
+def _run_job(args: argparse.Namespace, run_id: str, resume: bool) -> int:
+    from core.alignment.engine import load_settings, run_alignment
+
+    settings = load_settings(run_id)
+    return _print_result(args, run_alignment(settings, run_id=run_id, resume=resume))
+
+
+def _cmd_align(args: argparse.Namespace) -> int:
+    sys.stdout = _RedactingStream(sys.stdout)
+    sys.stderr = _RedactingStream(sys.stderr)
+    _stop_on_sigterm()
+    if args.run_id:
+        return _run_job(args, args.run_id, args.resume)
+    from core.alignment.engine import run_alignment
+    from core.alignment.jobs import launch, log_path
+
+    settings = _align_settings(args)
+    if args.detach:
+        run_id = launch(settings)
+        payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
+        _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
+        return 0
+    return _print_result(args, run_alignment(settings))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from core.alignment.jobs import status
+
+    st = status(args.run_id)
+    progress = f"iteration {st.iteration}" if st.iteration is not None else "no iteration yet"
+    calls = f", {st.metric_calls}/{st.budget} metric calls" if st.metric_calls is not None else ""
+    human = f"{st.run_id}: {st.status} ({progress}{calls})" + (
+        f"\n  {st.error}" if st.error else ""
+    )
+    _print(args, st.to_dict(), human)
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from core.alignment.jobs import cancel
+
+    st = cancel(args.run_id)
+    human = (
+        f"Cancel requested for {st.run_id}; it stops at its next iteration boundary."
+        if st.active
+        else f"{st.run_id} is {st.status}."
+    )
+    _print(args, st.to_dict(), human)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from core.alignment.jobs import log_path, resume
+
+    sys.stdout = _RedactingStream(sys.stdout)
+    sys.stderr = _RedactingStream(sys.stderr)
+    _stop_on_sigterm()
+    run_id = resume(args.run_id, detach=args.detach)
+    if args.detach:
+        payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
+        _print(args, payload, f"Resumed run {run_id} in the background.")
+        return 0
+    return _run_job(args, run_id, True)
+
+
+def _cmd_realign(args: argparse.Namespace) -> int:
+    from core.alignment.memalign_versions import realign
+    from core.store import get_experiment
+
+    exp = get_experiment(args.experiment)
+    return _print_result(args, realign(exp.experiment_id, args.judge, version=args.version))
+
+
+def _cmd_unalign(args: argparse.Namespace) -> int:
+    from core.alignment.memalign_versions import unalign
+    from core.store import get_experiment
+
+    exp = get_experiment(args.experiment)
+    res = unalign(exp.experiment_id, args.judge, args.trace_id, version=args.version)
+    return _print_result(args, res)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +399,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", _cmd_queue_list, "list queues", qsub)
     p.add_argument("--experiment", required=True)
     p.add_argument("--reviewer")
+
+    from core.alignment.spec import OPTIMIZERS
+
+    p = add("align", _cmd_align, "align a judge on its human labels (an MLflow run)")
+    p.add_argument("--experiment", help="experiment holding the traces and labels")
+    p.add_argument("--judge", help="judge name = criterion name (its labels' name)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--model", help="judge model, e.g. openai:/gpt-4.1-mini or demo:/judge")
+    p.add_argument("--reflection-model", help="model proposing instructions / distilling")
+    p.add_argument("--base-url", help="OpenAI-compatible server of the judge model")
+    p.add_argument("--max-metric-calls", type=int, help="budget (default ~10x train size)")
+    p.add_argument("--workers", type=int, default=8, help="judge calls in flight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minibatch-size", type=int, default=3)
+    p.add_argument("--retrieval-k", type=int, default=5, help="memalign: examples retrieved")
+    p.add_argument("--embedding-model", default="demo:/embed", help="memalign embeddings")
+    p.add_argument("--instructions-file", help="seed instructions (default: the criterion's)")
+    p.add_argument("--reviewer", action="append", help="only these reviewers' labels")
+    p.add_argument("--detach", action="store_true", help="run as a background job")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)  # the job process's entry point
+    p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+
+    p = add("status", _cmd_status, "status of an alignment run")
+    p.add_argument("run_id")
+    p = add("cancel", _cmd_cancel, "stop an alignment at its next iteration")
+    p.add_argument("run_id")
+    p = add("resume", _cmd_resume, "continue an interrupted, failed or cancelled alignment")
+    p.add_argument("run_id")
+    p.add_argument("--detach", action="store_true", help="run as a background job")
+
+    p = add("realign", _cmd_realign, "add new labels to a MemAlign judge: a new version")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--judge", required=True)
+    p.add_argument("--version", type=int, help="MemAlign version to start from (default latest)")
+    p = add("unalign", _cmd_unalign, "remove traces from a MemAlign judge: a new version")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--judge", required=True)
+    p.add_argument("--trace-id", action="append", required=True)
+    p.add_argument("--version", type=int, help="MemAlign version to start from (default latest)")
     return parser
 
 
@@ -229,10 +452,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except AlignboardError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(args, exc)
         return 2
+    except Exception as exc:
+        if args.command not in ("align", "resume"):
+            raise
+        # A crashed alignment is already recorded as failed in its run; say so briefly.
+        _print_error(args, exc)
+        return 1
+
+
+def _print_error(args: argparse.Namespace, exc: BaseException) -> None:
+    from core.models.secrets import redact
+
+    message = redact(str(exc))
+    run_id = getattr(exc, "run_id", None)
+    if getattr(args, "json", False):
+        payload = {"error": type(exc).__name__, "message": message}
+        if run_id:
+            payload["run_id"] = run_id
+        print(json.dumps(payload))
+    where = f" (run {run_id})" if run_id else ""
+    print(f"error{where}: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

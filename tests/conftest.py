@@ -57,3 +57,46 @@ def experiment(store_uri: str):
     from core.store import get_or_create_experiment
 
     return get_or_create_experiment("test")
+
+
+@pytest.fixture(scope="session")
+def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store with the demo data seeded once per session: (sqlite file, experiment id)."""
+    import mlflow
+
+    from core import config
+    from core.demo_seed import seed_demo
+
+    home = tmp_path_factory.mktemp("demo-template")
+    db = home / "mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.HOME_ENV, str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+        config.configure(f"sqlite:///{db}")
+        result = seed_demo()
+    mlflow.set_tracking_uri(None)
+    return db, result.experiment_id
+
+
+@pytest.fixture
+def demo_store(_demo_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh copy of the seeded demo store for this test; returns the demo experiment id.
+
+    84 support-assistant traces, criterion ``support_quality``, labels by maria.chen and
+    dev.patel, queue ``support-review``.
+    """
+    import mlflow
+
+    from core import config
+
+    template, experiment_id = _demo_template
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "mlflow.db"
+    shutil.copy(template, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(config.HOME_ENV, str(home))
+    config.configure(uri)
+    yield experiment_id
+    mlflow.set_tracking_uri(None)

@@ -1,0 +1,200 @@
+"""Agreement: reviewers with each other, and judges with the humans, on any split."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.components import charts, data, nav, shell
+from core.agreement_views import (
+    SPLIT_CHOICES,
+    Rater,
+    compare_raters,
+    confusion_rows,
+    disagreements,
+    kappa_grid,
+    raters,
+    reviewer_agreement,
+)
+from core.errors import AlignboardError
+
+ctx = shell.require_context()
+st.title("Agreement")
+crits = data.criteria(ctx.experiment_id)
+if not crits:
+    st.info("No criteria yet: create one with `alignboard criterion create`.")
+    st.stop()
+
+ss = st.session_state
+top = st.columns([2, 3], vertical_alignment="bottom")
+crit_name = top[0].selectbox("Criterion", [c.name for c in crits], key="agree_criterion")
+crit = next(c for c in crits if c.name == crit_name)
+split = top[1].segmented_control(
+    "Split",
+    SPLIT_CHOICES,
+    key="agree_split",
+    default="all",
+    help="Traces are assigned to train/val/test by a hash of their id; alignments train "
+    "on train, pick on val, and report on test.",
+)
+split = split or "all"
+ratings = data.ratings(ctx.experiment_id, crit)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _ci(ci) -> str:
+    return "" if ci is None else f"95% CI {ci.low:.2f} to {ci.high:.2f}"
+
+
+# ---- reviewers -------------------------------------------------------------------------
+st.subheader("Reviewers")
+try:
+    matrix = reviewer_agreement(ratings, split)
+except AlignboardError as exc:
+    st.info(str(exc))
+    matrix = None
+if matrix is not None:
+    m = st.columns(3)
+    m[0].metric(
+        "Fleiss' kappa",
+        _fmt(matrix.fleiss_kappa),
+        help="Overall agreement of all reviewers, over traces labeled by two or more.",
+    )
+    m[1].metric("Traces labeled by 2+", matrix.fleiss_n_traces)
+    m[2].metric("Reviewers", len(matrix.reviewers))
+    if len(matrix.reviewers) < 2:
+        st.caption("Only one reviewer has labeled on this split: nothing to compare yet.")
+    else:
+        left, right = st.columns([3, 2])
+        names, grid = kappa_grid(matrix)
+        left.plotly_chart(charts.kappa_heatmap(names, grid), key="agree_kappa_chart")
+        right.dataframe(
+            [
+                {
+                    "reviewer A": p.reviewer_a,
+                    "reviewer B": p.reviewer_b,
+                    "overlap n": p.n_overlap,
+                    "agreement": p.agreement,
+                    "Cohen's kappa": p.cohen_kappa,
+                }
+                for p in matrix.pairs
+            ],
+            hide_index=True,
+            key="agree_pairs",
+            column_config={
+                "agreement": st.column_config.NumberColumn(format="%.2f"),
+                "Cohen's kappa": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+
+# ---- judge (or any rater) vs humans -----------------------------------------------------
+st.subheader("Judge vs humans")
+choices = raters(ratings)
+judges = [r for r in choices if r.kind == "judge"]
+if not judges:
+    st.caption(
+        "No judge verdicts on this criterion yet (non-human feedback named "
+        f"{crit.name}). Meanwhile any two raters can be compared."
+    )
+if len(choices) < 2:
+    st.info("Nothing to compare yet: label some traces first.")
+    st.stop()
+
+humans = [r for r in choices if r.kind != "judge"]
+reviewers_only = [r for r in choices if r.kind == "reviewer"]
+pred_pool = choices
+if judges:  # the judge against the humans' majority
+    ref_default, pred_default = 0, choices.index(judges[0])
+elif len(reviewers_only) >= 2:  # no judge yet: two reviewers against each other
+    ref_default = humans.index(reviewers_only[0])
+    pred_default = choices.index(reviewers_only[1])
+else:
+    ref_default, pred_default = 0, min(1, len(choices) - 1)
+pick = st.columns(2)
+reference: Rater = pick[0].selectbox(
+    "Reference (humans)",
+    humans,
+    index=ref_default,
+    key="agree_reference",
+    format_func=lambda r: r.label,
+)
+predicted: Rater = pick[1].selectbox(
+    "Compared with",
+    pred_pool,
+    index=pred_default,
+    key="agree_predicted",
+    format_func=lambda r: r.label,
+)
+if reference == predicted:
+    st.info("Pick two different raters.")
+    st.stop()
+try:
+    report = compare_raters(ratings, reference, predicted, split)
+except AlignboardError as exc:
+    st.info(str(exc))
+    st.stop()
+
+m = st.columns(5)
+m[0].metric("Traces compared", report.n)
+m[1].metric("Accuracy", _fmt(report.accuracy), help=_ci(report.accuracy_ci) or None)
+m[1].caption(_ci(report.accuracy_ci))
+m[2].metric("Cohen's kappa", _fmt(report.cohen_kappa), help=_ci(report.cohen_kappa_ci) or None)
+m[2].caption(_ci(report.cohen_kappa_ci))
+if crit.kind == "pass_fail":
+    m[3].metric(
+        "TPR", _fmt(report.tpr), help=f"Share of the reference's {crit.positive_label}s matched."
+    )
+    m[4].metric(
+        "TNR", _fmt(report.tnr), help=f"Share of the reference's {crit.negative_label}s matched."
+    )
+labels, counts = confusion_rows(report, crit)
+if labels:
+    st.plotly_chart(
+        charts.confusion_heatmap(labels, counts, reference.label, predicted.label),
+        key="agree_confusion_chart",
+    )
+
+# ---- disagreements ---------------------------------------------------------------------
+rows = disagreements(ratings, reference, predicted, split)
+st.subheader(f"Disagreements ({len(rows)})")
+if not rows:
+    st.caption("They agree on every trace both rated.")
+    st.stop()
+st.dataframe(
+    [
+        {
+            "open": f"label?trace={d.trace_id}",
+            "split": d.split,
+            "request": d.request_preview[:160],
+            reference.label: d.value_a,
+            f"{reference.label} rationale": d.rationale_a,
+            predicted.label: d.value_b,
+            f"{predicted.label} rationale": d.rationale_b,
+        }
+        for d in rows
+    ],
+    hide_index=True,
+    key="agree_disagreements",
+    column_config={
+        "open": st.column_config.LinkColumn("trace", display_text="open", width="small"),
+        "request": st.column_config.TextColumn(width="medium"),
+        f"{reference.label} rationale": st.column_config.TextColumn(width="large"),
+        f"{predicted.label} rationale": st.column_config.TextColumn(width="large"),
+    },
+)
+by_id = {d.trace_id: d for d in rows}
+go = st.columns([3, 2], vertical_alignment="bottom")
+chosen = go[0].selectbox(
+    "Open a disagreement in the Label page",
+    list(by_id),
+    key="agree_open",
+    format_func=lambda t: f"{t} · {by_id[t].request_preview[:60]}",
+)
+go[1].page_link(
+    nav.page_path("label.py"),
+    label="Open in Label",
+    icon=":material/rate_review:",
+    query_params={"trace": chosen},
+)

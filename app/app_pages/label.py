@@ -1,0 +1,301 @@
+"""Label: a reviewer works through their queue, one trace at a time, mostly from the keyboard."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.components import data, keys, shell
+from app.components.trace_render import render_trace
+from core.criteria import Criterion, display_value
+from core.errors import AlignboardError
+from core.labeling import (
+    ALL_TRACES,
+    RATIONALE_POLICIES,
+    Session,
+    judge_verdict,
+    others_labels,
+    own_label,
+    rationale_required,
+    submit_label,
+    value_options,
+)
+from core.trace_view import trace_view
+
+POLICY_TEXT = {
+    "disagree": "when my value disagrees with the judge",
+    "always": "always",
+    "never": "never (optional)",
+}
+
+ctx = shell.require_context()
+st.title("Label")
+if not ctx.reviewer:
+    st.info("Pick or type your name in the sidebar to start labeling.", icon=":material/person:")
+    st.stop()
+crits = data.criteria(ctx.experiment_id)
+if not crits:
+    st.warning(
+        "This experiment has no criteria yet: create one with `alignboard criterion create`."
+    )
+    st.stop()
+
+ss = st.session_state
+ss.setdefault("label_trace", None)
+ss.setdefault("label_value", None)
+ss.setdefault("label_rationale", "")
+ss.setdefault("label_loaded", None)
+ss.setdefault("label_flash", None)
+ss.setdefault("label_error", None)
+ss.setdefault("label_blind", True)
+ss.setdefault("label_policy", "disagree")
+ss.setdefault("label_qp_applied", None)
+
+queues = data.queues_for(ctx.experiment_id, ctx.reviewer)
+lists = [*queues, ALL_TRACES]
+if ss.get("label_queue") not in lists:
+    ss["label_queue"] = lists[0]
+crit_names = [c.name for c in crits]
+if ss.get("label_criterion") not in crit_names:
+    ss["label_criterion"] = crit_names[0]
+
+
+def _reset_position() -> None:
+    ss["label_trace"] = None
+
+
+# A link from another page (?trace=...) opens that trace, once. Resolved before the
+# widgets are drawn, since it may switch the work list to "All traces".
+wanted = st.query_params.get("trace")
+if wanted and wanted != ss["label_qp_applied"]:
+    ss["label_qp_applied"] = wanted
+    try:
+        current = data.session(
+            ctx.experiment_id, ss["label_criterion"], ctx.reviewer, ss["label_queue"]
+        )
+        found = current.position(wanted) is not None
+    except AlignboardError:
+        found = False
+    if not found:
+        ss["label_queue"] = ALL_TRACES
+    ss["label_trace"] = wanted
+
+top = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
+top[0].selectbox(
+    "Work list",
+    lists,
+    key="label_queue",
+    format_func=lambda q: q or "All traces",
+    on_change=_reset_position,
+)
+top[1].selectbox("Criterion", crit_names, key="label_criterion", on_change=_reset_position)
+top[2].toggle(
+    "Blind mode",
+    key="label_blind",
+    help="Hide other reviewers' labels until you have labeled the trace yourself.",
+)
+top[3].selectbox(
+    "Rationale required",
+    RATIONALE_POLICIES,
+    key="label_policy",
+    format_func=POLICY_TEXT.get,
+)
+
+crit: Criterion = next(c for c in crits if c.name == ss["label_criterion"])
+try:
+    session: Session = data.session(ctx.experiment_id, crit.name, ctx.reviewer, ss["label_queue"])
+except AlignboardError as exc:
+    st.error(str(exc))
+    st.stop()
+if not session.trace_ids:
+    st.info("This work list is empty. Add traces to the queue, or pick another list.")
+    st.stop()
+if session.position(ss["label_trace"]) is None:
+    ss["label_trace"] = session.start()
+trace_id: str = ss["label_trace"]
+
+
+def _load_form(tid: str) -> None:
+    """Pre-fill the form with the reviewer's current label on ``tid`` (empty if none)."""
+    mine = own_label(data.trace(tid), crit.name, ctx.reviewer)
+    ss["label_value"] = mine.value if mine else None
+    ss["label_rationale"] = (mine.rationale or "") if mine else ""
+    if crit.kind == "numeric":
+        ss["label_number"] = float(mine.value) if mine else None
+    ss["label_loaded"] = (tid, crit.name, ctx.reviewer)
+
+
+def _go(tid: str | None) -> None:
+    if tid is None:
+        return
+    ss["label_trace"] = tid
+    ss["label_error"] = None
+    ss["label_flash"] = None
+    st.query_params["trace"] = tid
+    ss["label_qp_applied"] = tid
+    _load_form(tid)
+
+
+def _set_value(value) -> None:
+    ss["label_value"] = value
+    ss["label_error"] = None
+
+
+def _submit(tid: str, sess: Session) -> None:
+    value = ss["label_number"] if crit.kind == "numeric" else ss["label_value"]
+    verdict = judge_verdict(data.trace(tid), crit)
+    try:
+        submit_label(
+            tid,
+            crit,
+            ctx.reviewer,
+            value,
+            ss["label_rationale"],
+            verdict=verdict,
+            policy=ss["label_policy"],
+        )
+    except AlignboardError as exc:
+        ss["label_error"] = str(exc)
+        return
+    data.after_label(tid)
+    after = sess.with_done(tid)
+    nxt = after.next_pending(tid) or after.next_id(tid)
+    flash = f"Saved {display_value(crit, value)}."
+    if after.complete:
+        flash += " Every trace in this list is labeled; you can still edit any of them."
+    _go(nxt or tid)
+    ss["label_flash"] = flash
+
+
+if ss["label_loaded"] != (trace_id, crit.name, ctx.reviewer):
+    _load_form(trace_id)
+
+detail = data.trace(trace_id)
+pos = session.position(trace_id) or 0
+done = session.done_count
+st.progress(
+    done / session.total,
+    text=f"{done} / {session.total} labeled · trace {pos + 1} of {session.total}",
+)
+
+nav = st.columns([1, 1, 1, 2])
+nav[0].button(
+    "Previous",
+    key="label_prev",
+    icon=":material/arrow_back:",
+    shortcut=keys.PREVIOUS,
+    on_click=_go,
+    args=(session.previous_id(trace_id),),
+    disabled=session.previous_id(trace_id) is None,
+    width="stretch",
+)
+nav[1].button(
+    "Next",
+    key="label_next",
+    icon=":material/arrow_forward:",
+    shortcut=keys.NEXT,
+    on_click=_go,
+    args=(session.next_id(trace_id),),
+    disabled=session.next_id(trace_id) is None,
+    width="stretch",
+)
+nav[2].button(
+    "Next unlabeled",
+    key="label_next_pending",
+    icon=":material/skip_next:",
+    shortcut=keys.NEXT_PENDING,
+    on_click=_go,
+    args=(session.next_pending(trace_id),),
+    disabled=session.next_pending(trace_id) is None,
+    width="stretch",
+)
+status = "labeled by you" if trace_id in session.done else "not labeled yet"
+nav[3].caption(f"Trace `{trace_id}` · {status}")
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    render_trace(trace_view(detail.inputs, detail.outputs), key=f"label_{trace_id}")
+
+with right:
+    st.subheader(crit.name)
+    with st.container(height=220, border=True):
+        st.text(crit.instructions)
+
+    options = value_options(crit)
+    if options:
+        cols = st.columns(len(options))
+        for i, (value, text) in enumerate(options):
+            cols[i].button(
+                text,
+                key=f"label_value_{i}",
+                shortcut=keys.value_key(i),
+                type="primary" if ss["label_value"] == value else "secondary",
+                on_click=_set_value,
+                args=(value,),
+                width="stretch",
+            )
+        current_value = ss["label_value"]
+    else:
+        st.number_input(
+            "Value",
+            key="label_number",
+            min_value=crit.min_value,
+            max_value=crit.max_value,
+        )
+        current_value = ss.get("label_number")
+
+    verdict = judge_verdict(detail, crit)
+    required = rationale_required(crit, current_value, verdict, ss["label_policy"])
+    if required:
+        st.caption(
+            ":orange[**Rationale required**]"
+            + (
+                ": your value disagrees with the judge's verdict."
+                if ss["label_policy"] == "disagree"
+                else "."
+            )
+        )
+    else:
+        st.caption("Rationale optional. Quoting the phrase that decided it helps the judge learn.")
+    st.text_area(
+        "Rationale",
+        key="label_rationale",
+        height=140,
+        placeholder='Why? Quote the phrase that decided it, e.g. "I\'ve issued your refund".',
+    )
+    st.button(
+        "Submit & next",
+        key="label_submit",
+        type="primary",
+        icon=":material/check:",
+        shortcut=keys.SUBMIT,
+        on_click=_submit,
+        args=(trace_id, session),
+        disabled=current_value is None,
+        width="stretch",
+    )
+    keys.legend([text for _, text in options])
+    if ss["label_error"]:
+        st.error(ss["label_error"])
+    elif ss["label_flash"]:
+        st.success(ss["label_flash"])
+
+    view = others_labels(detail, crit.name, ctx.reviewer, blind=ss["label_blind"])
+    st.markdown("**Other reviewers**")
+    if view.hidden:
+        st.caption(f"{view.hidden} other label(s) hidden until you label this trace (blind mode).")
+    elif not view.labels:
+        st.caption("No other reviewer has labeled this trace.")
+    for lab in view.labels:
+        with st.container(border=True):
+            st.text(f"{lab.reviewer}: {display_value(crit, lab.value)}")
+            if lab.rationale:
+                st.text(lab.rationale)
+    if verdict is not None:
+        st.markdown("**Judge**")
+        if ss["label_blind"] and trace_id not in session.done:
+            st.caption("A judge has a verdict on this trace; it is shown once you have labeled it.")
+        else:
+            with st.container(border=True):
+                st.text(f"{verdict.source}: {display_value(crit, verdict.value)}")
+                if verdict.rationale:
+                    st.text(verdict.rationale)

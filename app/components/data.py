@@ -1,0 +1,122 @@
+"""Cached reads from core, shared by the pages, and the precise invalidation after writes.
+
+Every function here is one core call behind ``st.cache_data`` with a TTL and a bound, so
+several users and tabs share reads while a write by another process shows up within
+seconds. After a write, the page calls the matching ``after_*`` function, which clears
+only the caches that write made stale.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import config
+from core.agreement_views import Ratings, load_ratings
+from core.criteria import Criterion, list_criteria
+from core.files import UploadPreview, preview_upload
+from core.labeling import Session, load_session, work_lists
+from core.overview import Overview, experiment_overview
+from core.store import list_experiments
+from core.traces import TraceDetail, TracePage, get_trace, list_traces
+
+
+@st.cache_resource(show_spinner=False)
+def _configured() -> str:
+    # Once per process: point MLflow at the store (env var or the local data folder).
+    return config.configure()
+
+
+def configure() -> str:
+    """Make sure MLflow points at alignboard's store."""
+    return _configured()
+
+
+@st.cache_data(ttl=30, max_entries=8, show_spinner=False)
+def experiments() -> list[tuple[str, str]]:
+    """(experiment id, name) of the active experiments, newest first."""
+    return [(e.experiment_id, e.name) for e in list_experiments()]
+
+
+@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+def criteria(experiment_id: str) -> list[Criterion]:
+    """The experiment's criteria."""
+    return list_criteria(experiment_id)
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner=False)
+def overview(experiment_id: str) -> Overview:
+    """Counts, judges and runs of the experiment."""
+    return experiment_overview(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def queues_for(experiment_id: str, reviewer: str) -> list[str]:
+    """Queue names to offer a reviewer (their own first)."""
+    return work_lists(experiment_id, reviewer)
+
+
+@st.cache_data(ttl=15, max_entries=64, show_spinner=False)
+def session(experiment_id: str, criterion: str, reviewer: str, queue: str) -> Session:
+    """A reviewer's work list and what they have labeled in it."""
+    return load_session(experiment_id, criterion, reviewer, queue)
+
+
+@st.cache_data(ttl=15, max_entries=256, show_spinner=False)
+def trace(trace_id: str) -> TraceDetail:
+    """One trace in full (inputs, outputs, labels, judge feedback)."""
+    return get_trace(trace_id)
+
+
+@st.cache_data(ttl=15, max_entries=128, show_spinner=False)
+def trace_page(
+    experiment_id: str,
+    criterion: str | None,
+    labeled: bool | None,
+    value: object,
+    reviewer: str | None,
+    text: str | None,
+    page_size: int,
+    token: str | None,
+) -> TracePage:
+    """One page of the filtered trace list."""
+    return list_traces(
+        experiment_id,
+        criterion=criterion,
+        labeled=labeled,
+        value=value,
+        reviewer=reviewer,
+        text=text,
+        page_size=page_size,
+        page_token=token,
+    )
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def ratings(experiment_id: str, criterion: Criterion) -> Ratings:
+    """Every human label and judge verdict for one criterion."""
+    return load_ratings(experiment_id, criterion)
+
+
+@st.cache_data(ttl=120, max_entries=4, show_spinner="Checking the file...")
+def upload_preview(payload: bytes, filename: str, experiment_id: str) -> UploadPreview:
+    """Validation of an uploaded file against the experiment (nothing is written)."""
+    return preview_upload(payload, filename, experiment_id)
+
+
+def after_label(trace_id: str) -> None:
+    """A label was written on ``trace_id``: clear what shows labels."""
+    trace.clear(trace_id)
+    session.clear()
+    trace_page.clear()
+    overview.clear()
+    ratings.clear()
+
+
+def after_import() -> None:
+    """Traces (and maybe labels) were imported."""
+    experiments.clear()
+    upload_preview.clear()
+    overview.clear()
+    trace_page.clear()
+    session.clear()
+    ratings.clear()
