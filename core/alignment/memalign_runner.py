@@ -32,6 +32,7 @@ from typing import Any
 from core.alignment.mlflow_traces import fetch_traces, seed_judge
 from core.alignment.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
 from core.models import demo_stats
+from core.models.usage import usage_snapshot
 
 #: Smallest chunk of traces per ``judge.align`` call (MLflow distils 50 records per prompt).
 MIN_CHUNK = 50
@@ -124,7 +125,7 @@ def run(
         guidelines, ``extra`` the guidelines and the episode count.
     """
     started = time.monotonic()
-    before = demo_stats()
+    before = (usage_snapshot(), demo_stats())
     judge: Any = seed_judge(settings.judge)
     optimizer = _optimizer(
         settings.reflection_model, settings.retrieval_k, settings.embedding_model, 512
@@ -159,12 +160,14 @@ def run(
 
 
 def _progress(judge: Any, before: Any, started: float) -> dict[str, float]:
-    now = demo_stats()
+    # LLM calls come from LiteLLM's usage log (real providers too); embedding calls are
+    # only counted for the demo model, whose provider tallies them itself.
+    calls, demo_now = usage_snapshot(), demo_stats()
     return {
         "memalign_guidelines": float(len(judge._semantic_memory)),
         "memalign_episodes": float(len(judge._episodic_memory)),
-        "llm_calls": float(now.calls - before.calls),
-        "embedding_calls": float(now.embedding_calls - before.embedding_calls),
+        "llm_calls": float(calls.calls - before[0].calls),
+        "demo_embedding_calls": float(demo_now.embedding_calls - before[1].embedding_calls),
         "wall_seconds": time.monotonic() - started,
     }
 

@@ -65,7 +65,7 @@ def test_memalign_distils_guidelines_from_train_traces_and_beats_the_seed(demo_s
     assert guidelines[0]["text"] in outcome.instructions
     assert recorder.metric("memalign_guidelines") == len(guidelines)
     # dspy caches LM and embedding answers on disk, so a rerun may spend no calls at all.
-    assert recorder.metric("llm_calls") >= 0 and recorder.metric("embedding_calls") >= 0
+    assert recorder.metric("llm_calls") >= 0 and recorder.metric("demo_embedding_calls") >= 0
     assert recorder.heartbeats >= 2
 
     seed_acc = accuracy(seed_judge(settings.judge), ex["test"])
