@@ -120,3 +120,91 @@ def after_import() -> None:
     trace_page.clear()
     session.clear()
     ratings.clear()
+
+
+# --- Versions page -----------------------------------------------------------------------
+
+# Imported with its section (appended to this module) rather than at the top.
+from core import version_compare as vc  # noqa: E402
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def version_subjects(experiment_id: str) -> list[vc.Subject]:
+    """Registered judges of the experiment and registered prompts."""
+    return vc.list_subjects(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=64, show_spinner=False)
+def version_summaries(experiment_id: str, kind: str, name: str) -> list[vc.VersionSummary]:
+    """Versions of one judge or prompt, oldest first, with their aliases."""
+    return vc.list_version_summaries(experiment_id, kind, name)
+
+
+@st.cache_data(ttl=60, max_entries=64, show_spinner="Loading both versions...")
+def version_comparison(
+    experiment_id: str, kind: str, name: str, version_a: int, version_b: int
+) -> vc.VersionComparison:
+    """Two versions side by side: texts, word diff, test metrics, runs."""
+    return vc.compare_versions(experiment_id, kind, name, version_a, version_b)
+
+
+def after_alias() -> None:
+    """An alias moved: clear what shows aliases."""
+    version_subjects.clear()
+    version_summaries.clear()
+    version_comparison.clear()
+    overview.clear()
+
+
+# --- alignment: Align and Run explorer pages --------------------------------------------
+
+
+@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
+def jobs(experiment_id: str, limit: int = 30) -> list:
+    """The experiment's alignment jobs (``JobStatus``), newest first."""
+    from core.alignment.jobs import list_jobs
+
+    return list_jobs(experiment_id, max_results=limit)
+
+
+@st.cache_data(ttl=60, max_entries=16, show_spinner=False)
+def starting_points(experiment_id: str, criterion: Criterion) -> list:
+    """Instructions an alignment of ``criterion``'s judge can start from."""
+    from core.judges import starting_points as points
+
+    return points(experiment_id, criterion)
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner="Checking the alignment...")
+def alignment_check(settings):
+    """Pre-flight findings and cost estimate of an alignment (``AlignmentCheck``)."""
+    from core.judges import check_alignment
+
+    return check_alignment(settings)
+
+
+@st.cache_data(ttl=600, max_entries=16, show_spinner="Loading the run...")
+def run_view(run_id: str, status: str):
+    """A run's full record (``RunView``). ``status`` is part of the key, so a run that
+    moves on (finishes, is resumed) is read afresh; pass it from a fresh status read."""
+    from core.run_views import load_run_view
+
+    return load_run_view(run_id)
+
+
+def after_launch() -> None:
+    """An alignment job was launched, resumed or cancelled."""
+    jobs.clear()
+    overview.clear()
+
+
+def after_job_end() -> None:
+    """A job ended (or an unalign ran): it may have registered a judge version."""
+    jobs.clear()
+    overview.clear()
+    starting_points.clear()
+
+
+def after_unalign() -> None:
+    """A MemAlign unalign created a run and a judge version."""
+    after_job_end()

@@ -33,6 +33,9 @@ PAGES: list[PageSpec] = [
     PageSpec("traces.py", "Traces", ":material/table_rows:", "Review", "traces"),
     PageSpec("label.py", "Label", ":material/rate_review:", "Review", "label"),
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
+    PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),
+    PageSpec("align.py", "Align", ":material/tune:", "Align", "align"),
+    PageSpec("run_explorer.py", "Run explorer", ":material/query_stats:", "Align", "run_explorer"),
 ]
 
 

@@ -1,0 +1,370 @@
+"""Run explorer: what one alignment did, iteration by iteration and candidate by candidate."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import streamlit as st
+
+from app.components import charts, data, nav, run_charts, shell
+from core.alignment import jobs
+from core.alignment.memalign_versions import unalign
+from core.diffs import diff_html
+from core.errors import AlignboardError
+from core.overview import DEMO_NOTE
+
+ctx = shell.require_context()
+ss = st.session_state
+st.title("Run explorer")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def _trace_link(trace_id: str) -> str:
+    return f"label?trace={trace_id}"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+# ---- which run -------------------------------------------------------------------------
+all_jobs = data.jobs(ctx.experiment_id)
+by_id = {j.run_id: j for j in all_jobs}
+asked = st.query_params.get("run")
+if asked and asked != ss.get("explorer_seen_param"):
+    # A link (?run=...) was followed: it wins over the last selection.
+    ss["explorer_seen_param"] = asked
+    ss["explorer_run"] = asked
+ids = list(by_id)
+if ss.get("explorer_run") and ss["explorer_run"] not in by_id:
+    ids.insert(0, ss["explorer_run"])  # e.g. a run of another experiment, by link
+if not ids:
+    st.info("No alignment runs in this experiment yet. Launch one on the Align page.")
+    st.page_link(nav.page_path("align.py"), label="Go to Align", icon=":material/tune:")
+    st.stop()
+if ss.get("explorer_run") not in ids:
+    ss["explorer_run"] = ids[0]
+
+
+def _on_pick() -> None:
+    st.query_params["run"] = ss["explorer_run"]
+    ss["explorer_seen_param"] = ss["explorer_run"]
+
+
+def _label(rid: str) -> str:
+    j = by_id.get(rid)
+    if j is None:
+        return rid
+    version = f" v{j.judge_version}" if j.judge_version else ""
+    return f"{_when(j.started)} · {j.optimizer} · {j.judge_name}{version} · {j.status} · {rid[:8]}"
+
+
+run_id = st.selectbox("Run", ids, key="explorer_run", format_func=_label, on_change=_on_pick)
+try:
+    status = jobs.status(run_id)
+except AlignboardError as exc:
+    st.error(str(exc))
+    st.stop()
+# The status (and, while running, the iteration) keys the cache: a run that moves on is
+# read afresh, a finished one is read once.
+view = data.run_view(run_id, f"{status.status}:{status.iteration}")
+info = view.info
+
+# ---- header ----------------------------------------------------------------------------
+models = [info.params.get(k, "") for k in ("judge_model", "reflection_model")]
+if any(m.startswith("demo:/") for m in models):
+    st.info("**This run used the demo model.** " + DEMO_NOTE, icon=":material/science:")
+if status.active:
+    st.warning(
+        f"This run is still {status.status}: what follows is its state so far. "
+        "Watch it live on the Align page.",
+        icon=":material/hourglass_top:",
+    )
+    st.button("Refresh", key="explorer_refresh", icon=":material/refresh:")
+elif status.error:
+    st.error(f"{status.status}: {status.error}")
+m = st.columns(5)
+m[0].metric("Status", status.status)
+m[1].metric("Optimizer", info.optimizer or "-")
+m[2].metric("Judge version", f"v{info.judge_version}" if info.judge_version else "-")
+if view.is_memalign:
+    # MemAlign spends no judge calls while aligning: its budget means nothing here.
+    m[3].metric("Guidelines", len(view.guidelines))
+    m[4].metric("Episodes", len(view.episodes))
+else:
+    m[3].metric(
+        "Metric calls",
+        f"{status.metric_calls or 0:,}" + (f" / {info.budget:,}" if info.budget else ""),
+    )
+    m[4].metric("Candidates", len(view.candidates) if view.has_candidates else "-")
+st.caption(
+    f"Run `{info.run_id}` ({info.name}) · judge model `{models[0]}` · reflection model "
+    f"`{models[1]}`"
+)
+
+# ---- iterations ------------------------------------------------------------------------
+if view.has_candidates:
+    st.subheader("Iterations")
+    st.caption(
+        "Each point is a candidate, at the metric calls spent when it was found; the green "
+        "step line is the best validation score so far, the dotted one the Pareto aggregate "
+        "(mean over validation examples of the best score any candidate reached)."
+    )
+    st.plotly_chart(run_charts.iteration_chart(view.progress), key="explorer_iterations")
+
+    st.subheader("Pareto frontier")
+    fm = view.frontier
+    front = ", ".join(f"#{c}" for c in fm.frontier) or "none"
+    st.caption(
+        f"Candidates x validation examples. Frontier: {front} (★). Pareto aggregate "
+        f"{_fmt(fm.aggregate)}."
+    )
+    if not fm.empty:
+        st.plotly_chart(run_charts.frontier_heatmap(fm), key="explorer_frontier")
+        st.dataframe(
+            [
+                {
+                    "example": f"ex{j + 1}",
+                    "trace": _trace_link(tid),
+                    "trace id": tid,
+                    "best score": fm.best_scores[j],
+                    "candidates at best": ", ".join(
+                        f"#{cid}"
+                        for cid, row in zip(fm.candidate_ids, fm.best_on_example, strict=True)
+                        if row[j]
+                    ),
+                }
+                for j, tid in enumerate(fm.example_ids)
+            ],
+            hide_index=True,
+            key="explorer_examples",
+            column_config={
+                "trace": st.column_config.LinkColumn("trace", display_text="open", width="small")
+            },
+        )
+
+    st.subheader("Lineage")
+    st.plotly_chart(run_charts.lineage_tree(view.lineage), key="explorer_lineage")
+
+    # ---- candidate detail --------------------------------------------------------------
+    st.subheader("Candidate")
+    cands = {c.id: c for c in view.candidates}
+    if ss.get("explorer_candidate") not in cands:
+        ss["explorer_candidate"] = view.best_id if view.best_id is not None else min(cands)
+
+    def _cand_label(cid: int) -> str:
+        c = cands[cid]
+        flags = (" ★ best" if c.is_best else "") + (" · frontier" if c.on_frontier else "")
+        return f"{c.label} · val {c.val_score:.3f} · iteration {c.iteration}{flags}"
+
+    cid = st.selectbox("Candidate", list(cands), key="explorer_candidate", format_func=_cand_label)
+    cand = cands[cid]
+    st.markdown("**Instructions**")
+    st.code(cand.instructions, language=None, wrap_lines=True)
+    parent = cand.parent_ids[0] if cand.parent_ids else None
+    diffs = [("parent", view.diff(cid, parent)), ("seed", view.diff(cid, view.seed_id))]
+    cols = st.columns(2)
+    for col, (name, d) in zip(cols, diffs, strict=True):
+        with col:
+            if d is None:
+                st.markdown(f"**Diff vs {name}**")
+                st.caption("This is the seed: nothing to compare with.")
+                continue
+            st.markdown(f"**Diff vs {name} #{d.against}**")
+            st.caption(
+                f"+{d.stats.words_added} words, -{d.stats.words_removed} words "
+                f"({d.stats.similarity:.0%} unchanged). Green: added; struck red: removed."
+            )
+            st.html(diff_html(list(d.ops)))
+
+    wl = view.wins_and_losses(cid)
+    if wl.parent_id is not None:
+        st.markdown(
+            f"**Against parent #{wl.parent_id}**: won {len(wl.won)}, lost {len(wl.lost)}, "
+            f"same on {wl.tied} validation examples."
+        )
+        cols = st.columns(2)
+        for col, (title, rows, key) in zip(
+            cols,
+            (("Won", wl.won, "explorer_won"), ("Lost", wl.lost, "explorer_lost")),
+            strict=True,
+        ):
+            with col:
+                st.markdown(f"*{title}*")
+                if not rows:
+                    st.caption("none")
+                    continue
+                st.dataframe(
+                    [
+                        {
+                            "trace": _trace_link(o.trace_id),
+                            "trace id": o.trace_id,
+                            "parent": o.parent_score,
+                            "this": o.score,
+                        }
+                        for o in rows
+                    ],
+                    hide_index=True,
+                    key=key,
+                    column_config={
+                        "trace": st.column_config.LinkColumn(display_text="open", width="small")
+                    },
+                )
+elif not view.is_memalign:
+    st.caption("This run recorded no candidates (yet): nothing to chart per iteration.")
+
+# ---- test split ------------------------------------------------------------------------
+st.subheader("Test split: before and after")
+test = view.test
+if not test.available:
+    st.caption(test.note or "No test-split scores recorded.")
+else:
+    st.caption(
+        f"The seed judge and the aligned judge on {test.n} held-out traces the optimizer "
+        "never saw, against the human labels."
+    )
+
+    def _ci(ci) -> str:
+        return "" if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}"
+
+    st.dataframe(
+        [
+            {
+                "metric": r.metric,
+                "before (seed)": r.before,
+                "before 95% CI": _ci(r.before_ci),
+                "after (aligned)": r.after,
+                "after 95% CI": _ci(r.after_ci),
+                "change": r.change,
+            }
+            for r in test.rows
+        ],
+        hide_index=True,
+        key="explorer_test",
+        column_config={
+            k: st.column_config.NumberColumn(format="%.3f")
+            for k in ("before (seed)", "after (aligned)", "change")
+        },
+    )
+    cols = st.columns(2)
+    for col, (name, conf, key) in zip(
+        cols,
+        (
+            ("Before (seed judge)", test.before_confusion, "explorer_conf_before"),
+            ("After (aligned judge)", test.after_confusion, "explorer_conf_after"),
+        ),
+        strict=True,
+    ):
+        with col:
+            st.markdown(f"**{name}**")
+            if conf is None:
+                st.caption("not scored")
+                continue
+            fig = charts.confusion_heatmap(
+                list(conf.labels), [list(r) for r in conf.counts], "human", "judge"
+            )
+            st.plotly_chart(fig, key=key)
+    if test.note:
+        st.caption(test.note)
+
+# ---- MemAlign --------------------------------------------------------------------------
+if view.is_memalign:
+    if view.unaligned:
+        st.info(f"This run unaligned {len(view.unaligned)} trace(s): {', '.join(view.unaligned)}")
+    st.subheader(f"Guidelines ({len(view.guidelines)})")
+    st.caption("Semantic memory: rules distilled from the human rationales, with their sources.")
+    with st.container(height=420 if len(view.guidelines) > 6 else None):
+        for g in view.guidelines:
+            st.text(f"{g.index + 1}. {g.text}")
+            links = [f"[{t}]({_trace_link(t)})" for t in g.source_trace_ids if _SAFE_ID.match(t)]
+            if links:
+                st.caption("from " + ", ".join(links))
+    st.subheader(f"Episodic memory ({len(view.episodes)})")
+    st.dataframe(
+        [
+            {
+                "trace": _trace_link(e.trace_id) if e.trace_id else None,
+                "trace id": e.trace_id,
+                "label": e.label,
+                "rationale": e.rationale,
+                "inputs": e.inputs[:300],
+                "outputs": e.outputs[:300],
+            }
+            for e in view.episodes
+        ],
+        hide_index=True,
+        key="explorer_episodes",
+        column_config={
+            "trace": st.column_config.LinkColumn(display_text="open", width="small"),
+            "rationale": st.column_config.TextColumn(width="large"),
+        },
+    )
+
+    st.subheader("Unalign")
+    choices = list(
+        dict.fromkeys(
+            [e.trace_id for e in view.episodes if e.trace_id]
+            + [t for g in view.guidelines for t in g.source_trace_ids]
+        )
+    )
+    episodes = {e.trace_id: e for e in view.episodes if e.trace_id}
+
+    def _trace_label(t: str) -> str:
+        e = episodes.get(t)
+        return t if e is None else f"{t} · {e.label} · {(e.rationale or '')[:60]}"
+
+    def _unalign() -> None:
+        try:
+            result = unalign(
+                ctx.experiment_id,
+                info.judge_name,
+                ss.get("explorer_unalign") or [],
+                version=info.judge_version,
+            )
+            ss["explorer_unalign_result"] = result.to_dict()
+            ss["explorer_unalign_error"] = None
+            ss["explorer_unalign"] = []
+        except AlignboardError as exc:
+            ss["explorer_unalign_error"] = str(exc)
+            ss["explorer_unalign_result"] = None
+        data.after_unalign()
+
+    st.caption(
+        "Forget traces (e.g. mislabeled ones): their episodes go, and every guideline all of "
+        "whose sources go. The result is registered as a new version; this one is unchanged."
+    )
+    st.multiselect("Traces to unalign", choices, key="explorer_unalign", format_func=_trace_label)
+    st.button(
+        "Unalign and register a new version",
+        key="explorer_unalign_go",
+        icon=":material/remove_circle:",
+        on_click=_unalign,
+        disabled=not ss.get("explorer_unalign") or info.judge_version is None,
+    )
+    if ss.get("explorer_unalign_error"):
+        st.error(ss["explorer_unalign_error"])
+    res = ss.get("explorer_unalign_result")
+    if res:
+        extra = f"test accuracy {_fmt(res.get('test_accuracy_before'), 2)} -> " + _fmt(
+            res.get("test_accuracy_after"), 2
+        )
+        st.success(
+            f"Registered {res['judge_name']} v{res['judge_version']} (run {res['run_id']}): "
+            f"{extra}.",
+            icon=":material/check_circle:",
+        )
+        st.page_link(
+            nav.page_path("run_explorer.py"),
+            label="Open the new run",
+            icon=":material/query_stats:",
+            query_params={"run": res["run_id"]},
+        )
+
+# ---- final instructions ----------------------------------------------------------------
+st.subheader("Aligned instructions")
+st.code(view.final_instructions or "(not written yet)", language=None, wrap_lines=True)

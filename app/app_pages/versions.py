@@ -1,0 +1,291 @@
+"""Versions: any two versions of a judge or a registered prompt, side by side; aliases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from app.components import charts, data, nav, shell
+from core.errors import AlignboardError
+from core.version_compare import (
+    Metrics,
+    VersionComparison,
+    VersionSide,
+    alias_map,
+    rollback,
+    rollback_targets,
+    set_alias,
+    side_html,
+)
+
+ctx = shell.require_context()
+st.title("Versions")
+ss = st.session_state
+ss.setdefault("versions_flash", None)
+ss.setdefault("versions_error", None)
+ss.setdefault("versions_undo", None)
+
+subjects = data.version_subjects(ctx.experiment_id)
+if not subjects:
+    st.info(
+        "No judge or prompt is registered yet. An alignment registers a new judge version "
+        "(Align page, or `alignboard align`); prompts come from MLflow's prompt registry."
+    )
+    st.stop()
+
+by_label = {s.label: s for s in subjects}
+if ss.get("versions_subject") not in by_label:
+    ss["versions_subject"] = next(iter(by_label))
+subject = by_label[st.selectbox("Judge or prompt", list(by_label), key="versions_subject")]
+summaries = data.version_summaries(ctx.experiment_id, subject.kind, subject.name)
+if not summaries:
+    st.info(f"{subject.kind.capitalize()} {subject.name!r} has no versions yet.")
+    st.stop()
+numbers = [s.version for s in summaries]
+labels = {s.version: s.label for s in summaries}
+
+# Defaults: the previous version on the left, the latest on the right. Reset when the
+# subject changes and the remembered versions do not exist for it.
+for key, default in (
+    ("versions_a", numbers[max(len(numbers) - 2, 0)]),
+    ("versions_b", numbers[-1]),
+):
+    if ss.get(key) not in numbers:
+        ss[key] = default
+pick = st.columns(2)
+va = pick[0].selectbox("Version A", numbers, key="versions_a", format_func=labels.get)
+vb = pick[1].selectbox("Version B", numbers, key="versions_b", format_func=labels.get)
+if len(numbers) < 2:
+    st.caption("Only one version so far: an alignment run registers the next one.")
+
+try:
+    cmp: VersionComparison = data.version_comparison(
+        ctx.experiment_id, subject.kind, subject.name, va, vb
+    )
+except AlignboardError as exc:
+    st.error(str(exc))
+    st.stop()
+
+
+def _when(ms: int | None) -> str:
+    return "" if not ms else datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def _run(side: VersionSide) -> None:
+    if not side.run_id:
+        st.caption("Not produced by a run.")
+        return
+    status = f" · {side.run_status}" if side.run_status else ""
+    has_explorer = any(p.url_path == "run_explorer" for p in nav.PAGES)
+    if has_explorer:
+        st.page_link(
+            nav.page_path("run_explorer.py"),
+            label=f"Run {side.run_id[:12]}{status}",
+            icon=":material/insights:",
+            query_params={"run": side.run_id},
+        )
+    else:
+        st.markdown(f"[Run `{side.run_id[:12]}`{status}]({side.run_link})")
+    if side.run_name:
+        st.text(side.run_name)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f"95% CI {ci[0]:.2f} to {ci[1]:.2f}"
+
+
+def _metrics(side: VersionSide, key: str) -> None:
+    m: Metrics | None = side.metrics
+    if m is None:
+        st.caption(f"No held-out metrics: {side.metrics_missing or 'none recorded'}.")
+        return
+    cols = st.columns(4)
+    cols[0].metric(
+        "Accuracy",
+        _fmt(m.accuracy),
+        delta=None
+        if m.accuracy is None or m.baseline_accuracy is None
+        else round(m.accuracy - m.baseline_accuracy, 3),
+        help="Delta: against the seed judge on the same test split.",
+    )
+    cols[0].caption(_ci(m.accuracy_ci))
+    cols[1].metric(
+        "Cohen's kappa",
+        _fmt(m.cohen_kappa),
+        delta=None
+        if m.cohen_kappa is None or m.baseline_kappa is None
+        else round(m.cohen_kappa - m.baseline_kappa, 3),
+    )
+    cols[1].caption(_ci(m.cohen_kappa_ci))
+    cols[2].metric("TPR", _fmt(m.tpr))
+    cols[3].metric("TNR", _fmt(m.tnr))
+    st.caption(
+        f"Test split, {m.n if m.n is not None else '?'} traces"
+        + (" (scalars recorded at registration)" if m.source == "registration" else "")
+    )
+    if m.confusion_counts:
+        st.plotly_chart(
+            charts.confusion_heatmap(
+                list(m.confusion_labels),
+                [list(r) for r in m.confusion_counts],
+                "human",
+                f"v{side.version}",
+            ),
+            key=key,
+        )
+
+
+# ---- side by side ------------------------------------------------------------------------
+if cmp.identical:
+    st.info("The two versions have the same text.", icon=":material/drag_handle:")
+elif cmp.stats:
+    st.caption(
+        f":green[+{cmp.stats.words_added} words] · :red[-{cmp.stats.words_removed} words] · "
+        f"{cmp.stats.similarity:.0%} unchanged, from v{cmp.a.version} to v{cmp.b.version}"
+    )
+left, right = st.columns(2, gap="medium")
+for col, side, which in ((left, cmp.a, "a"), (right, cmp.b, "b")):
+    with col:
+        st.subheader(f"v{side.version}")
+        facts = [f for f in (side.optimizer, _when(side.created_ms)) if f]
+        if side.aliases:
+            facts.append("aliases: " + ", ".join(side.aliases))
+        if facts:
+            st.caption(" · ".join(facts))
+        if side.note:
+            st.text(side.note)
+        _run(side)
+        # side_html escapes every word of the text; only our <ins>/<del> markup remains.
+        st.html(side_html(cmp.ops, which))
+
+st.subheader("Held-out agreement")
+left, right = st.columns(2, gap="medium")
+for col, side, which in ((left, cmp.a, "a"), (right, cmp.b, "b")):
+    with col:
+        st.markdown(f"**v{side.version}**")
+        _metrics(side, key=f"versions_confusion_{which}")
+rows = cmp.metric_rows()
+if rows and cmp.a.metrics and cmp.b.metrics:
+    st.dataframe(
+        [
+            {
+                "metric": r.metric,
+                f"v{cmp.a.version}": r.a,
+                f"v{cmp.b.version}": r.b,
+                "B - A": r.delta,
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        key="versions_metric_table",
+    )
+
+# ---- aliases -----------------------------------------------------------------------------
+st.subheader("Aliases")
+current = alias_map(summaries)
+if current:
+    st.dataframe(
+        [{"alias": a, "version": f"v{v}"} for a, v in sorted(current.items())],
+        hide_index=True,
+        key="versions_alias_table",
+    )
+else:
+    st.caption("No alias yet. Point `production` at the version you deploy.")
+
+
+def _set_alias() -> None:
+    alias, version = ss["versions_alias_name"], ss["versions_alias_version"]
+    try:
+        change = set_alias(ctx.experiment_id, subject.kind, subject.name, alias, version)
+    except AlignboardError as exc:
+        ss["versions_error"], ss["versions_flash"] = str(exc), None
+        return
+    data.after_alias()
+    was = "" if change.previous is None else f" (was v{change.previous})"
+    ss["versions_error"] = None
+    ss["versions_flash"] = f"{change.alias} now points at v{change.version}{was}."
+    ss["versions_undo"] = (subject.kind, subject.name, change.alias, change.previous)
+
+
+def _rollback() -> None:
+    alias, target = ss["versions_rb_alias"], ss["versions_rb_target"]
+    try:
+        change = rollback(ctx.experiment_id, subject.kind, subject.name, alias, target)
+    except AlignboardError as exc:
+        ss["versions_error"], ss["versions_flash"] = str(exc), None
+        return
+    data.after_alias()
+    ss["versions_error"] = None
+    ss["versions_flash"] = (
+        f"Rolled {change.alias} back to v{change.version}; it pointed at v{change.previous}."
+    )
+    ss["versions_undo"] = (subject.kind, subject.name, change.alias, change.previous)
+
+
+def _undo() -> None:
+    kind, name, alias, previous = ss["versions_undo"]
+    try:
+        change = set_alias(ctx.experiment_id, kind, name, alias, previous)
+    except AlignboardError as exc:
+        ss["versions_error"], ss["versions_flash"] = str(exc), None
+        return
+    data.after_alias()
+    ss["versions_undo"] = None
+    ss["versions_error"] = None
+    ss["versions_flash"] = f"Undone: {change.alias} points at v{change.version} again."
+
+
+set_col, rb_col = st.columns(2, gap="large")
+with set_col, st.form("versions_alias_form", border=True):
+    st.markdown("**Set an alias**")
+    st.text_input("Alias", value="production", key="versions_alias_name")
+    st.selectbox(
+        "On version",
+        numbers,
+        index=len(numbers) - 1,
+        key="versions_alias_version",
+        format_func=labels.get,
+    )
+    st.form_submit_button("Set alias", on_click=_set_alias, icon=":material/sell:")
+
+with rb_col, st.container(border=True):
+    st.markdown("**Roll back**")
+    if not current:
+        st.caption("Set an alias first; roll back moves it to an earlier version.")
+    else:
+        alias = st.selectbox("Alias", sorted(current), key="versions_rb_alias")
+        targets = rollback_targets(summaries, alias)
+        if not targets:
+            st.caption(
+                f"{alias} is on v{current[alias]}, the earliest version: nothing to roll back to."
+            )
+        else:
+            if ss.get("versions_rb_target") not in targets:
+                ss["versions_rb_target"] = targets[0]
+            st.selectbox(
+                f"Move {alias} (now v{current[alias]}) back to",
+                targets,
+                key="versions_rb_target",
+                format_func=labels.get,
+            )
+            st.button(
+                "Roll back", key="versions_rollback", on_click=_rollback, icon=":material/undo:"
+            )
+
+if ss["versions_error"]:
+    st.error(ss["versions_error"])
+elif ss["versions_flash"]:
+    st.success(ss["versions_flash"])
+undo = ss["versions_undo"]
+if undo and undo[:2] == (subject.kind, subject.name) and undo[3] is not None:
+    st.button(
+        f"Undo: move {undo[2]} back to v{undo[3]}",
+        key="versions_undo_button",
+        on_click=_undo,
+        icon=":material/history:",
+    )

@@ -1,0 +1,97 @@
+"""The Align page, driven through AppTest on a copy of the seeded demo store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+from streamlit.testing.v1 import AppTest
+
+from core.alignment import jobs
+from core.alignment.recorder import KIND_ALIGNMENT, TAG_KIND
+from core.criteria import create_criterion
+from core.labels import current_labels, set_label
+
+APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+
+
+def _align(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.switch_page("app_pages/align.py").run()
+
+
+def _frame(at: AppTest, column: str):
+    """The first table with ``column`` (st.dataframe has no key lookup in AppTest)."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_align_page_shows_judge_preflight_estimate_and_demo_note(demo_store):
+    at = _align()
+    _ok(at)
+    assert at.title[0].value == "Align"
+    assert at.selectbox(key="align_criterion").value == "support_quality"
+    # The judge starts from the criterion's instructions, editable.
+    assert "{{ outputs }}" in at.text_area(key="align_instructions").value
+    assert at.text_input(key="align_model").value == "demo:/judge"
+    assert at.text_input(key="align_reflection").value == "demo:/reflect"
+    assert any("stand-in, not an LLM" in i.value for i in at.info)
+    assert any("Pre-flight passed" in s.value for s in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Budget"].endswith("calls")
+    assert metrics["Estimated LLM calls"].startswith("~")
+    assert not at.button(key="align_launch").disabled
+
+
+def test_launching_from_the_align_page_creates_a_finished_run(demo_store):
+    at = _align()
+    at.number_input(key="align_budget").set_value(120)
+    at.button(key="align_check").click().run()
+    _ok(at)
+    assert at.metric[1].value == "120 calls"
+    started = time.monotonic()
+    at.button(key="align_launch").click().run()
+    assert time.monotonic() - started < 15, "launch must not wait for the job"
+    _ok(at)
+    run_id = at.session_state["align_run"]
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.data.tags[TAG_KIND] == KIND_ALIGNMENT
+    assert run.data.params["max_metric_calls"] == "120"
+    # The page polls; here the test does, with a timeout.
+    deadline = time.monotonic() + 90
+    while jobs.status(run_id).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    final = jobs.status(run_id)
+    assert final.status == "finished", final.error
+    assert final.judge_version is not None
+    at.run()
+    _ok(at)
+    assert any("Finished" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) == 1  # the progress chart
+    runs = _frame(at, "run id")
+    assert run_id in set(runs["run id"])
+    assert f"run_explorer?run={run_id}" in set(runs["open"])
+
+
+def test_preflight_error_blocks_launch(demo_store):
+    crit = create_criterion(
+        demo_store, "tone", "pass_fail", "Is {{ outputs }} polite to the customer?"
+    )
+    ids = list(dict.fromkeys(lab.trace_id for lab in current_labels(demo_store)))[:4]
+    for i, tid in enumerate(ids):
+        set_label(tid, crit, "maria.chen", i % 2 == 0, "ok")
+    at = _align(align_criterion="tone")
+    assert not at.exception
+    assert at.selectbox(key="align_criterion").value == "tone"
+    (err,) = [e.value for e in at.error]
+    assert "at least 10 labeled traces" in err and "4 are labeled" in err
+    assert at.button(key="align_launch").disabled
+    assert "align_run" not in at.session_state
+    assert jobs.list_jobs(demo_store) == []
