@@ -72,6 +72,16 @@ class Ratings:
         """Judge sources with at least one verdict, sorted."""
         return sorted({j for t in self.traces for j in t.judges})
 
+    @property
+    def primary_order(self) -> tuple[str, ...]:
+        """Reviewers by labels given (most first, then by name): ties go to the first.
+
+        The same rule as :func:`core.alignment.dataset.consolidate`, so "the humans" here
+        are exactly the labels alignments train and test against.
+        """
+        counts = Counter(r for t in self.traces for r in t.humans)
+        return tuple(sorted(counts, key=lambda r: (-counts[r], r)))
+
     def on_split(self, split: str) -> list[TraceRatings]:
         """The traces of one split (``all`` for every trace)."""
         _check_split(split)
@@ -164,8 +174,15 @@ def load_ratings(experiment_id: str, criterion: Criterion) -> Ratings:
     return Ratings(str(experiment_id), criterion, tuple(out))
 
 
-def ratings_of(trace: TraceRatings, rater: Rater) -> Rating | None:
-    """The rater's rating of one trace, or None."""
+def ratings_of(
+    trace: TraceRatings, rater: Rater, primary_order: tuple[str, ...] = ()
+) -> Rating | None:
+    """The rater's rating of one trace, or None.
+
+    For the humans' majority, a tie goes to the value of the first reviewer of
+    ``primary_order`` who labeled the trace (see :attr:`Ratings.primary_order`); with no
+    order given, a tie has no majority.
+    """
     if rater.kind == "reviewer":
         return trace.humans.get(rater.name)
     if rater.kind == "judge":
@@ -174,9 +191,20 @@ def ratings_of(trace: TraceRatings, rater: Rater) -> Rating | None:
         return None
     counts = Counter(r.value for r in trace.humans.values())
     top = counts.most_common()
-    if len(top) > 1 and top[0][1] == top[1][1]:
-        return None  # a tie has no majority
     value = top[0][0]
+    if len(top) > 1 and top[0][1] == top[1][1]:
+        tied = {v for v, n in top if n == top[0][1]}
+        decider = next(
+            (
+                trace.humans[r]
+                for r in primary_order
+                if r in trace.humans and trace.humans[r].value in tied
+            ),
+            None,
+        )
+        if decider is None:
+            return None  # a tie with no primary reviewer among the voters
+        value = decider.value
     voters = [r for r in trace.humans.values() if r.value == value]
     rationale = "\n".join(f"{r.who}: {r.rationale}" for r in voters if r.rationale) or None
     return Rating(value, rationale, ", ".join(sorted(r.who for r in voters)))
@@ -228,7 +256,8 @@ def compare_raters(
     ref: dict[str, Any] = {}
     pred: dict[str, Any] = {}
     for t in ratings.on_split(split):
-        a, b = ratings_of(t, reference), ratings_of(t, predicted)
+        order = ratings.primary_order
+        a, b = ratings_of(t, reference, order), ratings_of(t, predicted, order)
         if a is not None and b is not None:
             ref[t.trace_id] = a.value
             pred[t.trace_id] = b.value
@@ -276,7 +305,8 @@ def disagreements(ratings: Ratings, a: Rater, b: Rater, split: str = "all") -> l
     out = []
     crit = ratings.criterion
     for t in ratings.on_split(split):
-        ra, rb = ratings_of(t, a), ratings_of(t, b)
+        order = ratings.primary_order
+        ra, rb = ratings_of(t, a, order), ratings_of(t, b, order)
         if ra is None or rb is None or ra.value == rb.value:
             continue
         out.append(

@@ -85,16 +85,27 @@ def test_judge_vs_humans_uses_the_judges_feedback(demo_store):
     assert all(r.rationale_b == "judge's reasoning" and r.rationale_a for r in rows)
 
 
-def test_humans_majority_skips_ties_and_joins_rationales(demo_store):
+def test_humans_majority_breaks_ties_like_the_training_data_and_joins_rationales(demo_store):
+    from core.alignment.dataset import load_examples
+
     ratings = load_ratings(demo_store, get_criterion(demo_store, CRIT))
     humans = Rater.humans()
+    assert ratings.primary_order[0] == "maria.chen"  # she labeled the most
+    trained_on = {e.trace_id: e.label for e in load_examples(demo_store, CRIT)}
+    ties = 0
     for t in ratings.traces:
-        r = ratings_of(t, humans)
         values = [h.value for h in t.humans.values()]
         if len(values) == 2 and values[0] != values[1]:
-            assert r is None
+            ties += 1
+            assert ratings_of(t, humans) is None  # no order given: no majority
+            r = ratings_of(t, humans, ratings.primary_order)
+            assert r is not None and r.value == t.humans["maria.chen"].value
         else:
+            r = ratings_of(t, humans, ratings.primary_order)
             assert r is not None and r.value == values[0]
+        # "The humans" on the Agreement page are the labels alignments use.
+        assert r.value == trained_on[t.trace_id]
+    assert ties == 4
     disagree = next(
         t
         for t in ratings.traces

@@ -16,6 +16,7 @@ from core.agreement_views import (
     reviewer_agreement,
 )
 from core.errors import AlignboardError
+from core.judge_scoring import score_version
 
 ctx = shell.require_context()
 st.title("Agreement")
@@ -91,6 +92,45 @@ if matrix is not None:
 
 # ---- judge (or any rater) vs humans -----------------------------------------------------
 st.subheader("Judge vs humans")
+versions = data.judge_versions(ctx.experiment_id, crit.name)
+
+
+def _score_version() -> None:
+    version = ss["agree_score_version"]
+    try:
+        res = score_version(ctx.experiment_id, crit.name, version, ss["agree_split"] or "all")
+    except AlignboardError as exc:
+        ss["agree_score_msg"] = ("error", str(exc))
+        return
+    failed = f", {res.failed} failed" if res.failed else ""
+    ss["agree_score_msg"] = (
+        "ok",
+        f"{res.source_id}: judged {res.scored} trace(s), {res.already} already judged{failed}.",
+    )
+    data.ratings.clear()
+    # Show the version just measured against the humans.
+    ss["agree_reference"] = Rater.humans()
+    ss["agree_predicted"] = Rater.judge(res.source_id)
+
+
+if versions:
+    with st.form("agree_score_form", border=False):
+        row = st.columns([2, 1], vertical_alignment="bottom")
+        row[0].selectbox(
+            "Measure a registered version on this split",
+            [v.version for v in versions],
+            index=len(versions) - 1,
+            format_func=lambda n: f"{crit.name} v{n}",
+            key="agree_score_version",
+            help="Runs that version on the labeled traces of the split and stores its "
+            "verdicts as judge feedback; it then appears below as a rater.",
+        )
+        row[1].form_submit_button("Score version", on_click=_score_version)
+    kind, msg = ss.get("agree_score_msg") or (None, None)
+    if kind == "error":
+        st.error(msg)
+    elif kind == "ok":
+        st.success(msg)
 choices = raters(ratings)
 judges = [r for r in choices if r.kind == "judge"]
 if not judges:

@@ -208,3 +208,11 @@ def after_job_end() -> None:
 def after_unalign() -> None:
     """A MemAlign unalign created a run and a judge version."""
     after_job_end()
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def judge_versions(experiment_id: str, judge_name: str) -> list:
+    """Registered versions of one judge, oldest first."""
+    from core.alignment.registry import list_versions
+
+    return list_versions(experiment_id, judge_name)

@@ -296,3 +296,27 @@ def test_trace_content_is_rendered_only_as_text(demo_store, where):
             for fragment in ("<script", "onerror", "javascript:", "<b>raw"):
                 assert fragment not in str(el.value), (el, p)
     assert not at.get("html")
+
+
+def test_agreement_page_scores_a_registered_version_and_compares_it(demo_store):
+    from core.alignment.mlflow_traces import seed_judge
+    from core.alignment.registry import register_version
+    from tests.alignment.demo_examples import demo_settings
+
+    version = register_version(
+        seed_judge(demo_settings(demo_store, "gepa").judge),
+        demo_store,
+        run_id=None,
+        test_metrics={},
+    )
+    at = _page(_app("maria.chen"), "agreement")
+    _ok(at)
+    at.segmented_control(key="agree_split").set_value("test").run()
+    at.selectbox(key="agree_score_version").set_value(version)
+    submit = next(b for b in at.button if b.label == "Score version")
+    submit.click().run()
+    _ok(at)
+    assert any(f"support_quality/v{version}: judged" in s.value for s in at.success)
+    predicted = at.selectbox(key="agree_predicted")
+    assert predicted.value.name == f"support_quality/v{version}"
+    assert {m.label for m in at.metric} >= {"TPR", "TNR"}
