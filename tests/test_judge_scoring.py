@@ -22,8 +22,14 @@ def test_a_scored_version_matches_its_alignment_test_numbers(demo_store):
     assert first.scored == result.test_size and first.failed == 0
 
     # Stored as plain MLflow LLM_JUDGE feedback from a source naming the version.
-    trace = mlflow.search_traces(locations=[demo_store], return_type="list")[0]
-    assert trace is not None
+    stored = [
+        a
+        for t in mlflow.search_traces(locations=[demo_store], return_type="list")
+        for a in t.info.assessments
+        if a.source.source_type == "LLM_JUDGE" and a.source.source_id == first.source_id
+    ]
+    assert len(stored) == result.test_size
+    assert all(a.name == CRITERION and a.rationale.startswith("[demo stand-in]") for a in stored)
     again = score_version(demo_store, CRITERION, version, "test")
     assert (again.scored, again.already) == (0, result.test_size)
 
