@@ -36,9 +36,24 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install
+# The browser tests (tests/browser, part of `make test`) drive Debian's chromium; install
+# it when missing (sudo only when not already root).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: chromium
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache
+
+# Alignment benchmarks (B1 GEPA speed, B2 MemAlign), quick mode: tables on stdout, JSON in
+# benchmarks/results/ (gitignored; benchmarks/README.md keeps the figures).
+.PHONY: bench
+bench: install
+	$(BIN)/python benchmarks/run_all.py --quick --out benchmarks/results/latest.json

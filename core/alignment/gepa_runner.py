@@ -13,6 +13,12 @@ records (see :class:`RunTracker` for the details):
 * artifacts ``candidates.json``, ``pareto.json``, ``lineage.json``, ``iterations.json``
   and ``final_instructions.txt``, rewritten at every accepted candidate and iteration end.
 
+Recording never holds up the search: metrics, artifacts, the resumable state files and
+heartbeats are handed to one background writer thread (:class:`_Writer`) that writes them
+in order, skipping artifact rewrites already superseded by a newer one; the run waits
+for it before returning, so the final records are complete. (Written synchronously they
+cost about 60 ms per iteration on sqlite, a third of a 200 ms model call.)
+
 Resuming: gepa's state lives in ``recorder.work_dir / "gepa"`` and the judge's verdict
 cache in ``recorder.work_dir / "judge_cache.json"``; running again with the same work_dir
 continues from the last completed iteration (gepa re-evaluates the seed, which the
@@ -23,7 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +45,74 @@ from core.models.usage import UsageWindow, track_usage
 _log = logging.getLogger(__name__)
 CACHE_FILE = "judge_cache.json"
 ITERATIONS_FILE = "gepa_iterations.json"
+
+
+class _Writer:
+    """One background thread that performs the run's store writes in submission order.
+
+    ``put`` queues a write; ``put_latest`` queues one whose pending predecessor with the
+    same key is dropped (an artifact rewrite that a newer one supersedes). A failed write
+    is logged and the next one still runs, as when a gepa callback fails.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._latest: dict[str, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="gepa-recorder", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                job()
+            except Exception as exc:
+                self.errors += 1
+                _log.warning("recording a gepa iteration failed: %s", exc)
+            finally:
+                self._queue.task_done()
+
+    def put(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn``."""
+        with self._lock:
+            self._start()
+        self._queue.put(fn)
+
+    def put_latest(self, key: str, fn: Callable[[], None]) -> None:
+        """Queue ``fn``, replacing a not yet started write with the same key."""
+        with self._lock:
+            self._start()
+            queued = key in self._latest
+            self._latest[key] = fn
+        if not queued:
+            self._queue.put(lambda: self._run_latest(key))
+
+    def _run_latest(self, key: str) -> None:
+        with self._lock:
+            fn = self._latest.pop(key, None)
+        if fn is not None:
+            fn()
+
+    def flush(self) -> None:
+        """Wait until every queued write is done."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        """Flush and stop the thread."""
+        if self._thread is not None:
+            self._queue.join()
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
 
 
 class _GepaLogger:
@@ -120,6 +197,7 @@ class RunTracker:
         self._iter_started = 0.0
         self._iter_usage_start = 0
         self._iter_outcome: dict[str, Any] = {}
+        self.writer = _Writer()
 
     # --- candidate registry ------------------------------------------------------------
 
@@ -197,35 +275,70 @@ class RunTracker:
         }
 
     def write_artifacts(self) -> None:
-        """Rewrite every artifact from the current registry."""
+        """Rewrite every artifact from the current registry (in the background writer;
+        :meth:`flush` waits for it)."""
         if not self.candidates:
             return
         rec = self.recorder
         ordered = [self.candidates[i] for i in sorted(self.candidates)]
-        rec.log_json("candidates.json", ordered)
-        rec.log_json("pareto.json", self.pareto())
-        rec.log_json(
-            "lineage.json",
-            {
-                "nodes": [
-                    {
-                        "id": c["id"],
-                        "val_score": c["val_score"],
-                        "iteration": c["iteration"],
-                        "template": c["template"],
-                    }
-                    for c in ordered
-                ],
-                "edges": [
-                    {"parent": p, "child": c["id"]} for c in ordered for p in c["parent_ids"]
-                ],
-            },
+        payloads: list[tuple[str, Any]] = [
+            ("candidates.json", ordered),
+            ("pareto.json", self.pareto()),
+        ]
+        payloads.append(
+            (
+                "lineage.json",
+                {
+                    "nodes": [
+                        {
+                            "id": c["id"],
+                            "val_score": c["val_score"],
+                            "iteration": c["iteration"],
+                            "template": c["template"],
+                        }
+                        for c in ordered
+                    ],
+                    "edges": [
+                        {"parent": p, "child": c["id"]} for c in ordered for p in c["parent_ids"]
+                    ],
+                },
+            )
         )
-        rec.log_json("iterations.json", [self.iterations[k] for k in sorted(self.iterations)])
-        rec.log_text("final_instructions.txt", self.candidates[self.best_id()]["instructions"])
+        payloads.append(("iterations.json", [self.iterations[k] for k in sorted(self.iterations)]))
+        final = self.candidates[self.best_id()]["instructions"]
 
-    def _usage_metrics(self) -> dict[str, float]:
-        u = self.usage.current()
+        def write() -> None:
+            for name, obj in payloads:
+                rec.log_json(name, obj)
+            rec.log_text("final_instructions.txt", final)
+
+        self.writer.put_latest("artifacts", write)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log metrics through the background writer (in order)."""
+        self.writer.put(lambda: self.recorder.log_metrics(metrics, step=step))
+
+    def save_state(self) -> None:
+        """Write the resumable state (iteration log, verdict cache) to the work folder."""
+        log = [self.iterations[k] for k in sorted(self.iterations)]
+        cache = self.adapter.evaluator.cache
+        self.writer.put_latest("state", lambda: _write_json(self.work_dir / ITERATIONS_FILE, log))
+        self.writer.put_latest(
+            "cache", lambda: _write_json(self.work_dir / CACHE_FILE, cache.to_json())
+        )
+
+    def flush(self) -> None:
+        """Wait until everything recorded so far is written."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and stop the background writer."""
+        self.writer.close()
+
+    def _usage_metrics(self, settle: bool = True) -> dict[str, float]:
+        # Unsettled inside the loop: a call LiteLLM has not logged yet is counted at the
+        # next iteration (the run's totals are settled).
+        u = self.usage.current(settle=settle)
         out = {
             "llm_calls": float(u.calls),
             "llm_failures": float(u.failures),
@@ -267,7 +380,7 @@ class RunTracker:
         }
         if it == 0:
             self._record_seed_iteration(metrics)
-        self.recorder.log_metrics(metrics, step=it)
+        self.log_metrics(metrics, step=it)
         self.write_artifacts()
 
     def _record_seed_iteration(self, metrics: dict[str, float]) -> None:
@@ -314,7 +427,7 @@ class RunTracker:
         self.sync_state(state)
         rounds = self.adapter.take_rounds()
         seconds = time.monotonic() - self._iter_started
-        usage = self._usage_metrics()
+        usage = self._usage_metrics(settle=False)
         self.last_iteration = max(self.last_iteration, it)
         self.iterations[it] = {
             "iteration": it,
@@ -334,11 +447,8 @@ class RunTracker:
             **usage,
             **self._evaluator_metrics(),
         }
-        self.recorder.log_metrics(metrics, step=it)
-        _write_json(
-            self.work_dir / ITERATIONS_FILE, [self.iterations[k] for k in sorted(self.iterations)]
-        )
-        _write_json(self.work_dir / CACHE_FILE, self.adapter.evaluator.cache.to_json())
+        self.log_metrics(metrics, step=it)
+        self.save_state()
         self.write_artifacts()
         self.recorder.heartbeat()
 
@@ -352,6 +462,24 @@ def _value_range(examples: list[Example], value_type: str) -> float | None:
     values = [float(ex.label) for ex in examples if ex.label is not None]
     width = (max(values) - min(values)) if values else 0.0
     return width or None
+
+
+def _optimize(gepa, settings, spec, train, val, adapter, stopper, tracker, run_dir) -> Any:
+    return gepa.optimize(
+        seed_candidate={COMPONENT: spec.instructions},
+        trainset=train,
+        valset=val,
+        adapter=adapter,
+        reflection_lm=_ReflectionLM(settings.reflection_model, adapter),
+        reflection_minibatch_size=settings.minibatch_size,
+        max_metric_calls=settings.budget(len(train)),
+        stop_callbacks=[stopper],
+        logger=_GepaLogger(),
+        run_dir=str(run_dir),
+        callbacks=[tracker],
+        seed=settings.seed,
+        display_progress_bar=False,
+    )
 
 
 def run(
@@ -392,21 +520,12 @@ def run(
     stopper = _Stopper(recorder)
     with track_usage() as usage:
         tracker = RunTracker(recorder, adapter, val, usage, work_dir)
-        result = gepa.optimize(
-            seed_candidate={COMPONENT: spec.instructions},
-            trainset=train,
-            valset=val,
-            adapter=adapter,
-            reflection_lm=_ReflectionLM(settings.reflection_model, adapter),
-            reflection_minibatch_size=settings.minibatch_size,
-            max_metric_calls=settings.budget(len(train)),
-            stop_callbacks=[stopper],
-            logger=_GepaLogger(),
-            run_dir=str(run_dir),
-            callbacks=[tracker],
-            seed=settings.seed,
-            display_progress_bar=False,
-        )
+        try:
+            result = _optimize(gepa, settings, spec, train, val, adapter, stopper, tracker, run_dir)
+        finally:
+            # Whatever happened, what was recorded so far reaches the store.
+            tracker.close()
+            evaluator.close()
         for idx, cand in enumerate(result.candidates):
             tracker._add(
                 idx, cand[COMPONENT], list(result.parents[idx]), result.val_subscores[idx], 0
@@ -414,6 +533,7 @@ def run(
         tracker.metric_calls = max(tracker.metric_calls, int(result.total_metric_calls or 0))
         _write_json(work_dir / CACHE_FILE, cache.to_json())
         tracker.write_artifacts()
+        tracker.close()
         totals = usage.current()
 
     best = tracker.candidates[tracker.best_id()]

@@ -328,7 +328,25 @@ class JudgeEvaluator:
         self._lock = threading.Lock()
         self._judges: OrderedDict[str, Any] = OrderedDict()
         self._model = parse_model(spec.model, spec.base_url)
+        # One pool for the evaluator's life: an optimizer runs dozens of short rounds, and
+        # starting fresh threads for each cost about 10 ms a round.
+        self._pool: ThreadPoolExecutor | None = None
         install_usage_tracking()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.workers, thread_name_prefix="judge-eval"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (a later evaluation starts new ones)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     # The evaluation copy of a judge: MLflow's own retries off when we retry ourselves.
     def _judge_for(self, instructions: str) -> Any:
@@ -398,24 +416,22 @@ class JudgeEvaluator:
         depth = 0
         if todo:
             stop = threading.Event()
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
-                futures = [
-                    pool.submit(self._run_one, judge, ex, stop) for _, _, judge, _, ex in todo
-                ]
-                error: BaseException | None = None
-                for (i, j, _, key, ex), fut in zip(todo, futures, strict=True):
-                    try:
-                        verdict, attempts = fut.result()
-                    except CredentialsError as exc:
-                        stop.set()
-                        error = error or exc
-                        continue
-                    depth = max(depth, attempts)
-                    results[i][j] = verdict
-                    if key:
-                        self.cache.put((key, ex.trace_id, ex.label_version), verdict)
-                if error is not None:
-                    raise error
+            pool = self._executor()
+            futures = [pool.submit(self._run_one, judge, ex, stop) for _, _, judge, _, ex in todo]
+            error: BaseException | None = None
+            for (i, j, _, key, ex), fut in zip(todo, futures, strict=True):
+                try:
+                    verdict, attempts = fut.result()
+                except CredentialsError as exc:
+                    stop.set()
+                    error = error or exc
+                    continue
+                depth = max(depth, attempts)
+                results[i][j] = verdict
+                if key:
+                    self.cache.put((key, ex.trace_id, ex.label_version), verdict)
+            if error is not None:
+                raise error
         self.last_round = RoundInfo(
             pairs=sum(len(e) for _, e in items),
             calls=self.stats.calls - calls_before,

@@ -67,6 +67,9 @@ _MLFLOW_STATUS = {
 
 HEARTBEAT_INTERVAL_ENV = "ALIGNBOARD_HEARTBEAT_INTERVAL_S"
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+#: Heartbeats asked for sooner than this after the last one written are not written again
+#: (runners beat at every iteration; each write is a store transaction).
+HEARTBEAT_MIN_INTERVAL_S = 1.0
 #: How long a cancel-tag read is reused: runners may ask many times per iteration.
 CANCEL_CACHE_S = 1.0
 _MAX_TAG_CHARS = 5000  # MLflow caps tag values (8000 on sqlite); keep errors readable
@@ -184,6 +187,7 @@ class MlflowRunRecorder:
         self._cancel_checked = 0.0
         self._cancel_value = False
         self._max_step = -1
+        self._last_beat = float("-inf")
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -236,8 +240,18 @@ class MlflowRunRecorder:
             self._cancel_value = self._cancel_value or requested
             return self._cancel_value
 
-    def heartbeat(self) -> None:
-        """Set ``alignboard.heartbeat`` to now (epoch seconds)."""
+    def heartbeat(self, force: bool = False) -> None:
+        """Set ``alignboard.heartbeat`` to now (epoch seconds).
+
+        Args:
+            force: Write even if the last heartbeat is less than
+                ``HEARTBEAT_MIN_INTERVAL_S`` old (otherwise that one stands).
+        """
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._last_beat < HEARTBEAT_MIN_INTERVAL_S:
+                return
+            self._last_beat = now
         with_retry(self.client.set_tag, self.run_id, TAG_HEARTBEAT, f"{time.time():.3f}")
 
     # --- extras used by the engine -----------------------------------------------------
@@ -270,7 +284,7 @@ class MlflowRunRecorder:
         if self._thread is not None:
             return self
         self._stop_event.clear()
-        self.heartbeat()
+        self.heartbeat(force=True)
         interval = float(os.environ.get(HEARTBEAT_INTERVAL_ENV) or DEFAULT_HEARTBEAT_INTERVAL_S)
 
         def beat() -> None:

@@ -1,0 +1,55 @@
+"""The B1 benchmark runs end to end with tiny settings and writes the figures it promises.
+
+No timing is asserted: this checks the code path (the same one ``make bench`` runs) and
+the shape of the JSON, not the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import b1_gepa_speed
+from benchmarks.common import waves, write_json
+
+
+def test_waves_count_parallel_calls_once_per_batch_of_workers():
+    assert waves(0, 0, 8) == 0
+    assert waves(3, 1, 8) == 1
+    assert waves(10, 1, 8) == 2
+    assert waves(16, 1, 8) == 2
+    assert waves(3, 3, 8) == 3  # a call retried twice is three dependent attempts
+
+
+def test_critical_path_sums_rounds_and_adds_the_test_round():
+    iterations = [
+        {"rounds": [{"kind": "val_eval", "calls": 10, "depth": 1}]},
+        {
+            "rounds": [
+                {"kind": "minibatch_eval", "calls": 3, "depth": 1},
+                {"kind": "reflection", "calls": 1, "depth": 1},
+                {"kind": "minibatch_eval", "calls": 0, "depth": 0},
+            ]
+        },
+    ]
+    bound = b1_gepa_speed.critical_path(iterations, 0.2, 8, test_calls=20)
+    assert bound["optimizer_steps"] == 4
+    assert bound["test_steps"] == 3
+    assert abs(bound["total_seconds"] - 1.4) < 1e-9
+
+
+def test_b1_runs_with_tiny_settings_and_reports_ratios(tmp_path):
+    result = b1_gepa_speed.run(latency_ms=2, quick=True, labeled=12, budget=40, workers=4)
+    out = tmp_path / "b1.json"
+    write_json(out, {"b1": result})
+    data = json.loads(out.read_text())
+    assert data["machine"]["date"] and data["machine"]["cpu_count"]
+    b1 = data["b1"]
+    for system in ("a", "b"):
+        for key in ("wall_s", "optimizer_wall_s", "metric_calls", "llm_calls", "max_in_flight"):
+            assert key in b1[system], (system, key)
+        assert 0 < b1[system]["metric_calls"] <= 40 + 12
+    assert b1["c"]["optimizer_steps"] > 0 and b1["c"]["wall_s"] > 0
+    assert b1["iterations_logged"] >= 1
+    for key in ("a_over_c_total", "a_over_c_optimizer", "b_over_a_total", "b_over_a_optimizer"):
+        assert isinstance(b1["ratios"][key], float), key
+    assert set(b1["goals"]) == {"a_within_1_3x_of_c", "a_4x_faster_than_b"}
