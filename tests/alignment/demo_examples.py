@@ -114,6 +114,10 @@ class ListRecorder:
     def heartbeat(self) -> None:
         self.heartbeats += 1
 
+    def steps(self, name: str) -> dict[int, float]:
+        """Every value logged for ``name``, by step."""
+        return {step: m[name] for step, m in self.metrics if name in m}
+
     def metric(self, name: str) -> float | None:
         """The last value logged for ``name``."""
         values = [m[name] for _, m in self.metrics if name in m]

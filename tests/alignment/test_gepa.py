@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
@@ -16,38 +13,7 @@ from core.alignment.judging import JudgeEvaluator, score
 from core.alignment.spec import AlignmentSettings, JudgeSpec
 from core.models import demo_stats, reset_demo_stats
 from tests.alignment.demo_examples import CRITERION
-
-
-@dataclass
-class FakeRecorder:
-    """The RunRecorder protocol in memory: metrics, artifacts and a stop flag."""
-
-    work_dir: Path
-    run_id: str = "fake"
-    stop_after_heartbeats: int | None = None
-    metrics: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    artifacts: dict[str, Any] = field(default_factory=dict)
-    heartbeats: int = 0
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self.metrics.append((step, dict(metrics)))
-
-    def log_json(self, name: str, obj: Any) -> None:
-        self.artifacts[name] = json.loads(json.dumps(obj))
-
-    def log_text(self, name: str, text: str) -> None:
-        self.artifacts[name] = text
-
-    def should_stop(self) -> bool:
-        return (
-            self.stop_after_heartbeats is not None and self.heartbeats >= self.stop_after_heartbeats
-        )
-
-    def heartbeat(self) -> None:
-        self.heartbeats += 1
-
-    def steps(self, name: str) -> dict[int, float]:
-        return {step: m[name] for step, m in self.metrics if name in m}
+from tests.alignment.demo_examples import ListRecorder as FakeRecorder
 
 
 @pytest.fixture
