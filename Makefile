@@ -12,7 +12,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := true
 
-.PHONY: install run test lint fmt clean seed
+.PHONY: install run test lint fmt clean seed reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,3 +57,8 @@ clean:
 .PHONY: bench
 bench: install
 	$(BIN)/python benchmarks/run_all.py --quick --out benchmarks/results/latest.json
+
+# Reliability tests (issue 5: bad input, secrets, ...). They are part of `make test` too;
+# this target runs just them.
+reliability: install
+	$(BIN)/python -m pytest -q tests/reliability

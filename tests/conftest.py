@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,13 @@ def demo_store(_demo_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     home.mkdir()
     db = home / "mlflow.db"
     shutil.copy(template, db)
+    # The copy would otherwise keep the template's artifact folder, shared by every test;
+    # MLflow has no API to move an experiment's artifact location, so edit the copy.
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+            ((home / "artifacts" / "demo").as_uri(), int(experiment_id)),
+        )
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv(config.HOME_ENV, str(home))
