@@ -14,7 +14,6 @@ Aliases (e.g. ``production``) live in MLflow: experiment tags for judges (see
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +48,6 @@ RUN_EXPLORER_PATH = "run_explorer"
 _LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"
 _TEST_METRICS_ARTIFACT = "test_metrics.json"
 _MAX_LINKED_RUNS = 200
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -599,7 +597,7 @@ def set_alias(experiment_id: str, kind: str, name: str, alias: str, version: int
     else:
         import mlflow
 
-        if not _ALIAS.match(alias):
+        if not registry.ALIAS_PATTERN.match(alias):
             raise ValidationError(
                 f"Alias {alias!r} must start with a letter and use only letters, digits, _ or -."
             )

@@ -178,36 +178,27 @@ st.progress(
 )
 
 nav = st.columns([1, 1, 1, 2])
-nav[0].button(
-    "Previous",
-    key="label_prev",
-    icon=":material/arrow_back:",
-    shortcut=keys.PREVIOUS,
-    on_click=_go,
-    args=(session.previous_id(trace_id),),
-    disabled=session.previous_id(trace_id) is None,
-    width="stretch",
-)
-nav[1].button(
-    "Next",
-    key="label_next",
-    icon=":material/arrow_forward:",
-    shortcut=keys.NEXT,
-    on_click=_go,
-    args=(session.next_id(trace_id),),
-    disabled=session.next_id(trace_id) is None,
-    width="stretch",
-)
-nav[2].button(
-    "Next unlabeled",
-    key="label_next_pending",
-    icon=":material/skip_next:",
-    shortcut=keys.NEXT_PENDING,
-    on_click=_go,
-    args=(session.next_pending(trace_id),),
-    disabled=session.next_pending(trace_id) is None,
-    width="stretch",
-)
+for col, (label, key, icon, shortcut, target) in zip(
+    nav,
+    (
+        ("Previous", "label_prev", ":material/arrow_back:", keys.PREVIOUS,
+         session.previous_id(trace_id)),
+        ("Next", "label_next", ":material/arrow_forward:", keys.NEXT, session.next_id(trace_id)),
+        ("Next unlabeled", "label_next_pending", ":material/skip_next:", keys.NEXT_PENDING,
+         session.next_pending(trace_id)),
+    ),
+    strict=False,
+):  # fmt: skip
+    col.button(
+        label,
+        key=key,
+        icon=icon,
+        shortcut=shortcut,
+        on_click=_go,
+        args=(target,),
+        disabled=target is None,
+        width="stretch",
+    )
 status = "labeled by you" if trace_id in session.done else "not labeled yet"
 nav[3].caption(f"Trace `{trace_id}` · {status}")
 

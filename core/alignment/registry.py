@@ -37,7 +37,8 @@ RUN_NAME_TAG = "alignboard.judge_name"
 MAX_TAG_CHARS = 20_000
 #: Longest metadata JSON written (test metrics beyond it are dropped, largest first).
 MAX_METADATA_CHARS = 2_000
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+#: What an alias may look like (e.g. ``production``); version_compare checks the same.
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def set_alias(experiment_id: str, name: str, alias: str, version: int) -> None:
         ValidationError: alias is not a simple word (letters, digits, ``_``, ``-``).
         NotFoundError: no such version.
     """
-    if not isinstance(alias, str) or not _ALIAS.match(alias):
+    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
         raise ValidationError(
             f"Alias {alias!r} must start with a letter and use only letters, digits, _ or -."
         )
