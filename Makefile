@@ -52,8 +52,8 @@ test: install chromium
 clean:
 	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache
 
-# Alignment benchmarks (B1 GEPA speed, B2 MemAlign), quick mode: tables on stdout, JSON in
-# benchmarks/results/ (gitignored; benchmarks/README.md keeps the figures).
+# Benchmarks (B1 GEPA speed, B2 MemAlign, B3 labeling latency at 1k/10k traces), quick mode:
+# tables on stdout, JSON in benchmarks/results/ (gitignored; benchmarks/README.md keeps the figures).
 .PHONY: bench
 bench: install
 	$(BIN)/python benchmarks/run_all.py --quick --out benchmarks/results/latest.json

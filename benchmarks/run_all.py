@@ -1,4 +1,4 @@
-"""Run every alignment benchmark (B1, B2) in one process; print the tables, write one JSON.
+"""Run every benchmark (B1, B2, B3) in one process; print the tables, write one JSON.
 
 ``python benchmarks/run_all.py --quick --out benchmarks/results/latest.json`` is what
 ``make bench`` runs (under five minutes on a 2-core machine).
@@ -13,22 +13,25 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import b1_gepa_speed, b2_memalign
+from benchmarks import b1_gepa_speed, b2_memalign, b3_labeling_scale
 from benchmarks.common import arg_parser, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python benchmarks/run_all.py [--quick] [--latency-ms N] --out F``."""
     p = arg_parser(__doc__.splitlines()[0])
-    p.add_argument("--only", choices=("b1", "b2"), nargs="+", help="run only these")
+    p.add_argument("--only", choices=("b1", "b2", "b3"), nargs="+", help="run only these")
     args = p.parse_args(argv)
-    wanted = set(args.only or ("b1", "b2"))
+    wanted = set(args.only or ("b1", "b2", "b3"))
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "latency_ms": args.latency_ms}
     if "b1" in wanted:
         results["b1"] = b1_gepa_speed.run(args.latency_ms, args.quick)
     if "b2" in wanted:
         results["b2"] = b2_memalign.run(args.latency_ms, args.quick)
+    if "b3" in wanted:
+        sizes = b3_labeling_scale.QUICK_SIZES if args.quick else b3_labeling_scale.FULL_SIZES
+        results["b3"] = b3_labeling_scale.run(sizes)
     results["total_seconds"] = time.perf_counter() - started
     print(f"all benchmarks: {results['total_seconds']:.1f} s", flush=True)
     write_json(args.out, results)

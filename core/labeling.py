@@ -10,27 +10,31 @@ Everything is plain data so the app can cache it and the CLI and tests can use i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any, Literal
 
 from core.criteria import Criterion, normalize_value
 from core.errors import ValidationError
-from core.labels import Label, current_labels, set_label
-from core.queues import Queue, get_queue, list_queues, queue_items
-from core.traces import TraceDetail, all_trace_ids
+from core.labels import Label, set_label
+from core.queues import list_queues
+from core.traces import TraceDetail
+from core.worklists import ALL_TRACES, WorkList, labeled_ids, load_work_list, resolve_queue
 
 RationalePolicy = Literal["disagree", "always", "never"]
 RATIONALE_POLICIES: tuple[str, ...] = ("disagree", "always", "never")
 """``disagree``: required when the value disagrees with the judge's verdict on the trace
 (the default); ``always``: required for every label; ``never``: always optional."""
 
-#: Name of the work list that holds every trace of the experiment (no queue).
-ALL_TRACES = ""
-
 
 @dataclass(frozen=True)
 class Session:
-    """One reviewer's work list for one criterion, and what they have labeled in it."""
+    """One reviewer's work list for one criterion, and what they have labeled in it.
+
+    Lookups are O(1) in the list's length (``index``), and moving on never copies the
+    list, so a session over 100k traces costs what one over 100 does.
+    """
 
     experiment_id: str
     criterion: str
@@ -41,7 +45,25 @@ class Session:
     trace_ids: tuple[str, ...]
     """The work list in working order."""
     done: frozenset[str] = field(default_factory=frozenset)
-    """Traces on which the reviewer has a current label for the criterion."""
+    """Traces of the work list on which the reviewer has a current label for the criterion
+    (a subset of ``trace_ids``: :meth:`of` and :func:`load_session` keep it so)."""
+    index: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+    """trace id -> position (built on first use when not given)."""
+
+    @classmethod
+    def of(cls, work: WorkList, criterion: str, reviewer: str, done: frozenset[str]) -> Session:
+        """A session over a loaded work list (shares its ids and index, copies nothing).
+
+        ``done`` must already be restricted to the list (see :func:`within`).
+        """
+        return cls(
+            work.experiment_id, criterion, reviewer, work.queue, work.trace_ids, done, work.index
+        )
+
+    def _index(self) -> Mapping[str, int]:
+        if self.index is None:
+            object.__setattr__(self, "index", {t: i for i, t in enumerate(self.trace_ids)})
+        return self.index  # type: ignore[return-value]
 
     @property
     def total(self) -> int:
@@ -51,7 +73,7 @@ class Session:
     @property
     def done_count(self) -> int:
         """Traces in the work list the reviewer has labeled."""
-        return sum(1 for t in self.trace_ids if t in self.done)
+        return len(self.done)
 
     @property
     def complete(self) -> bool:
@@ -60,10 +82,7 @@ class Session:
 
     def position(self, trace_id: str | None) -> int | None:
         """0-based position of ``trace_id`` in the work list, or None."""
-        try:
-            return self.trace_ids.index(trace_id)  # type: ignore[arg-type]
-        except ValueError:
-            return None
+        return None if trace_id is None else self._index().get(trace_id)
 
     def first_pending(self) -> str | None:
         """The first trace still to label, or None when the list is done."""
@@ -93,21 +112,28 @@ class Session:
         ``current`` itself counts as handled (the caller has just labeled it).
         """
         pos = self.position(current)
-        order = list(self.trace_ids)
-        if pos is not None:
-            order = order[pos + 1 :] + order[:pos]
+        ids = self.trace_ids
+        order = ids if pos is None else chain(islice(ids, pos + 1, None), islice(ids, 0, pos))
         return next((t for t in order if t not in self.done and t != current), None)
 
     def with_done(self, trace_id: str) -> Session:
         """A copy with ``trace_id`` counted as labeled (after a successful submit)."""
+        done = self.done | {trace_id} if self.position(trace_id) is not None else self.done
         return Session(
             self.experiment_id,
             self.criterion,
             self.reviewer,
             self.queue,
             self.trace_ids,
-            self.done | {trace_id},
+            done,
+            self.index,
         )
+
+
+def within(work: WorkList, ids: frozenset[str] | set[str]) -> frozenset[str]:
+    """The ids that are on the work list (what a :class:`Session`'s ``done`` holds)."""
+    index = work.index
+    return frozenset(t for t in ids if t in index)
 
 
 def work_lists(experiment_id: str, reviewer: str | None) -> list[str]:
@@ -135,25 +161,11 @@ def load_session(
         NotFoundError: no such queue.
         ValidationError: the queue does not ask for ``criterion``.
     """
-    if queue:
-        q: Queue = get_queue(experiment_id, queue)
-        if criterion not in q.criteria:
-            raise ValidationError(
-                f"Queue {queue!r} asks for {', '.join(q.criteria)}, not {criterion!r}; "
-                "pick one of those criteria."
-            )
-        ids = [i.trace_id for i in queue_items(q)]
-    else:
-        ids = all_trace_ids(experiment_id)
-    done: set[str] = set()
-    if reviewer and ids:
-        done = {
-            lab.trace_id
-            for lab in current_labels(
-                experiment_id, criterion=criterion, reviewer=reviewer, trace_ids=ids
-            )
-        }
-    return Session(experiment_id, criterion, reviewer, queue, tuple(ids), frozenset(done))
+    work = load_work_list(experiment_id, resolve_queue(experiment_id, queue, criterion))
+    done: frozenset[str] = frozenset()
+    if reviewer and work.trace_ids:
+        done = frozenset(labeled_ids(experiment_id, criterion, reviewer, within=work.index))
+    return Session.of(work, criterion, reviewer, done)
 
 
 @dataclass(frozen=True)

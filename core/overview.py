@@ -12,7 +12,7 @@ from typing import Any
 
 from mlflow.entities import Feedback
 
-from core import config
+from core import config, store_index
 from core.criteria import list_criteria
 from core.labels import current_from_assessments, is_human_feedback, iter_trace_infos
 from core.traces import count_traces
@@ -107,6 +107,22 @@ def label_counts(experiment_id: str) -> list[CriterionCounts]:
     labeled: Counter[str] = Counter()
     multi: Counter[str] = Counter()
     judged: Counter[str] = Counter()
+    keys = store_index.valid_feedback_keys(experiment_id, names)
+    if keys is not None:
+        # SQL store: count from (trace, name, source) keys; no trace info is built.
+        humans: dict[tuple[str, str], set[str]] = {}
+        judged_keys: set[tuple[str, str]] = set()
+        for k in keys:
+            if k.source_type == "HUMAN":
+                humans.setdefault((k.name, k.trace_id), set()).add(k.source_id or "")
+            else:
+                judged_keys.add((k.name, k.trace_id))
+        for (crit, _), revs in humans.items():
+            labeled[crit] += 1
+            multi[crit] += len(revs) >= 2
+            per_rev[crit].update(revs)
+        judged.update(crit for crit, _ in judged_keys)
+        return _criterion_counts(crits, per_rev, labeled, multi, judged)
     for info in iter_trace_infos(experiment_id):
         by_crit: dict[str, set[str]] = {}
         for lab in current_from_assessments(info.assessments):
@@ -125,6 +141,10 @@ def label_counts(experiment_id: str) -> list[CriterionCounts]:
             and a.name in names
         }
         judged.update(judged_here)
+    return _criterion_counts(crits, per_rev, labeled, multi, judged)
+
+
+def _criterion_counts(crits, per_rev, labeled, multi, judged) -> list[CriterionCounts]:
     return [
         CriterionCounts(
             criterion=c.name,
@@ -214,6 +234,17 @@ def demo_uses(experiment_id: str, runs: list[RunSummary] | None = None) -> list[
         for r in runs
         if r.uses_demo
     ]
+    return found
+
+
+def reviewers(experiment_id: str) -> list[str]:
+    """Every reviewer with a current label on any criterion, sorted (as ``Overview.reviewers``).
+
+    One indexed query on a SQL store, instead of the whole overview.
+    """
+    found = store_index.human_reviewers(experiment_id)
+    if found is None:
+        found = experiment_overview(experiment_id).reviewers
     return found
 
 

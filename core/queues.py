@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.genai import review_queues as rq
 
-from core import config
+from core import config, store_index
 from core.criteria import get_criterion, list_criteria
 from core.errors import NotFoundError, ValidationError
 from core.labels import current_labels
@@ -227,16 +227,26 @@ def queue_items(queue: Queue, status: str | None = None) -> list[QueueItem]:
     ]
 
 
+def _item_ids(queue: Queue) -> list[str]:
+    """The queue's trace ids in working order (one indexed query on a SQL store)."""
+    ids = store_index.queue_item_ids(queue.queue_id)
+    return ids if ids is not None else [i.trace_id for i in queue_items(queue)]
+
+
 def _done_by(queue: Queue, reviewer: str, trace_ids: list[str]) -> set[str]:
     """Trace ids on which ``reviewer`` has a current label for every queue criterion."""
+    wanted = set(trace_ids)
     done: set[str] | None = None
     for crit in queue.criteria:
-        labeled = {
-            lab.trace_id
-            for lab in current_labels(
-                queue.experiment_id, criterion=crit, reviewer=reviewer, trace_ids=trace_ids
-            )
-        }
+        labeled = store_index.human_labeled_ids(queue.experiment_id, crit, reviewer)
+        if labeled is None:
+            labeled = {
+                lab.trace_id
+                for lab in current_labels(
+                    queue.experiment_id, criterion=crit, reviewer=reviewer, trace_ids=trace_ids
+                )
+            }
+        labeled &= wanted
         done = labeled if done is None else done & labeled
     return done or set()
 
@@ -249,7 +259,7 @@ def next_pending(queue: Queue, reviewer: str, after: str | None = None) -> str |
         reviewer: Whose work list to look at.
         after: Start looking after this trace id (wrapping round), so "skip" moves on.
     """
-    ids = [i.trace_id for i in queue_items(queue)]
+    ids = _item_ids(queue)
     done = _done_by(queue, reviewer, ids)
     if after in ids:
         k = ids.index(after) + 1
@@ -259,7 +269,7 @@ def next_pending(queue: Queue, reviewer: str, after: str | None = None) -> str |
 
 def reviewer_progress(queue: Queue) -> list[ReviewerProgress]:
     """Return each assigned reviewer's progress (done / total) through the queue."""
-    ids = [i.trace_id for i in queue_items(queue)]
+    ids = _item_ids(queue)
     return [
         ReviewerProgress(reviewer=r, done=len(_done_by(queue, r, ids)), total=len(ids))
         for r in queue.reviewers

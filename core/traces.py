@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from mlflow.entities import Expectation, Feedback
 from mlflow.exceptions import MlflowException
 from mlflow.tracing.client import TracingClient
 
-from core import config
+from core import config, store_index
 from core.criteria import get_criterion, normalize_value
 from core.errors import NotFoundError, ValidationError
 from core.labels import (
@@ -208,12 +208,6 @@ def list_traces(
     if value is not None:
         canonical = normalize_value(get_criterion(experiment_id, criterion), value)
     filters = []
-    if text and text.strip():
-        filters.append(_text_filter(text.strip()))
-    if criterion is not None and (labeled is True or value is not None):
-        # In the database: traces with any valid feedback of that name (judges' too);
-        # the human-only check below narrows it down.
-        filters.append(label_filter(criterion))
     post_filter = labeled is not None or value is not None
 
     def keep(labels: dict[str, Any]) -> bool:
@@ -222,6 +216,34 @@ def list_traces(
         if labeled is False and labels:
             return False
         return canonical is None or any(v == canonical for v in labels.values())
+
+    def row(info: Any) -> TraceRow | None:
+        labels = {}
+        if criterion is not None:
+            labels = {
+                lab.reviewer: lab.value
+                for lab in current_from_assessments(info.assessments, criterion, reviewer)
+            }
+        if not keep(labels):
+            return None
+        return TraceRow(
+            trace_id=info.trace_id,
+            timestamp_ms=info.request_time,
+            request_preview=info.request_preview or "",
+            response_preview=info.response_preview or "",
+            labels=labels,
+            tags=user_tags(info.tags),
+        )
+
+    if text and text.strip():
+        matched = store_index.text_matching_trace_ids(experiment_id, text.strip())
+        if matched is not None:
+            return _page_of_ids(experiment_id, matched, row, page_size, page_token)
+        filters.append(_text_filter(text.strip()))
+    if criterion is not None and (labeled is True or value is not None):
+        # In the database: traces with any valid feedback of that name (judges' too);
+        # the human-only check in ``keep`` narrows it down.
+        filters.append(label_filter(criterion))
 
     if page_token:
         mlflow_token, skip, chunk = _decode_token(page_token)
@@ -241,25 +263,10 @@ def list_traces(
         )
         full = False
         for idx in range(skip, len(infos)):
-            info = infos[idx]
-            labels = {}
-            if criterion is not None:
-                labels = {
-                    lab.reviewer: lab.value
-                    for lab in current_from_assessments(info.assessments, criterion, reviewer)
-                }
-            if not keep(labels):
+            r = row(infos[idx])
+            if r is None:
                 continue
-            rows.append(
-                TraceRow(
-                    trace_id=info.trace_id,
-                    timestamp_ms=info.request_time,
-                    request_preview=info.request_preview or "",
-                    response_preview=info.response_preview or "",
-                    labels=labels,
-                    tags=user_tags(info.tags),
-                )
-            )
+            rows.append(r)
             if len(rows) == page_size:
                 full = True
                 if idx + 1 < len(infos):
@@ -272,6 +279,41 @@ def list_traces(
         mlflow_token, skip = next_mlflow, 0
     total = count_traces(experiment_id) if not filters and not post_filter else None
     return TracePage(rows=rows, next_page_token=next_token, total=total)
+
+
+def _page_of_ids(
+    experiment_id: str,
+    ids: list[str],
+    row: Callable[[Any], TraceRow | None],
+    page_size: int,
+    page_token: str | None,
+) -> TracePage:
+    """One page of rows over an ordered list of candidate ids (``row`` filters and builds)."""
+    offset = 0
+    if page_token:
+        try:
+            offset = int(json.loads(base64.urlsafe_b64decode(page_token.encode()))["i"])
+        except Exception as exc:
+            raise ValidationError("Invalid page token: start again from the first page.") from exc
+    store = _client().store
+    rows: list[TraceRow] = []
+    pos = offset
+    while pos < len(ids) and len(rows) < page_size:
+        chunk = ids[pos : pos + max(page_size, 100)]
+        infos = {
+            i.trace_id: i
+            for i in store.batch_get_trace_infos(chunk, experiment_ids=[str(experiment_id)])
+        }
+        for tid in chunk:
+            pos += 1
+            r = row(infos[tid]) if tid in infos else None
+            if r is not None:
+                rows.append(r)
+                if len(rows) == page_size:
+                    break
+    more = pos < len(ids)
+    token = base64.urlsafe_b64encode(json.dumps({"i": pos}).encode()).decode() if more else None
+    return TracePage(rows=rows, next_page_token=token)
 
 
 def count_traces(experiment_id: str) -> int:

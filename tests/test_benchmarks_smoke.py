@@ -1,4 +1,4 @@
-"""The B1 benchmark runs end to end with tiny settings and writes the figures it promises.
+"""The benchmarks run end to end with tiny settings and write the figures they promise.
 
 No timing is asserted: this checks the code path (the same one ``make bench`` runs) and
 the shape of the JSON, not the machine's speed.
@@ -53,3 +53,18 @@ def test_b1_runs_with_tiny_settings_and_reports_ratios(tmp_path):
     for key in ("a_over_c_total", "a_over_c_optimizer", "b_over_a_total", "b_over_a_optimizer"):
         assert isinstance(b1["ratios"][key], float), key
     assert set(b1["goals"]) == {"a_within_1_3x_of_c", "a_4x_faster_than_b"}
+
+
+def test_b3_builds_a_store_measures_it_and_checks_its_own_labels(tmp_path, monkeypatch):
+    from benchmarks import b3_labeling_scale, b3_stores
+
+    monkeypatch.setenv(b3_stores.CACHE_ENV, str(tmp_path / "cache"))
+    result = b3_labeling_scale.run((300,), submits=3, opens=2, colds=1)
+    (size,) = result["sizes"]
+    assert size["traces"] == 300 and size["labels_checked"] == 3
+    for measure in ("submit_next", "pick_value", "open_label", "open_traces"):
+        assert size[measure]["n"] >= 2 and 0 < size[measure]["p50_ms"] <= size[measure]["max_ms"]
+    assert size["peak_rss_mb"] > 50
+    assert result["goals"]["ratio"] == 1.0  # one size: compared with itself
+    built = json.loads((b3_stores.store_dir(300) / "built.json").read_text())
+    assert built["traces"] == 300

@@ -156,7 +156,7 @@ def _submit(tid: str, sess: Session) -> None:
     except AlignboardError as exc:
         ss["label_error"] = str(exc)
         return
-    data.after_label(tid)
+    data.after_label(tid, ctx.experiment_id, crit.name, ctx.reviewer)
     after = sess.with_done(tid)
     nxt = after.next_pending(tid) or after.next_id(tid)
     flash = f"Saved {display_value(crit, value)}."

@@ -8,16 +8,21 @@ only the caches that write made stale.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import streamlit as st
 
 from core import config
 from core.agreement_views import Ratings, load_ratings
 from core.criteria import Criterion, list_criteria
 from core.files import UploadPreview, preview_upload
-from core.labeling import Session, load_session, work_lists
+from core.labeling import Session, within, work_lists
 from core.overview import Overview, experiment_overview
+from core.queues import Queue
 from core.store import list_experiments
 from core.traces import TraceDetail, TracePage, get_trace, list_traces
+from core.worklists import WorkList, labeled_ids, load_work_list, resolve_queue, work_list_stamp
 
 
 @st.cache_resource(show_spinner=False)
@@ -49,16 +54,119 @@ def overview(experiment_id: str) -> Overview:
     return experiment_overview(experiment_id)
 
 
+@st.cache_data(ttl=60, max_entries=16, show_spinner=False)
+def reviewers(experiment_id: str) -> list[str]:
+    """Everyone who has labeled in the experiment (the sidebar's name picker)."""
+    from core.overview import reviewers as known
+
+    return known(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def demo_uses(experiment_id: str) -> list[str]:
+    """Where the demo model is in use in the experiment (the sidebar's notice)."""
+    from core.overview import demo_uses as uses
+
+    return uses(experiment_id)
+
+
 @st.cache_data(ttl=30, max_entries=32, show_spinner=False)
 def queues_for(experiment_id: str, reviewer: str) -> list[str]:
     """Queue names to offer a reviewer (their own first)."""
     return work_lists(experiment_id, reviewer)
 
 
-@st.cache_data(ttl=15, max_entries=64, show_spinner=False)
+# --- Label page: work lists and what each reviewer has done ------------------------------
+#
+# A work list can hold 100k trace ids. It is kept as one shared object per process
+# (cache_resource: no copy per rerun) and read again only when its stamp, an index-only
+# count/newest-time query asked at most every few seconds, says its membership changed.
+# A reviewer's done-set is likewise shared and updated in place after each submit, so
+# "submit and show the next pending trace" never re-reads either.
+
+
+@st.cache_data(ttl=30, max_entries=64, show_spinner=False)
+def _queue(experiment_id: str, queue: str, criterion: str) -> Queue | None:
+    return resolve_queue(experiment_id, queue, criterion)
+
+
+@st.cache_data(ttl=5, max_entries=64, show_spinner=False)
+def _work_list_stamp(experiment_id: str, queue: str, criterion: str) -> tuple | None:
+    return work_list_stamp(experiment_id, _queue(experiment_id, queue, criterion))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading the work list...")
+def _work_list(experiment_id: str, queue: str, criterion: str, stamp: tuple | None) -> WorkList:
+    # ``stamp`` is only part of the key: a changed membership means a new entry. Without
+    # a stamp (no SQL store) the list is re-read when the stamp's own short TTL lapses.
+    return load_work_list(experiment_id, _queue(experiment_id, queue, criterion))
+
+
+class DoneSet:
+    """One reviewer's labeled trace ids for one criterion, shared by their sessions.
+
+    Re-read from the store after ``ttl`` seconds (labels written elsewhere: another
+    server, the CLI); between reads, :meth:`add` records this server's own submits.
+    The part on each work list is kept too, so a rerun never walks the whole set.
+    """
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._ids: frozenset[str] = frozenset()
+        self._loaded = float("-inf")
+        self._lists: dict[tuple, tuple[WorkList, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def _refresh(self, experiment_id: str, criterion: str, reviewer: str) -> None:
+        if time.monotonic() - self._loaded > self.ttl:
+            self._ids = frozenset(labeled_ids(experiment_id, criterion, reviewer))
+            self._loaded = time.monotonic()
+            self._lists.clear()
+
+    def get(self, experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+        """Every labeled id, read again when older than ``ttl``."""
+        with self._lock:
+            self._refresh(experiment_id, criterion, reviewer)
+            return self._ids
+
+    def on(self, work: WorkList, criterion: str, reviewer: str) -> frozenset[str]:
+        """The labeled ids on ``work`` (a :class:`Session`'s ``done``)."""
+        with self._lock:
+            self._refresh(work.experiment_id, criterion, reviewer)
+            key = (work.queue, work.stamp, len(work))
+            cached = self._lists.get(key)
+            if cached is None or cached[0] is not work:
+                cached = (work, within(work, self._ids))
+                self._lists[key] = cached
+            return cached[1]
+
+    def add(self, trace_id: str) -> None:
+        """Count ``trace_id`` as labeled (its label was just written)."""
+        with self._lock:
+            self._ids = self._ids | {trace_id}
+            for key, (work, part) in self._lists.items():
+                if trace_id in work.index:
+                    self._lists[key] = (work, part | {trace_id})
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _done(experiment_id: str, criterion: str, reviewer: str) -> DoneSet:
+    return DoneSet()
+
+
 def session(experiment_id: str, criterion: str, reviewer: str, queue: str) -> Session:
-    """A reviewer's work list and what they have labeled in it."""
-    return load_session(experiment_id, criterion, reviewer, queue)
+    """A reviewer's work list and what they have labeled in it.
+
+    Raises:
+        NotFoundError: no such queue.
+        ValidationError: the queue does not ask for ``criterion``.
+    """
+    stamp = _work_list_stamp(experiment_id, queue, criterion)
+    work = _work_list(experiment_id, queue, criterion, stamp)
+    done: frozenset[str] = frozenset()
+    if reviewer and work.trace_ids:
+        done = _done(experiment_id, criterion, reviewer).on(work, criterion, reviewer)
+    return Session.of(work, criterion, reviewer, done)
 
 
 @st.cache_data(ttl=15, max_entries=256, show_spinner=False)
@@ -103,10 +211,14 @@ def upload_preview(payload: bytes, filename: str, experiment_id: str) -> UploadP
     return preview_upload(payload, filename, experiment_id)
 
 
-def after_label(trace_id: str) -> None:
-    """A label was written on ``trace_id``: clear what shows labels."""
+def after_label(trace_id: str, experiment_id: str, criterion: str, reviewer: str) -> None:
+    """``reviewer`` labeled ``trace_id`` for ``criterion``: update or clear what shows it.
+
+    Only caches a label changes are touched; none of them is re-read here (the Traces,
+    Overview and Agreement pages read theirs again when next opened).
+    """
     trace.clear(trace_id)
-    session.clear()
+    _done(experiment_id, criterion, reviewer).add(trace_id)
     trace_page.clear()
     overview.clear()
     ratings.clear()
@@ -117,8 +229,10 @@ def after_import() -> None:
     experiments.clear()
     upload_preview.clear()
     overview.clear()
+    reviewers.clear()
     trace_page.clear()
-    session.clear()
+    _work_list_stamp.clear()
+    _done.clear()
     ratings.clear()
 
 
@@ -154,6 +268,7 @@ def after_alias() -> None:
     version_summaries.clear()
     version_comparison.clear()
     overview.clear()
+    demo_uses.clear()
 
 
 # --- alignment: Align and Run explorer pages --------------------------------------------
@@ -202,6 +317,7 @@ def after_job_end() -> None:
     """A job ended (or an unalign ran): it may have registered a judge version."""
     jobs.clear()
     overview.clear()
+    demo_uses.clear()
     starting_points.clear()
 
 

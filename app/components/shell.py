@@ -89,7 +89,7 @@ def _known_reviewers() -> list[str]:
     eid = _experiment_id(st.session_state.get("shell_experiment"))
     if eid is None:
         return []
-    names = set(data.overview(eid).reviewers)
+    names = set(data.reviewers(eid))
     current = st.session_state.get("shell_reviewer")
     if current:
         names.add(current)
@@ -104,7 +104,7 @@ def _demo_notice() -> None:
     eid = _experiment_id(st.session_state.get("shell_experiment"))
     if eid is None:
         return
-    uses = data.overview(eid).demo_uses
+    uses = data.demo_uses(eid)
     if uses:
         st.warning(
             "**Demo model in use.** " + DEMO_NOTE,
