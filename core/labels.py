@@ -13,6 +13,7 @@ LLM judges write feedback with the same name (the criterion) but an ``LLM_JUDGE`
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,11 @@ from typing import Any
 from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
 from mlflow.entities.assessment import Assessment
 from mlflow.exceptions import MlflowException
+from mlflow.protos.service_pb2 import CreateAssessment
+from mlflow.store.tracking.rest_store import RestStore
 from mlflow.tracing.client import TracingClient
+from mlflow.utils.proto_json_utils import message_to_json, parse_dict
+from mlflow.utils.rest_utils import http_request, verify_rest_response
 
 from core import config
 from core.criteria import Criterion, normalize_value
@@ -36,6 +41,9 @@ MAX_REVIEWER_CHARS = 250
 SCAN_PAGE = 500
 _WRITE_ATTEMPTS = 30
 _HUMAN = AssessmentSourceType.HUMAN
+#: HTTP statuses a label write retries at the HTTP level behind an ``mlflow server``:
+#: MLflow's default set without 500 (see :func:`_log_assessment`).
+_REST_RETRY_CODES = frozenset({408, 429, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,33 @@ def _is_transient(exc: Exception) -> bool:
     return "database is locked" in text or "deadlock" in text or "busy" in text
 
 
+def _log_assessment(client: TracingClient, trace_id: str, fb: Feedback) -> Assessment:
+    """Write one label version; a taken id fails at once, so set_label can re-chain.
+
+    Behind an ``mlflow server`` a taken assessment id (our optimistic-lock conflict)
+    comes back as HTTP 500 "... due to a constraint violation". MLflow's client retries
+    every 500 with exponential backoff (about four minutes with its defaults) and then
+    reports only "too many 500 error responses", without the server's message: the
+    reviewer would wait minutes and then get an error instead of a re-chained label.
+    So post the assessment here with the same request MLflow builds, retrying at the
+    HTTP level only the statuses of an overloaded server or a proxy, and leave any 500
+    (with the server's message) to set_label's own loop.
+    """
+    store = client.store
+    if type(store) is not RestStore:  # sqlite/SQL stores raise the conflict directly
+        return client.log_assessment(trace_id, fb)
+    fb.trace_id = trace_id
+    endpoint = f"/api/3.0/mlflow/traces/{trace_id}/assessments"
+    body = json.loads(message_to_json(CreateAssessment(assessment=fb.to_proto())))
+    response = http_request(
+        store.get_host_creds(), endpoint, "POST", json=body, retry_codes=_REST_RETRY_CODES
+    )
+    response = verify_rest_response(response, endpoint)
+    proto = CreateAssessment.Response()
+    parse_dict(response.json(), proto)
+    return Assessment.from_proto(proto.assessment)
+
+
 def _trace_info(client: TracingClient, trace_id: str):
     try:
         return client.get_trace_info(trace_id)
@@ -246,7 +281,7 @@ def set_label(
             salted = f"{fb.assessment_id}{attempt}".encode()
             fb.assessment_id = "a-" + hashlib.sha256(salted).hexdigest()[:32]
         try:
-            return to_label(client.log_assessment(trace_id, fb))
+            return to_label(_log_assessment(client, trace_id, fb))
         except MlflowException as exc:
             # "Assessment ... not found": the version we override was deleted meanwhile.
             lost_prev = "assessment with id" in str(exc).lower()
