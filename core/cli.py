@@ -232,6 +232,8 @@ def _align_settings(args: argparse.Namespace):
         retrieval_k=args.retrieval_k,
         embedding_model=args.embedding_model,
         reviewers=tuple(args.reviewer or ()),
+        reflection_base_url=args.reflection_base_url,
+        embedding_base_url=args.embedding_base_url,
     )
 
 
@@ -409,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="judge model, e.g. openai:/gpt-4.1-mini or demo:/judge")
     p.add_argument("--reflection-model", help="model proposing instructions / distilling")
     p.add_argument("--base-url", help="OpenAI-compatible server of the judge model")
+    p.add_argument("--reflection-base-url", help="OpenAI-compatible server of the reflection model")
+    p.add_argument("--embedding-base-url", help="memalign: OpenAI-compatible embedding server")
     p.add_argument("--max-metric-calls", type=int, help="budget (default ~10x train size)")
     p.add_argument("--workers", type=int, default=8, help="judge calls in flight")
     p.add_argument("--seed", type=int, default=0)

@@ -265,7 +265,7 @@ def _run(
         {s: [e.trace_id for e in xs] for s, xs in (("train", train), ("val", val), ("test", test))},
     )
     run = runner or resolve_runner(settings.optimizer)
-    with track_usage() as window:
+    with track_usage() as window, _library_endpoints(settings):
         # The optimizer sees train and val only; test stays held out for the scores below.
         outcome = run(settings, train, val, recorder)
         cancelled = outcome.cancelled
@@ -318,6 +318,21 @@ def _run(
     recorder.log_json("result.json", result.to_dict())
     recorder.set_status(status)
     return result
+
+
+def _library_endpoints(settings: AlignmentSettings) -> contextlib.AbstractContextManager:
+    """Route the models MLflow builds from bare names to their base URL, for the run.
+
+    MemAlign's reflection model and embedder (used while aligning and again when its judge
+    is scored on the test split) take no base URL; :mod:`core.models.endpoints` points
+    LiteLLM's OpenAI provider at it instead. Pre-flight has checked that they share one
+    URL and that no other ``openai:/`` model of the run lacks its own.
+    """
+    from core.models.endpoints import openai_base_url
+
+    if settings.optimizer != "memalign":
+        return contextlib.nullcontext()
+    return openai_base_url(settings.embedding_base_url or settings.reflection_base_url)
 
 
 def _get(report: dict[str, Any] | None, key: str) -> float | None:
@@ -384,6 +399,9 @@ def _score_on_test(
             if ci.get("low") is not None:
                 metrics[f"test_{name}_{key}_ci_low"] = ci["low"]
                 metrics[f"test_{name}_{key}_ci_high"] = ci["high"]
+    # Failed judge attempts on the test split = these retries + the failed examples.
+    metrics["test_judge_retries"] = evaluator.stats.retries
+    evaluator.close()
     recorder.log_json("test_metrics.json", out)
     recorder.log_metrics(metrics, step=outcome.iterations)
     return out

@@ -9,7 +9,7 @@ records (see :class:`RunTracker` for the details):
   ``candidates``, ``metric_calls``, ``llm_calls``, ``llm_failures``, ``prompt_tokens``,
   ``completion_tokens``, ``cost_usd`` (only when a price is known), ``iteration_seconds``,
   ``iteration_llm_calls``, ``max_in_flight``, ``accepted``, ``cache_hits``,
-  ``judge_failures``;
+  ``judge_failures`` (examples whose judge call failed after retries), ``judge_retries``;
 * artifacts ``candidates.json``, ``pareto.json``, ``lineage.json``, ``iterations.json``
   and ``final_instructions.txt``, rewritten at every accepted candidate and iteration end.
 
@@ -137,16 +137,21 @@ class _Stopper:
 
 
 class _ReflectionLM:
-    """gepa's reflection LM: one :func:`complete` call, recorded as one round of one call."""
+    """gepa's reflection LM: one :func:`complete` call, recorded as one round of one call.
 
-    def __init__(self, model: str, adapter: JudgeAdapter) -> None:
+    :func:`complete` retries transient failures (each attempt counted in the usage log);
+    when it still fails, gepa drops that iteration's proposal and the run goes on.
+    """
+
+    def __init__(self, model: str, adapter: JudgeAdapter, base_url: str | None = None) -> None:
         self.model = model
         self.adapter = adapter
+        self.base_url = base_url
 
     def __call__(self, prompt: str | list[dict[str, Any]]) -> str:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         started = time.monotonic()
-        text = complete(self.model, messages)
+        text = complete(self.model, messages, base_url=self.base_url)
         with self.adapter._lock:
             self.adapter.rounds.append(
                 {
@@ -352,9 +357,12 @@ class RunTracker:
 
     def _evaluator_metrics(self) -> dict[str, float]:
         cache = self.adapter.evaluator.cache.stats()
+        stats = self.adapter.evaluator.stats
         return {
             "cache_hits": float(cache["hits"]),
-            "judge_failures": float(self.adapter.evaluator.stats.failed),
+            "judge_failures": float(stats.failed),
+            # Judge attempts that failed and were tried again (429, 5xx, timeouts...).
+            "judge_retries": float(stats.retries),
         }
 
     # --- gepa callbacks ----------------------------------------------------------------
@@ -470,7 +478,9 @@ def _optimize(gepa, settings, spec, train, val, adapter, stopper, tracker, run_d
         trainset=train,
         valset=val,
         adapter=adapter,
-        reflection_lm=_ReflectionLM(settings.reflection_model, adapter),
+        reflection_lm=_ReflectionLM(
+            settings.reflection_model, adapter, base_url=settings.reflection_base_url
+        ),
         reflection_minibatch_size=settings.minibatch_size,
         max_metric_calls=settings.budget(len(train)),
         stop_callbacks=[stopper],

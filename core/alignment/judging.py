@@ -14,9 +14,25 @@ score is what MLflow will later run. :class:`JudgeEvaluator` adds what an optimi
 
 Retries. MLflow retries judge calls itself (10 times, minutes of backoff). For judges that
 reach the model through LiteLLM we switch MLflow's retries off with
-``inference_params={"retry_policy": None, "num_retries": 0}`` on the *evaluation* copy of
-the judge and retry ourselves, boundedly. A judge with a ``base_url`` goes through MLflow's
-own HTTP client, whose retries cannot be configured; there we add none of our own.
+``inference_params={"retry_policy": None, "num_retries": 0, "timeout": ...}`` on the
+*evaluation* copy of the judge and retry ourselves, boundedly; LiteLLM's callback counts
+every attempt (:mod:`core.models.usage`).
+
+Routes. MLflow sends a judge to its own HTTP client (its "gateway" adapter) when MLflow's
+gateway knows the provider (openai, anthropic, gemini...), else to LiteLLM. The gateway
+client retries 429/5xx ten times with 1-30 s sleeps that nobody sees, times out only
+after ``MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS`` (300 s) and sends ``inference_params`` in
+the request body. So:
+
+* a judge with a ``base_url`` (an OpenAI-compatible server) is *evaluated* through
+  LiteLLM's OpenAI-compatible provider (:data:`COMPATIBLE_PROVIDER`) at that URL: same
+  prompt, same structured output, same server, but with our bounded retries, timeout and
+  failure counting. The judge an optimizer returns (and registers) is still the
+  ``openai:/<model>`` judge with its ``base_url`` (though MLflow 3.17 does not serialize
+  ``base_url``: a judge loaded back from the registry no longer names the server);
+* a gateway provider without a base URL keeps MLflow's route, without the LiteLLM-only
+  ``inference_params`` (they would reach the provider as unknown request fields); we add
+  no retries of our own there and count its calls with :func:`record_call`.
 """
 
 from __future__ import annotations
@@ -40,6 +56,10 @@ from core.models.usage import install_usage_tracking, record_call
 
 #: Cached verdicts kept at most (an LRU; each is a few hundred bytes).
 DEFAULT_CACHE_ENTRIES = 100_000
+#: LiteLLM's provider for "an OpenAI-compatible server at ``api_base``" (the OpenAI client,
+#: the key from ``OPENAI_API_KEY``). MLflow's gateway does not claim it, so MLflow hands a
+#: judge on it to LiteLLM.
+COMPATIBLE_PROVIDER = "custom_openai"
 _POSITIVE = {"pass", "passed", "yes", "true", "1", "good", "correct"}
 
 
@@ -159,6 +179,21 @@ def build_judge(spec: JudgeSpec, instructions: str | None = None, **extra: Any) 
         )
     except MlflowException as exc:
         raise ValidationError(f"MLflow refused the judge instructions: {exc.message}") from None
+
+
+def gateway_claims(model_uri: str) -> bool:
+    """Whether MLflow sends a judge on ``model_uri`` to its own gateway HTTP client.
+
+    MLflow picks its gateway adapter for every provider its gateway knows (and LiteLLM
+    otherwise), whatever the judge's ``base_url``.
+    """
+    from mlflow.gateway.provider_registry import is_supported_provider
+
+    provider = str(model_uri).partition(":/")[0]
+    try:
+        return bool(is_supported_provider(provider))
+    except Exception:  # a registry that cannot answer: assume MLflow's default route
+        return False
 
 
 def normalize_value(value: Any, value_type: ValueType) -> Any:
@@ -303,7 +338,7 @@ class JudgeEvaluator:
         *,
         retries: int = 3,
         backoff: float = 0.25,
-        timeout: float = 60.0,
+        timeout: float | None = None,
     ) -> None:
         """Create an evaluator.
 
@@ -313,14 +348,17 @@ class JudgeEvaluator:
             cache: Verdict cache to share (a new one by default).
             retries: Retries of a transient failure before the example is marked failed.
             backoff: First backoff in seconds, doubled per retry (with jitter).
-            timeout: Seconds before one LiteLLM judge call is abandoned.
+            timeout: Seconds before one LiteLLM judge call is abandoned (default:
+                :func:`core.models.completion.default_timeout`).
         """
+        from core.models.completion import default_timeout
+
         self.spec = spec
         self.workers = max(1, int(workers))
         self.cache = cache if cache is not None else VerdictCache()
         self.retries = retries
         self.backoff = backoff
-        self.timeout = timeout
+        self.timeout = timeout or default_timeout()
         self.stats = EvaluatorStats(failed_trace_ids=set())
         self.last_round: RoundInfo | None = None
         self.last_misses: list[int] = []
@@ -355,18 +393,69 @@ class JudgeEvaluator:
             if key in self._judges:
                 self._judges.move_to_end(key)
                 return self._judges[key]
-        extra: dict[str, Any] = {}
-        if not self._model.base_url:
-            extra["inference_params"] = {
-                "retry_policy": None,
-                "num_retries": 0,
-                "timeout": self.timeout,
-            }
-        judge = build_judge(self.spec, instructions, **extra)
+        model = self._model
+        params: dict[str, Any] = {"retry_policy": None, "num_retries": 0, "timeout": self.timeout}
+        if model.base_url:
+            # Through LiteLLM to the same server (see the module docstring, "Routes").
+            judge = self._compatible_judge(instructions, params)
+        elif gateway_claims(model.uri):
+            judge = build_judge(self.spec, instructions)
+        else:
+            judge = build_judge(self.spec, instructions, inference_params=params)
         with self._lock:
             self._judges[key] = judge
             while len(self._judges) > 64:
                 self._judges.popitem(last=False)
+        return judge
+
+    def _compatible_judge(self, instructions: str, params: dict[str, Any]) -> Any:
+        """The judge on LiteLLM's OpenAI-compatible provider at the spec's base URL."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.genai.judges import make_judge
+
+        from core.models.completion import _NO_KEY
+        from core.models.secrets import api_key_for
+
+        model = self._model
+        if not api_key_for(model):
+            # A keyless server: the OpenAI client still wants some key (not a secret).
+            params = {**params, "api_key": _NO_KEY}
+        try:
+            return make_judge(
+                name=self.spec.name,
+                instructions=instructions,
+                feedback_value_type=feedback_value_type(self.spec),
+                model=f"{COMPATIBLE_PROVIDER}:/{model.model}",
+                base_url=model.base_url,  # LiteLLM's api_base: the /v1 base
+                inference_params=params,
+            )
+        except MlflowException as exc:
+            raise ValidationError(f"MLflow refused the judge instructions: {exc.message}") from None
+
+    def _evaluation_judge(self, judge: Any) -> Any:
+        """A judge object as it is evaluated: a judge (or a MemAlign judge's base judge) on
+        the spec's base-URL model is rerouted like :meth:`_judge_for`'s copies."""
+        if not self._model.base_url:
+            return judge
+        from mlflow.genai.judges.instructions_judge import InstructionsJudge
+
+        def on_server(j: Any) -> bool:
+            # The spec's own model on a server (MLflow keeps the base URL private).
+            return (
+                isinstance(j, InstructionsJudge)
+                and j.model == self._model.uri
+                and bool(getattr(j, "_base_url", None))
+            )
+
+        if on_server(judge):
+            return self._judge_for(judge.instructions)
+        base = getattr(judge, "_base_judge", None)  # MemAlign's MemoryAugmentedJudge
+        if on_server(base) and hasattr(judge, "model_copy"):
+            # MemAlign scores through a copy of its base judge with augmented
+            # instructions; give it our copy of the base judge (the original is untouched).
+            rerouted = judge.model_copy()
+            rerouted._base_judge = self._judge_for(base.instructions)
+            return rerouted
         return judge
 
     def evaluate(
@@ -403,7 +492,10 @@ class JudgeEvaluator:
         todo: list[tuple[int, int, Any, str | None, Example]] = []
         for i, (candidate, examples) in enumerate(items):
             key = instructions_key(candidate) if isinstance(candidate, str) else None
-            judge = self._judge_for(candidate) if isinstance(candidate, str) else candidate
+            if isinstance(candidate, str):
+                judge = self._judge_for(candidate)
+            else:
+                judge = self._evaluation_judge(candidate)
             row: list[Verdict | None] = []
             for j, ex in enumerate(examples):
                 hit = self.cache.get((key, ex.trace_id, ex.label_version)) if key else None
@@ -448,7 +540,9 @@ class JudgeEvaluator:
         return judge(**kwargs)
 
     def _run_one(self, judge: Any, ex: Example, stop: threading.Event) -> tuple[Verdict, int]:
-        via_gateway = bool(self._model.base_url)
+        # MLflow's gateway client retries by itself and LiteLLM never sees its calls.
+        inner = getattr(judge, "_base_judge", judge)
+        via_gateway = gateway_claims(getattr(inner, "model", None) or "")
         retries = 0 if via_gateway else self.retries
         last = "not attempted"
         for attempt in range(retries + 1):

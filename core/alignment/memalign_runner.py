@@ -13,6 +13,17 @@ metrics and a place to honour a cancel request.
 Only the train split is shown to MemAlign (it has no use for a validation set); the test
 split never is.
 
+Failures. MLflow's distillation drops a batch whose model call failed (dspy has retried
+it), but a failed embedding call fails the whole ``judge.align``. A chunk whose align
+failed transiently (429, 5xx, timeout, malformed reply) is aligned again, up to
+``ALIGN_ATTEMPTS`` times: ``align`` returns a new judge and leaves its input untouched,
+so a retry starts clean. Every failed model attempt is in ``llm_failures``; chunk retries
+in ``align_retries``.
+
+Base URLs. MLflow builds MemAlign's reflection model and embedder from bare names; the
+engine routes them to ``settings.reflection_base_url``/``embedding_base_url`` for the
+whole run (:func:`core.models.endpoints.openai_base_url`).
+
 Artifacts written through the recorder:
 
 * ``guidelines.json``: ``[{"index", "text", "source_trace_ids"}]`` in memory order;
@@ -23,6 +34,7 @@ Artifacts written through the recorder:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -32,7 +44,10 @@ from typing import Any
 from core.alignment.mlflow_traces import fetch_traces, seed_judge
 from core.alignment.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
 from core.models import demo_stats
+from core.models.secrets import redact
 from core.models.usage import usage_snapshot
+
+_log = logging.getLogger(__name__)
 
 #: Smallest chunk of traces per ``judge.align`` call (MLflow distils 50 records per prompt).
 MIN_CHUNK = 50
@@ -40,6 +55,10 @@ MIN_CHUNK = 50
 MAX_CHUNKS = 10
 #: Longest text kept per episode field in ``episodes.json``.
 EPISODE_TEXT_CHARS = 2000
+#: Attempts at aligning one chunk when the failure is transient.
+ALIGN_ATTEMPTS = 4
+#: First pause before aligning a chunk again, in seconds (doubled per retry).
+ALIGN_BACKOFF_S = 0.5
 
 
 def _optimizer(reflection_lm: str, retrieval_k: int, embedding_model: str, embedding_dim: int):
@@ -134,14 +153,17 @@ def run(
     cancelled = False
     chunks = _chunks(train)
     done = 0
+    align_retries = 0
     for step, chunk in enumerate(chunks, start=1):
         if recorder.should_stop():
             cancelled = True
             break
         traces = fetch_traces(chunk, settings.judge.name)
-        judge = judge.align(traces=traces, optimizer=optimizer)
+        judge, retried = _align_chunk(judge, traces, optimizer)
+        align_retries += retried
         done = step
-        recorder.log_metrics(_progress(judge, before, started), step=step)
+        progress = _progress(judge, before, started)
+        recorder.log_metrics({**progress, "align_retries": float(align_retries)}, step=step)
         recorder.heartbeat()
 
     found = guidelines(judge) if is_memalign(judge) else []
@@ -155,8 +177,30 @@ def run(
         iterations=done,
         metric_calls=0,
         cancelled=cancelled,
-        extra={"guidelines": found, "episodes": len(memory)},
+        extra={"guidelines": found, "episodes": len(memory), "align_retries": align_retries},
     )
+
+
+def _align_chunk(judge: Any, traces: list[Any], optimizer: Any) -> tuple[Any, int]:
+    """``judge.align`` on one chunk, again on a transient failure (see the module docstring).
+
+    Returns:
+        The aligned judge and how many times the chunk was aligned again.
+
+    Raises:
+        The last error when it is not transient (e.g. a rejected key) or attempts run out.
+    """
+    from core.alignment.judging import classify_failure
+
+    for attempt in range(ALIGN_ATTEMPTS):
+        try:
+            return judge.align(traces=traces, optimizer=optimizer), attempt
+        except Exception as exc:
+            if classify_failure(exc) != "retry" or attempt == ALIGN_ATTEMPTS - 1:
+                raise
+            _log.warning("MemAlign chunk failed (%s); aligning it again", redact(str(exc))[:300])
+            time.sleep(ALIGN_BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _progress(judge: Any, before: Any, started: float) -> dict[str, float]:
@@ -167,6 +211,7 @@ def _progress(judge: Any, before: Any, started: float) -> dict[str, float]:
         "memalign_guidelines": float(len(judge._semantic_memory)),
         "memalign_episodes": float(len(judge._episodic_memory)),
         "llm_calls": float(calls.calls - before[0].calls),
+        "llm_failures": float(calls.failures - before[0].failures),
         "demo_embedding_calls": float(demo_now.embedding_calls - before[1].embedding_calls),
         "wall_seconds": time.monotonic() - started,
     }

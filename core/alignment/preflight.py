@@ -72,6 +72,7 @@ def preflight(
     findings += _check_optimizer(settings)
     findings += _check_instructions(settings)
     findings += _check_credentials(settings)
+    findings += _check_base_urls(settings)
     findings += _check_labels(settings, examples, label_names)
     findings += _check_reviewers(settings, examples, labels)
     return sorted(findings, key=lambda f: f.level != "error")
@@ -109,17 +110,96 @@ def _check_instructions(settings: AlignmentSettings) -> list[Finding]:
 
 def _check_credentials(settings: AlignmentSettings) -> list[Finding]:
     from core.models.secrets import require_credentials
+    from core.models.uris import parse_model
 
-    models = {"judge": settings.judge.model, "reflection": settings.reflection_model}
+    # (model, base URL) per role: a model on an OpenAI-compatible server needs no key.
+    # Except the judge: MLflow's judge with a base_url still refuses to run without
+    # OPENAI_API_KEY (its gateway client reads it), so the registered judge needs it.
+    models = {
+        "judge": (settings.judge.model, None),
+        "reflection": (settings.reflection_model, settings.reflection_base_url),
+    }
     if settings.optimizer == "memalign":
-        models["embedding"] = settings.embedding_model
+        models["embedding"] = (settings.embedding_model, settings.embedding_base_url)
     out = []
-    for role, uri in models.items():
+    for role, (uri, base_url) in models.items():
         try:
-            require_credentials(uri)
+            require_credentials(parse_model(uri, base_url))
         except AlignboardError as exc:
             code = "missing_credentials" if isinstance(exc, CredentialsError) else "bad_model"
             out.append(_error(code, f"The {role} model cannot be used: {exc}"))
+    return out
+
+
+def _check_base_urls(settings: AlignmentSettings) -> list[Finding]:
+    """Base URLs an optimizer cannot honour. mlflow-gepa and simba take none for their
+    reflection model; MemAlign reaches one through the environment: one URL, openai:/ only.
+
+    MLflow builds MemAlign's reflection model and embedder from bare names, so the run
+    points LiteLLM's OpenAI provider at their base URL (``core.models.endpoints``). Every
+    ``openai:/`` model of the run without a base URL of its own would go there as well.
+    """
+    from core.models.uris import parse_model
+
+    if settings.optimizer in ("mlflow-gepa", "simba") and settings.reflection_base_url:
+        return [
+            _error(
+                "base_url_unsupported",
+                f"{settings.optimizer} cannot send its reflection model to a base URL "
+                "(MLflow's optimizer takes a bare model name): use gepa or memalign, or a "
+                "reflection model without a base URL.",
+            )
+        ]
+    if settings.optimizer != "memalign":
+        return []
+    routed = {
+        role: (uri, url)
+        for role, uri, url in (
+            ("reflection", settings.reflection_model, settings.reflection_base_url),
+            ("embedding", settings.embedding_model, settings.embedding_base_url),
+        )
+        if url
+    }
+    if not routed:
+        return []
+    out = []
+    urls = sorted({url.rstrip("/") for _, url in routed.values()})
+    if len(urls) > 1:
+        out.append(
+            _error(
+                "memalign_base_urls",
+                "MemAlign's reflection and embedding models must be on the same server "
+                f"(got {' and '.join(urls)}): MLflow builds both from bare model names, so "
+                "they can only be pointed at one OpenAI-compatible base URL.",
+            )
+        )
+    try:
+        unrouted = {
+            "judge": (settings.judge.model, settings.judge.base_url),
+            "reflection": (settings.reflection_model, settings.reflection_base_url),
+            "embedding": (settings.embedding_model, settings.embedding_base_url),
+        }
+        for role, (uri, url) in unrouted.items():
+            provider = parse_model(uri).provider
+            if url and role in routed and provider != "openai":
+                out.append(
+                    _error(
+                        "base_url_needs_openai",
+                        f"The {role} model {uri!r} has a base URL, which MemAlign supports "
+                        "for OpenAI-compatible servers only: write it as 'openai:/<model>'.",
+                    )
+                )
+            elif not url and provider == "openai":
+                out.append(
+                    _error(
+                        "base_url_conflict",
+                        f"The {role} model {uri!r} has no base URL, but MemAlign sends every "
+                        f"openai:/ model of the run to {urls[0]}: give it that base URL "
+                        "too, or use another provider for it.",
+                    )
+                )
+    except AlignboardError:
+        pass  # a malformed model name is reported by _check_credentials
     return out
 
 

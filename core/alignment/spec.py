@@ -87,6 +87,11 @@ class AlignmentSettings:
     """MemAlign: model used to embed examples."""
     reviewers: tuple[str, ...] = ()
     """Only use labels by these reviewers (empty: everyone's)."""
+    reflection_base_url: str | None = None
+    """Base URL of an OpenAI-compatible server serving ``reflection_model`` (e.g. vLLM at
+    ``http://localhost:8000/v1``); None for the provider's own endpoint."""
+    embedding_base_url: str | None = None
+    """MemAlign: base URL of an OpenAI-compatible server serving ``embedding_model``."""
 
     def budget(self, train_size: int) -> int:
         """The metric-call budget in force for a training set of ``train_size``."""

@@ -20,7 +20,8 @@ from core.models.uris import ModelSpec, parse_model
 
 _logger = logging.getLogger(__name__)
 
-#: Seconds before one call is abandoned (and retried).
+#: Seconds before one call is abandoned (and retried), unless LiteLLM's own request
+#: timeout is configured (see :func:`default_timeout`).
 DEFAULT_TIMEOUT = 60.0
 #: Retries after the first attempt.
 DEFAULT_RETRIES = 3
@@ -31,6 +32,23 @@ MAX_BACKOFF = 20.0
 # A self-hosted OpenAI-compatible server often needs no key, but the OpenAI client refuses
 # to send a request without one.
 _NO_KEY = "no-key-needed"
+
+
+def default_timeout() -> float:
+    """Seconds before one LLM call is abandoned when the caller names no timeout.
+
+    LiteLLM's own setting when one is configured (the ``REQUEST_TIMEOUT`` environment
+    variable, or ``litellm.request_timeout`` set in code), else :data:`DEFAULT_TIMEOUT`.
+    One knob for every call of a process: ours, MLflow's judges, and the dspy calls inside
+    MLflow's optimizers, which name no timeout and so get LiteLLM's.
+    """
+    try:
+        from litellm.litellm_core_utils.request_timeout_resolver import (
+            get_configured_request_timeout,
+        )
+    except ImportError:  # an older LiteLLM
+        return DEFAULT_TIMEOUT
+    return get_configured_request_timeout() or DEFAULT_TIMEOUT
 
 
 class _Malformed(Exception):
@@ -119,7 +137,7 @@ def complete(
     messages: list[dict],
     *,
     base_url: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     **kw: Any,
@@ -131,7 +149,7 @@ def complete(
             ``demo:/judge``).
         messages: OpenAI-style chat messages.
         base_url: Base URL of an OpenAI-compatible server (overrides the spec's).
-        timeout: Seconds before one attempt is abandoned.
+        timeout: Seconds before one attempt is abandoned (default: :func:`default_timeout`).
         retries: Retries after the first attempt on 429/5xx/timeout/malformed replies.
         backoff: First backoff in seconds, doubled per retry.
         **kw: Passed to ``litellm.completion`` (e.g. ``temperature``, ``response_format``).
@@ -146,7 +164,7 @@ def complete(
     import litellm
 
     spec = parse_model(model, base_url)
-    request = _request(spec, messages, timeout, kw)
+    request = _request(spec, messages, timeout or default_timeout(), kw)
     for attempt in range(retries + 1):
         try:
             return _text(litellm.completion(**request))
@@ -165,7 +183,7 @@ async def acomplete(
     messages: list[dict],
     *,
     base_url: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     **kw: Any,
@@ -174,7 +192,7 @@ async def acomplete(
     import litellm
 
     spec = parse_model(model, base_url)
-    request = _request(spec, messages, timeout, kw)
+    request = _request(spec, messages, timeout or default_timeout(), kw)
     for attempt in range(retries + 1):
         try:
             return _text(await litellm.acompletion(**request))

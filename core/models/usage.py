@@ -1,15 +1,21 @@
 """Counting every LLM call this process makes: calls, failures, tokens, cost, concurrency.
 
-MLflow judges, dspy, gepa and :func:`core.models.completion.complete` all reach models
+MLflow judges, dspy, gepa and :func:`core.models.completion.complete` mostly reach models
 through LiteLLM, so one LiteLLM ``CustomLogger`` registered in ``litellm.callbacks`` sees
-them all, the demo provider included (checked: LiteLLM fires ``log_success_event`` and
+them, the demo provider included (checked: LiteLLM fires ``log_success_event`` and
 ``log_failure_event`` for custom providers, though not ``log_pre_api_call``).
 
-Two gaps, and how they are covered:
+The gaps, and how they are covered:
 
-* MLflow sends a judge that has a ``base_url`` straight to that URL with ``requests``,
-  bypassing LiteLLM; :class:`core.alignment.judging.JudgeEvaluator` counts those calls
-  itself through :func:`record_call`.
+* MLflow sends a judge whose provider its gateway knows (openai, anthropic...) through
+  its own HTTP client, bypassing LiteLLM; :class:`core.alignment.judging.JudgeEvaluator`
+  counts those calls itself through :func:`record_call` (it evaluates judges on an
+  OpenAI-compatible ``base_url`` through LiteLLM, so those are counted here).
+* dspy 3.4 (inside MLflow's optimizers) calls some providers' models (openai...) with its
+  own client, unseen, unless their endpoint is set in the environment, as
+  :mod:`core.models.endpoints` does for MemAlign on an OpenAI-compatible server; then it
+  goes through LiteLLM. The OpenAI client under LiteLLM also retries embedding calls by
+  itself (up to twice), and those retries are not seen either.
 * LiteLLM logs a synchronous call's success from a background thread, a few milliseconds
   after the call returned; :func:`usage_snapshot` waits (briefly) for the count to settle.
 
@@ -210,7 +216,7 @@ def record_call(
     completion_tokens: int = 0,
     cost: float | None = None,
 ) -> None:
-    """Count a call that did not go through LiteLLM (e.g. an MLflow judge with a base_url).
+    """Count a call that did not go through LiteLLM (e.g. an MLflow gateway judge).
 
     Args:
         ok: Whether the call succeeded.

@@ -94,3 +94,10 @@ def test_missing_arguments_and_preflight_errors_exit_2(demo, tmp_path):
     assert proc.returncode == 2
     assert "template variable" in _last_json(proc)["message"]
     assert MlflowClient().search_runs([demo]) == []
+    # The reflection model's own server reaches the settings: MLflow's GEPA cannot use it.
+    proc = _cli(
+        *ALIGN, "--optimizer", "mlflow-gepa", "--reflection-base-url", "http://127.0.0.1:9/v1"
+    )
+    assert proc.returncode == 2
+    assert "base url" in _last_json(proc)["message"].lower()
+    assert MlflowClient().search_runs([demo]) == []

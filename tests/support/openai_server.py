@@ -8,20 +8,30 @@ from the front of ``server.faults``, one per request:
 * ``"timeout"``: sleep ``server.hang_seconds`` before answering (past the client's timeout);
 * ``"malformed"``: status 200 with a body that is not JSON.
 
+Once the script is used up, ``fault_rate`` (0 by default) makes each further request a
+fault with that probability, the kind drawn uniformly from ``fault_kinds``; the draws come
+from a ``random.Random(seed)``, so the sequence of faults handed out is reproducible (which
+request gets which depends on thread timing). ``server.served()`` counts what was served.
+
 Usage::
 
     with openai_server(faults=["429"]) as server:
         complete("openai:/my-model", messages, base_url=server.base_url)
         assert len(server.requests) == 2
+
+    with openai_server(fault_rate=0.2, seed=7) as server:
+        ...
+        server.served()  # Counter({'ok': 812, '429': 51, 'timeout': 50, ...})
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +40,8 @@ from core.models.demo import demo_answer
 from core.models.demo_embedding import DEFAULT_DIMENSIONS, embed_text
 
 FAULTS = ("429", "500", "401", "timeout", "malformed")
+#: The transient faults a flaky provider shows (what ``fault_rate`` draws from by default).
+TRANSIENT_FAULTS = ("429", "500", "timeout", "malformed")
 
 
 @dataclass
@@ -52,15 +64,37 @@ class LoopbackServer:
     faults: deque[str] = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
     hang_seconds: float = 2.0
+    fault_rate: float = 0.0
+    """Probability that a request past the scripted faults gets a random fault."""
+    fault_kinds: tuple[str, ...] = TRANSIENT_FAULTS
+    """The kinds ``fault_rate`` draws from, uniformly."""
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_fault(self) -> str | None:
         with self.lock:
-            return self.faults.popleft() if self.faults else None
+            if self.faults:
+                return self.faults.popleft()
+            if self.fault_rate and self.rng.random() < self.fault_rate:
+                return self.rng.choice(self.fault_kinds)
+            return None
 
     def record(self, item: Recorded) -> None:
         with self.lock:
             self.requests.append(item)
+
+    def served(self, path_suffix: str = "", model: str | None = None) -> Counter[str]:
+        """Requests answered so far by fault kind (``"ok"``: answered normally), optionally
+        only those whose path ends with ``path_suffix`` (e.g. ``"/embeddings"``) and those
+        asking for ``model`` (the request body's ``model``)."""
+        with self.lock:
+            items = list(self.requests)
+        return Counter(
+            r.fault or "ok"
+            for r in items
+            if r.path.rstrip("/").endswith(path_suffix)
+            and (model is None or r.body.get("model") == model)
+        )
 
 
 def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
@@ -147,15 +181,37 @@ def _embeddings(body: dict) -> dict:
 
 
 @contextlib.contextmanager
-def openai_server(faults: list[str] | None = None) -> Iterator[LoopbackServer]:
-    """Run a loopback OpenAI-compatible server for the duration of the ``with`` block."""
-    unknown = [f for f in faults or [] if f not in FAULTS]
+def openai_server(
+    faults: list[str] | None = None,
+    *,
+    fault_rate: float = 0.0,
+    fault_kinds: tuple[str, ...] = TRANSIENT_FAULTS,
+    seed: int = 0,
+    hang_seconds: float = 2.0,
+) -> Iterator[LoopbackServer]:
+    """Run a loopback OpenAI-compatible server for the duration of the ``with`` block.
+
+    Args:
+        faults: Scripted faults, one per request, served first.
+        fault_rate: Then, the probability of a random fault per request.
+        fault_kinds: The kinds the random faults are drawn from (uniformly).
+        seed: Seed of the random draws.
+        hang_seconds: How long a ``"timeout"`` fault sleeps before answering.
+    """
+    unknown = [f for f in [*(faults or []), *fault_kinds] if f not in FAULTS]
     if unknown:
         raise ValueError(f"unknown fault(s) {unknown}; use {FAULTS}")
+    if not 0.0 <= fault_rate <= 1.0:
+        raise ValueError(f"fault_rate must be within [0, 1], not {fault_rate}")
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     httpd.daemon_threads = True
     handle = LoopbackServer(
-        base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1", faults=deque(faults or [])
+        base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+        faults=deque(faults or []),
+        hang_seconds=hang_seconds,
+        fault_rate=fault_rate,
+        fault_kinds=tuple(fault_kinds),
+        rng=random.Random(seed),
     )
     httpd.RequestHandlerClass = _handler(handle)
     thread = threading.Thread(
