@@ -184,12 +184,23 @@ if ss.get("align_message"):
 # ---- live progress ---------------------------------------------------------------------
 all_jobs = data.jobs(ctx.experiment_id)
 watched = ss.get("align_run") or next((j.run_id for j in all_jobs if j.active), None)
+if watched is None and all_jobs and all_jobs[0].status == "interrupted":
+    # The newest run died (killed, machine restarted): show it, with its Resume button.
+    watched = all_jobs[0].run_id
+if watched is not None:
+    # Keep following it once it ends, or the panel (and its Resume button) would vanish.
+    ss["align_run"] = watched
 st.subheader("4. Progress")
 if watched is None:
     st.caption("Launch an alignment, or pick one of the runs below to watch it.")
 else:
     first = jobs.status(watched)
     polling = first.active
+    if any(j.run_id == watched and j.status != first.status for j in all_jobs):
+        # The cached list is behind (the job just ended, or died): read it afresh so the
+        # runs below agree with the panel.
+        data.after_job_end()
+        all_jobs = data.jobs(ctx.experiment_id)
 
     @st.fragment(run_every=2 if polling else None)
     def _live(run_id: str) -> None:
@@ -250,7 +261,8 @@ else:
             )
         else:
             st.warning(
-                f"The job is {now.status}. {now.error or ''}", icon=":material/pause_circle:"
+                f"**{now.status.capitalize()}.** {now.error or ''}",
+                icon=":material/pause_circle:",
             )
             if now.status in ("interrupted", "failed", "cancelled"):
                 st.button(
@@ -310,6 +322,7 @@ st.selectbox(
     placeholder="Pick a run to watch",
     on_change=_watch,
     format_func=lambda r: (
-        f"{_when(by_id[r].started)} · {by_id[r].optimizer} · {by_id[r].judge_name} · {r[:8]}"
+        f"{_when(by_id[r].started)} · {by_id[r].optimizer} · {by_id[r].judge_name} · "
+        f"{by_id[r].status} · {r[:8]}"
     ),
 )

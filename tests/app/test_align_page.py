@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import mlflow
 from streamlit.testing.v1 import AppTest
 
 from core.alignment import jobs
+from core.alignment import recorder as rec
 from core.alignment.recorder import KIND_ALIGNMENT, TAG_KIND
 from core.criteria import create_criterion
 from core.labels import current_labels, set_label
@@ -95,3 +98,67 @@ def test_preflight_error_blocks_launch(demo_store):
     assert at.button(key="align_launch").disabled
     assert "align_run" not in at.session_state
     assert jobs.list_jobs(demo_store) == []
+
+
+def _fake_job(experiment_id: str, pid: int, identity: str | None = None) -> str:
+    """A running GEPA job as :func:`jobs.launch` records it, its process being ``pid``."""
+    run = mlflow.MlflowClient().create_run(
+        experiment_id,
+        tags={
+            TAG_KIND: KIND_ALIGNMENT,
+            rec.TAG_STATUS: "running",
+            rec.TAG_OPTIMIZER: "gepa",
+            rec.TAG_JUDGE: "support_quality",
+            rec.TAG_PID: str(pid),
+            rec.TAG_HOST: socket.gethostname(),
+            jobs.TAG_PROCESS: identity or jobs.process_identity(pid) or "",
+            rec.TAG_HEARTBEAT: f"{time.time():.3f}",
+        },
+    )
+    return run.info.run_id
+
+
+def _page_text(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "warning") for e in at.get(kind))
+
+
+def test_a_watched_job_that_is_killed_shows_interrupted_with_resume(demo_store):
+    proc = subprocess.Popen(["sleep", "120"])
+    try:
+        run_id = _fake_job(demo_store, proc.pid)
+        at = _align()  # no run launched here: the page follows the active job by itself
+        _ok(at)
+        assert "status **running**" in _page_text(at)
+        assert not _has(at, "align_resume") and _has(at, "align_cancel")
+        proc.kill()
+        proc.wait()
+        at.run()  # the page's own polling (a fragment every 2 s), as AppTest can drive it
+        _ok(at)
+        text = _page_text(at)
+        assert "status **interrupted**" in text and "**Interrupted.**" in text
+        assert "alignboard resume" in text
+        assert at.session_state["align_run"] == run_id
+        assert not at.button(key="align_resume").disabled
+        # The runs table agrees at once (its 5 s cache is refreshed when it is behind).
+        assert _frame(at, "run id").set_index("run id").loc[run_id, "status"] == "interrupted"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_opening_the_page_after_a_crash_shows_the_interrupted_run(demo_store):
+    proc = subprocess.Popen(["sleep", "120"])
+    identity = jobs.process_identity(proc.pid)
+    proc.kill()
+    proc.wait()
+    run_id = _fake_job(demo_store, proc.pid, identity)
+    at = _align()
+    _ok(at)
+    assert at.session_state["align_run"] == run_id
+    assert "status **interrupted**" in _page_text(at)
+    assert _has(at, "align_resume")
+    assert _frame(at, "run id").set_index("run id").loc[run_id, "status"] == "interrupted"
+
+
+def _has(at: AppTest, key: str) -> bool:
+    return any(b.key == key for b in at.button)
