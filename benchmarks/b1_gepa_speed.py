@@ -56,7 +56,7 @@ class _TimedRunner:
     """Wraps an optimizer runner to time it (the engine's work around it is the rest)."""
 
     def __init__(self, optimizer: str) -> None:
-        from core.alignment.engine import resolve_runner
+        from core.optimization.engine import resolve_runner
 
         self.runner = resolve_runner(optimizer)
         self.seconds = 0.0
@@ -102,8 +102,8 @@ def critical_path(
 
 
 def _run(settings, timed: _TimedRunner) -> tuple[Any, float, Any]:
-    from core.alignment.engine import run_alignment
     from core.models import demo_stats, reset_demo_stats
+    from core.optimization.engine import run_alignment
 
     reset_demo_stats()
     started = time.perf_counter()
@@ -115,7 +115,7 @@ def _run(settings, timed: _TimedRunner) -> tuple[Any, float, Any]:
 def _artifact(run_id: str, name: str) -> Any:
     from mlflow import MlflowClient
 
-    from core.alignment.recorder import read_artifact_text
+    from core.optimization.recorder import read_artifact_text
 
     text = read_artifact_text(MlflowClient(), run_id, name)
     return json.loads(text) if text else None
@@ -123,7 +123,7 @@ def _artifact(run_id: str, name: str) -> Any:
 
 def _once(cfg: dict[str, Any], latency_s: float, include_mlflow: bool) -> dict[str, Any]:
     """One repetition: a fresh store, then (a), (c) and (b)."""
-    from core.alignment.spec import AlignmentSettings, JudgeSpec
+    from core.optimization.spec import AlignmentSettings, JudgeSpec
 
     out: dict[str, Any] = {}
     with temp_store("alignboard-b1-"):

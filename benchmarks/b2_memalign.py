@@ -68,12 +68,12 @@ def run_size(n: int, latency_ms: float) -> dict[str, Any]:
     """Align MemAlign on ``n`` generated labels in a fresh store; return the figures."""
     from mlflow import MlflowClient
 
-    from core.alignment import memalign_runner
-    from core.alignment.dataset import load_examples
-    from core.alignment.engine import create_run
-    from core.alignment.recorder import MlflowRunRecorder
-    from core.alignment.spec import AlignmentSettings, JudgeSpec
     from core.models import demo_stats, reset_demo_stats
+    from core.optimization.dataset import load_examples
+    from core.optimization.engine import create_run
+    from core.optimization.recorder import MlflowRunRecorder
+    from core.optimization.runners import memalign as memalign_runner
+    from core.optimization.spec import AlignmentSettings, JudgeSpec
 
     latency_s = latency_ms / 1000
     workers = _workers()

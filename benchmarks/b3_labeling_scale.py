@@ -109,8 +109,8 @@ def measure(folder: Path, submits: int, opens: int, colds: int) -> dict[str, Any
     """Measure one store (in this process); return the figures."""
     import streamlit as st
 
-    from core import config
-    from core.labels import current_labels
+    from core.labeling.labels import current_labels
+    from core.store import config
 
     config.configure(f"sqlite:///{folder / 'mlflow.db'}")
     share_script_cache()

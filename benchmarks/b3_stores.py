@@ -101,10 +101,10 @@ def _build(n: int, *, log=print) -> Path:
     folder.mkdir(parents=True)
     os.environ["ALIGNBOARD_HOME"] = str(folder)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    from core import config
-    from core.importer import import_file
-    from core.queues import add_traces, create_queue
-    from core.store import get_or_create_experiment
+    from core.io.importer import import_file
+    from core.labeling.queues import add_traces, create_queue
+    from core.store import config
+    from core.store.experiments import get_or_create_experiment
 
     config.configure(os.environ["MLFLOW_TRACKING_URI"])
     started = time.perf_counter()

@@ -107,7 +107,7 @@ def temp_store(prefix: str = "alignboard-bench-") -> Iterator[Store]:
     """
     import mlflow
 
-    from core import config
+    from core.store import config
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
     saved = {
@@ -136,13 +136,13 @@ def temp_store(prefix: str = "alignboard-bench-") -> Iterator[Store]:
 
 
 def _demo_dir() -> Path:
-    from core.demo_seed import assets_dir
+    from core.io.demo_seed import assets_dir
 
     return assets_dir() / "demo"
 
 
 def _create_demo_criterion(experiment_id: str) -> Any:
-    from core.criteria import create_criterion, get_criterion
+    from core.labeling.criteria import create_criterion, get_criterion
 
     spec = json.loads((_demo_dir() / "criteria.json").read_text(encoding="utf-8"))[0]
     create_criterion(
@@ -164,9 +164,9 @@ def demo_store_with(n_train_val: int, experiment: str = "bench-gepa") -> tuple[s
     Returns:
         ``(experiment_id, criterion, counts)`` with counts per split of labeled traces.
     """
-    from core.importer import import_file, trace_id_for
-    from core.splits import assign_split
-    from core.store import get_or_create_experiment
+    from core.io.importer import import_file, trace_id_for
+    from core.labeling.splits import assign_split
+    from core.store.experiments import get_or_create_experiment
 
     exp = get_or_create_experiment(experiment)
     criterion = _create_demo_criterion(exp.experiment_id)
@@ -219,8 +219,8 @@ def synthetic_store(n_labeled: int, experiment: str = "bench-memalign", seed: in
     Returns:
         ``(experiment_id, criterion)``.
     """
-    from core.importer import import_file
-    from core.store import get_or_create_experiment
+    from core.io.importer import import_file
+    from core.store.experiments import get_or_create_experiment
 
     rng = random.Random(seed)
     exp = get_or_create_experiment(experiment)

@@ -4,9 +4,6 @@ The app, the CLI and the tests all come in through these names.
 """
 
 from core.agreement import AgreementReport, compare, reviewer_matrix
-from core.config import configure, data_dir, tracking_uri
-from core.criteria import Criterion, create_criterion, get_criterion, list_criteria
-from core.demo_seed import seed_demo
 from core.errors import (
     AlignboardError,
     CredentialsError,
@@ -15,10 +12,12 @@ from core.errors import (
     NotFoundError,
     ValidationError,
 )
-from core.export import export_labels
-from core.importer import import_file, parse_import_file
-from core.labels import Label, current_labels, label_history, set_label
-from core.queues import (
+from core.io.demo_seed import seed_demo
+from core.io.export import export_labels
+from core.io.importer import import_file, parse_import_file
+from core.labeling.criteria import Criterion, create_criterion, get_criterion, list_criteria
+from core.labeling.labels import Label, current_labels, label_history, set_label
+from core.labeling.queues import (
     Queue,
     add_traces,
     create_queue,
@@ -28,9 +27,10 @@ from core.queues import (
     next_pending,
     reviewer_progress,
 )
-from core.splits import assign_split, split_ids
-from core.store import get_experiment, get_or_create_experiment, list_experiments
-from core.traces import TraceDetail, TracePage, count_traces, get_trace, list_traces
+from core.labeling.splits import assign_split, split_ids
+from core.labeling.traces import TraceDetail, TracePage, count_traces, get_trace, list_traces
+from core.store.config import configure, data_dir, tracking_uri
+from core.store.experiments import get_experiment, get_or_create_experiment, list_experiments
 
 __all__ = [
     "AgreementReport",

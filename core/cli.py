@@ -23,7 +23,7 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> Non
 
 
 def _cmd_seed_demo(args: argparse.Namespace) -> int:
-    from core.demo_seed import seed_demo
+    from core.io.demo_seed import seed_demo
 
     res = seed_demo(args.experiment)
     if res.already_seeded:
@@ -38,7 +38,7 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from core.importer import import_file
+    from core.io.importer import import_file
 
     res = import_file(args.file, args.experiment, on_existing=args.on_existing)
     payload = {
@@ -58,8 +58,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export_labels
-    from core.store import get_experiment
+    from core.io.export import export_labels
+    from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
     fmt = args.format or ("csv" if str(args.file).endswith(".csv") else "jsonl")
@@ -77,8 +77,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_criterion_create(args: argparse.Namespace) -> int:
-    from core.criteria import create_criterion
-    from core.store import get_or_create_experiment
+    from core.labeling.criteria import create_criterion
+    from core.store.experiments import get_or_create_experiment
 
     exp = get_or_create_experiment(args.experiment)
     instructions = args.instructions
@@ -99,8 +99,8 @@ def _cmd_criterion_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_criterion_list(args: argparse.Namespace) -> int:
-    from core.criteria import list_criteria
-    from core.store import get_experiment
+    from core.labeling.criteria import list_criteria
+    from core.store.experiments import get_experiment
 
     crits = list_criteria(get_experiment(args.experiment).experiment_id)
     human = "\n".join(f"{c.name}\t{c.kind}" for c in crits) or "No criteria."
@@ -109,9 +109,9 @@ def _cmd_criterion_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_create(args: argparse.Namespace) -> int:
-    from core.queues import add_traces, create_queue
-    from core.store import get_experiment
-    from core.traces import all_trace_ids
+    from core.labeling.queues import add_traces, create_queue
+    from core.labeling.traces import all_trace_ids
+    from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
     q = create_queue(exp.experiment_id, args.name, args.criterion, args.reviewer or [])
@@ -121,8 +121,8 @@ def _cmd_queue_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_add(args: argparse.Namespace) -> int:
-    from core.queues import add_traces, get_queue
-    from core.store import get_experiment
+    from core.labeling.queues import add_traces, get_queue
+    from core.store.experiments import get_experiment
 
     q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
     n = add_traces(q, args.trace_id)
@@ -131,8 +131,8 @@ def _cmd_queue_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_progress(args: argparse.Namespace) -> int:
-    from core.queues import get_queue, reviewer_progress
-    from core.store import get_experiment
+    from core.labeling.queues import get_queue, reviewer_progress
+    from core.store.experiments import get_experiment
 
     q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
     prog = reviewer_progress(q)
@@ -146,8 +146,8 @@ def _cmd_queue_progress(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_list(args: argparse.Namespace) -> int:
-    from core.queues import list_queues
-    from core.store import get_experiment
+    from core.labeling.queues import list_queues
+    from core.store.experiments import get_experiment
 
     qs = list_queues(get_experiment(args.experiment).experiment_id, reviewer=args.reviewer)
     human = "\n".join(f"{q.name}\t{','.join(q.reviewers)}\t{','.join(q.criteria)}" for q in qs)
@@ -181,11 +181,11 @@ def _stop_on_sigterm() -> None:
 
 
 def _align_settings(args: argparse.Namespace):
-    from core.alignment.spec import AlignmentSettings, JudgeSpec
-    from core.criteria import get_criterion
     from core.errors import ValidationError
+    from core.labeling.criteria import get_criterion
     from core.models.uris import parse_model
-    from core.store import get_experiment
+    from core.optimization.spec import AlignmentSettings, JudgeSpec
+    from core.store.experiments import get_experiment
 
     missing = [
         flag
@@ -255,7 +255,7 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
 
 
 def _run_job(args: argparse.Namespace, run_id: str, resume: bool) -> int:
-    from core.alignment.engine import load_settings, run_alignment
+    from core.optimization.engine import load_settings, run_alignment
 
     settings = load_settings(run_id)
     return _print_result(args, run_alignment(settings, run_id=run_id, resume=resume))
@@ -267,8 +267,8 @@ def _cmd_align(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     if args.run_id:
         return _run_job(args, args.run_id, args.resume)
-    from core.alignment.engine import run_alignment
-    from core.alignment.jobs import launch, log_path
+    from core.optimization.engine import run_alignment
+    from core.optimization.jobs import launch, log_path
 
     settings = _align_settings(args)
     if args.detach:
@@ -280,7 +280,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from core.alignment.jobs import status
+    from core.optimization.jobs import status
 
     st = status(args.run_id)
     progress = f"iteration {st.iteration}" if st.iteration is not None else "no iteration yet"
@@ -293,7 +293,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from core.alignment.jobs import cancel
+    from core.optimization.jobs import cancel
 
     st = cancel(args.run_id)
     human = (
@@ -306,7 +306,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from core.alignment.jobs import log_path, resume
+    from core.optimization.jobs import log_path, resume
 
     sys.stdout = _RedactingStream(sys.stdout)
     sys.stderr = _RedactingStream(sys.stderr)
@@ -320,16 +320,16 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_realign(args: argparse.Namespace) -> int:
-    from core.alignment.memalign_versions import realign
-    from core.store import get_experiment
+    from core.optimization.runners.memalign_versions import realign
+    from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
     return _print_result(args, realign(exp.experiment_id, args.judge, version=args.version))
 
 
 def _cmd_unalign(args: argparse.Namespace) -> int:
-    from core.alignment.memalign_versions import unalign
-    from core.store import get_experiment
+    from core.optimization.runners.memalign_versions import unalign
+    from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
     res = unalign(exp.experiment_id, args.judge, args.trace_id, version=args.version)
@@ -338,7 +338,7 @@ def _cmd_unalign(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``alignboard`` command."""
-    from core.demo_seed import DEMO_EXPERIMENT
+    from core.io.demo_seed import DEMO_EXPERIMENT
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object")
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--reviewer")
 
-    from core.alignment.spec import OPTIMIZERS
+    from core.optimization.spec import OPTIMIZERS
 
     p = add("align", _cmd_align, "align a judge on its human labels (an MLflow run)")
     p.add_argument("--experiment", help="experiment holding the traces and labels")
@@ -448,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``alignboard`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from core import config
     from core.models.secrets import install_log_redaction
+    from core.store import config
 
     config.configure()
     install_log_redaction()

@@ -38,7 +38,7 @@ def store_uri(_template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """
     import mlflow
 
-    from core import config
+    from core.store import config
 
     home = tmp_path / "home"
     home.mkdir()
@@ -55,7 +55,7 @@ def store_uri(_template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.fixture
 def experiment(store_uri: str):
     """A fresh experiment named ``test`` in the test's own store."""
-    from core.store import get_or_create_experiment
+    from core.store.experiments import get_or_create_experiment
 
     return get_or_create_experiment("test")
 
@@ -65,8 +65,8 @@ def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
     """A store with the demo data seeded once per session: (sqlite file, experiment id)."""
     import mlflow
 
-    from core import config
-    from core.demo_seed import seed_demo
+    from core.io.demo_seed import seed_demo
+    from core.store import config
 
     home = tmp_path_factory.mktemp("demo-template")
     db = home / "mlflow.db"
@@ -88,7 +88,7 @@ def demo_store(_demo_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """
     import mlflow
 
-    from core import config
+    from core.store import config
 
     template, experiment_id = _demo_template
     home = tmp_path / "home"

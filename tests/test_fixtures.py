@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mlflow
 
-from core import config
+from core.store import config
 
 
 def test_demo_store_copies_keep_their_artifacts_in_their_own_home(demo_store):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components import charts, data, nav, shell
-from core.agreement_views import (
+from core.errors import AlignboardError
+from core.optimization.scoring import score_version
+from core.views.agreement import (
     SPLIT_CHOICES,
     Rater,
     compare_raters,
@@ -15,8 +17,6 @@ from core.agreement_views import (
     raters,
     reviewer_agreement,
 )
-from core.errors import AlignboardError
-from core.judge_scoring import score_version
 
 ctx = shell.require_context()
 st.title("Agreement")

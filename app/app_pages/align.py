@@ -7,17 +7,17 @@ from datetime import datetime
 import streamlit as st
 
 from app.components import data, nav, run_charts, shell
-from core.alignment import jobs
 from core.errors import AlignboardError
-from core.judges import (
+from core.optimization import jobs
+from core.optimization.settings import (
     DEFAULT_JUDGE_MODEL,
     DEFAULT_REFLECTION_MODEL,
     OPTIMIZER_CHOICES,
     alignment_settings,
     uses_demo,
 )
-from core.overview import DEMO_NOTE
-from core.run_views import metric_series
+from core.views.overview import DEMO_NOTE
+from core.views.runs import metric_series
 
 ctx = shell.require_context()
 ss = st.session_state

@@ -6,9 +6,9 @@ import streamlit as st
 
 from app.components import data, keys, shell
 from app.components.trace_render import render_trace
-from core.criteria import Criterion, display_value
 from core.errors import AlignboardError
-from core.labeling import (
+from core.labeling.criteria import Criterion, display_value
+from core.labeling.session import (
     ALL_TRACES,
     RATIONALE_POLICIES,
     Session,
@@ -19,7 +19,7 @@ from core.labeling import (
     submit_label,
     value_options,
 )
-from core.trace_view import trace_view
+from core.views.transcript import trace_view
 
 POLICY_TEXT = {
     "disagree": "when my value disagrees with the judge",

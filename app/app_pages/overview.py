@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from app.components import data, nav, shell
-from core.overview import DEMO_NOTE
+from core.views.overview import DEMO_NOTE
 
 ctx = shell.require_context()
 ov = data.overview(ctx.experiment_id)

@@ -8,11 +8,11 @@ from datetime import datetime
 import streamlit as st
 
 from app.components import charts, data, nav, run_charts, shell
-from core.alignment import jobs
-from core.alignment.memalign_versions import unalign
-from core.diffs import diff_html
 from core.errors import AlignboardError
-from core.overview import DEMO_NOTE
+from core.optimization import jobs
+from core.optimization.runners.memalign_versions import unalign
+from core.views.diffs import diff_html
+from core.views.overview import DEMO_NOTE
 
 ctx = shell.require_context()
 ss = st.session_state

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from app.components import data, nav, shell
-from core.criteria import display_value
 from core.errors import AlignboardError
-from core.files import export_bytes, import_upload
+from core.io.uploads import export_bytes, import_upload
+from core.labeling.criteria import display_value
 
 PAGE_SIZE = 25
 SHOW = {"All": None, "Unlabeled": False, "Labeled": True}

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.components import charts, data, nav, shell
 from core.errors import AlignboardError
-from core.version_compare import (
+from core.views.versions import (
     Metrics,
     VersionComparison,
     VersionSide,

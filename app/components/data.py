@@ -13,16 +13,22 @@ import time
 
 import streamlit as st
 
-from core import config
-from core.agreement_views import Ratings, load_ratings
-from core.criteria import Criterion, list_criteria
-from core.files import UploadPreview, preview_upload
-from core.labeling import Session, within, work_lists
-from core.overview import Overview, experiment_overview
-from core.queues import Queue
-from core.store import list_experiments
-from core.traces import TraceDetail, TracePage, get_trace, list_traces
-from core.worklists import WorkList, labeled_ids, load_work_list, resolve_queue, work_list_stamp
+from core.io.uploads import UploadPreview, preview_upload
+from core.labeling.criteria import Criterion, list_criteria
+from core.labeling.queues import Queue
+from core.labeling.session import Session, within, work_lists
+from core.labeling.traces import TraceDetail, TracePage, get_trace, list_traces
+from core.labeling.worklists import (
+    WorkList,
+    labeled_ids,
+    load_work_list,
+    resolve_queue,
+    work_list_stamp,
+)
+from core.store import config
+from core.store.experiments import list_experiments
+from core.views.agreement import Ratings, load_ratings
+from core.views.overview import Overview, experiment_overview
 
 
 @st.cache_resource(show_spinner=False)
@@ -57,7 +63,7 @@ def overview(experiment_id: str) -> Overview:
 @st.cache_data(ttl=60, max_entries=16, show_spinner=False)
 def reviewers(experiment_id: str) -> list[str]:
     """Everyone who has labeled in the experiment (the sidebar's name picker)."""
-    from core.overview import reviewers as known
+    from core.views.overview import reviewers as known
 
     return known(experiment_id)
 
@@ -65,7 +71,7 @@ def reviewers(experiment_id: str) -> list[str]:
 @st.cache_data(ttl=30, max_entries=16, show_spinner=False)
 def demo_uses(experiment_id: str) -> list[str]:
     """Where the demo model is in use in the experiment (the sidebar's notice)."""
-    from core.overview import demo_uses as uses
+    from core.views.overview import demo_uses as uses
 
     return uses(experiment_id)
 
@@ -239,7 +245,7 @@ def after_import() -> None:
 # --- Versions page -----------------------------------------------------------------------
 
 # Imported with its section (appended to this module) rather than at the top.
-from core import version_compare as vc  # noqa: E402
+from core.views import versions as vc  # noqa: E402
 
 
 @st.cache_data(ttl=30, max_entries=16, show_spinner=False)
@@ -277,7 +283,7 @@ def after_alias() -> None:
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
 def jobs(experiment_id: str, limit: int = 30) -> list:
     """The experiment's alignment jobs (``JobStatus``), newest first."""
-    from core.alignment.jobs import list_jobs
+    from core.optimization.jobs import list_jobs
 
     return list_jobs(experiment_id, max_results=limit)
 
@@ -285,7 +291,7 @@ def jobs(experiment_id: str, limit: int = 30) -> list:
 @st.cache_data(ttl=60, max_entries=16, show_spinner=False)
 def starting_points(experiment_id: str, criterion: Criterion) -> list:
     """Instructions an alignment of ``criterion``'s judge can start from."""
-    from core.judges import starting_points as points
+    from core.optimization.settings import starting_points as points
 
     return points(experiment_id, criterion)
 
@@ -293,7 +299,7 @@ def starting_points(experiment_id: str, criterion: Criterion) -> list:
 @st.cache_data(ttl=30, max_entries=16, show_spinner="Checking the alignment...")
 def alignment_check(settings):
     """Pre-flight findings and cost estimate of an alignment (``AlignmentCheck``)."""
-    from core.judges import check_alignment
+    from core.optimization.settings import check_alignment
 
     return check_alignment(settings)
 
@@ -302,7 +308,7 @@ def alignment_check(settings):
 def run_view(run_id: str, status: str):
     """A run's full record (``RunView``). ``status`` is part of the key, so a run that
     moves on (finishes, is resumed) is read afresh; pass it from a fresh status read."""
-    from core.run_views import load_run_view
+    from core.views.runs import load_run_view
 
     return load_run_view(run_id)
 
@@ -329,6 +335,6 @@ def after_unalign() -> None:
 @st.cache_data(ttl=30, max_entries=16, show_spinner=False)
 def judge_versions(experiment_id: str, judge_name: str) -> list:
     """Registered versions of one judge, oldest first."""
-    from core.alignment.registry import list_versions
+    from core.optimization.registry import list_versions
 
     return list_versions(experiment_id, judge_name)

@@ -1,4 +1,4 @@
-"""Plotly figures of an alignment run, built from ``core.run_views`` data (no aggregation)."""
+"""Plotly figures of an alignment run, built from ``core.views.runs`` data (no aggregation)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import html
 
 import plotly.graph_objects as go
 
-from core.run_views import FrontierMatrix, LineageLayout, LiveSeries, ProgressSeries
+from core.views.runs import FrontierMatrix, LineageLayout, LiveSeries, ProgressSeries
 
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 FRONTIER_COLOR = "#e4572e"

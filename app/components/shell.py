@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from app.components import data
-from core.overview import DEMO_NOTE
+from core.views.overview import DEMO_NOTE
 
 DEMO_EXPERIMENT = "alignboard-demo"
 

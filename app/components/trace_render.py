@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.trace_view import Block, Text, TraceView
+from core.views.transcript import Block, Text, TraceView
 
 _CHAT_NAME = {"user": "user", "assistant": "assistant"}
 _CHAT_AVATAR = {

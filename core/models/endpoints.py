@@ -7,7 +7,7 @@ names no ``api_base`` from ``OPENAI_BASE_URL`` (then ``OPENAI_API_BASE``), so se
 those for the duration of the work is the one supported way in (nothing is patched).
 
 It is process-wide: every ``openai:/`` model that names no base URL of its own goes there
-too while the block runs, which :mod:`core.alignment.preflight` checks for. An alignment
+too while the block runs, which :mod:`core.optimization.preflight` checks for. An alignment
 runs in its own process (or alone in the CLI), so the block is the whole run.
 """
 

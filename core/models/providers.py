@@ -26,7 +26,7 @@ def register_providers() -> None:
     """
     global _registered
     # Importing config sets the quiet environment (no price-table or catalog downloads).
-    import core.config  # noqa: F401
+    import core.store.config  # noqa: F401
     from core.models.secrets import export_secrets_to_environ, install_log_redaction
 
     export_secrets_to_environ()

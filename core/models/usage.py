@@ -8,7 +8,7 @@ them, the demo provider included (checked: LiteLLM fires ``log_success_event`` a
 The gaps, and how they are covered:
 
 * MLflow sends a judge whose provider its gateway knows (openai, anthropic...) through
-  its own HTTP client, bypassing LiteLLM; :class:`core.alignment.judging.JudgeEvaluator`
+  its own HTTP client, bypassing LiteLLM; :class:`core.optimization.judging.JudgeEvaluator`
   counts those calls itself through :func:`record_call` (it evaluates judges on an
   OpenAI-compatible ``base_url`` through LiteLLM, so those are counted here).
 * dspy 3.4 (inside MLflow's optimizers) calls some providers' models (openai...) with its

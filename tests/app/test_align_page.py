@@ -10,11 +10,11 @@ from pathlib import Path
 import mlflow
 from streamlit.testing.v1 import AppTest
 
-from core.alignment import jobs
-from core.alignment import recorder as rec
-from core.alignment.recorder import KIND_ALIGNMENT, TAG_KIND
-from core.criteria import create_criterion
-from core.labels import current_labels, set_label
+from core.labeling.criteria import create_criterion
+from core.labeling.labels import current_labels, set_label
+from core.optimization import jobs
+from core.optimization import recorder as rec
+from core.optimization.recorder import KIND_ALIGNMENT, TAG_KIND
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 

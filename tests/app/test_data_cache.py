@@ -4,10 +4,10 @@ reviewer's done-set updated in place by their own submits, re-read after its TTL
 from __future__ import annotations
 
 from app.components import data
-from core.criteria import get_criterion
-from core.labels import set_label
-from core.queues import add_traces, get_queue
-from core.store_index import experiment_trace_ids
+from core.labeling.criteria import get_criterion
+from core.labeling.labels import set_label
+from core.labeling.queues import add_traces, get_queue
+from core.store.index import experiment_trace_ids
 
 CRIT = "support_quality"
 
@@ -34,7 +34,7 @@ def test_session_shares_the_work_list_until_the_queue_changes(demo_store, tmp_pa
     data.after_label(s1.trace_ids[0], demo_store, CRIT, "dev.patel")
     assert s1.trace_ids[0] in data.session(demo_store, CRIT, "dev.patel", "support-review").done
 
-    from core.importer import import_file
+    from core.io.importer import import_file
 
     late = tmp_path / "late.jsonl"
     late.write_text('{"id": "late-1", "inputs": "hi", "outputs": "hello"}\n')

@@ -10,9 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.agreement import cohen_kappa
-from core.labeling import load_session
-from core.labels import current_labels, get_label
-from core.traces import count_traces
+from core.labeling.labels import current_labels, get_label
+from core.labeling.session import load_session
+from core.labeling.traces import count_traces
 from tests.support.judges import log_judge_verdict
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -252,7 +252,7 @@ def test_agreement_page_compares_a_judge_with_the_humans(demo_store):
 
 @pytest.mark.parametrize("where", ["inputs", "outputs"])
 def test_trace_content_is_rendered_only_as_text(demo_store, where):
-    from core.importer import import_file
+    from core.io.importer import import_file
 
     payloads = [
         "<script>window.__pwned = 1</script>",
@@ -299,9 +299,9 @@ def test_trace_content_is_rendered_only_as_text(demo_store, where):
 
 
 def test_agreement_page_scores_a_registered_version_and_compares_it(demo_store):
-    from core.alignment.mlflow_traces import seed_judge
-    from core.alignment.registry import register_version
-    from tests.alignment.demo_examples import demo_settings
+    from core.optimization.mlflow_judge import seed_judge
+    from core.optimization.registry import register_version
+    from tests.optimization.demo_examples import demo_settings
 
     version = register_version(
         seed_judge(demo_settings(demo_store, "gepa").judge),

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.alignment.engine import run_alignment
-from core.alignment.registry import list_versions
-from tests.alignment.demo_examples import CRITERION, demo_settings
+from core.optimization.engine import run_alignment
+from core.optimization.registry import list_versions
+from tests.optimization.demo_examples import CRITERION, demo_settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.alignment import registry
-from core.alignment.engine import run_alignment
-from core.alignment.mlflow_traces import seed_judge
-from tests.alignment.demo_examples import CRITERION, demo_settings
+from core.optimization import registry
+from core.optimization.engine import run_alignment
+from core.optimization.mlflow_judge import seed_judge
+from tests.optimization.demo_examples import CRITERION, demo_settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 

@@ -85,7 +85,7 @@ class DashboardServer:
 
 
 def _import_injection_trace(experiment_name: str, folder: Path) -> str:
-    from core.importer import import_file
+    from core.io.importer import import_file
 
     path = folder / "injection.jsonl"
     record = {"id": INJECTION_ID, "inputs": INJECTION_QUESTION, "outputs": INJECTION_REPLY}
@@ -102,8 +102,8 @@ def dashboard(
     """The seeded demo store (plus the injection trace) served by ``streamlit run``."""
     import mlflow
 
-    from core import config
-    from core.demo_seed import DEMO_EXPERIMENT
+    from core.io.demo_seed import DEMO_EXPERIMENT
+    from core.store import config
 
     template, experiment_id = _demo_template
     home = tmp_path_factory.mktemp("browser-home")

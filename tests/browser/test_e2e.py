@@ -13,16 +13,16 @@ import time
 import mlflow
 import pytest
 
-from core.alignment import jobs, registry
-from core.alignment.mlflow_traces import seed_judge
-from core.labels import current_labels
-from tests.alignment.demo_examples import CRITERION, demo_settings
+from core.labeling.labels import current_labels
+from core.optimization import jobs, registry
+from core.optimization.mlflow_judge import seed_judge
 from tests.browser.conftest import (
     INJECTION_QUESTION,
     INJECTION_REPLY,
     screenshot,
     wait_idle,
 )
+from tests.optimization.demo_examples import CRITERION, demo_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

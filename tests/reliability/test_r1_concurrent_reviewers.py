@@ -83,8 +83,8 @@ def _worker(args: list[str]) -> None:
     # Labels never call a model: skip registering the demo LiteLLM provider, whose import
     # of litellm costs ~3 s of CPU per process (8 of them share 2 cores here).
     core.models.providers.register_providers = lambda: None
-    import core.labels as labels
-    from core.criteria import get_criterion
+    import core.labeling.labels as labels
+    from core.labeling.criteria import get_criterion
 
     stats: Counter[str] = Counter()
     seen_errors: list[str] = []
@@ -164,7 +164,7 @@ def store(request, tmp_path, monkeypatch) -> str:
         return
     import mlflow
 
-    from core import config
+    from core.store import config
     from tests.support.mlflow_server import mlflow_server
 
     template = request.getfixturevalue("_template_db")
@@ -179,9 +179,9 @@ def store(request, tmp_path, monkeypatch) -> str:
 
 
 def _setup(tmp_path: Path) -> tuple[str, list[str]]:
-    from core.criteria import create_criterion
-    from core.importer import import_file
-    from core.store import get_or_create_experiment
+    from core.io.importer import import_file
+    from core.labeling.criteria import create_criterion
+    from core.store.experiments import get_or_create_experiment
 
     exp = get_or_create_experiment("r1")
     create_criterion(exp.experiment_id, "correct", "pass_fail", "Is the answer right?")
@@ -283,7 +283,7 @@ def test_r1_concurrent_reviewers(store, tmp_path):
     import mlflow
     from mlflow.entities import AssessmentSourceType
 
-    from core.labels import current_labels, get_label, label_history
+    from core.labeling.labels import current_labels, get_label, label_history
 
     t0 = time.time()
     experiment_id, trace_ids = _setup(tmp_path)

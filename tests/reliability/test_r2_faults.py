@@ -50,10 +50,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from core.alignment import jobs
-from core.alignment import recorder as rec
-from core.alignment.registry import list_versions
-from tests.alignment.demo_examples import CRITERION, demo_settings
+from core.optimization import jobs
+from core.optimization import recorder as rec
+from core.optimization.registry import list_versions
+from tests.optimization.demo_examples import CRITERION, demo_settings
 from tests.support.openai_server import TRANSIENT_FAULTS, LoopbackServer, openai_server
 
 FAULT_RATE = 0.2
@@ -296,9 +296,9 @@ def test_judge_on_a_server_retries_every_fault_kind_and_counts_each(store_uri, m
     """A judge with a base URL is evaluated through LiteLLM: our retries, our timeout, our
     count. (MLflow's own client would retry the 429 and 500 unseen after 1 + 2 s, wait
     300 s on the hang, and not retry the malformed body.)"""
-    from core.alignment.judging import JudgeEvaluator
-    from core.alignment.spec import Example, JudgeSpec
     from core.models.usage import track_usage
+    from core.optimization.judging import JudgeEvaluator
+    from core.optimization.spec import Example, JudgeSpec
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-r2-loopback-not-a-real-key-000")
     kinds = ["429", "500", "timeout", "malformed"]
@@ -324,8 +324,8 @@ def test_judge_on_a_server_retries_every_fault_kind_and_counts_each(store_uri, m
 
 
 def test_base_urls_an_optimizer_cannot_honour_are_refused():
-    from core.alignment.preflight import preflight
-    from core.alignment.spec import AlignmentSettings, JudgeSpec
+    from core.optimization.preflight import preflight
+    from core.optimization.spec import AlignmentSettings, JudgeSpec
 
     seed = JudgeSpec("quality", "Judge {{ outputs }}.", "pass_fail", "demo:/judge")
     base = AlignmentSettings("0", seed, "memalign", "demo:/reflect")

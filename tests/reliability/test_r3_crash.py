@@ -2,7 +2,7 @@
 completes it; no label touched.
 
 A real GEPA job (demo model, slowed per call) is launched with
-:func:`core.alignment.jobs.launch` on a copy of the demo store, with the default heartbeat
+:func:`core.optimization.jobs.launch` on a copy of the demo store, with the default heartbeat
 settings (a beat every 5 s, stale after 30 s: nothing here shortens them). Once it has
 logged an iteration, its whole process group gets SIGKILL. The Align page, driven through
 Streamlit's AppTest and re-run the way its own polling re-runs it, must show the run
@@ -27,12 +27,12 @@ import pytest
 from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
-from core import config
-from core.alignment import jobs
-from core.alignment import recorder as rec
-from core.criteria import get_criterion
-from core.judges import alignment_settings, starting_points
-from core.labels import current_labels
+from core.labeling.criteria import get_criterion
+from core.labeling.labels import current_labels
+from core.optimization import jobs
+from core.optimization import recorder as rec
+from core.optimization.settings import alignment_settings, starting_points
+from core.store import config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow  # about 35-40 s: under the minute of `reliability`

@@ -24,12 +24,6 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from core import config
-from core.alignment.engine import run_alignment
-from core.alignment.jobs import launch
-from core.alignment.preflight import preflight
-from core.alignment.spec import AlignmentSettings, JudgeSpec
-from core.criteria import create_criterion, get_criterion, list_criteria, normalize_value
 from core.errors import (
     CredentialsError,
     ImportFileError,
@@ -37,13 +31,19 @@ from core.errors import (
     NotFoundError,
     ValidationError,
 )
-from core.import_records import MAX_FIELD_BYTES
-from core.importer import import_file, parse_import_file
-from core.labels import current_labels, set_label
+from core.io.importer import import_file, parse_import_file
+from core.io.records import MAX_FIELD_BYTES
+from core.labeling.criteria import create_criterion, get_criterion, list_criteria, normalize_value
+from core.labeling.labels import current_labels, set_label
+from core.labeling.queues import create_queue, list_queues
+from core.labeling.traces import count_traces
 from core.models.secrets import require_credentials
 from core.models.uris import parse_model
-from core.queues import create_queue, list_queues
-from core.traces import count_traces
+from core.optimization.engine import run_alignment
+from core.optimization.jobs import launch
+from core.optimization.preflight import preflight
+from core.optimization.spec import AlignmentSettings, JudgeSpec
+from core.store import config
 
 GOOD_INSTRUCTIONS = "Is {{ outputs }} a good answer to {{ inputs }}? Answer pass or fail."
 

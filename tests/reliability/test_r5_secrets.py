@@ -27,9 +27,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from core import config
-from core.alignment import jobs
-from tests.alignment.demo_examples import demo_settings
+from core.optimization import jobs
+from core.store import config
+from tests.optimization.demo_examples import demo_settings
 
 
 def _db_path() -> Path:

@@ -1,0 +1,325 @@
+"""What one import record is, and how a record is validated.
+
+Validation never stops at the first problem: every problem of every row is collected
+with its line number, so a user fixes a file in one pass. File formats live in
+:mod:`core.io.formats`; the write path in :mod:`core.io.importer`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import MAX_TRACE_TAG_VAL_LENGTH, _validate_trace_tag
+
+from core.errors import ImportFileError, RowError, ValidationError
+from core.labeling.criteria import Criterion, normalize_value
+from core.labeling.labels import MAX_RATIONALE_CHARS, MAX_REVIEWER_CHARS, check_rationale
+
+#: Largest inputs, outputs or expectations of one record, as UTF-8 JSON.
+MAX_FIELD_BYTES = 256 * 1024
+#: Most labels one trace may carry in a file.
+MAX_LABELS_PER_RECORD = 1_000
+#: Most tags one trace may carry in a file.
+MAX_TAGS_PER_RECORD = 100
+MAX_ID_CHARS = 250
+MAX_NAME_CHARS = 250
+#: Tag keys alignboard writes itself.
+RESERVED_TAG_PREFIXES = ("mlflow.", "alignboard.")
+
+RECORD_FIELDS = ("id", "name", "inputs", "outputs", "expectations", "tags", "labels")
+LABEL_FIELDS = ("criterion", "value", "rationale", "reviewer")
+
+
+@dataclass(frozen=True)
+class ImportLabel:
+    """One validated label of an import record."""
+
+    criterion: str
+    value: Any
+    """Canonical value (already normalised for the criterion)."""
+    reviewer: str
+    rationale: str | None
+    line: int
+    """Line in the file it came from."""
+
+
+@dataclass
+class ImportRecord:
+    """One validated trace of an import file."""
+
+    line: int
+    """Line in the file where the record starts."""
+    source_id: str | None
+    """The record's ``id``, if any."""
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    expectations: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    labels: list[ImportLabel] = field(default_factory=list)
+    name: str | None = None
+    """Root span name (default ``alignboard_import``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ParsedImport:
+    """Result of validating a file: the records, or every problem found."""
+
+    path: str
+    records: list[ImportRecord]
+    errors: list[RowError]
+    criteria_checked: bool = True
+    """False when no experiment was given, so label criteria could not be checked."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file can be imported as is."""
+        return not self.errors
+
+    @property
+    def label_count(self) -> int:
+        """Labels across all records."""
+        return sum(len(r.labels) for r in self.records)
+
+    def raise_if_errors(self) -> None:
+        """Raise ImportFileError listing every bad row, if there is any."""
+        if self.errors:
+            raise ImportFileError(self.path, list(self.errors))
+
+
+class RowErrors:
+    """Collects the errors of one file."""
+
+    def __init__(self) -> None:
+        self.errors: list[RowError] = []
+
+    def add(self, line: int, reason: str) -> None:
+        """Record a problem on ``line``."""
+        self.errors.append(RowError(line, reason))
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def _check_size(errs: RowErrors, line: int, name: str, value: Any) -> bool:
+    size = _json_size(value)
+    if size > MAX_FIELD_BYTES:
+        errs.add(
+            line,
+            f"{name} is {size // 1024} KiB; the limit is {MAX_FIELD_BYTES // 1024} KiB per field",
+        )
+        return False
+    return True
+
+
+def _coerce_io(errs: RowErrors, line: int, name: str, value: Any, text_key: str) -> dict | None:
+    if value is None:
+        errs.add(line, f"missing {name} (required: a JSON object or a string)")
+        return None
+    if isinstance(value, str):
+        value = {text_key: value}
+    if not isinstance(value, dict):
+        errs.add(line, f"{name} must be a JSON object or a string, got {_type(value)}")
+        return None
+    return value if _check_size(errs, line, name, value) else None
+
+
+def _type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def _check_tags(errs: RowErrors, line: int, tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        errs.add(line, f"tags must be an object of string -> string, got {_type(tags)}")
+        return {}
+    if len(tags) > MAX_TAGS_PER_RECORD:
+        errs.add(line, f"{len(tags)} tags; the limit is {MAX_TAGS_PER_RECORD} per trace")
+        return {}
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(v, str):
+            errs.add(line, f"tag {k!r} must have a string value, got {_type(v)}")
+            continue
+        if k.startswith(RESERVED_TAG_PREFIXES):
+            errs.add(line, f"tag {k!r} is reserved (keys starting with mlflow. or alignboard.)")
+            continue
+        if len(v) > MAX_TRACE_TAG_VAL_LENGTH:
+            errs.add(line, f"tag {k!r} value is {len(v)} characters; MLflow keeps at most 8000")
+            continue
+        try:
+            _validate_trace_tag(k, v)
+        except MlflowException as exc:
+            errs.add(line, f"invalid tag key {k!r}: {exc.message}")
+            continue
+        out[k] = v
+    return out
+
+
+def _check_label(
+    errs: RowErrors, line: int, raw: Any, criteria: dict[str, Criterion] | None
+) -> ImportLabel | None:
+    if not isinstance(raw, dict):
+        errs.add(
+            line, f"each label must be an object with criterion, value, reviewer; got {_type(raw)}"
+        )
+        return None
+    unknown = sorted(set(raw) - set(LABEL_FIELDS))
+    if unknown:
+        errs.add(line, f"unknown label field(s) {unknown}; allowed: {', '.join(LABEL_FIELDS)}")
+        return None
+    crit_name, value, reviewer = raw.get("criterion"), raw.get("value"), raw.get("reviewer")
+    ok = True
+    if not isinstance(crit_name, str) or not crit_name.strip():
+        errs.add(line, "label is missing its criterion")
+        ok = False
+    if value is None or (isinstance(value, str) and not value.strip()):
+        errs.add(line, f"label for criterion {crit_name!r} is missing its value")
+        ok = False
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        errs.add(line, f"label for criterion {crit_name!r} is missing its reviewer")
+        ok = False
+    elif len(reviewer.strip()) > MAX_REVIEWER_CHARS:
+        errs.add(line, f"reviewer name is longer than {MAX_REVIEWER_CHARS} characters")
+        ok = False
+    rationale = raw.get("rationale")
+    try:
+        rationale = check_rationale(rationale)
+    except ValidationError:
+        if isinstance(rationale, str):
+            errs.add(
+                line,
+                f"rationale is {len(rationale)} characters; the limit is {MAX_RATIONALE_CHARS}",
+            )
+        else:
+            errs.add(line, f"rationale must be a string, got {_type(rationale)}")
+        ok = False
+    if not ok:
+        return None
+    crit_name = crit_name.strip()
+    if criteria is not None:
+        crit = criteria.get(crit_name)
+        if crit is None:
+            known = ", ".join(sorted(criteria)) or "none"
+            errs.add(
+                line,
+                f"unknown criterion {crit_name!r} (existing: {known}); create it first: "
+                f"alignboard criterion create --experiment EXPERIMENT --name {crit_name} "
+                "--kind pass_fail|categorical|numeric --instructions '...'",
+            )
+            return None
+        try:
+            value = normalize_value(crit, value)
+        except ValidationError as exc:
+            errs.add(line, str(exc))
+            return None
+    return ImportLabel(crit_name, value, reviewer.strip(), rationale, line)
+
+
+def check_record(
+    errs: RowErrors, line: int, obj: Any, criteria: dict[str, Criterion] | None
+) -> ImportRecord | None:
+    """Validate one parsed record; return it, or None after adding its problems to ``errs``.
+
+    Args:
+        errs: Where problems go.
+        line: The record's line in the file.
+        obj: The parsed JSON value.
+        criteria: Known criteria by name; None skips criterion and value checks.
+    """
+    if not isinstance(obj, dict):
+        errs.add(line, f"expected a JSON object, got {_type(obj)}")
+        return None
+    before = len(errs.errors)
+    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    if unknown:
+        errs.add(line, f"unknown field(s) {unknown}; allowed: {', '.join(RECORD_FIELDS)}")
+    source_id = obj.get("id")
+    if source_id is not None and (not isinstance(source_id, str) or not source_id.strip()):
+        errs.add(line, f"id must be a non-empty string, got {_type(source_id)}")
+    elif isinstance(source_id, str) and len(source_id) > MAX_ID_CHARS:
+        errs.add(line, f"id is longer than {MAX_ID_CHARS} characters")
+    name = obj.get("name")
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS
+    ):
+        errs.add(line, f"name must be a non-empty string of at most {MAX_NAME_CHARS} characters")
+    inputs = _coerce_io(errs, line, "inputs", obj.get("inputs"), "question")
+    outputs = _coerce_io(errs, line, "outputs", obj.get("outputs"), "response")
+    expectations = obj.get("expectations")
+    if expectations is None:
+        expectations = {}
+    elif not isinstance(expectations, dict):
+        errs.add(line, f"expectations must be a JSON object, got {_type(expectations)}")
+    else:
+        _check_size(errs, line, "expectations", expectations)
+    tags = _check_tags(errs, line, obj.get("tags"))
+    raw_labels = obj.get("labels")
+    labels: list[ImportLabel] = []
+    if raw_labels is not None:
+        if not isinstance(raw_labels, list):
+            errs.add(line, f"labels must be an array, got {_type(raw_labels)}")
+        elif len(raw_labels) > MAX_LABELS_PER_RECORD:
+            errs.add(
+                line, f"{len(raw_labels)} labels; the limit is {MAX_LABELS_PER_RECORD} per trace"
+            )
+        else:
+            for raw in raw_labels:
+                lab = _check_label(errs, line, raw, criteria)
+                if lab is not None:
+                    labels.append(lab)
+    check_duplicate_labels(errs, labels)
+    if len(errs.errors) > before:
+        return None
+    return ImportRecord(
+        line=line,
+        source_id=source_id.strip() if isinstance(source_id, str) else None,
+        inputs=inputs,
+        outputs=outputs,
+        expectations=expectations,
+        tags=tags,
+        labels=labels,
+        name=name.strip() if isinstance(name, str) else None,
+    )
+
+
+def check_duplicate_labels(errs: RowErrors, labels: list[ImportLabel]) -> None:
+    """Report a second label by the same reviewer for the same criterion on one trace."""
+    seen: dict[tuple[str, str], int] = {}
+    for lab in labels:
+        key = (lab.criterion, lab.reviewer)
+        if key in seen:
+            errs.add(
+                lab.line,
+                f"duplicate label: reviewer {lab.reviewer!r} already labels criterion "
+                f"{lab.criterion!r} for this trace (line {seen[key]}); keep one",
+            )
+        else:
+            seen[key] = lab.line
+
+
+def decode_lines(errs: RowErrors, data: bytes) -> list[tuple[int, str]]:
+    """Split into (line number, text); undecodable lines are reported, not returned."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    out = []
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            out.append((i, raw.decode("utf-8").rstrip("\r")))
+        except UnicodeDecodeError as exc:
+            errs.add(
+                i,
+                f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}; "
+                "save the file as UTF-8",
+            )
+    return out

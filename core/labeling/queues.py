@@ -1,0 +1,305 @@
+"""Review queues: who labels which traces against which criteria.
+
+A queue is an MLflow *custom* review queue (``mlflow.genai.review_queues``): a name,
+the assigned reviewers, the criteria (label schemas) and the attached traces. MLflow's
+own Reviews page and API see exactly what is written here.
+
+MLflow keeps one shared-pool status per item ("done when any assigned user acts").
+Agreement needs every assigned reviewer to label every item, so alignboard derives
+each reviewer's progress from their labels, and marks MLflow's pooled status
+``complete`` only once every assigned reviewer has labeled the item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from mlflow.exceptions import MlflowException
+from mlflow.genai import review_queues as rq
+
+from core.errors import NotFoundError, ValidationError
+from core.labeling.criteria import get_criterion, list_criteria
+from core.labeling.labels import current_labels
+from core.store import config
+from core.store import index as store_index
+
+#: MLflow caps the users of one queue at 10.
+MAX_REVIEWERS = 10
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A review queue as alignboard sees it."""
+
+    queue_id: str
+    """MLflow's id of the queue."""
+    experiment_id: str
+    """The experiment the queue belongs to."""
+    name: str
+    """Unique within the experiment."""
+    reviewers: tuple[str, ...]
+    """Assigned reviewers; each one labels every item."""
+    criteria: tuple[str, ...]
+    """Names of the criteria (label schemas) reviewers answer for each item."""
+    created_ms: int
+    """Creation time, epoch milliseconds."""
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One trace attached to a queue."""
+
+    trace_id: str
+    """The attached trace."""
+    status: str
+    """MLflow's pooled status: pending, complete or declined."""
+    attached_ms: int
+    """When the trace was attached, epoch milliseconds."""
+    completed_by: str | None
+    """Who completed (or declined) it, when it is no longer pending."""
+
+
+@dataclass(frozen=True)
+class ReviewerProgress:
+    """How far one reviewer is through a queue."""
+
+    reviewer: str
+    """The reviewer."""
+    done: int
+    """Items for which the reviewer has a current label on every queue criterion."""
+    total: int
+    """Items in the queue."""
+
+    @property
+    def pending(self) -> int:
+        """Items still to label."""
+        return self.total - self.done
+
+
+def _to_queue(q: rq.ReviewQueue) -> Queue:
+    names = {c.schema_id: c.name for c in list_criteria(q.experiment_id)}
+    return Queue(
+        queue_id=q.queue_id,
+        experiment_id=q.experiment_id,
+        name=q.name,
+        reviewers=tuple(q.users),
+        criteria=tuple(names.get(s, s) for s in q.schema_ids),
+        created_ms=q.creation_time_ms,
+    )
+
+
+def _clean_reviewers(reviewers: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for r in reviewers:
+        r = (r or "").strip()
+        if not r:
+            raise ValidationError("Reviewer names cannot be empty.")
+        if r not in out:
+            out.append(r)
+    if len(out) > MAX_REVIEWERS:
+        raise ValidationError(
+            f"A queue takes at most {MAX_REVIEWERS} reviewers ({len(out)} given); "
+            "split the work into several queues."
+        )
+    return out
+
+
+def create_queue(
+    experiment_id: str, name: str, criteria: Iterable[str], reviewers: Iterable[str] = ()
+) -> Queue:
+    """Create a review queue.
+
+    Args:
+        experiment_id: The experiment whose traces the queue holds.
+        name: Unique queue name within the experiment.
+        criteria: Names of existing criteria the reviewers answer.
+        reviewers: Reviewers assigned to label every item.
+
+    Raises:
+        ValidationError: empty name or criteria, too many reviewers, or the name is taken.
+        NotFoundError: a criterion does not exist.
+    """
+    config.configure()
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("A queue needs a name.")
+    crit_names = list(dict.fromkeys(criteria))
+    if not crit_names:
+        raise ValidationError("A queue needs at least one criterion to label.")
+    schema_ids = [get_criterion(experiment_id, c).schema_id for c in crit_names]
+    users = _clean_reviewers(reviewers)
+    try:
+        q = rq.create_review_queue(
+            name,
+            queue_type="custom",
+            users=users,
+            schema_ids=schema_ids,
+            experiment_id=experiment_id,
+        )
+    except MlflowException as exc:
+        if "already exists" in str(exc).lower() or "unique" in str(exc).lower():
+            raise ValidationError(
+                f"A queue named {name!r} already exists in this experiment; pick another name."
+            ) from exc
+        raise
+    return _to_queue(q)
+
+
+def get_queue(experiment_id: str, name: str) -> Queue:
+    """Return the queue called ``name`` in the experiment.
+
+    Raises:
+        NotFoundError: no such queue (the message lists the existing ones).
+    """
+    config.configure()
+    try:
+        return _to_queue(rq.get_review_queue(name=name, experiment_id=experiment_id))
+    except MlflowException as exc:
+        existing = ", ".join(q.name for q in list_queues(experiment_id)) or "none"
+        raise NotFoundError(f"No queue named {name!r}. Existing queues: {existing}.") from exc
+
+
+def list_queues(experiment_id: str, reviewer: str | None = None) -> list[Queue]:
+    """Return the experiment's custom queues, oldest first; only ``reviewer``'s if given."""
+    config.configure()
+    out: list[rq.ReviewQueue] = []
+    token = None
+    while True:
+        page = rq.list_review_queues(
+            experiment_id=experiment_id, user=reviewer, max_results=100, page_token=token
+        )
+        out.extend(q for q in page if q.queue_type == rq.ReviewQueueType.CUSTOM)
+        token = page.token
+        if not token:
+            break
+    return [_to_queue(q) for q in sorted(out, key=lambda q: (q.creation_time_ms, q.name))]
+
+
+def assign_reviewers(queue: Queue, reviewers: Iterable[str]) -> Queue:
+    """Replace the queue's assigned reviewers; their labels so far are kept."""
+    users = _clean_reviewers(reviewers)
+    return _to_queue(rq.update_review_queue(queue.queue_id, users=users))
+
+
+def add_traces(queue: Queue, trace_ids: Iterable[str]) -> int:
+    """Attach traces to the queue (idempotent per trace).
+
+    Returns:
+        How many trace ids were attached or were already there.
+    """
+    ids = list(dict.fromkeys(trace_ids))
+    for start in range(0, len(ids), _PAGE):
+        rq.add_items_to_review_queue(queue.queue_id, item_ids=ids[start : start + _PAGE])
+    return len(ids)
+
+
+def queue_items(queue: Queue, status: str | None = None) -> list[QueueItem]:
+    """Return the queue's items in working order: oldest attached first.
+
+    Items attached in one call share a timestamp; among them the order is by trace id,
+    which for imported traces is a stable pseudo-random order (a useful default: it
+    keeps reviewers from labeling in the order the data was produced).
+    """
+    items: list[rq.ReviewQueueItem] = []
+    token = None
+    while True:
+        page = rq.list_review_queue_items(
+            queue.queue_id, status=status, max_results=_PAGE, page_token=token
+        )
+        items.extend(page)
+        token = page.token
+        if not token:
+            break
+    items.sort(key=lambda i: (i.creation_time_ms, i.item_id))
+    return [
+        QueueItem(
+            trace_id=i.item_id,
+            status=str(i.status),
+            attached_ms=i.creation_time_ms,
+            completed_by=i.completed_by,
+        )
+        for i in items
+    ]
+
+
+def _item_ids(queue: Queue) -> list[str]:
+    """The queue's trace ids in working order (one indexed query on a SQL store)."""
+    ids = store_index.queue_item_ids(queue.queue_id)
+    return ids if ids is not None else [i.trace_id for i in queue_items(queue)]
+
+
+def _done_by(queue: Queue, reviewer: str, trace_ids: list[str]) -> set[str]:
+    """Trace ids on which ``reviewer`` has a current label for every queue criterion."""
+    wanted = set(trace_ids)
+    done: set[str] | None = None
+    for crit in queue.criteria:
+        labeled = store_index.human_labeled_ids(queue.experiment_id, crit, reviewer)
+        if labeled is None:
+            labeled = {
+                lab.trace_id
+                for lab in current_labels(
+                    queue.experiment_id, criterion=crit, reviewer=reviewer, trace_ids=trace_ids
+                )
+            }
+        labeled &= wanted
+        done = labeled if done is None else done & labeled
+    return done or set()
+
+
+def next_pending(queue: Queue, reviewer: str, after: str | None = None) -> str | None:
+    """Return the next trace ``reviewer`` still has to label, or None when done.
+
+    Args:
+        queue: The queue.
+        reviewer: Whose work list to look at.
+        after: Start looking after this trace id (wrapping round), so "skip" moves on.
+    """
+    ids = _item_ids(queue)
+    done = _done_by(queue, reviewer, ids)
+    if after in ids:
+        k = ids.index(after) + 1
+        ids = ids[k:] + ids[:k]
+    return next((t for t in ids if t not in done), None)
+
+
+def reviewer_progress(queue: Queue) -> list[ReviewerProgress]:
+    """Return each assigned reviewer's progress (done / total) through the queue."""
+    ids = _item_ids(queue)
+    return [
+        ReviewerProgress(reviewer=r, done=len(_done_by(queue, r, ids)), total=len(ids))
+        for r in queue.reviewers
+    ]
+
+
+def mark_done(queue: Queue, trace_id: str, reviewer: str) -> str:
+    """Record that ``reviewer`` finished ``trace_id``; complete it in MLflow once all have.
+
+    Returns:
+        The item's pooled status after the call ("pending" or "complete").
+
+    Raises:
+        ValidationError: the reviewer has not labeled every queue criterion on the trace,
+            or the trace is not in the queue.
+    """
+    ids = {i.trace_id: i for i in queue_items(queue)}
+    if trace_id not in ids:
+        raise ValidationError(f"Trace {trace_id} is not in queue {queue.name!r}.")
+    if trace_id not in _done_by(queue, reviewer, [trace_id]):
+        raise ValidationError(
+            f"{reviewer} has not labeled {', '.join(queue.criteria)} on {trace_id} yet; "
+            "submit a label first."
+        )
+    reviewers = set(queue.reviewers) | {reviewer}
+    if all(trace_id in _done_by(queue, r, [trace_id]) for r in reviewers):
+        if ids[trace_id].status != "complete":
+            rq.set_review_queue_item_status(
+                queue.queue_id, item_id=trace_id, status="complete", completed_by=reviewer
+            )
+        return "complete"
+    return "pending"

@@ -1,0 +1,135 @@
+"""Turning a criterion's human labels into alignment examples.
+
+One :class:`~core.optimization.spec.Example` per labeled trace, whatever the number of
+reviewers who labeled it. **Consolidation rule**: the value most reviewers gave wins; on a
+tie, the value of the *primary* reviewer wins, the primary being whoever (among the
+reviewers on that trace) has the most labels for the criterion overall (ties between
+reviewers broken by name, so every process picks the same one). The example carries the
+rationale and the assessment id of the label it took its value from.
+
+Reads are batched: one scan of trace infos (labels, no spans) filtered in the database by
+the criterion, then the labeled traces' spans in batches of 100.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from mlflow.entities import Expectation
+from mlflow.tracing.client import TracingClient
+
+from core.labeling.labels import Label, current_labels
+from core.labeling.splits import assign_split
+from core.optimization.spec import Example
+from core.store import config
+
+_BATCH = 100
+
+
+def _key(value: object) -> object:
+    # Labels of one criterion share a canonical type; strings compare case-insensitively.
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def consolidate(labels: list[Label]) -> dict[str, Label]:
+    """Pick one label per trace: the majority value, ties to the primary reviewer.
+
+    Args:
+        labels: Current human labels of one criterion (any reviewers, any traces).
+
+    Returns:
+        trace id -> the label whose value (and rationale) the trace gets.
+    """
+    per_reviewer = Counter(label.reviewer for label in labels)
+    by_trace: dict[str, list[Label]] = defaultdict(list)
+    for label in labels:
+        by_trace[label.trace_id].append(label)
+
+    def seniority(label: Label) -> tuple[int, str]:
+        return (-per_reviewer[label.reviewer], label.reviewer)
+
+    chosen: dict[str, Label] = {}
+    for trace_id, group in by_trace.items():
+        votes = Counter(_key(label.value) for label in group)
+        top = max(votes.values())
+        winners = {value for value, n in votes.items() if n == top}
+        # Among the labels carrying a winning value, the primary reviewer's decides the
+        # tie and provides the rationale.
+        candidates = sorted((lb for lb in group if _key(lb.value) in winners), key=seniority)
+        chosen[trace_id] = candidates[0]
+    return chosen
+
+
+def _root_io(trace) -> tuple[object, object]:
+    spans = list(trace.data.spans)
+    root = next((s for s in spans if s.parent_id is None), spans[0] if spans else None)
+    return (root.inputs, root.outputs) if root else (None, None)
+
+
+def _expectations(info) -> dict[str, object]:
+    found = sorted(
+        (a for a in info.assessments if isinstance(a, Expectation) and a.valid is not False),
+        key=lambda a: a.create_time_ms or 0,
+    )
+    return {a.name: a.value for a in found}
+
+
+def load_examples(
+    experiment_id: str, criterion_name: str, reviewers: Iterable[str] = ()
+) -> list[Example]:
+    """Load the labeled examples of a criterion, one per labeled trace.
+
+    Args:
+        experiment_id: The experiment holding the traces and labels.
+        criterion_name: The criterion (= the judge's name and the labels' name).
+        reviewers: Only use these reviewers' labels (empty: everyone's).
+
+    Returns:
+        Examples in trace order (oldest first), each with its deterministic split.
+    """
+    config.configure()
+    wanted = set(reviewers)
+    labels = [
+        lb
+        for lb in current_labels(experiment_id, criterion_name)
+        if not wanted or lb.reviewer in wanted
+    ]
+    chosen = consolidate(labels)
+    ids = list(dict.fromkeys(lb.trace_id for lb in labels))
+    client = TracingClient()
+    examples: list[Example] = []
+    for i in range(0, len(ids), _BATCH):
+        traces = {t.info.trace_id: t for t in client.batch_get_traces(ids[i : i + _BATCH])}
+        for trace_id in ids[i : i + _BATCH]:
+            trace = traces.get(trace_id)
+            if trace is None:
+                continue
+            inputs, outputs = _root_io(trace)
+            label = chosen[trace_id]
+            examples.append(
+                Example(
+                    trace_id=trace_id,
+                    inputs=inputs,
+                    outputs=outputs,
+                    expectations=_expectations(trace.info),
+                    label=label.value,
+                    rationale=label.rationale,
+                    reviewer=label.reviewer,
+                    split=assign_split(trace_id),
+                    label_version=label.assessment_id,
+                )
+            )
+    return examples
+
+
+def split_examples(examples: list[Example]) -> tuple[list[Example], list[Example], list[Example]]:
+    """Divide examples by their split.
+
+    Returns:
+        ``(train, val, test)``, each in input order.
+    """
+    parts: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
+    for ex in examples:
+        parts[ex.split].append(ex)
+    return parts["train"], parts["val"], parts["test"]

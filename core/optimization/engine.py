@@ -1,0 +1,443 @@
+"""One alignment, start to finish, recorded in an MLflow run.
+
+:func:`run_alignment` loads the labeled examples, runs the pre-flight checks, runs the
+chosen optimizer on train/val only (the optimizer never sees the test split), scores the
+seed and the aligned judge on the test split, registers the aligned judge as a new
+version, and records all of it in the run. It runs in whatever process calls it: the job
+process started by :func:`core.optimization.jobs.launch`, or ``alignboard align`` in the
+foreground.
+
+Per-example failures are data (counted in metrics); a systemic failure (bad key, crash)
+marks the run ``failed`` with a redacted ``alignboard.error`` and is re-raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlflow import MlflowClient
+
+from core.errors import NotFoundError, ValidationError
+from core.models.secrets import redact
+from core.optimization import recorder as rec
+from core.optimization.preflight import Finding, errors_of, preflight
+from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
+from core.store import config
+
+log = logging.getLogger(__name__)
+
+#: Where each optimizer's runner lives (imported on use: each pulls in heavy libraries).
+RUNNERS: dict[str, tuple[str, str]] = {
+    "gepa": ("core.optimization.runners.gepa", "run"),
+    "memalign": ("core.optimization.runners.memalign", "run"),
+    "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
+    "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
+}
+
+
+@dataclass(frozen=True)
+class AlignmentResult:
+    """What one alignment did (also the ``--json`` output of ``alignboard align``)."""
+
+    run_id: str
+    """The MLflow run recording it."""
+    status: str
+    """finished, or cancelled (the best candidate so far was still scored and registered)."""
+    optimizer: str
+    """Which optimizer ran."""
+    judge_name: str
+    """The judge (= criterion) name."""
+    judge_version: int | None
+    """Registered version of the aligned judge; None if registration failed."""
+    train_size: int
+    """Labeled traces the optimizer trained on."""
+    val_size: int
+    """Labeled traces it validated on."""
+    test_size: int
+    """Held-out traces both judges were scored on."""
+    metric_calls: int
+    """Judge evaluations the optimizer spent."""
+    llm_calls: int
+    """Model calls made by this process (judge, reflection, test scoring)."""
+    iterations: int
+    """Optimizer iterations completed."""
+    failed_examples: int
+    """Examples whose judge call failed after retries (optimizer and test scoring)."""
+    test_accuracy_before: float | None
+    """Seed judge's accuracy against the human labels on the test split."""
+    test_accuracy_after: float | None
+    """Aligned judge's accuracy on the test split."""
+    test_kappa_before: float | None
+    """Seed judge's Cohen's kappa on the test split."""
+    test_kappa_after: float | None
+    """Aligned judge's Cohen's kappa on the test split."""
+    wall_seconds: float
+    """Wall time of this process's work on the run."""
+    instructions: str
+    """The aligned judge's instructions."""
+    tokens: int | None = None
+    """Tokens used, when the providers report them."""
+    resumed: bool = False
+    """True when this continued an earlier, interrupted attempt."""
+    test_before: dict[str, Any] | None = None
+    """Full agreement report of the seed judge on the test split."""
+    test_after: dict[str, Any] | None = None
+    """Full agreement report of the aligned judge on the test split."""
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """Pre-flight warnings."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def run_name(settings: AlignmentSettings) -> str:
+    """A readable run name: ``align-<judge>-<optimizer>-<YYYYmmdd-HHMMSS>``."""
+    return f"align-{settings.judge.name}-{settings.optimizer}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def create_run(settings: AlignmentSettings, status: str = "queued") -> str:
+    """Create the MLflow run of an alignment: tags, params and the settings artifact.
+
+    Returns:
+        The new run id.
+    """
+    config.configure()
+    client = MlflowClient()
+    run = rec.with_retry(
+        client.create_run,
+        settings.experiment_id,
+        run_name=run_name(settings),
+        tags={
+            rec.TAG_KIND: rec.KIND_ALIGNMENT,
+            rec.TAG_STATUS: status,
+            rec.TAG_OPTIMIZER: settings.optimizer,
+            rec.TAG_JUDGE: settings.judge.name,
+        },
+    )
+    run_id = run.info.run_id
+    recorder = rec.MlflowRunRecorder(run_id, client)
+    recorder.log_params(settings.to_params())
+    recorder.log_text(rec.SETTINGS_ARTIFACT, settings.to_json())
+    rec.set_status(client, run_id, status)
+    return run_id
+
+
+def load_settings(run_id: str) -> AlignmentSettings:
+    """Read back the settings an alignment run was created with.
+
+    Raises:
+        NotFoundError: no such run, or it is not an alignment run.
+    """
+    import json
+
+    config.configure()
+    client = MlflowClient()
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        raise NotFoundError(f"No run with id {run_id!r} in {config.tracking_uri()}.") from exc
+    text = rec.read_artifact_text(client, run_id, rec.SETTINGS_ARTIFACT)
+    if not text:
+        raise NotFoundError(
+            f"Run {run_id} has no {rec.SETTINGS_ARTIFACT}: it is not an alignboard alignment."
+        )
+    return AlignmentSettings.from_dict(json.loads(text))
+
+
+def resolve_runner(optimizer: str) -> Runner:
+    """Import the runner of ``optimizer``."""
+    if optimizer not in RUNNERS:
+        raise ValidationError(
+            f"Unknown optimizer {optimizer!r}; choose one of {', '.join(RUNNERS)}."
+        )
+    module, name = RUNNERS[optimizer]
+    return getattr(importlib.import_module(module), name)
+
+
+def load_and_check(
+    settings: AlignmentSettings,
+) -> tuple[list[Example], list[Example], list[Example], list[Finding]]:
+    """Load the judge's labeled examples, split them, and run the pre-flight checks.
+
+    Returns:
+        ``(train, val, test, warnings)``.
+
+    Raises:
+        ValidationError: a pre-flight error; the message lists every one.
+    """
+    from core.optimization.dataset import load_examples, split_examples
+
+    examples = load_examples(settings.experiment_id, settings.judge.name, settings.reviewers)
+    findings = preflight(settings, examples)
+    errors = errors_of(findings)
+    if errors:
+        raise ValidationError(
+            "Alignment refused before spending anything:\n"
+            + "\n".join(f"- {f.message}" for f in errors)
+        )
+    train, val, test = split_examples(examples)
+    return list(train), list(val), list(test), findings
+
+
+def run_alignment(
+    settings: AlignmentSettings,
+    *,
+    run_id: str | None = None,
+    resume: bool = False,
+    runner: Runner | None = None,
+) -> AlignmentResult:
+    """Run one alignment in this process and record it in MLflow.
+
+    Args:
+        settings: What to align and how.
+        run_id: An existing run to record into (created by :func:`create_run`, e.g. by
+            :func:`core.optimization.jobs.launch`); None creates one.
+        resume: Continue an interrupted run: optimizer state in the job's work folder is
+            reused (gepa picks up after its last completed iteration).
+        runner: Use this runner instead of the optimizer's own (for embedding and tests).
+
+    Returns:
+        The result; its status is ``finished`` or ``cancelled``.
+
+    Raises:
+        ValidationError: pre-flight errors (the run, if any, is marked failed).
+        AlignboardError: a systemic failure such as a missing or rejected API key.
+    """
+    config.configure()
+    started = time.monotonic()
+    client = MlflowClient()
+    loaded = None
+    if run_id is None:
+        # Refuse before creating anything: a refused alignment leaves no run behind.
+        loaded = load_and_check(settings)
+        run_id = create_run(settings, status="queued")
+    recorder = rec.MlflowRunRecorder(run_id, client)
+    recorder.set_tags(
+        {
+            rec.TAG_PID: os.getpid(),
+            rec.TAG_HOST: socket.gethostname(),
+            **({rec.TAG_RESUMED: "1"} if resume else {}),
+        }
+    )
+    recorder.set_status("running", error="")
+    with recorder:
+        try:
+            return _run(settings, recorder, started, resume, runner, loaded)
+        except KeyboardInterrupt:
+            # SIGINT/SIGTERM: the process is going away but can be resumed.
+            recorder.set_status("interrupted", error="The job process was stopped (signal).")
+            raise
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            recorder.set_status("failed", error=message)
+            log.error("alignment %s failed: %s", run_id, redact(message))
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.run_id = run_id  # type: ignore[attr-defined]  # so callers can report it
+            raise
+
+
+def _run(
+    settings: AlignmentSettings,
+    recorder: rec.MlflowRunRecorder,
+    started: float,
+    resume: bool,
+    runner: Runner | None,
+    loaded: tuple[list[Example], list[Example], list[Example], list[Finding]] | None,
+) -> AlignmentResult:
+    from core.models.usage import track_usage
+
+    train, val, test, findings = loaded or load_and_check(settings)
+    warnings = [f.to_dict() for f in findings]
+    recorder.log_json("preflight.json", {"findings": warnings})
+    budget = settings.budget(len(train))
+    recorder.set_tags({rec.TAG_BUDGET: budget})
+    recorder.log_json(
+        "split.json",
+        {s: [e.trace_id for e in xs] for s, xs in (("train", train), ("val", val), ("test", test))},
+    )
+    run = runner or resolve_runner(settings.optimizer)
+    with track_usage() as window, _library_endpoints(settings):
+        # The optimizer sees train and val only; test stays held out for the scores below.
+        outcome = run(settings, train, val, recorder)
+        cancelled = outcome.cancelled
+        scores = _score_on_test(settings, outcome, test, recorder)
+    usage = _usage(window.current())
+    version = _register(settings, outcome, recorder, scores)
+    status = "cancelled" if cancelled else "finished"
+    failed = outcome.failed_examples + scores["failed"]
+    recorder.log_metrics(
+        {
+            "failed_examples": failed,
+            "optimizer_failed_examples": outcome.failed_examples,
+            "llm_calls_total": usage["llm_calls"],
+            # Failed attempts, retried or not: what a flaky provider cost.
+            "llm_failures": usage["llm_failures"],
+            "tokens_total": usage["tokens"],
+            **({"cost_usd": usage["cost_usd"]} if usage["cost_usd"] is not None else {}),
+            "metric_calls_total": outcome.metric_calls,
+        },
+        step=outcome.iterations,
+    )
+    recorder.log_text("final_instructions.txt", outcome.instructions or "")
+    if outcome.extra:
+        recorder.log_json("outcome_extra.json", outcome.extra)
+    result = AlignmentResult(
+        run_id=recorder.run_id,
+        status=status,
+        optimizer=settings.optimizer,
+        judge_name=settings.judge.name,
+        judge_version=version,
+        train_size=len(train),
+        val_size=len(val),
+        test_size=len(test),
+        metric_calls=outcome.metric_calls,
+        llm_calls=usage["llm_calls"],
+        iterations=outcome.iterations,
+        failed_examples=failed,
+        test_accuracy_before=_get(scores["before"], "accuracy"),
+        test_accuracy_after=_get(scores["after"], "accuracy"),
+        test_kappa_before=_get(scores["before"], "cohen_kappa"),
+        test_kappa_after=_get(scores["after"], "cohen_kappa"),
+        wall_seconds=round(time.monotonic() - started, 3),
+        instructions=outcome.instructions or "",
+        tokens=usage["tokens"],
+        resumed=resume,
+        test_before=scores["before"],
+        test_after=scores["after"],
+        warnings=warnings,
+    )
+    recorder.log_json("result.json", result.to_dict())
+    recorder.set_status(status)
+    return result
+
+
+def _library_endpoints(settings: AlignmentSettings) -> contextlib.AbstractContextManager:
+    """Route the models MLflow builds from bare names to their base URL, for the run.
+
+    MemAlign's reflection model and embedder (used while aligning and again when its judge
+    is scored on the test split) take no base URL; :mod:`core.models.endpoints` points
+    LiteLLM's OpenAI provider at it instead. Pre-flight has checked that they share one
+    URL and that no other ``openai:/`` model of the run lacks its own.
+    """
+    from core.models.endpoints import openai_base_url
+
+    if settings.optimizer != "memalign":
+        return contextlib.nullcontext()
+    return openai_base_url(settings.embedding_base_url or settings.reflection_base_url)
+
+
+def _get(report: dict[str, Any] | None, key: str) -> float | None:
+    return None if report is None else report.get(key)
+
+
+def _usage(snap: Any) -> dict[str, Any]:
+    return {
+        "llm_calls": snap.calls,
+        "llm_failures": snap.failures,
+        "tokens": snap.prompt_tokens + snap.completion_tokens,
+        "cost_usd": snap.cost_usd if snap.cost_known else None,
+    }
+
+
+def _score_on_test(
+    settings: AlignmentSettings,
+    outcome: AlignmentOutcome,
+    test: list[Example],
+    recorder: rec.MlflowRunRecorder,
+) -> dict[str, Any]:
+    """Score the seed and the aligned judge on the held-out split and log the numbers."""
+    from core.agreement import compare
+    from core.optimization.judging import JudgeEvaluator
+
+    out: dict[str, Any] = {"before": None, "after": None, "failed": 0, "n": len(test)}
+    if not test:
+        recorder.log_json("test_metrics.json", {**out, "note": "no labeled trace in test split"})
+        return out
+    evaluator = JudgeEvaluator(settings.judge, workers=settings.workers, cache=None)
+    reference = {e.trace_id: e.label for e in test}
+    aligned = outcome.judge if outcome.judge is not None else outcome.instructions
+    metrics: dict[str, float] = {}
+    # One parallel round for both judges: half the wall time of two.
+    rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
+    for key, verdicts in zip(("before", "after"), rounds, strict=True):
+        failed = sum(1 for v in verdicts if getattr(v, "error", None))
+        out["failed"] += failed
+        predicted = {
+            e.trace_id: (None if getattr(v, "error", None) else v.value)
+            for e, v in zip(test, verdicts, strict=True)
+        }
+        metrics[f"test_failed_{key}"] = failed
+        try:
+            report = compare(
+                reference,
+                predicted,
+                settings.judge.value_type,
+                seed=settings.seed,
+                reference_name="human",
+                predicted_name=f"{settings.judge.name} ({key})",
+            ).to_dict()
+        except ValidationError as exc:
+            # e.g. every test call failed: the number is unknown, not zero.
+            out[key] = None
+            out[f"{key}_error"] = str(exc)
+            continue
+        out[key] = report
+        metrics[f"test_accuracy_{key}"] = report["accuracy"]
+        if report.get("cohen_kappa") is not None:
+            metrics[f"test_kappa_{key}"] = report["cohen_kappa"]
+        for name, ci_key in (("accuracy", "accuracy_ci"), ("kappa", "cohen_kappa_ci")):
+            ci = report.get(ci_key) or {}
+            if ci.get("low") is not None:
+                metrics[f"test_{name}_{key}_ci_low"] = ci["low"]
+                metrics[f"test_{name}_{key}_ci_high"] = ci["high"]
+    # Failed judge attempts on the test split = these retries + the failed examples.
+    metrics["test_judge_retries"] = evaluator.stats.retries
+    evaluator.close()
+    recorder.log_json("test_metrics.json", out)
+    recorder.log_metrics(metrics, step=outcome.iterations)
+    return out
+
+
+def _register(
+    settings: AlignmentSettings,
+    outcome: AlignmentOutcome,
+    recorder: rec.MlflowRunRecorder,
+    scores: dict[str, Any],
+) -> int | None:
+    from core.optimization.registry import register_version
+
+    judge = outcome.judge
+    if judge is None:
+        from core.optimization.mlflow_judge import seed_judge
+
+        judge = seed_judge(settings.judge.with_instructions(outcome.instructions))
+    test_metrics = {
+        k: v
+        for k, v in {
+            "test_accuracy_before": _get(scores["before"], "accuracy"),
+            "test_accuracy_after": _get(scores["after"], "accuracy"),
+            "test_kappa_before": _get(scores["before"], "cohen_kappa"),
+            "test_kappa_after": _get(scores["after"], "cohen_kappa"),
+            "test_size": scores["n"],
+        }.items()
+        if v is not None
+    }
+    version = register_version(
+        judge,
+        settings.experiment_id,
+        run_id=recorder.run_id,
+        test_metrics=test_metrics,
+        optimizer=settings.optimizer,
+    )
+    recorder.set_tags({rec.TAG_JUDGE_VERSION: version})
+    recorder.log_metrics({"judge_version": version}, step=outcome.iterations)
+    return version

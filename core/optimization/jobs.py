@@ -1,0 +1,498 @@
+"""Alignment jobs: launched as their own process, watched and steered through MLflow.
+
+A job is an MLflow run plus a detached process running ``alignboard align --run-id``.
+Everything the dashboard needs is in the run (status and heartbeat tags, metrics,
+artifacts), so a restarted web server, or another dashboard on the same store, picks up
+where it was.
+
+- :func:`launch` creates the run (``queued``) and starts the process in its own session,
+  so it outlives the process that launched it.
+- :func:`status` reads the run; a ``running``/``queued`` job whose process is gone is
+  reported, and recorded, as ``interrupted`` (see :func:`status` for when "gone" is
+  certain at once, after a short grace, or only after the heartbeat is stale).
+- :func:`cancel` sets a tag the job reads at its next iteration boundary (cooperative;
+  the best candidate so far is still scored and registered).
+- :func:`resume` relaunches an interrupted, failed or cancelled run; gepa continues from
+  its saved state in the job folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import RunTag
+
+from core.errors import NotFoundError, ValidationError
+from core.optimization import recorder as rec
+from core.optimization.engine import create_run, load_and_check, load_settings
+from core.optimization.spec import AlignmentSettings
+from core.store import config
+
+STALE_ENV = "ALIGNBOARD_HEARTBEAT_STALE_S"
+DEFAULT_STALE_S = 30.0
+#: ``<pid>:<start time>:<boot id>:<pid namespace>`` of the job process, written when it is
+#: spawned: proves, on the same machine, whether that pid still is the job's process.
+TAG_PROCESS = rec.TAG_PREFIX + "process"
+LOG_FILE = "job.log"
+_ROOT = Path(__file__).resolve().parents[2]
+# Metric names runners use for progress, most specific first.
+_BEST_KEYS = ("best_score", "best_val_score", "val_best", "best_so_far")
+_CALL_KEYS = ("metric_calls", "metric_calls_total")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where an alignment job stands, as any process reading the store sees it."""
+
+    run_id: str
+    """The job's MLflow run."""
+    status: str
+    """queued, running, finished, failed, cancelled or interrupted."""
+    heartbeat_age_s: float | None
+    """Seconds since the job last said it was alive (None before its first beat)."""
+    iteration: int | None
+    """Highest iteration logged so far."""
+    metric_calls: int | None
+    """Judge evaluations spent so far."""
+    budget: int | None
+    """The metric-call budget in force."""
+    best_score: float | None
+    """Best validation score so far, when the optimizer reports one."""
+    error: str | None
+    """Why it failed (redacted), if it did."""
+    started: float | None
+    """Run start, epoch seconds."""
+    ended: float | None
+    """Run end, epoch seconds (None while it runs)."""
+    optimizer: str | None = None
+    """Which optimizer."""
+    judge_name: str | None = None
+    """The judge being aligned."""
+    judge_version: int | None = None
+    """Registered version of the aligned judge, once there is one."""
+    cancel_requested: bool = False
+    """A cancel was asked for and not yet honoured."""
+    pid: int | None = None
+    """Process id of the job (on ``host``)."""
+    host: str | None = None
+    """Machine running the job."""
+
+    @property
+    def active(self) -> bool:
+        """True while the job is queued or running."""
+        return self.status in ("queued", "running")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def stale_after_s() -> float:
+    """Heartbeat age beyond which a job is presumed dead."""
+    try:
+        return float(os.environ.get(STALE_ENV) or DEFAULT_STALE_S)
+    except ValueError:
+        return DEFAULT_STALE_S
+
+
+def grace_s() -> float:
+    """Heartbeat age beyond which a job on this machine whose pid has no process left (or
+    a zombie) is presumed dead: two heartbeat intervals, never more than
+    :func:`stale_after_s`. Shorter than the stale rule because the pid was checked too."""
+    try:
+        interval = float(
+            os.environ.get(rec.HEARTBEAT_INTERVAL_ENV) or rec.DEFAULT_HEARTBEAT_INTERVAL_S
+        )
+    except ValueError:
+        interval = rec.DEFAULT_HEARTBEAT_INTERVAL_S
+    return min(2 * max(interval, rec.HEARTBEAT_MIN_INTERVAL_S), stale_after_s())
+
+
+def log_path(run_id: str) -> Path:
+    """The job process's log file (stdout and stderr, secrets redacted)."""
+    return rec.job_dir(run_id) / LOG_FILE
+
+
+def job_command(run_id: str, *, resume: bool = False) -> list[str]:
+    """The command line of a job process (the same entry point as ``alignboard align``)."""
+    cmd = [sys.executable, "-m", "core.cli", "align", "--run-id", run_id, "--json"]
+    return [*cmd, "--resume"] if resume else cmd
+
+
+def _spawn(run_id: str, *, resume: bool) -> int:
+    log = log_path(run_id)
+    env = {
+        **os.environ,
+        # The child must write to the very store (and data folder) this process uses.
+        "MLFLOW_TRACKING_URI": config.tracking_uri(),
+        config.HOME_ENV: str(config.data_dir()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            job_command(run_id, resume=resume),
+            cwd=_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the launcher (and its Ctrl-C / restart)
+            close_fds=True,
+        )
+    # Read before the reaper may run: a child that already ended has no identity to record.
+    identity = process_identity(proc.pid)
+    # Reap the child when it ends so it never lingers as a zombie of a long-lived server.
+    threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
+    client = MlflowClient()
+    rec.with_retry(
+        client.log_batch,
+        run_id,
+        tags=[
+            RunTag(rec.TAG_PID, str(proc.pid)),
+            RunTag(rec.TAG_HOST, socket.gethostname()),
+            RunTag(TAG_PROCESS, identity or ""),
+            # The first beat: a job that dies before starting still goes stale in time.
+            RunTag(rec.TAG_HEARTBEAT, f"{time.time():.3f}"),
+        ],
+    )
+    return proc.pid
+
+
+def launch(settings: AlignmentSettings, *, check: bool = True) -> str:
+    """Start an alignment as a background process.
+
+    Args:
+        settings: What to align and how.
+        check: Run the pre-flight checks here first, so mistakes are reported at once
+            instead of as a failed job.
+
+    Returns:
+        The run id; follow it with :func:`status`.
+
+    Raises:
+        ValidationError: a pre-flight error (nothing was created).
+    """
+    config.configure()
+    if check:
+        load_and_check(settings)
+    run_id = create_run(settings, status="queued")
+    _spawn(run_id, resume=False)
+    return run_id
+
+
+# ---- is the job's process still there? ------------------------------------------------
+# Verdicts of _probe, strongest first.
+_GONE = "gone"  # proven: no process, a zombie, or another process under a reused pid
+_NO_PROCESS = "no-process"  # no process (or a zombie) with that pid, identity unproven
+_NOT_OURS = "not-ours"  # a process lives under that pid but runs another program
+_UNSEEN = "unseen"  # the job's pid namespace is not this one: its pid says nothing here
+_ALIVE = "alive"
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot) from ``/proc/<pid>/stat``, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        # The command name (field 2) may hold spaces and parentheses: split after its end.
+        fields = text.rsplit(")", 1)[1].split()
+        return fields[0], fields[19]  # fields 3 (state) and 22 (starttime)
+    except (OSError, IndexError):
+        return None
+
+
+def _read(path: str) -> str:
+    try:
+        return os.readlink(path) if path.startswith("/proc/self/ns/") else Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _machine() -> tuple[str, str]:
+    """(boot id, pid namespace) of this process: where its pids mean the same thing."""
+    return _read("/proc/sys/kernel/random/boot_id").strip(), _read("/proc/self/ns/pid")
+
+
+def process_identity(pid: int) -> str | None:
+    """``<pid>:<start ticks>:<boot id>:<pid namespace>`` of a live process, or None.
+
+    Recorded as ``alignboard.process`` when a job is spawned; a later process under the
+    same pid has another start time, so a recycled pid is told from the job. None where
+    ``/proc`` is not available (not Linux) or the process is already gone.
+    """
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return None
+    boot, namespace = _machine()
+    return f"{pid}:{stat[1]}:{boot}:{namespace}"
+
+
+def _probe(pid: int, identity: str | None) -> str:
+    """What became of the job process ``pid``, run on this host (by its host tag).
+
+    With an ``identity`` recorded for this very pid in this boot and pid namespace the
+    answer is certain (``_GONE`` or ``_ALIVE``). Without one it is only as good as the pid:
+    ``_NO_PROCESS`` (nothing, or a zombie, has it) or ``_NOT_OURS`` (a program other than
+    alignboard's CLI has it, likely a recycled pid).
+    """
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        return _ALIVE
+    parts = (identity or "").split(":", 3)
+    proven = len(parts) == 4 and parts[0] == str(pid) and bool(parts[1])
+    if proven and tuple(parts[2:]) != _machine():
+        # Same host name, another boot or pid namespace (a restarted machine, a container
+        # sharing its host's name): this pid cannot be checked from here.
+        return _UNSEEN
+    dead = _GONE if proven else _NO_PROCESS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return dead
+    except PermissionError:
+        pass  # it exists, under another user: only its /proc entry can tell if it is ours
+    except OSError:
+        return _ALIVE  # cannot tell: never report a live job dead on a guess
+    stat = _proc_stat(pid)
+    if stat is None:
+        # No /proc (not Linux): the pid exists, which is all that can be known. With /proc,
+        # the process ended between the two checks.
+        return dead if Path("/proc/self/stat").exists() else _ALIVE
+    state, started = stat
+    if state in ("Z", "X"):
+        # Killed but not yet reaped by its parent (a zombie): dead for our purpose.
+        return dead
+    if proven:
+        return _ALIVE if started == parts[1] else _GONE  # another start time: pid reused
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return _ALIVE
+    return _ALIVE if b"core.cli" in cmdline or b"alignboard" in cmdline else _NOT_OURS
+
+
+def _verdict(tags: dict[str, str], age: float) -> str | None:
+    """Why a queued/running job whose heartbeat is ``age`` s old is dead, or None."""
+    pid, host = _int(tags.get(rec.TAG_PID)), tags.get(rec.TAG_HOST)
+    stale = age > stale_after_s()
+    if not (pid and host == socket.gethostname()):
+        return "heartbeat" if stale else None
+    probe = _probe(pid, tags.get(TAG_PROCESS) or None)
+    if probe == _GONE or (probe == _NO_PROCESS and age > grace_s()):
+        return "process"
+    if probe in (_NOT_OURS, _UNSEEN) and stale:
+        return "heartbeat"
+    return None
+
+
+def _interrupted_message(run_id: str, why: str, tags: dict[str, str], age: float) -> str:
+    if why == "process":
+        what = (
+            f"The job process (pid {tags.get(rec.TAG_PID)} on {tags.get(rec.TAG_HOST)}) "
+            f"ended without finishing: it was killed or crashed (last heartbeat {age:.0f} s "
+            "ago)."
+        )
+        log = config.data_dir() / "jobs" / run_id / LOG_FILE
+        if log.is_file():
+            what += f" Its log: {log}."
+    else:
+        what = (
+            f"The job process stopped sending heartbeats {age:.0f} s ago (it was killed "
+            "or its machine restarted)."
+        )
+    return f"{what} Continue it with: alignboard resume {run_id}"
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _int(text: Any) -> int | None:
+    value = _float(None if text is None else str(text))
+    return None if value is None else int(value)
+
+
+def _first(metrics: dict[str, float], keys: tuple[str, ...]) -> float | None:
+    return next((metrics[k] for k in keys if k in metrics), None)
+
+
+def status(run_id: str) -> JobStatus:
+    """Read where a job stands; record ``interrupted`` if its process died.
+
+    A ``queued``/``running`` job is interrupted when
+
+    - it ran on this machine (its host tag is this host name) and its process is provably
+      gone: the recorded pid has no process, only a zombie, or a process with another start
+      time than the one recorded at spawn (a recycled pid). Reported at once, so a
+      ``kill -9`` shows within one poll of the dashboard;
+    - it ran on this machine without a recorded start time (run in the foreground, not
+      spawned by :func:`launch`/:func:`resume`) and its pid has no process or a zombie,
+      once the heartbeat is older than :func:`grace_s` (two heartbeat intervals);
+    - otherwise (another machine, another pid namespace, or a pid now held by some other
+      program), once its heartbeat is older than ``ALIGNBOARD_HEARTBEAT_STALE_S``
+      (default 30 s). A live process of the job on this machine is never interrupted.
+
+    Before recording ``interrupted`` the run is read again, so a job that finished (or was
+    resumed elsewhere) in the meantime keeps its own status.
+
+    Raises:
+        NotFoundError: no such run.
+    """
+    config.configure()
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        raise NotFoundError(f"No alignment run {run_id!r} in {config.tracking_uri()}.") from exc
+    return _status_of(client, run, check=True)
+
+
+def _watched_tags(tags: dict[str, str]) -> tuple[str | None, ...]:
+    keys = (rec.TAG_STATUS, rec.TAG_HEARTBEAT, rec.TAG_PID, TAG_PROCESS)
+    return tuple(tags.get(k) for k in keys)
+
+
+def _status_of(client: MlflowClient, run: Any, *, check: bool) -> JobStatus:
+    run_id = run.info.run_id
+    tags, metrics = run.data.tags, run.data.metrics
+    state = tags.get(rec.TAG_STATUS, "queued")
+    beat = _float(tags.get(rec.TAG_HEARTBEAT))
+    if beat is None and run.info.start_time:
+        beat = run.info.start_time / 1000
+    now = time.time()
+    age = None if beat is None else max(now - beat, 0.0)
+    pid, host = _int(tags.get(rec.TAG_PID)), tags.get(rec.TAG_HOST)
+    error = tags.get(rec.TAG_ERROR) or None
+    ended = run.info.end_time / 1000 if run.info.end_time else None
+    why = _verdict(tags, age) if state in ("queued", "running") and age is not None else None
+    if why is not None and check:
+        # The process was seen dead, so it can write nothing more: what the store holds now
+        # is final. If it finished, or a resume started a new process, keep that instead.
+        fresh = client.get_run(run_id)
+        if _watched_tags(fresh.data.tags) != _watched_tags(tags):
+            return _status_of(client, fresh, check=False)
+        state = "interrupted"
+        error = _interrupted_message(run_id, why, tags, age)
+        rec.set_status(client, run_id, "interrupted", error=error)
+        ended = now
+    return JobStatus(
+        run_id=run_id,
+        status=state,
+        heartbeat_age_s=None if age is None else round(age, 3),
+        iteration=_int(tags.get(rec.TAG_ITERATION)),
+        metric_calls=_int(_first(metrics, _CALL_KEYS)),
+        budget=_int(tags.get(rec.TAG_BUDGET)),
+        best_score=_first(metrics, _BEST_KEYS),
+        error=error,
+        started=run.info.start_time / 1000 if run.info.start_time else None,
+        ended=ended,
+        optimizer=tags.get(rec.TAG_OPTIMIZER),
+        judge_name=tags.get(rec.TAG_JUDGE),
+        judge_version=_int(tags.get(rec.TAG_JUDGE_VERSION)),
+        cancel_requested=tags.get(rec.TAG_CANCEL, "") not in ("", "0"),
+        pid=pid,
+        host=host,
+    )
+
+
+def cancel(run_id: str) -> JobStatus:
+    """Ask a job to stop at its next iteration boundary.
+
+    Cooperative: the job keeps its best candidate so far, scores and registers it, and
+    ends ``cancelled``. A job that is not running any more (interrupted, failed) is marked
+    cancelled at once so it is not resumed by mistake; a finished job is left alone.
+
+    Returns:
+        The job's status after the request.
+    """
+    current = status(run_id)
+    client = MlflowClient()
+    if current.status == "finished" or current.status == "cancelled":
+        return current
+    rec.with_retry(client.set_tag, run_id, rec.TAG_CANCEL, f"{time.time():.3f}")
+    if not current.active:
+        rec.set_status(client, run_id, "cancelled")
+    return status(run_id)
+
+
+def resume(run_id: str, *, detach: bool = True) -> str:
+    """Continue an interrupted, failed or cancelled alignment in the same run.
+
+    gepa picks up from the state saved in the job folder, so completed iterations are not
+    redone; the other optimizers start over (their metrics continue in the same run).
+
+    Args:
+        run_id: The run to continue.
+        detach: Start a background process (True) or leave it to the caller to run
+            :func:`core.optimization.engine.run_alignment` with ``resume=True`` (False).
+
+    Returns:
+        The run id.
+
+    Raises:
+        ValidationError: the job is still running, or already finished.
+    """
+    current = status(run_id)
+    if current.active:
+        raise ValidationError(
+            f"Run {run_id} is still {current.status} (heartbeat {current.heartbeat_age_s} s "
+            f"ago); cancel it first with: alignboard cancel {run_id}"
+        )
+    if current.status == "finished":
+        raise ValidationError(
+            f"Run {run_id} already finished (judge version {current.judge_version}); "
+            "start a new alignment instead."
+        )
+    load_settings(run_id)  # refuse early if the run is not an alignment
+    client = MlflowClient()
+    # A fresh start: forget the old cancel request and error.
+    rec.with_retry(
+        client.log_batch,
+        run_id,
+        tags=[
+            RunTag(rec.TAG_CANCEL, ""),
+            # A fresh beat, or the old stale one would get the job reported interrupted
+            # again before its new process has started.
+            RunTag(rec.TAG_HEARTBEAT, f"{time.time():.3f}"),
+            # Forget the dead process too: until the new one is recorded, its pid would
+            # prove the job gone at once.
+            RunTag(rec.TAG_PID, ""),
+            RunTag(TAG_PROCESS, ""),
+        ],
+    )
+    rec.set_status(client, run_id, "queued", error="")
+    if detach:
+        _spawn(run_id, resume=True)
+    return run_id
+
+
+def list_jobs(experiment_id: str, max_results: int = 100) -> list[JobStatus]:
+    """The experiment's alignment jobs, newest first (dead ones reported interrupted)."""
+    config.configure()
+    runs = MlflowClient().search_runs(
+        [str(experiment_id)],
+        filter_string=f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=max_results,
+    )
+    return [status(r.info.run_id) for r in runs]
+
+
+def wait(run_id: str, timeout_s: float = 600, poll_s: float = 0.5) -> JobStatus:
+    """Poll until a job is no longer queued or running (or ``timeout_s`` passes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = status(run_id)
+        if not current.active or time.monotonic() > deadline:
+            return current
+        time.sleep(poll_s)

@@ -1,0 +1,581 @@
+"""Running a judge on labeled examples exactly as MLflow runs the registered judge.
+
+A judge is built with ``mlflow.genai.judges.make_judge`` (name, instructions, model,
+value type) and called as ``judge(inputs=..., outputs=..., expectations=...)``, so what we
+score is what MLflow will later run. :class:`JudgeEvaluator` adds what an optimizer needs:
+
+* parallel calls (``workers`` threads);
+* a bounded, thread-safe cache keyed by (sha of the instructions, trace id, label version):
+  no (candidate, example) pair is paid for twice. Failed verdicts are not cached, so a
+  later evaluation tries again;
+* per-example failures (429, 5xx, timeouts, unparseable answers) retried with exponential
+  backoff, then returned as a failed :class:`Verdict` (``error`` set) - the run goes on;
+* authentication failures (401/403, missing key) raise ``CredentialsError`` and stop all.
+
+Retries. MLflow retries judge calls itself (10 times, minutes of backoff). For judges that
+reach the model through LiteLLM we switch MLflow's retries off with
+``inference_params={"retry_policy": None, "num_retries": 0, "timeout": ...}`` on the
+*evaluation* copy of the judge and retry ourselves, boundedly; LiteLLM's callback counts
+every attempt (:mod:`core.models.usage`).
+
+Routes. MLflow sends a judge to its own HTTP client (its "gateway" adapter) when MLflow's
+gateway knows the provider (openai, anthropic, gemini...), else to LiteLLM. The gateway
+client retries 429/5xx ten times with 1-30 s sleeps that nobody sees, times out only
+after ``MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS`` (300 s) and sends ``inference_params`` in
+the request body. So:
+
+* a judge with a ``base_url`` (an OpenAI-compatible server) is *evaluated* through
+  LiteLLM's OpenAI-compatible provider (:data:`COMPATIBLE_PROVIDER`) at that URL: same
+  prompt, same structured output, same server, but with our bounded retries, timeout and
+  failure counting. The judge an optimizer returns (and registers) is still the
+  ``openai:/<model>`` judge with its ``base_url`` (though MLflow 3.17 does not serialize
+  ``base_url``: a judge loaded back from the registry no longer names the server);
+* a gateway provider without a base URL keeps MLflow's route, without the LiteLLM-only
+  ``inference_params`` (they would reach the provider as unknown request fields); we add
+  no retries of our own there and count its calls with :func:`record_call`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from core.errors import CredentialsError, ValidationError
+from core.models.secrets import redact, require_credentials
+from core.models.uris import parse_model
+from core.models.usage import install_usage_tracking, record_call
+from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec, ValueType
+from core.store import config
+
+#: Cached verdicts kept at most (an LRU; each is a few hundred bytes).
+DEFAULT_CACHE_ENTRIES = 100_000
+#: LiteLLM's provider for "an OpenAI-compatible server at ``api_base``" (the OpenAI client,
+#: the key from ``OPENAI_API_KEY``). MLflow's gateway does not claim it, so MLflow hands a
+#: judge on it to LiteLLM.
+COMPATIBLE_PROVIDER = "custom_openai"
+_POSITIVE = {"pass", "passed", "yes", "true", "1", "good", "correct"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a judge said about one example."""
+
+    value: Any
+    """The judge's value (bool for pass/fail, str, float), or None when the call failed."""
+    rationale: str | None
+    """The judge's reasoning."""
+    error: str | None = None
+    """Why the call failed after retries (None on success)."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the judge answered."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def instructions_key(instructions: str) -> str:
+    """Stable short hash of judge instructions (the cache's candidate key)."""
+    return hashlib.sha256(instructions.encode("utf-8")).hexdigest()[:24]
+
+
+class VerdictCache:
+    """Thread-safe LRU of verdicts keyed by (instructions sha, trace id, label version)."""
+
+    def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        self._lock = threading.Lock()
+        self._data: OrderedDict[tuple[str, str, str], Verdict] = OrderedDict()
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, str, str]) -> Verdict | None:
+        """Return the cached verdict (counting a hit or a miss)."""
+        with self._lock:
+            verdict = self._data.get(key)
+            if verdict is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return verdict
+
+    def put(self, key: tuple[str, str, str], verdict: Verdict) -> None:
+        """Store a successful verdict (failed ones are never cached)."""
+        if not verdict.ok:
+            return
+        with self._lock:
+            self._data[key] = verdict
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def to_json(self) -> list[list[Any]]:
+        """Entries as JSON-ready rows (for resuming in another process)."""
+        with self._lock:
+            return [[*k, v.value, v.rationale] for k, v in self._data.items()]
+
+    def load_json(self, rows: list[list[Any]]) -> None:
+        """Add entries written by :meth:`to_json`."""
+        for row in rows:
+            if isinstance(row, list) and len(row) == 5:
+                self.put((str(row[0]), str(row[1]), str(row[2])), Verdict(row[3], row[4]))
+
+    def stats(self) -> dict[str, int]:
+        """Hits, misses and size."""
+        with self._lock:
+            return {"hits": self.hits, "misses": self.misses, "entries": len(self._data)}
+
+
+def feedback_value_type(spec: JudgeSpec) -> Any:
+    """The ``feedback_value_type`` MLflow gets for a judge's value type."""
+    if spec.value_type == "pass_fail":
+        return bool
+    if spec.value_type == "numeric":
+        return float
+    if spec.options:
+        # A Literal makes MLflow's structured output list the allowed categories.
+        return Literal[tuple(spec.options)]  # type: ignore[valid-type]
+    return str
+
+
+def build_judge(spec: JudgeSpec, instructions: str | None = None, **extra: Any) -> Any:
+    """Build the MLflow judge for ``spec`` (optionally with other instructions).
+
+    Args:
+        spec: The judge.
+        instructions: Instructions to use instead of ``spec.instructions``.
+        **extra: More ``make_judge`` keyword arguments (e.g. ``inference_params``).
+
+    Raises:
+        ValidationError: MLflow refuses the instructions (e.g. an unknown template variable).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.genai.judges import make_judge
+
+    config.configure()
+    model = parse_model(spec.model, spec.base_url)
+    try:
+        return make_judge(
+            name=spec.name,
+            instructions=instructions if instructions is not None else spec.instructions,
+            feedback_value_type=feedback_value_type(spec),
+            **model.judge_kwargs(),
+            **extra,
+        )
+    except MlflowException as exc:
+        raise ValidationError(f"MLflow refused the judge instructions: {exc.message}") from None
+
+
+def gateway_claims(model_uri: str) -> bool:
+    """Whether MLflow sends a judge on ``model_uri`` to its own gateway HTTP client.
+
+    MLflow picks its gateway adapter for every provider its gateway knows (and LiteLLM
+    otherwise), whatever the judge's ``base_url``.
+    """
+    from mlflow.gateway.provider_registry import is_supported_provider
+
+    provider = str(model_uri).partition(":/")[0]
+    try:
+        return bool(is_supported_provider(provider))
+    except Exception:  # a registry that cannot answer: assume MLflow's default route
+        return False
+
+
+def normalize_value(value: Any, value_type: ValueType) -> Any:
+    """A judge or label value in the canonical type of ``value_type``."""
+    if value is None:
+        return None
+    if value_type == "pass_fail":
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().strip(".").lower() in _POSITIVE
+    if value_type == "numeric":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    return str(value).strip()
+
+
+def score(
+    verdict: Verdict, example: Example, value_type: ValueType, value_range: float | None = None
+) -> float:
+    """Agreement of one verdict with the human label, in [0, 1].
+
+    Exact match for pass/fail and categories (case-insensitive); for numbers closeness
+    ``max(0, 1 - |a - b| / range)``. A failed verdict scores 0.
+
+    Args:
+        verdict: The judge's verdict.
+        example: The example with the human label.
+        value_type: pass_fail, categorical or numeric.
+        value_range: Width of the numeric scale; by default 1 for values within [0, 1],
+            else 4 (a 1-5 scale).
+    """
+    if not verdict.ok:
+        return 0.0
+    a = normalize_value(verdict.value, value_type)
+    b = normalize_value(example.label, value_type)
+    if a is None or b is None:
+        return 0.0
+    if value_type == "numeric":
+        width = value_range or (1.0 if max(abs(a), abs(b)) <= 1 else 4.0)
+        return max(0.0, 1.0 - abs(a - b) / width)
+    if value_type == "categorical":
+        return 1.0 if str(a).lower() == str(b).lower() else 0.0
+    return 1.0 if a == b else 0.0
+
+
+# --- error classification ----------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 10:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def classify_failure(exc: BaseException) -> Literal["auth", "retry", "fail"]:
+    """``auth`` (stop everything), ``retry`` (transient) or ``fail`` (record, no retry)."""
+    import litellm
+
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, CredentialsError | litellm.AuthenticationError):
+            return "auth"
+        if isinstance(e, litellm.PermissionDeniedError):
+            return "auth"
+        if getattr(e, "status_code", None) in (401, 403):
+            return "auth"
+    transient = (
+        litellm.RateLimitError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        TimeoutError,
+        ConnectionError,
+        ValueError,  # JSON decode and pydantic validation errors: an unparseable answer
+    )
+    for e in chain:
+        status = getattr(e, "status_code", None)
+        if isinstance(e, transient) or status in (408, 409, 429) or (status or 0) >= 500:
+            return "retry"
+        name = type(e).__name__
+        if name in ("Timeout", "ConnectTimeout", "ReadTimeout", "ConnectionError"):
+            return "retry"
+    text = str(exc).lower()
+    if any(s in text for s in ("parse", "json", "timed out", "rate limit", "overloaded")):
+        return "retry"
+    return "fail"
+
+
+# --- evaluator -----------------------------------------------------------------------
+
+
+@dataclass
+class EvaluatorStats:
+    """What a :class:`JudgeEvaluator` spent."""
+
+    calls: int = 0
+    """Judge invocations (retries included)."""
+    retries: int = 0
+    """Invocations that were retries."""
+    failed: int = 0
+    """Examples recorded as failed after retries."""
+    failed_trace_ids: set[str] | None = None
+    """Distinct traces with at least one failed verdict."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "calls": self.calls,
+            "retries": self.retries,
+            "failed": self.failed,
+            "failed_traces": len(self.failed_trace_ids or ()),
+        }
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One parallel round of judge calls (for critical-path accounting)."""
+
+    pairs: int
+    """(candidate, example) pairs asked for."""
+    calls: int
+    """Judge invocations made (cache misses plus retries)."""
+    depth: int
+    """Longest chain of dependent attempts (1 + most retries of one example; 0 if cached)."""
+    seconds: float
+    """Wall time of the round."""
+
+
+class JudgeEvaluator:
+    """Runs one judge's candidates on examples, in parallel, cached, with bounded retries."""
+
+    def __init__(
+        self,
+        spec: JudgeSpec,
+        workers: int = 8,
+        cache: VerdictCache | None = None,
+        *,
+        retries: int = 3,
+        backoff: float = 0.25,
+        timeout: float | None = None,
+    ) -> None:
+        """Create an evaluator.
+
+        Args:
+            spec: The judge (name, value type, model); instructions come per call.
+            workers: Judge calls in flight at once.
+            cache: Verdict cache to share (a new one by default).
+            retries: Retries of a transient failure before the example is marked failed.
+            backoff: First backoff in seconds, doubled per retry (with jitter).
+            timeout: Seconds before one LiteLLM judge call is abandoned (default:
+                :func:`core.models.completion.default_timeout`).
+        """
+        from core.models.completion import default_timeout
+
+        self.spec = spec
+        self.workers = max(1, int(workers))
+        self.cache = cache if cache is not None else VerdictCache()
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout or default_timeout()
+        self.stats = EvaluatorStats(failed_trace_ids=set())
+        self.last_round: RoundInfo | None = None
+        self.last_misses: list[int] = []
+        """Per item of the last :meth:`evaluate_many`: pairs not found in the cache."""
+        self._lock = threading.Lock()
+        self._judges: OrderedDict[str, Any] = OrderedDict()
+        self._model = parse_model(spec.model, spec.base_url)
+        # One pool for the evaluator's life: an optimizer runs dozens of short rounds, and
+        # starting fresh threads for each cost about 10 ms a round.
+        self._pool: ThreadPoolExecutor | None = None
+        install_usage_tracking()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.workers, thread_name_prefix="judge-eval"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (a later evaluation starts new ones)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    # The evaluation copy of a judge: MLflow's own retries off when we retry ourselves.
+    def _judge_for(self, instructions: str) -> Any:
+        key = instructions_key(instructions)
+        with self._lock:
+            if key in self._judges:
+                self._judges.move_to_end(key)
+                return self._judges[key]
+        model = self._model
+        params: dict[str, Any] = {"retry_policy": None, "num_retries": 0, "timeout": self.timeout}
+        if model.base_url:
+            # Through LiteLLM to the same server (see the module docstring, "Routes").
+            judge = self._compatible_judge(instructions, params)
+        elif gateway_claims(model.uri):
+            judge = build_judge(self.spec, instructions)
+        else:
+            judge = build_judge(self.spec, instructions, inference_params=params)
+        with self._lock:
+            self._judges[key] = judge
+            while len(self._judges) > 64:
+                self._judges.popitem(last=False)
+        return judge
+
+    def _compatible_judge(self, instructions: str, params: dict[str, Any]) -> Any:
+        """The judge on LiteLLM's OpenAI-compatible provider at the spec's base URL."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.genai.judges import make_judge
+
+        from core.models.completion import _NO_KEY
+        from core.models.secrets import api_key_for
+
+        model = self._model
+        if not api_key_for(model):
+            # A keyless server: the OpenAI client still wants some key (not a secret).
+            params = {**params, "api_key": _NO_KEY}
+        try:
+            return make_judge(
+                name=self.spec.name,
+                instructions=instructions,
+                feedback_value_type=feedback_value_type(self.spec),
+                model=f"{COMPATIBLE_PROVIDER}:/{model.model}",
+                base_url=model.base_url,  # LiteLLM's api_base: the /v1 base
+                inference_params=params,
+            )
+        except MlflowException as exc:
+            raise ValidationError(f"MLflow refused the judge instructions: {exc.message}") from None
+
+    def _evaluation_judge(self, judge: Any) -> Any:
+        """A judge object as it is evaluated: a judge (or a MemAlign judge's base judge) on
+        the spec's base-URL model is rerouted like :meth:`_judge_for`'s copies."""
+        if not self._model.base_url:
+            return judge
+        from mlflow.genai.judges.instructions_judge import InstructionsJudge
+
+        def on_server(j: Any) -> bool:
+            # The spec's own model on a server (MLflow keeps the base URL private).
+            return (
+                isinstance(j, InstructionsJudge)
+                and j.model == self._model.uri
+                and bool(getattr(j, "_base_url", None))
+            )
+
+        if on_server(judge):
+            return self._judge_for(judge.instructions)
+        base = getattr(judge, "_base_judge", None)  # MemAlign's MemoryAugmentedJudge
+        if on_server(base) and hasattr(judge, "model_copy"):
+            # MemAlign scores through a copy of its base judge with augmented
+            # instructions; give it our copy of the base judge (the original is untouched).
+            rerouted = judge.model_copy()
+            rerouted._base_judge = self._judge_for(base.instructions)
+            return rerouted
+        return judge
+
+    def evaluate(
+        self, instructions_or_judge: str | Any, examples: Sequence[Example]
+    ) -> list[Verdict]:
+        """Run a judge on examples.
+
+        Args:
+            instructions_or_judge: Candidate instructions (the spec's judge with these
+                instructions), or any MLflow ``Judge`` object (e.g. a MemAlign judge; not
+                cached, since its behaviour is not a function of its instructions).
+            examples: The examples.
+
+        Returns:
+            One verdict per example, in order.
+
+        Raises:
+            CredentialsError: The model's key is missing or rejected.
+            ValidationError: MLflow refuses the instructions.
+        """
+        return self.evaluate_many([(instructions_or_judge, list(examples))])[0]
+
+    def evaluate_many(
+        self, items: Sequence[tuple[str | Any, Sequence[Example]]]
+    ) -> list[list[Verdict]]:
+        """Run several (candidate, examples) pairs as one parallel round.
+
+        Returns:
+            Verdicts per item, in order.
+        """
+        require_credentials(self._model)
+        started = time.monotonic()
+        results: list[list[Verdict | None]] = []
+        todo: list[tuple[int, int, Any, str | None, Example]] = []
+        for i, (candidate, examples) in enumerate(items):
+            key = instructions_key(candidate) if isinstance(candidate, str) else None
+            if isinstance(candidate, str):
+                judge = self._judge_for(candidate)
+            else:
+                judge = self._evaluation_judge(candidate)
+            row: list[Verdict | None] = []
+            for j, ex in enumerate(examples):
+                hit = self.cache.get((key, ex.trace_id, ex.label_version)) if key else None
+                row.append(hit)
+                if hit is None:
+                    todo.append((i, j, judge, key, ex))
+            results.append(row)
+        self.last_misses = [sum(1 for t in todo if t[0] == i) for i in range(len(items))]
+        calls_before = self.stats.calls
+        depth = 0
+        if todo:
+            stop = threading.Event()
+            pool = self._executor()
+            futures = [pool.submit(self._run_one, judge, ex, stop) for _, _, judge, _, ex in todo]
+            error: BaseException | None = None
+            for (i, j, _, key, ex), fut in zip(todo, futures, strict=True):
+                try:
+                    verdict, attempts = fut.result()
+                except CredentialsError as exc:
+                    stop.set()
+                    error = error or exc
+                    continue
+                depth = max(depth, attempts)
+                results[i][j] = verdict
+                if key:
+                    self.cache.put((key, ex.trace_id, ex.label_version), verdict)
+            if error is not None:
+                raise error
+        self.last_round = RoundInfo(
+            pairs=sum(len(e) for _, e in items),
+            calls=self.stats.calls - calls_before,
+            depth=depth,
+            seconds=time.monotonic() - started,
+        )
+        return [[v for v in row if v is not None] for row in results]
+
+    def _call(self, judge: Any, ex: Example) -> Any:
+        kwargs: dict[str, Any] = {"inputs": ex.inputs, "outputs": ex.outputs}
+        used = [v for v in TEMPLATE_VARIABLES if v in (getattr(judge, "instructions", "") or "")]
+        if "{{ expectations }}" in used or ex.expectations:
+            kwargs["expectations"] = ex.expectations or {}
+        return judge(**kwargs)
+
+    def _run_one(self, judge: Any, ex: Example, stop: threading.Event) -> tuple[Verdict, int]:
+        # MLflow's gateway client retries by itself and LiteLLM never sees its calls.
+        inner = getattr(judge, "_base_judge", judge)
+        via_gateway = gateway_claims(getattr(inner, "model", None) or "")
+        retries = 0 if via_gateway else self.retries
+        last = "not attempted"
+        for attempt in range(retries + 1):
+            if stop.is_set():
+                raise CredentialsError("stopped: another judge call failed authentication")
+            with self._lock:
+                self.stats.calls += 1
+                self.stats.retries += 1 if attempt else 0
+            start = time.time()
+            try:
+                feedback = self._call(judge, ex)
+                error = getattr(feedback, "error", None)
+                if error is not None:
+                    raise RuntimeError(getattr(error, "error_message", None) or str(error))
+                if via_gateway:
+                    record_call(ok=True, start=start, end=time.time())
+                value = normalize_value(feedback.value, self.spec.value_type)
+                return Verdict(value, feedback.rationale), attempt + 1
+            except Exception as exc:
+                if via_gateway:
+                    record_call(ok=False, start=start, end=time.time())
+                kind = classify_failure(exc)
+                last = redact(f"{type(exc).__name__}: {exc}")[:500]
+                if kind == "auth":
+                    raise CredentialsError(
+                        f"{self._model.uri} rejected the API key ({last}). Check the key in "
+                        "the environment or in .streamlit/secrets.toml."
+                    ) from None
+                if kind == "fail" or attempt == retries:
+                    break
+                delay = min(20.0, self.backoff * 2**attempt) * (1 + 0.1 * random.random())
+                time.sleep(delay)
+        with self._lock:
+            self.stats.failed += 1
+            self.stats.failed_trace_ids.add(ex.trace_id)
+        return Verdict(None, None, error=last), attempt + 1

@@ -1,0 +1,285 @@
+"""Judge versions: every aligned judge is a new version of a registered MLflow scorer.
+
+The scorer is registered in the experiment under the judge's name, so MLflow's own API
+loads any version (``mlflow.genai.scorers.get_scorer(name=..., experiment_id=...,
+version=...)``) in a process that knows nothing about alignboard.
+
+MLflow scorer versions carry no metadata and no aliases, so alignboard keeps them as
+experiment tags (readable in MLflow's UI too), small JSON well under MLflow's 20,000
+character limit for an experiment tag value:
+
+* ``alignboard.judge.<name>.v<N>``: ``{"run_id", "optimizer", "test": {metric: number},
+  "created_ms"}``;
+* ``alignboard.judge.<name>.alias.<alias>``: the version number the alias points at;
+* the alignment run gets the tag ``alignboard.judge_version`` = ``<N>`` (and
+  ``alignboard.judge_name``).
+
+A registered MemAlign judge stores only the ids of its episodic traces and re-embeds them
+on first use: those traces must stay in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.errors import NotFoundError, ValidationError
+from core.store import config
+
+TAG_PREFIX = "alignboard.judge."
+RUN_VERSION_TAG = "alignboard.judge_version"
+RUN_NAME_TAG = "alignboard.judge_name"
+#: MLflow's limit for an experiment tag value; metadata must stay well below it.
+MAX_TAG_CHARS = 20_000
+#: Longest metadata JSON written (test metrics beyond it are dropped, largest first).
+MAX_METADATA_CHARS = 2_000
+#: What an alias may look like (e.g. ``production``); version_compare checks the same.
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class JudgeVersion:
+    """One registered version of a judge."""
+
+    name: str
+    """The judge's (and criterion's) name."""
+    version: int
+    """MLflow's scorer version number."""
+    instructions: str
+    """The judge's instructions (for MemAlign: base instructions plus guidelines)."""
+    run_id: str | None
+    """The alignment run that produced it, if any."""
+    optimizer: str | None
+    """gepa, memalign, mlflow-gepa, simba; None when registered outside alignboard."""
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    """Held-out (test split) metrics recorded at registration, e.g. accuracy, kappa."""
+    created_ms: int | None = None
+    """Registration time, epoch milliseconds (None outside alignboard)."""
+    aliases: tuple[str, ...] = ()
+    """Aliases pointing at this version."""
+    is_memalign: bool = False
+    """True for a MemAlign judge (needs its episodic traces in the store)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        d = asdict(self)
+        d["aliases"] = list(self.aliases)
+        return d
+
+
+def version_tag(name: str, version: int) -> str:
+    """Experiment tag key holding a version's metadata."""
+    return f"{TAG_PREFIX}{name}.v{int(version)}"
+
+
+def alias_tag(name: str, alias: str) -> str:
+    """Experiment tag key holding an alias."""
+    return f"{TAG_PREFIX}{name}.alias.{alias}"
+
+
+def _client():
+    import mlflow
+
+    config.configure()
+    return mlflow.MlflowClient()
+
+
+def _tags(experiment_id: str) -> dict[str, str]:
+    return dict(_client().get_experiment(str(experiment_id)).tags)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """Scalar, finite metrics only (a confusion matrix belongs in the run, not a tag)."""
+    out = {}
+    for k, v in (metrics or {}).items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if math.isfinite(v):
+            out[str(k)] = round(float(v), 6)
+    return out
+
+
+def _metadata(run_id: str | None, optimizer: str | None, test: dict[str, float]) -> str:
+    meta = {"run_id": run_id, "optimizer": optimizer, "test": dict(test)}
+    meta["created_ms"] = int(time.time() * 1000)
+    text = json.dumps(meta, separators=(",", ":"), sort_keys=True)
+    # Keep the tag compact: drop the longest-named metrics until it fits.
+    while len(text) > MAX_METADATA_CHARS and meta["test"]:
+        meta["test"].pop(max(meta["test"], key=len))
+        text = json.dumps(meta, separators=(",", ":"), sort_keys=True)
+    return text
+
+
+def _optimizer_of(judge: Any, run_id: str | None) -> str | None:
+    if run_id:
+        try:
+            found = _client().get_run(run_id).data.params.get("optimizer")
+        except Exception:
+            found = None
+        if found:
+            return found
+    return "memalign" if _is_memalign(judge) else None
+
+
+def _is_memalign(scorer: Any) -> bool:
+    from mlflow.genai.scorers.base import ScorerKind
+
+    return getattr(scorer, "kind", None) == ScorerKind.MEMORY_AUGMENTED
+
+
+def register_version(
+    judge: Any,
+    experiment_id: str,
+    *,
+    run_id: str | None,
+    test_metrics: dict[str, Any],
+    optimizer: str | None = None,
+) -> int:
+    """Register ``judge`` as a new version of the scorer named after it.
+
+    Args:
+        judge: An MLflow judge (``make_judge`` result or MemoryAugmentedJudge).
+        experiment_id: The experiment holding the traces and labels.
+        run_id: The alignment run that produced it (tagged with the version), or None.
+        test_metrics: Held-out metrics; scalar numbers are kept (e.g. accuracy, kappa).
+        optimizer: Which optimizer produced it (default: the run's ``optimizer`` param,
+            else ``memalign`` for a MemAlign judge).
+
+    Returns:
+        The new version number.
+    """
+    config.configure()
+    registered = judge.register(name=judge.name, experiment_id=str(experiment_id))
+    version = registered.scorer_version
+    if version is None:
+        raise RuntimeError(f"MLflow registered {judge.name!r} without a version number.")
+    meta = _metadata(run_id, optimizer or _optimizer_of(judge, run_id), _numbers(test_metrics))
+    client = _client()
+    client.set_experiment_tag(str(experiment_id), version_tag(judge.name, version), meta)
+    if run_id:
+        client.set_tag(run_id, RUN_VERSION_TAG, str(version))
+        client.set_tag(run_id, RUN_NAME_TAG, judge.name)
+    return int(version)
+
+
+def _aliases(tags: dict[str, str], name: str) -> dict[str, int]:
+    prefix = alias_tag(name, "")
+    out = {}
+    for key, value in tags.items():
+        if key.startswith(prefix) and value.strip().isdigit():
+            out[key[len(prefix) :]] = int(value)
+    return out
+
+
+def _version_from(scorer: Any, version: int, name: str, tags: dict[str, str]) -> JudgeVersion:
+    try:
+        meta = json.loads(tags.get(version_tag(name, version), "{}"))
+    except ValueError:
+        meta = {}
+    aliases = tuple(sorted(a for a, v in _aliases(tags, name).items() if v == version))
+    return JudgeVersion(
+        name=name,
+        version=int(version),
+        instructions=str(getattr(scorer, "instructions", "") or ""),
+        run_id=meta.get("run_id"),
+        optimizer=meta.get("optimizer"),
+        test_metrics=dict(meta.get("test") or {}),
+        created_ms=meta.get("created_ms"),
+        aliases=aliases,
+        is_memalign=_is_memalign(scorer),
+    )
+
+
+def list_versions(experiment_id: str, name: str) -> list[JudgeVersion]:
+    """Every registered version of judge ``name``, oldest first (empty if none)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.genai.scorers.registry import list_scorer_versions
+
+    config.configure()
+    try:
+        found = list_scorer_versions(name=name, experiment_id=str(experiment_id))
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+    tags = _tags(experiment_id)
+    return sorted((_version_from(s, v, name, tags) for s, v in found), key=lambda jv: jv.version)
+
+
+def load_version(experiment_id: str, name: str, version: int | None = None) -> Any:
+    """The registered judge as MLflow loads it (``get_scorer``); latest when no version.
+
+    Raises:
+        NotFoundError: no such judge or version.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.genai.scorers import get_scorer
+
+    config.configure()
+    try:
+        return get_scorer(name=name, experiment_id=str(experiment_id), version=version)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            which = f"version {version} of " if version is not None else ""
+            raise NotFoundError(
+                f"No {which}judge {name!r} is registered in experiment {experiment_id}. "
+                "Run an alignment to register one."
+            ) from exc
+        raise
+
+
+def _check_version(experiment_id: str, name: str, version: int) -> None:
+    known = {jv.version for jv in list_versions(experiment_id, name)}
+    if int(version) not in known:
+        raise NotFoundError(
+            f"Judge {name!r} has no version {version}; registered versions: "
+            f"{sorted(known) or 'none'}."
+        )
+
+
+def set_alias(experiment_id: str, name: str, alias: str, version: int) -> None:
+    """Point ``alias`` (e.g. ``production``) at ``version`` of judge ``name``.
+
+    Raises:
+        ValidationError: alias is not a simple word (letters, digits, ``_``, ``-``).
+        NotFoundError: no such version.
+    """
+    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+        raise ValidationError(
+            f"Alias {alias!r} must start with a letter and use only letters, digits, _ or -."
+        )
+    _check_version(experiment_id, name, version)
+    _client().set_experiment_tag(str(experiment_id), alias_tag(name, alias), str(int(version)))
+
+
+def get_alias(experiment_id: str, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at, or None when the alias is not set."""
+    return _aliases(_tags(experiment_id), name).get(alias)
+
+
+def rollback(experiment_id: str, name: str, alias: str, to_version: int) -> int | None:
+    """Move ``alias`` back (or anywhere) to ``to_version``.
+
+    Returns:
+        The version the alias pointed at before (None if it was not set), for an undo.
+    """
+    previous = get_alias(experiment_id, name, alias)
+    set_alias(experiment_id, name, alias, to_version)
+    return previous
+
+
+def list_judges(experiment_id: str) -> dict[str, int]:
+    """Registered judges in the experiment: name -> latest version."""
+    from mlflow.genai.scorers.registry import list_scorers
+
+    config.configure()
+    out: dict[str, int] = {}
+    for scorer in list_scorers(experiment_id=str(experiment_id)):
+        version = scorer.scorer_version
+        if version is not None:
+            out[scorer.name] = max(out.get(scorer.name, 0), int(version))
+    return dict(sorted(out.items()))

@@ -1,0 +1,354 @@
+"""Baselines: MLflow's own ``GEPAAlignmentOptimizer`` and ``SIMBAAlignmentOptimizer``.
+
+Both run through ``judge.align`` exactly as an MLflow user would call them, so that users
+and benchmarks can compare them with alignboard's ``gepa``. They are kept honest: the
+same metric (MLflow's ``agreement_metric``), the same examples and the same budget; only
+what MLflow exposes is recorded, and nothing is patched.
+
+What the paths expose, and how it is captured:
+
+* **mlflow-gepa**: MLflow passes ``gepa_kwargs`` to ``dspy.GEPA``, and dspy passes its own
+  ``gepa_kwargs`` on to ``gepa.optimize``. So gepa's ``callbacks`` (every evaluated
+  candidate with its score and parents, the budget used, accepted and rejected proposals)
+  and ``stop_callbacks`` (our cancel) reach gepa through that documented chain. The budget
+  is MLflow's ``max_metric_calls`` argument: inside ``gepa_kwargs`` MLflow would override
+  it, and dspy refuses ``auto`` next to it. dspy compiles without a valset, so gepa scores
+  candidates on the training traces themselves. MLflow's reflection sees only "This
+  trajectory got a score of True" (no human rationale), which is what alignboard's ``gepa``
+  improves on; with the demo model no candidate therefore changes the instructions.
+* **simba**: ``dspy.SIMBA`` has no callbacks. Its per-step ``trial_logs`` and scored
+  ``candidate_programs`` hang off the program it returns, which MLflow turns into a judge
+  and drops; a subclass keeps that program (``_dspy_optimize`` is the documented hook of
+  MLflow's DSPy optimizers). Metric calls are counted by passing MLflow's own
+  ``agreement_metric`` wrapped in a counter through ``simba_kwargs["metric"]``. The budget
+  is turned into SIMBA's knobs (``bsize``, ``num_candidates``, ``max_steps``); a cancel is
+  honoured before SIMBA starts only, as SIMBA offers no stop hook.
+
+Both see the train and validation examples (our ``gepa`` sees the same two splits; these
+optimizers take one list and validate on it themselves); never the test split.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core.models import demo_stats
+from core.optimization.mlflow_judge import fetch_traces, seed_judge
+from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
+
+#: Fewest traces MLflow's DSPy optimizers accept.
+MIN_TRACES = 10
+#: SIMBA's new candidates per step (dspy's default is 6; fewer fit small budgets).
+SIMBA_CANDIDATES = 3
+
+
+class _Usage:
+    """Demo-model call counts and wall time since creation."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.before = demo_stats()
+
+    def metrics(self) -> dict[str, float]:
+        now = demo_stats()
+        return {
+            "llm_calls": float(now.calls - self.before.calls),
+            "embedding_calls": float(now.embedding_calls - self.before.embedding_calls),
+            "wall_seconds": time.monotonic() - self.started,
+        }
+
+
+def _cancelled_outcome(optimizer: str, settings: AlignmentSettings) -> AlignmentOutcome:
+    judge = seed_judge(settings.judge)
+    return AlignmentOutcome(optimizer, judge.instructions, judge, cancelled=True)
+
+
+# --- mlflow-gepa ------------------------------------------------------------------------
+
+
+class GepaEvents:
+    """gepa callback recording what MLflow's GEPA path does, and passing it to a recorder."""
+
+    def __init__(self, recorder: RunRecorder, usage: _Usage) -> None:
+        self.recorder = recorder
+        self.usage = usage
+        self.candidates: list[dict[str, Any]] = []
+        self.proposals: list[dict[str, Any]] = []
+        self.metric_calls = 0
+        self.iterations = 0
+        self.best_idx: int | None = None
+        self._best = float("-inf")
+        self._lock = threading.Lock()
+
+    def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+        """A candidate was scored on the whole (training) set: the chart's data."""
+        with self._lock:
+            score = float(event["average_score"])
+            self._best = max(self._best, score)
+            self.candidates.append(
+                {
+                    "idx": int(event["candidate_idx"]),
+                    "iteration": int(event["iteration"]),
+                    "parent_ids": [p for p in event["parent_ids"] if p is not None],
+                    "instructions": next(iter(event["candidate"].values()), ""),
+                    "val_score": score,
+                    "scores_by_example": {str(k): v for k, v in event["scores_by_val_id"].items()},
+                }
+            )
+            self.recorder.log_metrics(
+                {
+                    "val_score": score,
+                    "best_val_score": self._best,
+                    "metric_calls": float(self.metric_calls),
+                    **self.usage.metrics(),
+                },
+                step=int(event["iteration"]),
+            )
+
+    def on_budget_updated(self, event: dict[str, Any]) -> None:
+        """Budget spent so far."""
+        self.metric_calls = int(event["metric_calls_used"])
+
+    def on_proposal_end(self, event: dict[str, Any]) -> None:
+        """The reflection model's proposal (unchanged text when it saw no rationale)."""
+        self.proposals.append(
+            {
+                "iteration": int(event["iteration"]),
+                "new_instructions": next(iter(event["new_instructions"].values()), ""),
+            }
+        )
+
+    def on_candidate_rejected(self, event: dict[str, Any]) -> None:
+        """Why a proposal was not kept."""
+        if self.proposals:
+            self.proposals[-1]["rejected"] = str(event.get("reason", ""))
+
+    def on_candidate_accepted(self, event: dict[str, Any]) -> None:
+        """A proposal was kept as a new candidate."""
+        if self.proposals:
+            self.proposals[-1]["accepted_as"] = int(event["new_candidate_idx"])
+
+    def on_iteration_end(self, event: dict[str, Any]) -> None:
+        """Iteration boundary: progress and a heartbeat."""
+        self.iterations = int(event["iteration"])
+        self.recorder.heartbeat()
+
+    def on_optimization_end(self, event: dict[str, Any]) -> None:
+        """Final totals."""
+        self.best_idx = int(event["best_candidate_idx"])
+        self.metric_calls = int(event["total_metric_calls"])
+        self.iterations = int(event["total_iterations"])
+
+
+def run_mlflow_gepa(
+    settings: AlignmentSettings,
+    train: list[Example],
+    val: list[Example],
+    recorder: RunRecorder,
+) -> AlignmentOutcome:
+    """Align with MLflow's ``GEPAAlignmentOptimizer`` on train + val.
+
+    Records ``candidates.json`` (each scored candidate: idx, iteration, parents,
+    instructions, score, per-example scores), ``proposals.json`` (what the reflection
+    model proposed and whether it was kept), ``mlflow_gepa.json`` (totals) and per-iteration
+    metrics ``val_score``, ``best_val_score``, ``metric_calls``, ``llm_calls``.
+    """
+    from mlflow.genai.judges.optimizers import GEPAAlignmentOptimizer
+
+    usage = _Usage()
+    recorder.heartbeat()
+    if recorder.should_stop():
+        return _cancelled_outcome("mlflow-gepa", settings)
+    examples = [*train, *val]
+    budget = settings.budget(len(train))
+    events = GepaEvents(recorder, usage)
+    stopped: list[bool] = []
+
+    def stop(_state: Any) -> bool:
+        # Remember that the cancel, not the budget, ended the search.
+        if recorder.should_stop():
+            stopped.append(True)
+        return bool(stopped)
+
+    optimizer = GEPAAlignmentOptimizer(
+        model=settings.reflection_model,
+        max_metric_calls=budget,
+        gepa_kwargs={
+            "seed": settings.seed,
+            "num_threads": settings.workers,
+            "reflection_minibatch_size": settings.minibatch_size,
+            # Passed by dspy.GEPA to gepa.optimize.
+            "gepa_kwargs": {
+                "callbacks": [events],
+                "stop_callbacks": [stop],
+            },
+        },
+    )
+    traces = fetch_traces(examples, settings.judge.name)
+    judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
+    totals = {
+        "budget": budget,
+        "metric_calls": events.metric_calls,
+        "iterations": events.iterations,
+        "candidates": len(events.candidates),
+        "best_candidate_idx": events.best_idx,
+        "examples": len(examples),
+        "instructions_changed": judge.instructions.strip() != settings.judge.instructions.strip(),
+        **usage.metrics(),
+    }
+    recorder.log_json("candidates.json", events.candidates)
+    recorder.log_json("proposals.json", events.proposals)
+    recorder.log_json("mlflow_gepa.json", totals)
+    recorder.log_metrics(
+        {"metric_calls": float(events.metric_calls), **usage.metrics()}, step=events.iterations
+    )
+    return AlignmentOutcome(
+        optimizer="mlflow-gepa",
+        instructions=judge.instructions,
+        judge=judge,
+        iterations=events.iterations,
+        metric_calls=events.metric_calls,
+        cancelled=bool(stopped),
+        extra=totals,
+    )
+
+
+# --- simba ------------------------------------------------------------------------------
+
+
+def simba_plan(budget: int, n_examples: int) -> dict[str, int]:
+    """SIMBA knobs that spend at most about ``budget`` metric calls on ``n_examples``.
+
+    A SIMBA step runs ``bsize * num_candidates`` trajectories and then scores up to
+    ``num_candidates + 1`` new programs on the same batch; the end scores up to
+    ``num_candidates + 1`` winners on every example. At least one step always runs.
+    """
+    bsize = min(MIN_TRACES, n_examples)
+    candidates = SIMBA_CANDIDATES
+    final = (candidates + 1) * n_examples
+    per_step = bsize * (2 * candidates + 1)
+    steps = max(1, (budget - final) // per_step)
+    return {"bsize": bsize, "num_candidates": candidates, "max_steps": steps}
+
+
+class _CountingMetric:
+    """MLflow's agreement metric, counted (thread-safe: SIMBA runs it in parallel)."""
+
+    def __init__(self, metric: Callable[..., Any], recorder: RunRecorder) -> None:
+        self.metric = metric
+        self.recorder = recorder
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, example: Any, pred: Any, trace: Any = None) -> Any:
+        with self._lock:
+            self.calls += 1
+            beat = self.calls % 50 == 0
+        if beat:
+            self.recorder.heartbeat()
+        return self.metric(example, pred, trace)
+
+
+def _simba_class():
+    from mlflow.genai.judges.optimizers import SIMBAAlignmentOptimizer
+
+    class KeepingSIMBA(SIMBAAlignmentOptimizer):
+        """MLflow's SIMBA optimizer that keeps dspy's compiled program for inspection."""
+
+        compiled: Any = None
+
+        def _dspy_optimize(self, program, examples, metric_fn):
+            self.compiled = super()._dspy_optimize(program, examples, metric_fn)
+            return self.compiled
+
+    return KeepingSIMBA
+
+
+def _simba_log(compiled: Any) -> dict[str, Any]:
+    if compiled is None:
+        return {"trial_logs": {}, "candidates": []}
+    logs = {
+        str(step): {k: v for k, v in entry.items() if isinstance(v, int | float | str)}
+        for step, entry in (getattr(compiled, "trial_logs", None) or {}).items()
+    }
+    candidates = [
+        {
+            "rank": rank,
+            "train_score": float(c["score"]),
+            "instructions": c["program"].signature.instructions,
+            "demos": len(getattr(c["program"], "demos", []) or []),
+        }
+        for rank, c in enumerate(getattr(compiled, "candidate_programs", None) or [])
+    ]
+    return {"trial_logs": logs, "candidates": candidates}
+
+
+def run_simba(
+    settings: AlignmentSettings,
+    train: list[Example],
+    val: list[Example],
+    recorder: RunRecorder,
+) -> AlignmentOutcome:
+    """Align with MLflow's ``SIMBAAlignmentOptimizer`` on train + val.
+
+    Records ``simba.json`` (the plan, metric calls, per-step trial logs and the final
+    scored candidates with their instructions) and final metrics.
+
+    Raises:
+        ValueError: fewer than ``MIN_TRACES`` examples (MLflow refuses them too).
+    """
+    from mlflow.genai.judges.optimizers.dspy_utils import agreement_metric
+
+    usage = _Usage()
+    recorder.heartbeat()
+    if recorder.should_stop():
+        return _cancelled_outcome("simba", settings)
+    examples = [*train, *val]
+    if len(examples) < MIN_TRACES:
+        raise ValueError(
+            f"SIMBA needs at least {MIN_TRACES} labeled traces in train + val; "
+            f"{len(examples)} are. Label more traces."
+        )
+    budget = settings.budget(len(train))
+    plan = simba_plan(budget, len(examples))
+    metric = _CountingMetric(agreement_metric, recorder)
+    optimizer = _simba_class()(
+        model=settings.reflection_model,
+        batch_size=plan["bsize"],
+        # MLflow replaces seed 0 with its default 42 (recorded as effective_seed).
+        seed=settings.seed,
+        simba_kwargs={
+            "metric": metric,
+            "num_candidates": plan["num_candidates"],
+            "max_steps": plan["max_steps"],
+            "num_threads": settings.workers,
+        },
+    )
+    traces = fetch_traces(examples, settings.judge.name)
+    judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
+    details = _simba_log(optimizer.compiled)
+    totals = {
+        "budget": budget,
+        **plan,
+        "metric_calls": metric.calls,
+        "effective_seed": settings.seed or optimizer.DEFAULT_SEED,
+        "examples": len(examples),
+        "instructions_changed": judge.instructions.strip() != settings.judge.instructions.strip(),
+        **usage.metrics(),
+    }
+    recorder.log_json("simba.json", {**totals, **details})
+    recorder.log_metrics(
+        {"metric_calls": float(metric.calls), **usage.metrics()}, step=plan["max_steps"]
+    )
+    recorder.heartbeat()
+    return AlignmentOutcome(
+        optimizer="simba",
+        instructions=judge.instructions,
+        judge=judge,
+        iterations=plan["max_steps"],
+        metric_calls=metric.calls,
+        extra=totals,
+    )

@@ -1,0 +1,886 @@
+"""An alignment run's record, read back into typed views for the Run explorer and Align page.
+
+:func:`load_run_view` reads everything one run recorded (tags, params, artifacts) and
+builds, without Streamlit:
+
+- :class:`ProgressSeries`: every candidate's validation score against the metric calls
+  used when it was found, the best-so-far step line and the Pareto aggregate;
+- :class:`CandidateView` for each candidate, with its lineage depth and frontier/best flags;
+- :class:`FrontierMatrix`: candidates x validation examples (score), frontier marked;
+- :class:`LineageLayout`: nodes placed by depth, edges parent -> child;
+- :func:`wins_and_losses`: the validation examples a candidate won and lost against its
+  parent;
+- :class:`TestComparison`: the test-split agreement before and after;
+- MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory.
+
+:func:`metric_series` is the light read the Align page polls while a job runs (metric
+histories only, any optimizer). The ``build_*`` functions are pure, for tests and reuse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.errors import NotFoundError
+from core.store import config
+from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_diff
+
+#: Characters of instructions shown on hover.
+PREVIEW_CHARS = 100
+#: Metrics charted while a job runs.
+LIVE_METRICS = ("val_score", "best_val_score", "pareto_aggregate", "metric_calls")
+#: Artifacts a run view reads (JSON unless named .txt).
+ARTIFACTS = (
+    "settings.json",
+    "candidates.json",
+    "pareto.json",
+    "lineage.json",
+    "iterations.json",
+    "test_metrics.json",
+    "result.json",
+    "outcome_extra.json",
+    "split.json",
+    "guidelines.json",
+    "episodes.json",
+    "unaligned_traces.json",
+    "final_instructions.txt",
+)
+
+
+# --- views ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """One candidate of a search-based alignment."""
+
+    id: int
+    """Candidate index (0 is the seed)."""
+    parent_ids: tuple[int, ...]
+    """Candidates it was derived from (empty for the seed)."""
+    instructions: str
+    """Its full instructions."""
+    val_score: float
+    """Mean score on the validation examples."""
+    val_scores: Mapping[str, float]
+    """trace id -> score on that validation example."""
+    iteration: int
+    """Iteration that found it (0: the seed)."""
+    metric_calls: int | None
+    """Metric calls spent when it was found (None when unknown)."""
+    depth: int = 0
+    """Steps from a root of the lineage."""
+    on_frontier: bool = False
+    """On the Pareto frontier (best on some example, not dominated)."""
+    is_best: bool = False
+    """Best validation mean (ties: earliest), i.e. the aligned judge of a gepa run."""
+    change_preview: str = ""
+    """Start of the text it added to its first parent's instructions."""
+
+    @property
+    def is_seed(self) -> bool:
+        """True for the candidate the search started from."""
+        return not self.parent_ids
+
+    @property
+    def preview(self) -> str:
+        """Start of its instructions, one line."""
+        text = " ".join(self.instructions.split())
+        return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+    @property
+    def label(self) -> str:
+        """Short name, e.g. ``#3`` or ``#0 seed``."""
+        return f"#{self.id}" + (" seed" if self.is_seed else "")
+
+
+@dataclass(frozen=True)
+class StepPoint:
+    """One point of a line over the budget."""
+
+    iteration: int
+    metric_calls: int | None
+    """x: metric calls used by then (None when unknown: chart by iteration)."""
+    value: float
+    """y."""
+
+
+@dataclass(frozen=True)
+class ProgressSeries:
+    """What the per-iteration chart draws."""
+
+    candidates: tuple[CandidateView, ...]
+    """A point each (x: metric calls at discovery, y: validation score)."""
+    best_so_far: tuple[StepPoint, ...]
+    """Best validation score found by each iteration (a step line)."""
+    pareto_aggregate: tuple[StepPoint, ...]
+    """Mean over validation examples of the best score any candidate so far reached."""
+    budget: int | None
+    """The metric-call budget (a vertical line), when known."""
+    x_is_metric_calls: bool = True
+    """False when metric calls are unknown and x is the iteration instead."""
+
+    @property
+    def empty(self) -> bool:
+        """True before any candidate was scored."""
+        return not self.candidates and not self.best_so_far
+
+
+@dataclass(frozen=True)
+class FrontierMatrix:
+    """Candidates x validation examples, for the Pareto heatmap."""
+
+    candidate_ids: tuple[int, ...]
+    """Rows, in id order."""
+    example_ids: tuple[str, ...]
+    """Columns: validation trace ids."""
+    scores: tuple[tuple[float | None, ...], ...]
+    """scores[row][col]; None where a candidate was not scored on an example."""
+    best_on_example: tuple[tuple[bool, ...], ...]
+    """True where the candidate reaches the best score on that example."""
+    frontier: tuple[int, ...]
+    """Ids of the frontier candidates."""
+    best_scores: tuple[float | None, ...]
+    """Per example: the best score any candidate reached."""
+    aggregate: float | None
+    """Mean of ``best_scores`` (the Pareto aggregate)."""
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to draw."""
+        return not self.candidate_ids or not self.example_ids
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    """A candidate placed in the lineage tree."""
+
+    id: int
+    depth: int
+    """x: generations from a root."""
+    y: float
+    """Vertical position within its depth (centred on 0)."""
+    val_score: float
+    on_frontier: bool
+    is_best: bool
+    preview: str
+    """Start of the text it added."""
+
+
+@dataclass(frozen=True)
+class LineageLayout:
+    """The candidate tree, laid out for a plot."""
+
+    nodes: tuple[LineageNode, ...]
+    edges: tuple[tuple[int, int], ...]
+    """(parent id, child id)."""
+
+    def node(self, cid: int) -> LineageNode:
+        """The node of candidate ``cid``."""
+        return next(n for n in self.nodes if n.id == cid)
+
+
+@dataclass(frozen=True)
+class ExampleOutcome:
+    """A validation example where a candidate scored differently from its parent."""
+
+    trace_id: str
+    parent_score: float
+    score: float
+
+
+@dataclass(frozen=True)
+class WinsLosses:
+    """How a candidate did against its parent, example by example."""
+
+    parent_id: int | None
+    won: tuple[ExampleOutcome, ...]
+    lost: tuple[ExampleOutcome, ...]
+    tied: int
+    """Examples with the same score."""
+
+
+@dataclass(frozen=True)
+class CandidateDiff:
+    """A candidate's instructions against another's."""
+
+    against: int
+    """The other candidate."""
+    ops: tuple[DiffOp, ...]
+    stats: DiffStats
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the before/after table."""
+
+    metric: str
+    before: float | None
+    after: float | None
+    before_ci: tuple[float, float] | None = None
+    after_ci: tuple[float, float] | None = None
+
+    @property
+    def change(self) -> float | None:
+        """after - before, when both are known."""
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """A confusion matrix: rows the human label, columns the judge's."""
+
+    labels: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class TestComparison:
+    """Seed judge vs aligned judge on the held-out test split."""
+
+    n: int
+    """Test traces."""
+    rows: tuple[MetricRow, ...]
+    """accuracy, Cohen's kappa (with CIs), TPR, TNR, ... as recorded."""
+    before_confusion: Confusion | None
+    after_confusion: Confusion | None
+    note: str | None = None
+    """Why numbers are missing, if they are."""
+
+    @property
+    def available(self) -> bool:
+        """True when at least one side was scored."""
+        return any(r.before is not None or r.after is not None for r in self.rows)
+
+
+@dataclass(frozen=True)
+class Guideline:
+    """A MemAlign guideline (semantic memory) with the traces it was distilled from."""
+
+    index: int
+    text: str
+    source_trace_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One example in MemAlign's episodic memory."""
+
+    trace_id: str | None
+    label: str | None
+    rationale: str | None
+    inputs: str
+    outputs: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who and what a run is."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    """alignboard.status (queued/running/finished/failed/cancelled/interrupted)."""
+    optimizer: str | None
+    judge_name: str | None
+    judge_version: int | None
+    """Registered version it produced."""
+    started_ms: int | None
+    ended_ms: int | None
+    params: Mapping[str, str]
+    """The run's params (``AlignmentSettings.to_params()``)."""
+    budget: int | None = None
+    """The metric-call budget in force, once the job has started."""
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while queued or running."""
+        return self.status in ("queued", "running")
+
+
+@dataclass(frozen=True)
+class RunView:
+    """Everything the Run explorer shows about one run."""
+
+    info: RunInfo
+    settings: Mapping[str, Any]
+    """The run's settings.json (judge, models, budget...)."""
+    seed_instructions: str
+    """The instructions the alignment started from."""
+    final_instructions: str
+    """The aligned judge's instructions."""
+    candidates: tuple[CandidateView, ...]
+    """Empty for optimizers that keep no candidates (MemAlign, SIMBA)."""
+    progress: ProgressSeries
+    frontier: FrontierMatrix
+    lineage: LineageLayout
+    test: TestComparison
+    guidelines: tuple[Guideline, ...]
+    episodes: tuple[Episode, ...]
+    result: Mapping[str, Any] = field(default_factory=dict)
+    """result.json (sizes, calls, wall time), empty until the run ends."""
+    unaligned: tuple[str, ...] = ()
+    """Traces an unalign run removed."""
+
+    @property
+    def is_memalign(self) -> bool:
+        """True for a MemAlign run (guidelines and episodes)."""
+        return self.info.optimizer == "memalign"
+
+    @property
+    def has_candidates(self) -> bool:
+        """True for a search-based run with candidates to explore."""
+        return bool(self.candidates)
+
+    def candidate(self, cid: int) -> CandidateView:
+        """Candidate ``cid``.
+
+        Raises:
+            NotFoundError: no such candidate.
+        """
+        for c in self.candidates:
+            if c.id == cid:
+                return c
+        raise NotFoundError(f"Run {self.info.run_id} has no candidate {cid}.")
+
+    @property
+    def best_id(self) -> int | None:
+        """The best candidate's id."""
+        return next((c.id for c in self.candidates if c.is_best), None)
+
+    @property
+    def seed_id(self) -> int | None:
+        """The seed candidate's id."""
+        return next((c.id for c in self.candidates if c.is_seed), None)
+
+    def diff(self, cid: int, against: int | None) -> CandidateDiff | None:
+        """Word diff of candidate ``cid`` against candidate ``against``.
+
+        None when there is nothing to compare with (no such candidate, or itself).
+        """
+        if against is None or against == cid:
+            return None
+        base = self.candidate(against)
+        ops = word_diff(base.instructions, self.candidate(cid).instructions)
+        return CandidateDiff(against, tuple(ops), diff_stats(ops))
+
+    def wins_and_losses(self, cid: int) -> WinsLosses:
+        """Validation examples candidate ``cid`` won and lost against its first parent."""
+        return wins_and_losses(self.candidates, cid)
+
+
+# --- pure builders ----------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None or value == "" else int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def normalize_candidates(raw: Sequence[Mapping[str, Any]], val_ids: Sequence[str] = ()) -> list:
+    """Candidates from gepa's or MLflow GEPA's ``candidates.json``, as plain dicts.
+
+    MLflow's GEPA path names the id ``idx`` and keys per-example scores by position; these
+    become ``id`` and trace ids (when ``val_ids`` gives the order).
+    """
+    out: dict[int, dict[str, Any]] = {}
+    for c in raw:
+        cid = _int(c.get("id", c.get("idx")))
+        if cid is None:
+            continue
+        scores = c.get("val_scores")
+        if scores is None:
+            by_pos = c.get("scores_by_example") or {}
+            scores = {}
+            for k, v in by_pos.items():
+                pos = _int(k)
+                key = val_ids[pos] if pos is not None and pos < len(val_ids) else str(k)
+                scores[key] = v
+        out.setdefault(
+            cid,
+            {
+                "id": cid,
+                "parent_ids": [int(p) for p in c.get("parent_ids") or [] if p is not None],
+                "instructions": str(c.get("instructions") or ""),
+                "val_score": float(c.get("val_score") or 0.0),
+                "val_scores": {str(k): float(v) for k, v in scores.items() if v is not None},
+                "iteration": _int(c.get("iteration")) or 0,
+                "metric_calls_at_discovery": _int(c.get("metric_calls_at_discovery")),
+            },
+        )
+    return [out[k] for k in sorted(out)]
+
+
+def _depths(cands: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    parents = {c["id"]: [p for p in c["parent_ids"]] for c in cands}
+    depth: dict[int, int] = {}
+
+    def of(cid: int, seen: frozenset[int]) -> int:
+        if cid in depth:
+            return depth[cid]
+        known = [p for p in parents.get(cid, []) if p in parents and p not in seen]
+        d = 0 if not known else 1 + max(of(p, seen | {cid}) for p in known)
+        depth[cid] = d
+        return d
+
+    for cid in parents:
+        of(cid, frozenset())
+    return depth
+
+
+def best_candidate_id(cands: Sequence[Mapping[str, Any]]) -> int | None:
+    """Best validation mean; ties go to the earliest (gepa's choice)."""
+    if not cands:
+        return None
+    return min(cands, key=lambda c: (-c["val_score"], c["id"]))["id"]
+
+
+def build_candidates(
+    cands: Sequence[Mapping[str, Any]],
+    calls_at_iteration: Mapping[int, int],
+    frontier: Iterable[int] = (),
+    best_id: int | None = None,
+) -> tuple[CandidateView, ...]:
+    """Candidate views with depth, flags, metric calls at discovery and a change preview."""
+    depth = _depths(cands)
+    front = set(frontier)
+    best = best_candidate_id(cands) if best_id is None else best_id
+    by_id = {c["id"]: c for c in cands}
+    out = []
+    for c in cands:
+        calls = c.get("metric_calls_at_discovery")
+        if calls is None:
+            calls = calls_at_iteration.get(c["iteration"])
+        parent = next((p for p in c["parent_ids"] if p in by_id), None)
+        change = ""
+        if parent is not None:
+            ops = word_diff(by_id[parent]["instructions"], c["instructions"])
+            change = inserted_text(ops, PREVIEW_CHARS)
+        out.append(
+            CandidateView(
+                id=c["id"],
+                parent_ids=tuple(c["parent_ids"]),
+                instructions=c["instructions"],
+                val_score=c["val_score"],
+                val_scores=dict(c["val_scores"]),
+                iteration=c["iteration"],
+                metric_calls=calls,
+                depth=depth.get(c["id"], 0),
+                on_frontier=c["id"] in front,
+                is_best=c["id"] == best,
+                change_preview=change,
+            )
+        )
+    return tuple(out)
+
+
+def _aggregate(cands: Sequence[CandidateView], example_ids: Sequence[str]) -> float | None:
+    bests = []
+    for tid in example_ids:
+        scores = [c.val_scores[tid] for c in cands if tid in c.val_scores]
+        if scores:
+            bests.append(max(scores))
+    return sum(bests) / len(bests) if bests else None
+
+
+def build_progress(
+    candidates: Sequence[CandidateView],
+    iterations: Sequence[Mapping[str, Any]],
+    example_ids: Sequence[str],
+    budget: int | None,
+) -> ProgressSeries:
+    """The per-iteration chart's series from the candidates and the iteration log.
+
+    The best-so-far line steps at every iteration (so the flat stretches where proposals
+    were rejected show); the Pareto aggregate steps where a candidate was found.
+    """
+    known = all(c.metric_calls is not None for c in candidates)
+    calls = {_int(e.get("iteration")): _int(e.get("metric_calls")) for e in iterations}
+    steps = sorted({c.iteration for c in candidates} | {i for i in calls if i is not None})
+    best_line, pareto_line = [], []
+    for it in steps:
+        found = [c for c in candidates if c.iteration <= it]
+        if not found:
+            continue
+        x = calls.get(it)
+        if x is None:
+            x = max((c.metric_calls or 0) for c in found) if known else None
+        best_line.append(StepPoint(it, x, max(c.val_score for c in found)))
+        if any(c.iteration == it for c in candidates):
+            agg = _aggregate(found, example_ids)
+            if agg is not None:
+                pareto_line.append(StepPoint(it, x, agg))
+    return ProgressSeries(
+        candidates=tuple(candidates),
+        best_so_far=tuple(best_line),
+        pareto_aggregate=tuple(pareto_line),
+        budget=budget,
+        x_is_metric_calls=known and all(p.metric_calls is not None for p in best_line),
+    )
+
+
+def build_frontier(
+    candidates: Sequence[CandidateView],
+    example_ids: Sequence[str],
+    frontier: Iterable[int] = (),
+) -> FrontierMatrix:
+    """The candidates x examples matrix; ``example_ids`` fixes the column order."""
+    ids = list(dict.fromkeys(example_ids)) or sorted(
+        {tid for c in candidates for tid in c.val_scores}
+    )
+    rows = sorted(candidates, key=lambda c: c.id)
+    scores = tuple(tuple(c.val_scores.get(tid) for tid in ids) for c in rows)
+    bests: list[float | None] = []
+    for j in range(len(ids)):
+        col = [r[j] for r in scores if r[j] is not None]
+        bests.append(max(col) if col else None)
+    best_on = tuple(tuple(v is not None and v == bests[j] for j, v in enumerate(r)) for r in scores)
+    known = [b for b in bests if b is not None]
+    return FrontierMatrix(
+        candidate_ids=tuple(c.id for c in rows),
+        example_ids=tuple(ids),
+        scores=scores,
+        best_on_example=best_on,
+        frontier=tuple(sorted(set(frontier))),
+        best_scores=tuple(bests),
+        aggregate=sum(known) / len(known) if known else None,
+    )
+
+
+def build_lineage(candidates: Sequence[CandidateView]) -> LineageLayout:
+    """Nodes placed by depth (x) and spread evenly within a depth (y, centred on 0)."""
+    by_depth: dict[int, list[CandidateView]] = {}
+    for c in sorted(candidates, key=lambda c: c.id):
+        by_depth.setdefault(c.depth, []).append(c)
+    nodes = []
+    for depth, group in sorted(by_depth.items()):
+        mid = (len(group) - 1) / 2
+        for i, c in enumerate(group):
+            nodes.append(
+                LineageNode(
+                    id=c.id,
+                    depth=depth,
+                    y=mid - i,
+                    val_score=c.val_score,
+                    on_frontier=c.on_frontier,
+                    is_best=c.is_best,
+                    preview=c.change_preview or c.preview,
+                )
+            )
+    ids = {c.id for c in candidates}
+    edges = tuple((p, c.id) for c in candidates for p in c.parent_ids if p in ids)
+    return LineageLayout(tuple(nodes), edges)
+
+
+def wins_and_losses(candidates: Sequence[CandidateView], cid: int) -> WinsLosses:
+    """Examples where candidate ``cid`` beat, and fell behind, its first parent."""
+    by_id = {c.id: c for c in candidates}
+    cand = by_id.get(cid)
+    if cand is None:
+        raise NotFoundError(f"No candidate {cid}.")
+    parent = next((by_id[p] for p in cand.parent_ids if p in by_id), None)
+    if parent is None:
+        return WinsLosses(None, (), (), 0)
+    won, lost, tied = [], [], 0
+    for tid, score in cand.val_scores.items():
+        before = parent.val_scores.get(tid)
+        if before is None:
+            continue
+        if score > before:
+            won.append(ExampleOutcome(tid, before, score))
+        elif score < before:
+            lost.append(ExampleOutcome(tid, before, score))
+        else:
+            tied += 1
+    return WinsLosses(parent.id, tuple(won), tuple(lost), tied)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Pass" if value else "Fail"
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return "Pass" if value.lower() == "true" else "Fail"
+    return str(value)
+
+
+def _confusion(report: Mapping[str, Any] | None) -> Confusion | None:
+    conf = (report or {}).get("confusion")
+    if not conf or not conf.get("labels"):
+        return None
+    return Confusion(
+        labels=tuple(_label(x) for x in conf["labels"]),
+        counts=tuple(tuple(int(v) for v in row) for row in conf["counts"]),
+    )
+
+
+def _ci(report: Mapping[str, Any] | None, key: str) -> tuple[float, float] | None:
+    ci = (report or {}).get(key) or {}
+    if ci.get("low") is None or ci.get("high") is None:
+        return None
+    return float(ci["low"]), float(ci["high"])
+
+
+_TEST_ROWS = (
+    ("accuracy", "accuracy", "accuracy_ci"),
+    ("Cohen's kappa", "cohen_kappa", "cohen_kappa_ci"),
+    ("TPR", "tpr", None),
+    ("TNR", "tnr", None),
+    ("weighted kappa", "weighted_kappa", None),
+    ("mean absolute error", "mean_absolute_error", "mean_absolute_error_ci"),
+)
+
+
+def build_test(metrics: Mapping[str, Any] | None) -> TestComparison:
+    """The before/after table and confusion matrices from ``test_metrics.json``."""
+    metrics = metrics or {}
+    before, after = metrics.get("before"), metrics.get("after")
+    rows = []
+    for name, key, ci_key in _TEST_ROWS:
+        b = (before or {}).get(key)
+        a = (after or {}).get(key)
+        if b is None and a is None:
+            continue
+        rows.append(
+            MetricRow(
+                name,
+                b,
+                a,
+                _ci(before, ci_key) if ci_key else None,
+                _ci(after, ci_key) if ci_key else None,
+            )
+        )
+    notes = [metrics.get("note"), metrics.get("before_error"), metrics.get("after_error")]
+    note = "; ".join(str(n) for n in notes if n) or None
+    if not metrics:
+        note = "No test-split scores yet (they are computed when the run ends)."
+    return TestComparison(
+        n=int(metrics.get("n") or 0),
+        rows=tuple(rows),
+        before_confusion=_confusion(before),
+        after_confusion=_confusion(after),
+        note=note,
+    )
+
+
+def build_guidelines(raw: Sequence[Mapping[str, Any]] | None) -> tuple[Guideline, ...]:
+    """MemAlign guidelines from ``guidelines.json``."""
+    return tuple(
+        Guideline(
+            index=int(g.get("index", i)),
+            text=str(g.get("text") or ""),
+            source_trace_ids=tuple(str(t) for t in g.get("source_trace_ids") or ()),
+        )
+        for i, g in enumerate(raw or [])
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def build_episodes(raw: Sequence[Mapping[str, Any]] | None) -> tuple[Episode, ...]:
+    """MemAlign's episodic memory from ``episodes.json``."""
+    return tuple(
+        Episode(
+            trace_id=e.get("trace_id"),
+            label=None if e.get("label") is None else _label(e.get("label")),
+            rationale=e.get("rationale"),
+            inputs=_text(e.get("inputs")),
+            outputs=_text(e.get("outputs")),
+        )
+        for e in raw or []
+    )
+
+
+def build_run_view(info: RunInfo, artifacts: Mapping[str, Any]) -> RunView:
+    """Assemble a :class:`RunView` from a run's info and its parsed artifacts.
+
+    Args:
+        info: The run's identity and status.
+        artifacts: artifact name -> parsed JSON (or text for ``.txt``); missing ones absent.
+    """
+    settings = artifacts.get("settings.json") or {}
+    split = artifacts.get("split.json") or {}
+    pareto = artifacts.get("pareto.json") or {}
+    iterations = artifacts.get("iterations.json") or []
+    val_ids = list(split.get("val") or [])
+    if info.optimizer == "mlflow-gepa":
+        # MLflow's GEPA scores candidates on train + val, by position.
+        val_ids = [*(split.get("train") or []), *val_ids]
+    raw = normalize_candidates(artifacts.get("candidates.json") or [], val_ids)
+    example_ids = list((pareto.get("per_example") or {}).keys()) or val_ids
+    if not example_ids:
+        example_ids = sorted({t for c in raw for t in c["val_scores"]})
+    calls = {
+        _int(e.get("iteration")): _int(e.get("metric_calls"))
+        for e in iterations
+        if _int(e.get("iteration")) is not None and _int(e.get("metric_calls")) is not None
+    }
+    extra = artifacts.get("outcome_extra.json") or {}
+    best = _int(extra.get("best_candidate_id"))
+    if best is not None and best not in {c["id"] for c in raw}:
+        best = None
+    cands = build_candidates(raw, calls, pareto.get("frontier") or (), best)
+    budget = info.budget or _int(info.params.get("max_metric_calls"))
+    seed_instr = str((settings.get("judge") or {}).get("instructions") or "")
+    return RunView(
+        info=info,
+        settings=settings,
+        seed_instructions=seed_instr,
+        final_instructions=str(artifacts.get("final_instructions.txt") or ""),
+        candidates=cands,
+        progress=build_progress(cands, iterations, example_ids, budget),
+        frontier=build_frontier(cands, example_ids, pareto.get("frontier") or ()),
+        lineage=build_lineage(cands),
+        test=build_test(artifacts.get("test_metrics.json")),
+        guidelines=build_guidelines(artifacts.get("guidelines.json")),
+        episodes=build_episodes(artifacts.get("episodes.json")),
+        result=artifacts.get("result.json") or {},
+        unaligned=tuple(artifacts.get("unaligned_traces.json") or ()),
+    )
+
+
+# --- reading a run ----------------------------------------------------------------------
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    config.configure()
+    return MlflowClient()
+
+
+def run_info(run_id: str) -> RunInfo:
+    """A run's identity and status as recorded (no liveness check; see ``jobs.status``).
+
+    Raises:
+        NotFoundError: no such run.
+    """
+    from core.optimization import recorder as rec
+
+    client = _client()
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        raise NotFoundError(f"No run {run_id!r} in {config.tracking_uri()}.") from exc
+    tags = run.data.tags
+    params = dict(run.data.params)
+    return RunInfo(
+        run_id=run_id,
+        name=run.info.run_name or run_id,
+        experiment_id=run.info.experiment_id,
+        status=tags.get(rec.TAG_STATUS) or run.info.status.lower(),
+        optimizer=tags.get(rec.TAG_OPTIMIZER) or params.get("optimizer"),
+        judge_name=tags.get(rec.TAG_JUDGE) or params.get("judge_name"),
+        judge_version=_int(tags.get(rec.TAG_JUDGE_VERSION)),
+        started_ms=run.info.start_time,
+        ended_ms=run.info.end_time,
+        params=params,
+        budget=_int(tags.get(rec.TAG_BUDGET)),
+        error=tags.get(rec.TAG_ERROR) or None,
+    )
+
+
+def read_artifacts(run_id: str, names: Iterable[str] = ARTIFACTS) -> dict[str, Any]:
+    """The run's artifacts that exist, parsed (JSON) or as text (``.txt``)."""
+    from core.optimization import recorder as rec
+
+    client = _client()
+    out: dict[str, Any] = {}
+    for name in names:
+        text = rec.read_artifact_text(client, run_id, name)
+        if text is None:
+            continue
+        if name.endswith(".json"):
+            try:
+                out[name] = json.loads(text)
+            except json.JSONDecodeError:
+                continue  # written mid-read on a remote store: the next read gets it
+        else:
+            out[name] = text
+    return out
+
+
+def load_run_view(run_id: str) -> RunView:
+    """Everything one alignment run recorded, as a :class:`RunView`.
+
+    Works on running jobs too (their artifacts are rewritten every iteration).
+
+    Raises:
+        NotFoundError: no such run.
+    """
+    info = run_info(run_id)
+    return build_run_view(info, read_artifacts(run_id))
+
+
+@dataclass(frozen=True)
+class LivePoint:
+    """One logged step of a running job."""
+
+    step: int
+    metric_calls: float | None
+    val_score: float | None
+    best_val_score: float | None
+    pareto_aggregate: float | None
+
+
+@dataclass(frozen=True)
+class LiveSeries:
+    """The metric histories the Align page charts while a job runs."""
+
+    points: tuple[LivePoint, ...]
+
+    @property
+    def empty(self) -> bool:
+        """True before the first scored step."""
+        return not any(p.val_score is not None or p.best_val_score is not None for p in self.points)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def build_live_series(history: Mapping[str, Sequence[tuple[int, float]]]) -> LiveSeries:
+    """Join metric histories (name -> [(step, value)]) into one point per step.
+
+    ``metric_calls`` is carried forward to steps that logged a score without it.
+    """
+    by_step: dict[int, dict[str, float]] = {}
+    for name, points in history.items():
+        for step, value in points:
+            by_step.setdefault(int(step), {})[name] = float(value)
+    out, calls = [], None
+    for step in sorted(by_step):
+        m = by_step[step]
+        calls = m.get("metric_calls", calls)
+        out.append(
+            LivePoint(
+                step,
+                calls,
+                m.get("val_score"),
+                m.get("best_val_score"),
+                m.get("pareto_aggregate"),
+            )
+        )
+    return LiveSeries(tuple(out))
+
+
+def metric_series(run_id: str) -> LiveSeries:
+    """The job's per-iteration metrics so far (any optimizer), for a live chart."""
+    client = _client()
+    history = {
+        name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+        for name in LIVE_METRICS
+    }
+    return build_live_series(history)

@@ -1,0 +1,155 @@
+"""The gepa runner on the seeded demo store, with the demo model and an in-memory recorder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from core.models import demo_stats, reset_demo_stats
+from core.optimization.dataset import load_examples, split_examples
+from core.optimization.gepa_adapter import JudgeAdapter, check_template
+from core.optimization.judging import JudgeEvaluator, score
+from core.optimization.runners import gepa as gepa_runner
+from core.optimization.spec import AlignmentSettings, JudgeSpec
+from tests.optimization.demo_examples import CRITERION
+from tests.optimization.demo_examples import ListRecorder as FakeRecorder
+
+
+@pytest.fixture
+def demo(demo_store):
+    from core.labeling.criteria import get_criterion
+
+    train, val, test = split_examples(load_examples(demo_store, CRITERION))
+    crit = get_criterion(demo_store, CRITERION)
+    spec = JudgeSpec(CRITERION, crit.instructions, "pass_fail", "demo:/judge")
+    settings = AlignmentSettings(
+        experiment_id=demo_store, judge=spec, optimizer="gepa", reflection_model="demo:/reflect"
+    )
+    return settings, train, val, test
+
+
+def _accuracy(spec, judge_or_text, examples) -> float:
+    verdicts = JudgeEvaluator(spec).evaluate(judge_or_text, examples)
+    return sum(score(v, e, "pass_fail") for v, e in zip(verdicts, examples, strict=True)) / len(
+        examples
+    )
+
+
+def test_gepa_raises_held_out_agreement_and_records_the_run(demo, tmp_path):
+    settings, train, val, test = demo
+    rec = FakeRecorder(tmp_path / "work")
+    out = gepa_runner.run(settings, train, val, rec)
+
+    before = _accuracy(settings.judge, settings.judge.instructions, test)
+    after = _accuracy(settings.judge, out.judge, test)  # the MLflow judge object itself
+    assert after > before, (before, after)
+    assert out.instructions != settings.judge.instructions and not out.cancelled
+    assert out.metric_calls >= settings.budget(len(train)) and out.iterations > 3
+
+    val_scores = rec.steps("val_score")
+    assert 0 in val_scores  # the seed, as iteration 0
+    best = rec.steps("best_val_score")
+    assert list(best.values()) == sorted(best.values())  # best so far never drops
+    for name in (
+        "metric_calls",
+        "llm_calls",
+        "prompt_tokens",
+        "iteration_seconds",
+        "pareto_aggregate",
+    ):
+        assert rec.steps(name), name
+
+    cands = rec.artifacts["candidates.json"]
+    assert [c["id"] for c in cands] == list(range(len(cands)))
+    assert set(cands[-1]["val_scores"]) == {e.trace_id for e in val}
+    assert all(c["parent_ids"] for c in cands[1:])
+    pareto = rec.artifacts["pareto.json"]
+    assert set(pareto["per_example"]) == {e.trace_id for e in val} and pareto["frontier"]
+    assert len(rec.artifacts["lineage.json"]["edges"]) >= len(cands) - 1
+    assert rec.artifacts["final_instructions.txt"] == out.instructions
+    iterations = rec.artifacts["iterations.json"]
+    accepted = [i for i in iterations if i["iteration"] > 0 and i.get("accepted")]
+    kinds = [r["kind"] for r in accepted[0]["rounds"]]
+    assert kinds == ["minibatch_eval", "reflection", "minibatch_eval", "val_eval"]
+    assert accepted[0]["rounds"][-1]["pairs"] == len(val)
+
+
+def test_reflective_dataset_shows_judge_and_human_rationales(demo):
+    settings, train, _, _ = demo
+    adapter = JudgeAdapter(settings.judge, JudgeEvaluator(settings.judge))
+    batch = [e for e in train if e.rationale][:4]
+    result = adapter.evaluate(
+        batch, {"instructions": settings.judge.instructions}, capture_traces=True
+    )
+    records = adapter.make_reflective_dataset({"instructions": "x"}, result, ["instructions"])
+    for record, ex, verdict in zip(records["instructions"], batch, result.outputs, strict=True):
+        lines = record["Feedback"].splitlines()
+        assert f"Judge verdict: {'pass' if verdict.value else 'fail'}" in lines
+        assert any(line.startswith("Judge rationale: [demo stand-in]") for line in lines)
+        assert f"Human label: {'pass' if ex.label else 'fail'}" in lines
+        assert f"Human rationale: {ex.rationale.splitlines()[0]}" in record["Feedback"]
+        assert record["Inputs"] == ex.inputs and record["Generated Outputs"] == ex.outputs
+
+
+def test_template_variables_are_repaired_or_rejected(demo):
+    required = ["{{ inputs }}", "{{ outputs }}"]
+    dropped = check_template("Judge the support reply carefully.\n{{ inputs }}", required)
+    assert dropped.status == "repaired" and "{{ outputs }}" in dropped.instructions
+    invented = check_template(
+        "Judge the support reply {{inputs}} {{ outputs }} against {{ policy }}.", required
+    )
+    assert invented.status == "repaired" and invented.invented == ("{{ policy }}",)
+    assert "policy }}" not in invented.instructions and "{{ inputs }}" in invented.instructions
+    assert check_template("{{ inputs }} {{ outputs }}", required).status == "rejected"
+    assert (
+        check_template("Judge the reply: {{ inputs }} {{ outputs }} strictly", required).status
+        == "ok"
+    )
+
+    settings, train, _, _ = demo
+    adapter = JudgeAdapter(settings.judge, JudgeEvaluator(settings.judge))
+    reset_demo_stats()
+    rejected = adapter.evaluate(train[:3], {"instructions": "{{ context }}"})
+    assert rejected.scores == [0.0, 0.0, 0.0] and demo_stats().calls == 0
+    assert all("Rejected" in v.error for v in rejected.outputs)
+    repaired = adapter.evaluate(
+        train[:3], {"instructions": "Decide pass or fail for this reply: {{ outputs }}"}
+    )
+    assert demo_stats().calls == 3 and all(v.ok for v in repaired.outputs)
+    statuses = sorted(c.status for c in adapter.template_checks.values())
+    assert statuses == ["rejected", "repaired"]
+
+
+def test_cancel_stops_at_an_iteration_boundary_with_best_so_far(demo, tmp_path):
+    settings, train, val, _ = demo
+    rec = FakeRecorder(tmp_path / "work", stop_after_heartbeats=4)
+    out = gepa_runner.run(settings, train, val, rec)
+    assert out.cancelled
+    assert out.metric_calls < settings.budget(len(train))
+    assert out.iterations <= 4
+    cands = rec.artifacts["candidates.json"]
+    best = max(cands, key=lambda c: (c["val_score"], -c["id"]))
+    assert out.instructions == best["instructions"]
+
+
+def test_rerun_with_same_work_dir_resumes(demo, tmp_path):
+    settings, train, val, _ = demo
+    settings = replace(settings, max_metric_calls=200)
+    work = tmp_path / "resumed"
+    first = gepa_runner.run(settings, train, val, FakeRecorder(work, stop_after_heartbeats=5))
+    assert first.cancelled
+
+    reset_demo_stats()
+    rec = FakeRecorder(work)
+    resumed = gepa_runner.run(settings, train, val, rec)
+    resumed_calls = demo_stats().calls
+    reset_demo_stats()
+    fresh = gepa_runner.run(settings, train, val, FakeRecorder(tmp_path / "fresh"))
+    fresh_calls = demo_stats().calls
+
+    assert not resumed.cancelled and resumed.iterations > first.iterations
+    # Completed iterations are not redone: the resumed run logs only later steps.
+    assert min(s for s in rec.steps("iteration_seconds")) == first.iterations + 1
+    assert resumed_calls < fresh_calls, (resumed_calls, fresh_calls)
+    assert resumed.metric_calls >= 200 and fresh.metric_calls >= 200
