@@ -45,7 +45,7 @@ def _core_imports(path: Path) -> set[str]:
 
 def _package_of(path: Path) -> str:
     rel = path.relative_to(ROOT / "core").parts
-    return rel[0].removesuffix(".py") if len(rel) > 1 else rel[0].removesuffix(".py")
+    return rel[0].removesuffix(".py")
 
 
 def test_each_core_package_imports_only_the_layers_below_it():
