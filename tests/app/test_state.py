@@ -19,8 +19,22 @@ def _page() -> None:
         set_query_param("demo", "run", "b")
 
 
+def _opened(**params: str) -> AppTest:
+    at = AppTest.from_function(_page)
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def _user_picks(at: AppTest, run: str) -> tuple[object, object]:
+    """The user sets the run by hand, the page reruns: (run now, parameters applied)."""
+    at.session_state["demo_run"] = run
+    at.run()
+    return at.session_state["demo_run"], at.session_state["demo_applied"]
+
+
 def test_defaults_are_set_under_the_page_prefix_and_survive_reruns():
-    at = AppTest.from_function(_page).run()
+    at = _opened()
     assert at.session_state["demo_run"] is None
     assert at.session_state["demo_flash"] == "hello"
     assert at.session_state["demo_tokens"] == [None]
@@ -31,16 +45,11 @@ def test_defaults_are_set_under_the_page_prefix_and_survive_reruns():
 
 
 def test_a_linked_parameter_wins_once_then_the_users_choice_stays():
-    at = AppTest.from_function(_page)
-    at.query_params["run"] = "a"
-    at.run()
+    at = _opened(run="a")
     assert at.session_state["demo_run"] == "a"
     assert at.session_state["demo_applied"] == {"run": "a"}
-    # The user moves on; the URL still says "a", which must not pull them back.
-    at.session_state["demo_run"] = "c"
-    at.run()
-    assert at.session_state["demo_run"] == "c"
-    assert at.session_state["demo_applied"] == {}
+    # The URL still says "a": that must not pull the user back.
+    assert _user_picks(at, "c") == ("c", {})
     # A new link (another value) wins again.
     at.query_params["run"] = "d"
     at.run()
@@ -48,13 +57,8 @@ def test_a_linked_parameter_wins_once_then_the_users_choice_stays():
 
 
 def test_set_query_param_writes_the_url_without_reapplying_it():
-    at = AppTest.from_function(_page)
-    at.query_params["run"] = "a"
-    at.run()
+    at = _opened(run="a")
     at.button(key="demo_pick").click().run()
     assert at.query_params["run"] == "b"
     assert at.session_state["demo_run"] == "b"
-    at.session_state["demo_run"] = "c"
-    at.run()
-    assert at.session_state["demo_run"] == "c"
-    assert at.session_state["demo_applied"] == {}
+    assert _user_picks(at, "c") == ("c", {})
