@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, pip, make):
 #   make run   - create .venv, install, seed the demo data, serve the dashboard on 127.0.0.1:8501
-#   make test  - same bootstrap, then ruff and pytest
+#   make test  - same bootstrap, then ruff check, ruff format --check, mypy and pytest
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -31,6 +31,7 @@ run: seed
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: install
 	$(BIN)/ruff check --fix .
@@ -47,10 +48,12 @@ chromium:
 
 test: install chromium
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache .mypy_cache
 
 # Benchmarks (B1 GEPA speed, B2 MemAlign, B3 labeling latency at 1k/10k traces), quick mode:
 # tables on stdout, JSON in benchmarks/results/ (gitignored; benchmarks/README.md keeps the figures).

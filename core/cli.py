@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from core.errors import AlignboardError
 
@@ -62,7 +62,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
-    fmt = args.format or ("csv" if str(args.file).endswith(".csv") else "jsonl")
+    fmt: Literal["csv", "jsonl"] = args.format or (
+        "csv" if str(args.file).endswith(".csv") else "jsonl"
+    )
     n = export_labels(
         exp.experiment_id,
         args.file,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components import charts, data, nav, shell
+from app.components.state import init_page_state
+from core.agreement.reviewers import ReviewerMatrix
 from core.errors import AlignboardError
 from core.optimization.scoring import score_version
 from core.views.agreement import (
@@ -17,7 +19,9 @@ from core.views.agreement import (
     raters,
     reviewer_agreement,
 )
+from core.views.formatting import interval, number
 
+init_page_state("agree", {"score_msg": None})
 ctx = shell.require_context()
 st.title("Agreement")
 crits = data.criteria(ctx.experiment_id)
@@ -41,16 +45,9 @@ split = split or "all"
 ratings = data.ratings(ctx.experiment_id, crit)
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
-
-
-def _ci(ci) -> str:
-    return "" if ci is None else f"95% CI {ci.low:.2f} to {ci.high:.2f}"
-
-
 # ---- reviewers -------------------------------------------------------------------------
 st.subheader("Reviewers")
+matrix: ReviewerMatrix | None
 try:
     matrix = reviewer_agreement(ratings, split)
 except AlignboardError as exc:
@@ -60,7 +57,7 @@ if matrix is not None:
     m = st.columns(3)
     m[0].metric(
         "Fleiss' kappa",
-        _fmt(matrix.fleiss_kappa),
+        number(matrix.fleiss_kappa),
         help="Overall agreement of all reviewers, over traces labeled by two or more.",
     )
     m[1].metric("Traces labeled by 2+", matrix.fleiss_n_traces)
@@ -126,7 +123,7 @@ if versions:
             "verdicts as judge feedback; it then appears below as a rater.",
         )
         row[1].form_submit_button("Score version", on_click=_score_version)
-    kind, msg = ss.get("agree_score_msg") or (None, None)
+    kind, msg = ss["agree_score_msg"] or (None, None)
     if kind == "error":
         st.error(msg)
     elif kind == "ok":
@@ -176,18 +173,20 @@ except AlignboardError as exc:
     st.info(str(exc))
     st.stop()
 
-m = st.columns(5)
-m[0].metric("Traces compared", report.n)
-m[1].metric("Accuracy", _fmt(report.accuracy), help=_ci(report.accuracy_ci) or None)
-m[1].caption(_ci(report.accuracy_ci))
-m[2].metric("Cohen's kappa", _fmt(report.cohen_kappa), help=_ci(report.cohen_kappa_ci) or None)
-m[2].caption(_ci(report.cohen_kappa_ci))
+mc = st.columns(5)
+mc[0].metric("Traces compared", report.n)
+mc[1].metric("Accuracy", number(report.accuracy), help=interval(report.accuracy_ci) or None)
+mc[1].caption(interval(report.accuracy_ci))
+mc[2].metric(
+    "Cohen's kappa", number(report.cohen_kappa), help=interval(report.cohen_kappa_ci) or None
+)
+mc[2].caption(interval(report.cohen_kappa_ci))
 if crit.kind == "pass_fail":
-    m[3].metric(
-        "TPR", _fmt(report.tpr), help=f"Share of the reference's {crit.positive_label}s matched."
+    mc[3].metric(
+        "TPR", number(report.tpr), help=f"Share of the reference's {crit.positive_label}s matched."
     )
-    m[4].metric(
-        "TNR", _fmt(report.tnr), help=f"Share of the reference's {crit.negative_label}s matched."
+    mc[4].metric(
+        "TNR", number(report.tnr), help=f"Share of the reference's {crit.negative_label}s matched."
     )
 labels, counts = confusion_rows(report, crit)
 if labels:

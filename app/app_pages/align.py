@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app.components import data, nav, run_charts, shell
+from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.settings import (
@@ -16,11 +18,23 @@ from core.optimization.settings import (
     alignment_settings,
     uses_demo,
 )
+from core.views.formatting import duration, number, when
 from core.views.overview import DEMO_NOTE
 from core.views.runs import metric_series
 
 ctx = shell.require_context()
 ss = st.session_state
+init_page_state(
+    "align",
+    {
+        "optimizer": "gepa",
+        "model": DEFAULT_JUDGE_MODEL,
+        "reflection": DEFAULT_REFLECTION_MODEL,
+        "budget": 0,
+        "workers": 8,
+        "seed": 0,
+    },
+)
 st.title("Align")
 st.caption(
     "Turn a criterion's human labels into a better LLM judge. The alignment runs as a "
@@ -87,12 +101,6 @@ if ss.get("align_source") != source:
     ss["align_instructions"] = by_key[start_key].instructions
     ss["align_source"] = source
 
-ss.setdefault("align_optimizer", "gepa")
-ss.setdefault("align_model", DEFAULT_JUDGE_MODEL)
-ss.setdefault("align_reflection", DEFAULT_REFLECTION_MODEL)
-ss.setdefault("align_budget", 0)
-ss.setdefault("align_workers", 8)
-ss.setdefault("align_seed", 0)
 with st.form("align_form", border=True):
     instructions = st.text_area(
         "Instructions (editable)",
@@ -101,7 +109,7 @@ with st.form("align_form", border=True):
         help="Use MLflow's template variables: {{ inputs }}, {{ outputs }}, {{ expectations }}.",
     )
     st.markdown("**2. Optimizer and models**")
-    row = st.columns([2, 1, 1])
+    row: Sequence[DeltaGenerator] = st.columns([2, 1, 1])
     optimizer = row[0].selectbox(
         "Optimizer",
         list(OPTIMIZER_CHOICES),
@@ -163,7 +171,7 @@ m[1].metric("Budget", f"{check.budget:,} calls")
 m[2].metric("Estimated LLM calls", f"~{check.llm_calls:,}", help=check.explanation)
 m[3].metric(
     "Estimated time",
-    f"~{check.seconds:,.0f} s" if check.seconds >= 1 else "< 1 s",
+    duration(check.seconds, approx=True),
     help=f"At {check.latency_s:g} s per call plus the job's start-up; real providers vary.",
 )
 m[4].metric("Optimizer", optimizer)
@@ -216,7 +224,7 @@ else:
             + (
                 ""
                 if now.heartbeat_age_s is None
-                else f" · heartbeat {now.heartbeat_age_s:.0f} s ago"
+                else f" · heartbeat {duration(now.heartbeat_age_s, 0)} ago"
             )
         )
         head[1].page_link(
@@ -235,9 +243,7 @@ else:
             st.progress(min(calls / cap, 1.0), text=f"{calls:,} / {cap:,} metric calls used")
         k = st.columns(3)
         k[0].metric("Iteration", now.iteration if now.iteration is not None else "-")
-        k[1].metric(
-            "Current best (val)", "-" if now.best_score is None else f"{now.best_score:.3f}"
-        )
+        k[1].metric("Current best (val)", number(now.best_score, 3, missing="-"))
         k[2].metric("Judge version", "-" if now.judge_version is None else f"v{now.judge_version}")
         series = metric_series(run_id)
         if not series.empty:
@@ -283,15 +289,11 @@ if not all_jobs:
     st.stop()
 
 
-def _when(ts: float | None) -> str:
-    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 st.dataframe(
     [
         {
             "open": f"run_explorer?run={j.run_id}",
-            "started": _when(j.started),
+            "started": when(j.started, seconds=True),
             "status": j.status,
             "optimizer": j.optimizer,
             "judge": j.judge_name,
@@ -322,7 +324,7 @@ st.selectbox(
     placeholder="Pick a run to watch",
     on_change=_watch,
     format_func=lambda r: (
-        f"{_when(by_id[r].started)} · {by_id[r].optimizer} · {by_id[r].judge_name} · "
+        f"{when(by_id[r].started, seconds=True)} · {by_id[r].optimizer} · {by_id[r].judge_name} · "
         f"{by_id[r].status} · {r[:8]}"
     ),
 )

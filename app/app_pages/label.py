@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components import data, keys, shell
+from app.components.state import init_page_state, set_query_param
 from app.components.trace_render import render_trace
 from core.errors import AlignboardError
 from core.labeling.criteria import Criterion, display_value
@@ -40,15 +41,21 @@ if not crits:
     st.stop()
 
 ss = st.session_state
-ss.setdefault("label_trace", None)
-ss.setdefault("label_value", None)
-ss.setdefault("label_rationale", "")
-ss.setdefault("label_loaded", None)
-ss.setdefault("label_flash", None)
-ss.setdefault("label_error", None)
-ss.setdefault("label_blind", True)
-ss.setdefault("label_policy", "disagree")
-ss.setdefault("label_qp_applied", None)
+# A link from another page (?trace=...) opens that trace, once.
+linked = init_page_state(
+    "label",
+    {
+        "trace": None,
+        "value": None,
+        "rationale": "",
+        "loaded": None,
+        "flash": None,
+        "error": None,
+        "blind": True,
+        "policy": "disagree",
+    },
+    query_params={"trace": "trace"},
+)
 
 queues = data.queues_for(ctx.experiment_id, ctx.reviewer)
 lists = [*queues, ALL_TRACES]
@@ -63,11 +70,10 @@ def _reset_position() -> None:
     ss["label_trace"] = None
 
 
-# A link from another page (?trace=...) opens that trace, once. Resolved before the
-# widgets are drawn, since it may switch the work list to "All traces".
-wanted = st.query_params.get("trace")
-if wanted and wanted != ss["label_qp_applied"]:
-    ss["label_qp_applied"] = wanted
+# A linked trace is resolved before the widgets are drawn, since it may switch the work
+# list to "All traces".
+wanted = linked.get("trace")
+if wanted:
     try:
         current = data.session(
             ctx.experiment_id, ss["label_criterion"], ctx.reviewer, ss["label_queue"]
@@ -77,7 +83,6 @@ if wanted and wanted != ss["label_qp_applied"]:
         found = False
     if not found:
         ss["label_queue"] = ALL_TRACES
-    ss["label_trace"] = wanted
 
 top = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
 top[0].selectbox(
@@ -97,7 +102,7 @@ top[3].selectbox(
     "Rationale required",
     RATIONALE_POLICIES,
     key="label_policy",
-    format_func=POLICY_TEXT.get,
+    format_func=lambda p: POLICY_TEXT.get(p, p),
 )
 
 crit: Criterion = next(c for c in crits if c.name == ss["label_criterion"])
@@ -130,8 +135,7 @@ def _go(tid: str | None) -> None:
     ss["label_trace"] = tid
     ss["label_error"] = None
     ss["label_flash"] = None
-    st.query_params["trace"] = tid
-    ss["label_qp_applied"] = tid
+    set_query_param("label", "trace", tid)
     _load_form(tid)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import streamlit as st
 
 from app.components import data, nav, shell
+from core.views.formatting import when_ms
 from core.views.overview import DEMO_NOTE
 
 ctx = shell.require_context()
@@ -80,11 +79,7 @@ else:
             {
                 "run": r.name,
                 "status": r.status,
-                "started": (
-                    datetime.fromtimestamp(r.started_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
-                    if r.started_ms
-                    else ""
-                ),
+                "started": f"{when_ms(r.started_ms, utc=True)} UTC" if r.started_ms else "",
                 "optimizer": r.optimizer or "",
                 "judge": r.judge or "",
                 "models": ", ".join(r.models) + (" (demo)" if r.uses_demo else ""),

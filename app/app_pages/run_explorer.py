@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 import streamlit as st
 
 from app.components import charts, data, nav, run_charts, shell
+from app.components.state import init_page_state, set_query_param
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.runners.memalign_versions import unalign
 from core.views.diffs import diff_html
+from core.views.formatting import interval, number, percent, when
 from core.views.overview import DEMO_NOTE
 
 ctx = shell.require_context()
 ss = st.session_state
+# A link (?run=...) that was followed wins over the last selection.
+init_page_state("explorer", {}, query_params={"run": "run"})
 st.title("Run explorer")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -24,22 +27,9 @@ def _trace_link(trace_id: str) -> str:
     return f"label?trace={trace_id}"
 
 
-def _when(ts: float | None) -> str:
-    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
-
-
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
-
-
 # ---- which run -------------------------------------------------------------------------
 all_jobs = data.jobs(ctx.experiment_id)
 by_id = {j.run_id: j for j in all_jobs}
-asked = st.query_params.get("run")
-if asked and asked != ss.get("explorer_seen_param"):
-    # A link (?run=...) was followed: it wins over the last selection.
-    ss["explorer_seen_param"] = asked
-    ss["explorer_run"] = asked
 ids = list(by_id)
 if ss.get("explorer_run") and ss["explorer_run"] not in by_id:
     ids.insert(0, ss["explorer_run"])  # e.g. a run of another experiment, by link
@@ -52,8 +42,7 @@ if ss.get("explorer_run") not in ids:
 
 
 def _on_pick() -> None:
-    st.query_params["run"] = ss["explorer_run"]
-    ss["explorer_seen_param"] = ss["explorer_run"]
+    set_query_param("explorer", "run", ss["explorer_run"])
 
 
 def _label(rid: str) -> str:
@@ -61,7 +50,7 @@ def _label(rid: str) -> str:
     if j is None:
         return rid
     version = f" v{j.judge_version}" if j.judge_version else ""
-    return f"{_when(j.started)} · {j.optimizer} · {j.judge_name}{version} · {j.status} · {rid[:8]}"
+    return f"{when(j.started)} · {j.optimizer} · {j.judge_name}{version} · {j.status} · {rid[:8]}"
 
 
 run_id = st.selectbox("Run", ids, key="explorer_run", format_func=_label, on_change=_on_pick)
@@ -122,7 +111,7 @@ if view.has_candidates:
     front = ", ".join(f"#{c}" for c in fm.frontier) or "none"
     st.caption(
         f"Candidates x validation examples. Frontier: {front} (★). Pareto aggregate "
-        f"{_fmt(fm.aggregate)}."
+        f"{number(fm.aggregate, 3)}."
     )
     if not fm.empty:
         st.plotly_chart(run_charts.frontier_heatmap(fm), key="explorer_frontier")
@@ -178,7 +167,7 @@ if view.has_candidates:
             st.markdown(f"**Diff vs {name} #{d.against}**")
             st.caption(
                 f"+{d.stats.words_added} words, -{d.stats.words_removed} words "
-                f"({d.stats.similarity:.0%} unchanged). Green: added; struck red: removed."
+                f"({percent(d.stats.similarity)} unchanged). Green: added; struck red: removed."
             )
             st.html(diff_html(list(d.ops)))
 
@@ -229,17 +218,14 @@ else:
         "never saw, against the human labels."
     )
 
-    def _ci(ci) -> str:
-        return "" if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}"
-
     st.dataframe(
         [
             {
                 "metric": r.metric,
                 "before (seed)": r.before,
-                "before 95% CI": _ci(r.before_ci),
+                "before 95% CI": interval(r.before_ci, label=False),
                 "after (aligned)": r.after,
-                "after 95% CI": _ci(r.after_ci),
+                "after 95% CI": interval(r.after_ci, label=False),
                 "change": r.change,
             }
             for r in test.rows
@@ -278,7 +264,7 @@ if view.is_memalign:
         st.info(f"This run unaligned {len(view.unaligned)} trace(s): {', '.join(view.unaligned)}")
     st.subheader(f"Guidelines ({len(view.guidelines)})")
     st.caption("Semantic memory: rules distilled from the human rationales, with their sources.")
-    with st.container(height=420 if len(view.guidelines) > 6 else None):
+    with st.container(height=420 if len(view.guidelines) > 6 else "content"):
         for g in view.guidelines:
             st.text(f"{g.index + 1}. {g.text}")
             links = [f"[{t}]({_trace_link(t)})" for t in g.source_trace_ids if _SAFE_ID.match(t)]
@@ -350,8 +336,8 @@ if view.is_memalign:
         st.error(ss["explorer_unalign_error"])
     res = ss.get("explorer_unalign_result")
     if res:
-        extra = f"test accuracy {_fmt(res.get('test_accuracy_before'), 2)} -> " + _fmt(
-            res.get("test_accuracy_after"), 2
+        extra = f"test accuracy {number(res.get('test_accuracy_before'))} -> " + number(
+            res.get("test_accuracy_after")
         )
         st.success(
             f"Registered {res['judge_name']} v{res['judge_version']} (run {res['run_id']}): "

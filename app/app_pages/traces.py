@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from typing import Literal
 
 import streamlit as st
 
 from app.components import data, nav, shell
+from app.components.state import init_page_state
 from core.errors import AlignboardError
-from core.io.uploads import export_bytes, import_upload
+from core.io.uploads import UploadPreview, export_bytes, import_upload
 from core.labeling.criteria import display_value
+from core.views.formatting import duration, when_ms
 
 PAGE_SIZE = 25
 SHOW = {"All": None, "Unlabeled": False, "Labeled": True}
 ANY = "(any)"
 
 ctx = shell.require_context()
+init_page_state("traces", {"tokens": [None], "import_result": None, "import_error": None})
 st.title("Traces")
 crits = data.criteria(ctx.experiment_id)
 ss = st.session_state
-ss.setdefault("traces_tokens", [None])
-ss.setdefault("traces_import_result", None)
-ss.setdefault("traces_import_error", None)
 
 
 def _first_page() -> None:
@@ -86,7 +86,7 @@ st.caption(f"Page {page_no} · {len(page.rows)} traces shown{total}")
 rows = [
     {
         "trace": r.trace_id,
-        "time": datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
+        "time": when_ms(r.timestamp_ms, utc=True),
         "request": r.request_preview[:200],
         "response": r.response_preview[:200],
         "labels": ", ".join(
@@ -144,7 +144,7 @@ st.caption(
 upload = st.file_uploader("File", type=["jsonl", "json", "csv"], key="traces_upload")
 
 
-def _import(payload: bytes, filename: str, on_existing: str) -> None:
+def _import(payload: bytes, filename: str, on_existing: Literal["error", "skip"]) -> None:
     try:
         result = import_upload(payload, filename, ctx.experiment_name, on_existing=on_existing)
     except AlignboardError as exc:
@@ -155,13 +155,14 @@ def _import(payload: bytes, filename: str, on_existing: str) -> None:
     ss["traces_import_error"] = None
     ss["traces_import_result"] = (
         f"Imported {result.traces_written} traces and {result.labels_written} labels "
-        f"from {filename} in {result.seconds:.1f} s"
+        f"from {filename} in {duration(result.seconds)}"
         + (f"; {result.skipped} already there were skipped." if result.skipped else ".")
     )
 
 
 if upload is not None:
     payload = upload.getvalue()
+    preview: UploadPreview | None
     try:
         preview = data.upload_preview(payload, upload.name, ctx.experiment_id)
     except AlignboardError as exc:
@@ -221,7 +222,8 @@ elif ss["traces_import_result"]:
 # ---- export ----------------------------------------------------------------------------
 st.subheader("Export labels")
 e = st.columns([1, 2, 2], vertical_alignment="bottom")
-fmt = e[0].selectbox("Format", ["csv", "jsonl"], key="traces_export_fmt")
+formats: list[Literal["csv", "jsonl"]] = ["csv", "jsonl"]
+fmt = e[0].selectbox("Format", formats, key="traces_export_fmt")
 export_crit = e[1].selectbox("Criterion", [ANY, *crit_names], key="traces_export_criterion")
 e[2].download_button(
     "Download labels",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Literal
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app.components import charts, data, nav, shell
+from app.components.state import init_page_state
 from core.errors import AlignboardError
+from core.views.formatting import interval, number, percent, when_ms
 from core.views.versions import (
     Metrics,
     VersionComparison,
@@ -22,9 +25,7 @@ from core.views.versions import (
 ctx = shell.require_context()
 st.title("Versions")
 ss = st.session_state
-ss.setdefault("versions_flash", None)
-ss.setdefault("versions_error", None)
-ss.setdefault("versions_undo", None)
+init_page_state("versions", {"flash": None, "error": None, "undo": None})
 
 subjects = data.version_subjects(ctx.experiment_id)
 if not subjects:
@@ -45,6 +46,11 @@ if not summaries:
 numbers = [s.version for s in summaries]
 labels = {s.version: s.label for s in summaries}
 
+
+def _version_label(version: int) -> str:
+    return labels.get(version, f"v{version}")
+
+
 # Defaults: the previous version on the left, the latest on the right. Reset when the
 # subject changes and the remembered versions do not exist for it.
 for key, default in (
@@ -54,11 +60,13 @@ for key, default in (
     if ss.get(key) not in numbers:
         ss[key] = default
 pick = st.columns(2)
-va = pick[0].selectbox("Version A", numbers, key="versions_a", format_func=labels.get)
-vb = pick[1].selectbox("Version B", numbers, key="versions_b", format_func=labels.get)
+va = pick[0].selectbox("Version A", numbers, key="versions_a", format_func=_version_label)
+vb = pick[1].selectbox("Version B", numbers, key="versions_b", format_func=_version_label)
 if len(numbers) < 2:
     st.caption("Only one version so far: an alignment run registers the next one.")
 
+# Both boxes have options and an index, so neither is ever empty.
+assert va is not None and vb is not None
 try:
     cmp: VersionComparison = data.version_comparison(
         ctx.experiment_id, subject.kind, subject.name, va, vb
@@ -66,10 +74,6 @@ try:
 except AlignboardError as exc:
     st.error(str(exc))
     st.stop()
-
-
-def _when(ms: int | None) -> str:
-    return "" if not ms else datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
 def _run(side: VersionSide) -> None:
@@ -91,14 +95,6 @@ def _run(side: VersionSide) -> None:
         st.text(side.run_name)
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "" if ci is None else f"95% CI {ci[0]:.2f} to {ci[1]:.2f}"
-
-
 def _metrics(side: VersionSide, key: str) -> None:
     m: Metrics | None = side.metrics
     if m is None:
@@ -107,23 +103,23 @@ def _metrics(side: VersionSide, key: str) -> None:
     cols = st.columns(4)
     cols[0].metric(
         "Accuracy",
-        _fmt(m.accuracy),
+        number(m.accuracy),
         delta=None
         if m.accuracy is None or m.baseline_accuracy is None
         else round(m.accuracy - m.baseline_accuracy, 3),
         help="Delta: against the seed judge on the same test split.",
     )
-    cols[0].caption(_ci(m.accuracy_ci))
+    cols[0].caption(interval(m.accuracy_ci))
     cols[1].metric(
         "Cohen's kappa",
-        _fmt(m.cohen_kappa),
+        number(m.cohen_kappa),
         delta=None
         if m.cohen_kappa is None or m.baseline_kappa is None
         else round(m.cohen_kappa - m.baseline_kappa, 3),
     )
-    cols[1].caption(_ci(m.cohen_kappa_ci))
-    cols[2].metric("TPR", _fmt(m.tpr))
-    cols[3].metric("TNR", _fmt(m.tnr))
+    cols[1].caption(interval(m.cohen_kappa_ci))
+    cols[2].metric("TPR", number(m.tpr))
+    cols[3].metric("TNR", number(m.tnr))
     st.caption(
         f"Test split, {m.n if m.n is not None else '?'} traces"
         + (" (scalars recorded at registration)" if m.source == "registration" else "")
@@ -146,13 +142,17 @@ if cmp.identical:
 elif cmp.stats:
     st.caption(
         f":green[+{cmp.stats.words_added} words] · :red[-{cmp.stats.words_removed} words] · "
-        f"{cmp.stats.similarity:.0%} unchanged, from v{cmp.a.version} to v{cmp.b.version}"
+        f"{percent(cmp.stats.similarity)} unchanged, from v{cmp.a.version} to v{cmp.b.version}"
     )
 left, right = st.columns(2, gap="medium")
-for col, side, which in ((left, cmp.a, "a"), (right, cmp.b, "b")):
+sides: tuple[tuple[DeltaGenerator, VersionSide, Literal["a", "b"]], ...] = (
+    (left, cmp.a, "a"),
+    (right, cmp.b, "b"),
+)
+for col, side, which in sides:
     with col:
         st.subheader(f"v{side.version}")
-        facts = [f for f in (side.optimizer, _when(side.created_ms)) if f]
+        facts = [f for f in (side.optimizer, when_ms(side.created_ms)) if f]
         if side.aliases:
             facts.append("aliases: " + ", ".join(side.aliases))
         if facts:
@@ -249,7 +249,7 @@ with set_col, st.form("versions_alias_form", border=True):
         numbers,
         index=len(numbers) - 1,
         key="versions_alias_version",
-        format_func=labels.get,
+        format_func=_version_label,
     )
     st.form_submit_button("Set alias", on_click=_set_alias, icon=":material/sell:")
 
@@ -271,7 +271,7 @@ with rb_col, st.container(border=True):
                 f"Move {alias} (now v{current[alias]}) back to",
                 targets,
                 key="versions_rb_target",
-                format_func=labels.get,
+                format_func=_version_label,
             )
             st.button(
                 "Roll back", key="versions_rollback", on_click=_rollback, icon=":material/undo:"

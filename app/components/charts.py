@@ -6,11 +6,9 @@ import math
 
 import plotly.graph_objects as go
 
+from core.views.formatting import number
+
 _HEIGHT_PER_ROW = 60
-
-
-def _fmt(v: float | None, digits: int = 2) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
 def kappa_heatmap(reviewers: list[str], kappas: list[list[float | None]]) -> go.Figure:
@@ -24,7 +22,7 @@ def kappa_heatmap(reviewers: list[str], kappas: list[list[float | None]]) -> go.
             zmin=-1,
             zmax=1,
             colorscale="RdBu",
-            text=[[_fmt(v) for v in row] for row in z],
+            text=[[number(v, missing="") for v in row] for row in z],
             texttemplate="%{text}",
             hovertemplate="%{y} vs %{x}: kappa %{text}<extra></extra>",
             colorbar={"title": "kappa"},

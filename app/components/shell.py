@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from app.components import data
+from app.components.state import init_page_state
 from core.views.overview import DEMO_NOTE
 
 DEMO_EXPERIMENT = "alignboard-demo"
@@ -74,7 +75,7 @@ def _identity() -> None:
     if _auth_configured():
         st.button("Log in", key="shell_login", on_click=st.login, type="primary")
     known = _known_reviewers()
-    st.session_state.setdefault("shell_reviewer", None)
+    init_page_state("shell", {"reviewer": None})
     st.selectbox(
         "Your name (reviewer)",
         known,
@@ -117,7 +118,7 @@ def context() -> Context | None:
     """The experiment and reviewer chosen in the sidebar (None when there is no experiment)."""
     name = st.session_state.get("shell_experiment")
     eid = _experiment_id(name)
-    if eid is None:
+    if eid is None or name is None:
         return None
     who = _logged_in_identity()
     reviewer = who or (st.session_state.get("shell_reviewer") or "").strip()

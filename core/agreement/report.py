@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
 
@@ -35,6 +35,16 @@ those are ``None``."""
 
 DEFAULT_TOLERANCE = 1.0
 """Default ``tolerance`` of numeric comparisons: "within one point" on a 1-5 or 1-10 scale."""
+
+
+class _Common(TypedDict):
+    """The fields of an ``AgreementReport`` every value type fills the same way."""
+
+    value_type: str
+    reference_name: str
+    predicted_name: str
+    n: int
+    n_skipped: int
 
 
 @dataclass(frozen=True)
@@ -167,7 +177,7 @@ def compare(
             return None
         return bootstrap_stat(stat, m, estimate=estimate, n=n_bootstrap, alpha=alpha, seed=seed)
 
-    common = {
+    common: _Common = {
         "value_type": value_type,
         "reference_name": reference_name,
         "predicted_name": predicted_name,
@@ -197,11 +207,11 @@ def compare(
         confusion = None
         distinct = np.unique(np.concatenate([xa, xb]))
         if distinct.size <= MAX_NUMERIC_CLASSES:
-            labs = tuple(float(v) for v in distinct)
-            ca, cb = encode(xa.tolist(), labs), encode(xb.tolist(), labs)
-            k = len(labs)
+            classes = tuple(float(v) for v in distinct)
+            ca, cb = encode(xa.tolist(), classes), encode(xb.tolist(), classes)
+            k = len(classes)
             conf = np.bincount(ca * k + cb, minlength=k * k).reshape(k, k)
-            confusion = ConfusionMatrix(labs, tuple(tuple(int(c) for c in r) for r in conf))
+            confusion = ConfusionMatrix(classes, tuple(tuple(int(c) for c in r) for r in conf))
             kappa = _none_if_nan(float(kappa_from_confusion(conf)))
             wkappa = _none_if_nan(float(kappa_from_confusion(conf, "quadratic")))
             kappa_ci = ci(kappa_stat(ca, cb, k), kappa)

@@ -155,6 +155,7 @@ def export_labels(
                 if fmt == "jsonl":
                     fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 else:
+                    assert writer is not None  # made above for csv
                     row.update(
                         inputs=json.dumps(inputs, ensure_ascii=False, default=str),
                         outputs=json.dumps(outputs, ensure_ascii=False, default=str),

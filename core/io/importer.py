@@ -290,7 +290,7 @@ def _write(
         # timeout behind a server), clean-up still tries to delete them.
         written.extend(t for t, _ in chunk)
         client.log_spans(experiment_id, spans)
-    assessments = []
+    assessments: list[tuple[str, Expectation | Feedback]] = []
     for trace_id, rec in todo:
         for name, value in rec.expectations.items():
             source = AssessmentSource(

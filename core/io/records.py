@@ -206,6 +206,7 @@ def _check_label(
         ok = False
     if not ok:
         return None
+    assert isinstance(crit_name, str) and isinstance(reviewer, str)  # checked above
     crit_name = crit_name.strip()
     if criteria is not None:
         crit = criteria.get(crit_name)
@@ -281,6 +282,8 @@ def check_record(
     check_duplicate_labels(errs, labels)
     if len(errs.errors) > before:
         return None
+    # _coerce_io returns None only after adding an error.
+    assert inputs is not None and outputs is not None
     return ImportRecord(
         line=line,
         source_id=source_id.strip() if isinstance(source_id, str) else None,

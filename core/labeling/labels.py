@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeGuard, overload
 
 from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
 from mlflow.entities.assessment import Assessment
@@ -81,13 +81,17 @@ def _client() -> TracingClient:
     return TracingClient()
 
 
-def is_human_feedback(a: Assessment) -> bool:
+def is_human_feedback(a: Assessment) -> TypeGuard[Feedback]:
     """Whether ``a`` is a human label (feedback with a HUMAN source), not judge output."""
     return isinstance(a, Feedback) and a.source is not None and a.source.source_type == _HUMAN
 
 
 def to_label(a: Assessment) -> Label:
-    """Convert a human feedback assessment into a Label."""
+    """Convert a stored human feedback assessment into a Label."""
+    # A stored feedback has all of these; only one not yet written lacks them.
+    assert isinstance(a, Feedback)
+    assert a.trace_id is not None and a.assessment_id is not None
+    assert a.source.source_id is not None and a.create_time_ms is not None
     return Label(
         trace_id=a.trace_id,
         criterion=a.name,
@@ -117,7 +121,7 @@ def current_from_assessments(
     something other than alignboard wrote them without ``overrides`` - the newest one
     (by creation time, then id) is current, so every reader picks the same one.
     """
-    best: dict[tuple[str, str], Assessment] = {}
+    best: dict[tuple[str, str], Feedback] = {}
     for a in assessments:
         if not is_human_feedback(a) or a.valid is False:
             continue
@@ -125,7 +129,7 @@ def current_from_assessments(
             continue
         if reviewer is not None and a.source.source_id != reviewer:
             continue
-        key = (a.name, a.source.source_id)
+        key = (a.name, a.source.source_id or "")
         if key not in best or _sort_key(a) > _sort_key(best[key]):
             best[key] = a
     return [to_label(a) for _, a in sorted(best.items())]
@@ -371,6 +375,14 @@ def iter_trace_infos(
         yield from infos
         if not token or not infos:
             return
+
+
+@overload
+def label_filter(criterion: str) -> str: ...
+
+
+@overload
+def label_filter(criterion: None) -> None: ...
 
 
 def label_filter(criterion: str | None) -> str | None:

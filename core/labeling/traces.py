@@ -206,7 +206,7 @@ def list_traces(
     if criterion is None and (labeled is not None or value is not None or reviewer is not None):
         raise ValidationError("Filtering by label, value or reviewer needs a criterion.")
     canonical = None
-    if value is not None:
+    if value is not None and criterion is not None:
         canonical = normalize_value(get_criterion(experiment_id, criterion), value)
     filters = []
     post_filter = labeled is not None or value is not None
@@ -393,8 +393,9 @@ def get_trace(trace_id: str) -> TraceDetail:
             rationale=a.rationale,
             source_type=str(a.source.source_type) if a.source else "UNKNOWN",
             source_id=a.source.source_id if a.source else None,
-            assessment_id=a.assessment_id,
-            created_ms=a.create_time_ms,
+            # A stored assessment always has both.
+            assessment_id=a.assessment_id or "",
+            created_ms=a.create_time_ms or 0,
             error=a.error.error_message if a.error else None,
         )
         for a in info.assessments

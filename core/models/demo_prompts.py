@@ -138,9 +138,9 @@ def response_text(prompt: Prompt) -> tuple[str, str]:
             end = found[i + 1].start() if i + 1 < len(found) else len(prompt.user)
             raw = prompt.user[m.end() : end]
             return decode_text(raw), raw
-    m = re.search(r"(?im)^(?:response|output|answer)\s*:\s*", prompt.user)
-    if m:
-        raw = prompt.user[m.end() :]
+    label = re.search(r"(?im)^(?:response|output|answer)\s*:\s*", prompt.user)
+    if label:
+        raw = prompt.user[label.end() :]
         return decode_text(raw), raw
     return prompt.user, prompt.user
 
@@ -172,7 +172,9 @@ def _kind_from_type_text(text: str) -> tuple[str, list[str]]:
 def _kind_from_schema(schema: dict) -> tuple[str, list[str]]:
     if "enum" in schema:
         return "category", [str(v) for v in schema["enum"]]
-    kind = {"boolean": "bool", "integer": "int", "number": "float"}.get(schema.get("type"), "str")
+    kind = {"boolean": "bool", "integer": "int", "number": "float"}.get(
+        str(schema.get("type")), "str"
+    )
     return kind, []
 
 

@@ -44,6 +44,7 @@ def openai_base_url(base_url: str | None) -> Iterator[None]:
         yield
         return
     url = parse_model("openai:/any", base_url).base_url
+    assert url is not None  # parse_model keeps a base URL it was given
     saved = {name: os.environ.get(name) for name in (*BASE_URL_ENV, _KEY_ENV)}
     try:
         for name in BASE_URL_ENV:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NotRequired, TypedDict
 
 from core.errors import ModelError
 
@@ -24,6 +25,13 @@ def known_providers() -> frozenset[str]:
 
     names = {getattr(p, "value", str(p)) for p in litellm.provider_list}
     return frozenset(names | {DEMO_PROVIDER})
+
+
+class JudgeKwargs(TypedDict):
+    """What ``mlflow.genai.judges.make_judge`` needs to reach a model."""
+
+    model: str
+    base_url: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,14 @@ class ModelSpec:
         """
         return not (self.provider in _LOCAL_PROVIDERS or self.base_url)
 
-    def judge_kwargs(self) -> dict[str, str]:
+    def judge_kwargs(self) -> JudgeKwargs:
         """Keyword arguments for ``mlflow.genai.judges.make_judge`` to reach this model.
 
         MLflow 3.17 sends a judge with a ``base_url`` to that URL as is (its gateway adapter
         posts to ``base_url`` directly), so it must be the full chat-completions endpoint,
         not the ``/v1`` base LiteLLM and the OpenAI SDK take.
         """
-        kwargs = {"model": self.uri}
+        kwargs: JudgeKwargs = {"model": self.uri}
         if self.base_url:
             endpoint = self.base_url
             if not endpoint.endswith("/chat/completions"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -153,7 +153,7 @@ class JudgeAdapter:
         self,
         spec: JudgeSpec,
         evaluator: JudgeEvaluator,
-        val_ids: set[str] = frozenset(),
+        val_ids: Set[str] = frozenset(),
         value_range: float | None = None,
     ) -> None:
         """Create the adapter.

@@ -375,7 +375,7 @@ def _status_of(client: MlflowClient, run: Any, *, check: bool) -> JobStatus:
     error = tags.get(rec.TAG_ERROR) or None
     ended = run.info.end_time / 1000 if run.info.end_time else None
     why = _verdict(tags, age) if state in ("queued", "running") and age is not None else None
-    if why is not None and check:
+    if why is not None and age is not None and check:
         # The process was seen dead, so it can write nothing more: what the store holds now
         # is final. If it finished, or a resume started a new process, keep that instead.
         fresh = client.get_run(run_id)

@@ -45,7 +45,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from core.errors import CredentialsError, ValidationError
 from core.models.secrets import redact, require_credentials
@@ -149,7 +149,7 @@ def feedback_value_type(spec: JudgeSpec) -> Any:
         return float
     if spec.options:
         # A Literal makes MLflow's structured output list the allowed categories.
-        return Literal[tuple(spec.options)]  # type: ignore[valid-type]
+        return Literal[tuple(spec.options)]
     return str
 
 
@@ -246,9 +246,10 @@ def score(
 
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
-    while exc is not None and exc not in seen and len(seen) < 10:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
+    link: BaseException | None = exc
+    while link is not None and link not in seen and len(seen) < 10:
+        seen.append(link)
+        link = link.__cause__ or link.__context__
     return seen
 
 
@@ -439,7 +440,7 @@ class JudgeEvaluator:
             return judge
         from mlflow.genai.judges.instructions_judge import InstructionsJudge
 
-        def on_server(j: Any) -> bool:
+        def on_server(j: Any) -> TypeGuard[InstructionsJudge]:
             # The spec's own model on a server (MLflow keeps the base URL private).
             return (
                 isinstance(j, InstructionsJudge)
@@ -577,5 +578,7 @@ class JudgeEvaluator:
                 time.sleep(delay)
         with self._lock:
             self.stats.failed += 1
-            self.stats.failed_trace_ids.add(ex.trace_id)
+            failed = self.stats.failed_trace_ids
+            assert failed is not None  # __init__ gives it a set
+            failed.add(ex.trace_id)
         return Verdict(None, None, error=last), attempt + 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from mlflow.entities import Feedback, Trace
 from mlflow.entities.assessment import Assessment
@@ -54,10 +54,10 @@ def feedback_type(spec: JudgeSpec) -> Any:
         return float
     if not spec.options:
         return str
-    return Literal[tuple(spec.options)]  # type: ignore[valid-type]
+    return Literal[tuple(spec.options)]
 
 
-def _is_human(a: Assessment, name: str) -> bool:
+def _is_human(a: Assessment, name: str) -> TypeGuard[Feedback]:
     return (
         isinstance(a, Feedback)
         and a.name == name
@@ -81,7 +81,7 @@ def _keep_only_label(trace: Trace, example: Example, judge_name: str) -> Trace:
         )
     others = [a for a in trace.info.assessments if not _is_human(a, judge_name)]
     info = copy.copy(trace.info)
-    info.assessments = others + chosen
+    info.assessments = [*others, *chosen]
     return Trace(info=info, data=trace.data)
 
 

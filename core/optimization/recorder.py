@@ -155,8 +155,8 @@ def read_artifact_text(client: MlflowClient, run_id: str, name: str) -> str | No
         return path.read_text(encoding="utf-8") if path.is_file() else None
     tmp = tempfile.mkdtemp(prefix="alignboard-artifact-")
     try:
-        path = client.download_artifacts(run_id, name, tmp)
-        return Path(path).read_text(encoding="utf-8")
+        downloaded = client.download_artifacts(run_id, name, tmp)
+        return Path(downloaded).read_text(encoding="utf-8")
     except Exception:
         return None
     finally:

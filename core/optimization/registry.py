@@ -104,12 +104,13 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _metadata(run_id: str | None, optimizer: str | None, test: dict[str, float]) -> str:
-    meta = {"run_id": run_id, "optimizer": optimizer, "test": dict(test)}
+    kept = dict(test)
+    meta: dict[str, Any] = {"run_id": run_id, "optimizer": optimizer, "test": kept}
     meta["created_ms"] = int(time.time() * 1000)
     text = json.dumps(meta, separators=(",", ":"), sort_keys=True)
     # Keep the tag compact: drop the longest-named metrics until it fits.
-    while len(text) > MAX_METADATA_CHARS and meta["test"]:
-        meta["test"].pop(max(meta["test"], key=len))
+    while len(text) > MAX_METADATA_CHARS and kept:
+        kept.pop(max(kept, key=len))
         text = json.dumps(meta, separators=(",", ":"), sort_keys=True)
     return text
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.store import config
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
 
 _HUMAN = "HUMAN"
 _FEEDBACK = "feedback"
@@ -59,7 +62,7 @@ def experiment_trace_ids(experiment_id: str) -> list[str] | None:
     from mlflow.store.tracking.dbmodels.models import SqlTraceInfo
     from sqlalchemy import select
 
-    q = (
+    q: Select[Any] = (
         select(SqlTraceInfo.request_id)
         .where(SqlTraceInfo.experiment_id == int(experiment_id))
         .order_by(SqlTraceInfo.timestamp_ms, SqlTraceInfo.request_id)
@@ -79,7 +82,7 @@ def queue_item_ids(queue_id: str) -> list[str] | None:
     from mlflow.store.tracking.dbmodels.models import SqlReviewQueueItem
     from sqlalchemy import select
 
-    q = (
+    q: Select[Any] = (
         select(SqlReviewQueueItem.item_id)
         .where(SqlReviewQueueItem.queue_id == queue_id)
         .order_by(SqlReviewQueueItem.creation_time_ms, SqlReviewQueueItem.item_id)
@@ -100,7 +103,7 @@ def experiment_trace_stamp(experiment_id: str) -> tuple[int, int] | None:
     from mlflow.store.tracking.dbmodels.models import SqlTraceInfo
     from sqlalchemy import func, select
 
-    q = select(func.count(), func.max(SqlTraceInfo.timestamp_ms)).where(
+    q: Select[int, Any] = select(func.count(), func.max(SqlTraceInfo.timestamp_ms)).where(
         SqlTraceInfo.experiment_id == int(experiment_id)
     )
     with store.ManagedSessionMaker() as session:
@@ -116,7 +119,7 @@ def queue_stamp(queue_id: str) -> tuple[int, int] | None:
     from mlflow.store.tracking.dbmodels.models import SqlReviewQueueItem
     from sqlalchemy import func, select
 
-    q = select(func.count(), func.max(SqlReviewQueueItem.creation_time_ms)).where(
+    q: Select[int, Any] = select(func.count(), func.max(SqlReviewQueueItem.creation_time_ms)).where(
         SqlReviewQueueItem.queue_id == queue_id
     )
     with store.ManagedSessionMaker() as session:
@@ -155,7 +158,7 @@ def text_matching_trace_ids(experiment_id: str, text: str) -> list[str] | None:
     t = SqlTraceInfo
     # One pass over the spans, then the matches in list order. (Asked as a correlated
     # EXISTS per trace, sqlite walks the experiment's spans once per trace: quadratic.)
-    matching = (
+    matching: Select[Any] = (
         select(SqlSpan.trace_id)
         .where(
             SqlSpan.experiment_id == int(experiment_id),
@@ -163,7 +166,7 @@ def text_matching_trace_ids(experiment_id: str, text: str) -> list[str] | None:
         )
         .distinct()
     )
-    q = (
+    q: Select[Any] = (
         select(t.request_id)
         .where(t.experiment_id == int(experiment_id), t.request_id.in_(matching))
         .order_by(t.timestamp_ms, t.request_id)

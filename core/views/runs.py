@@ -541,7 +541,7 @@ def build_frontier(
     scores = tuple(tuple(c.val_scores.get(tid) for tid in ids) for c in rows)
     bests: list[float | None] = []
     for j in range(len(ids)):
-        col = [r[j] for r in scores if r[j] is not None]
+        col = [v for r in scores if (v := r[j]) is not None]
         bests.append(max(col) if col else None)
     best_on = tuple(tuple(v is not None and v == bests[j] for j, v in enumerate(r)) for r in scores)
     known = [b for b in bests if b is not None]
@@ -723,9 +723,10 @@ def build_run_view(info: RunInfo, artifacts: Mapping[str, Any]) -> RunView:
     if not example_ids:
         example_ids = sorted({t for c in raw for t in c["val_scores"]})
     calls = {
-        _int(e.get("iteration")): _int(e.get("metric_calls"))
+        it: n
         for e in iterations
-        if _int(e.get("iteration")) is not None and _int(e.get("metric_calls")) is not None
+        if (it := _int(e.get("iteration"))) is not None
+        and (n := _int(e.get("metric_calls"))) is not None
     }
     extra = artifacts.get("outcome_extra.json") or {}
     best = _int(extra.get("best_candidate_id"))

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 #: Characters shown before a text is cut short (the rest is one click away).
 DEFAULT_PREVIEW_CHARS = 1500
@@ -130,7 +130,7 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
-def _is_message(item: Any) -> bool:
+def _is_message(item: Any) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(item, Mapping) and "role" in item and "content" in item
 
 
@@ -180,7 +180,8 @@ def _openai_choices(value: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
     if not isinstance(choices, list) or not choices:
         return None
     msgs = [c.get("message") for c in choices if isinstance(c, Mapping)]
-    return msgs if msgs and all(_is_message(m) for m in msgs) else None
+    messages = [m for m in msgs if _is_message(m)]
+    return messages if messages and len(messages) == len(msgs) else None
 
 
 def blocks_for(value: Any, title: str = "", limit: int = DEFAULT_PREVIEW_CHARS) -> list[Block]:

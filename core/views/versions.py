@@ -515,6 +515,7 @@ def _prompt_side(experiment_id: str, name: str, version: int) -> VersionSide:
         raise NotFoundError(f"Prompt {name!r} has no version {version}.")
     template = pv.template if isinstance(pv.template, str) else json.dumps(pv.template, indent=1)
     run_id = _linked_run(experiment_id, name, int(version))
+    missing: str | None
     metrics, missing = None, "no run in this experiment links this prompt version"
     if run_id:
         after, before, missing = _run_report(run_id)

@@ -73,6 +73,7 @@ def realign(experiment_id: str, judge_name: str, *, version: int | None = None) 
         version: The MemAlign version to start from (default: the latest one).
     """
     base = _memalign_version(experiment_id, judge_name, version)
+    assert base.run_id is not None  # _memalign_version refuses a version without a run
     settings: AlignmentSettings = load_settings(base.run_id)
 
     def runner(
@@ -96,6 +97,7 @@ def unalign(
     if not ids:
         raise ValidationError("Choose at least one trace to unalign.")
     base = _memalign_version(experiment_id, judge_name, version)
+    assert base.run_id is not None  # _memalign_version refuses a version without a run
     settings: AlignmentSettings = load_settings(base.run_id)
 
     def runner(

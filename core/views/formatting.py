@@ -1,0 +1,128 @@
+"""How the pages write numbers, percentages, timestamps, intervals and durations.
+
+One function per idea, so every page shows the same value the same way. Pure: no
+Streamlit, so the exact strings are unit-tested without a browser.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Protocol
+
+MISSING = "n/a"
+"""What a missing number (None or NaN) reads as, unless a caller asks for another mark."""
+
+
+class Interval(Protocol):
+    """Anything with a ``low`` and a ``high`` bound (e.g. ``ConfidenceInterval``)."""
+
+    @property
+    def low(self) -> float | None: ...
+
+    @property
+    def high(self) -> float | None: ...
+
+
+def number(value: float | None, digits: int = 2, missing: str = MISSING) -> str:
+    """A number with a fixed count of decimals: ``0.8`` -> ``"0.80"``.
+
+    Args:
+        value: The number; None or NaN is missing.
+        digits: Decimals shown.
+        missing: What a missing number reads as (``"n/a"``; charts use ``""``).
+
+    Returns:
+        The formatted number, or ``missing``.
+    """
+    if value is None or math.isnan(value):
+        return missing
+    return f"{value:.{digits}f}"
+
+
+def percent(value: float | None, digits: int = 0, missing: str = MISSING) -> str:
+    """A fraction as a percentage: ``0.834`` -> ``"83%"``.
+
+    Args:
+        value: The fraction (1.0 is 100%); None or NaN is missing.
+        digits: Decimals of the percentage.
+        missing: What a missing value reads as.
+
+    Returns:
+        The percentage, or ``missing``.
+    """
+    if value is None or math.isnan(value):
+        return missing
+    return f"{value:.{digits}%}"
+
+
+def when(ts: float | None, *, seconds: bool = False, utc: bool = False) -> str:
+    """A point in time given in seconds since the epoch: ``"2026-12-01 08:15"``.
+
+    Args:
+        ts: Seconds since the epoch; None is unknown.
+        seconds: Show the seconds too (``"08:15:42"``), for things that change quickly.
+        utc: Show UTC instead of the server's local time.
+
+    Returns:
+        ``"YYYY-MM-DD HH:MM[:SS]"``, or ``""`` when unknown.
+    """
+    if ts is None:
+        return ""
+    moment = datetime.fromtimestamp(ts, UTC) if utc else datetime.fromtimestamp(ts)
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def when_ms(ms: int | None, *, seconds: bool = False, utc: bool = False) -> str:
+    """``when`` for MLflow's millisecond timestamps; 0 (MLflow's "not set") is unknown.
+
+    Args:
+        ms: Milliseconds since the epoch; None or 0 is unknown.
+        seconds: Show the seconds too.
+        utc: Show UTC instead of the server's local time.
+
+    Returns:
+        ``"YYYY-MM-DD HH:MM[:SS]"``, or ``""`` when unknown.
+    """
+    if not ms:
+        return ""
+    return when(ms / 1000, seconds=seconds, utc=utc)
+
+
+def interval(
+    ci: Interval | tuple[float | None, float | None] | None, digits: int = 2, *, label: bool = True
+) -> str:
+    """A confidence interval: ``"95% CI 0.61 to 0.83"``.
+
+    Args:
+        ci: The interval, as an object with ``low``/``high`` or a ``(low, high)`` pair;
+            None (or a missing bound) when there is none.
+        digits: Decimals of each bound.
+        label: Prefix ``"95% CI "``; off where a column header already says so.
+
+    Returns:
+        The interval, or ``""`` when there is none.
+    """
+    if ci is None:
+        return ""
+    low, high = ci if isinstance(ci, tuple) else (ci.low, ci.high)
+    if low is None or high is None:
+        return ""
+    text = f"{number(low, digits)} to {number(high, digits)}"
+    return f"95% CI {text}" if label else text
+
+
+def duration(seconds: float, digits: int = 1, *, approx: bool = False) -> str:
+    """A duration in seconds: ``"12.3 s"``; an estimate reads ``"~1,234 s"`` or ``"< 1 s"``.
+
+    Args:
+        seconds: The duration.
+        digits: Decimals of a measured duration (estimates are whole seconds).
+        approx: The duration is an estimate: rounded, with ``~``, and ``"< 1 s"`` below one.
+
+    Returns:
+        The duration with its unit.
+    """
+    if approx:
+        return f"~{seconds:,.0f} s" if seconds >= 1 else "< 1 s"
+    return f"{seconds:.{digits}f} s"
