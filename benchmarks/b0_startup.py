@@ -10,7 +10,12 @@ mlflow"``, the floor any command that reads the store pays:
 * ``import core.errors``: the package front (it should load no MLflow at all);
 * ``alignboard --help``: the console script (needs no MLflow); goal <= 0.5 s;
 * ``alignboard status RUN_ID --json`` on a temporary sqlite store holding one finished
-  alignment run; goal: within 1.3x of ``import mlflow``.
+  alignment run; goal: within 1.3x of ``import mlflow``;
+* ``MlflowClient().get_run``: ``import mlflow`` plus reading that run through MLflow's own
+  client (its SQL store), the floor of any status read that goes through MLflow.
+
+CPU seconds (user + system of the child) are reported beside wall seconds: on a machine
+shared with other work, wall time measures the neighbours as much as the command.
 
 ``--root`` measures another checkout (its ``core`` is put first on ``PYTHONPATH``), which
 is how the before/after figures in ``benchmarks/README.md`` were taken.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -89,6 +95,11 @@ def commands(run_id: str) -> dict[str, list[str]]:
         "import core.errors": [sys.executable, "-c", "import core.errors"],
         "alignboard --help": [*cli, "--help"],
         "alignboard status --json": [*cli, "status", run_id, "--json"],
+        "MlflowClient().get_run": [
+            sys.executable,
+            "-c",
+            f"import mlflow; mlflow.MlflowClient().get_run({run_id!r})",
+        ],
     }
 
 
@@ -98,13 +109,20 @@ def _env(root: Path) -> dict[str, str]:
     return env
 
 
-def _time_once(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_once(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of ``cmd``."""
+    cpu = _cpu_children()
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return seconds
+    return seconds, _cpu_children() - cpu
 
 
 def _loaded(label: str, cmd: list[str], env: dict[str, str], cwd: Path) -> list[str]:
@@ -143,20 +161,25 @@ def run(root: Path = ROOT, repeats: int = REPEATS) -> dict[str, Any]:
         for cmd in cmds.values():
             _time_once(cmd, env, store.home)  # warm-up: byte-code and disk cache
         times: dict[str, list[float]] = {label: [] for label in cmds}
+        cpus: dict[str, list[float]] = {label: [] for label in cmds}
         for _ in range(repeats):
             for label, cmd in cmds.items():
-                times[label].append(_time_once(cmd, env, store.home))
+                wall, cpu = _time_once(cmd, env, store.home)
+                times[label].append(wall)
+                cpus[label].append(cpu)
     per_cmd = {
         label: {
             "median_s": statistics.median(ts),
             "min_s": min(ts),
             "max_s": max(ts),
             "runs_s": ts,
+            "cpu_median_s": statistics.median(cpus[label]),
             "loaded": loaded[label],
         }
         for label, ts in times.items()
     }
     base = per_cmd["import mlflow"]["median_s"]
+    base_cpu = per_cmd["import mlflow"]["cpu_median_s"]
     rows = [
         {
             "command": label,
@@ -164,6 +187,8 @@ def run(root: Path = ROOT, repeats: int = REPEATS) -> dict[str, Any]:
             "min s": r["min_s"],
             "max s": r["max_s"],
             "x import mlflow": ratio(r["median_s"], base),
+            "cpu s": r["cpu_median_s"],
+            "cpu x": ratio(r["cpu_median_s"], base_cpu),
             "heavy modules loaded": ",".join(r["loaded"]) or "none",
         }
         for label, r in per_cmd.items()
@@ -173,12 +198,19 @@ def run(root: Path = ROOT, repeats: int = REPEATS) -> dict[str, Any]:
     )
     help_s = per_cmd["alignboard --help"]["median_s"]
     status_ratio = ratio(per_cmd["alignboard status --json"]["median_s"], base)
+    status_cpu_ratio = ratio(per_cmd["alignboard status --json"]["cpu_median_s"], base_cpu)
     goals = {
         "help_s": {"goal": GOAL_HELP_S, "value": help_s, "met": help_s <= GOAL_HELP_S},
         "status_over_import_mlflow": {
             "goal": GOAL_STATUS_RATIO,
             "value": status_ratio,
             "met": status_ratio is not None and status_ratio <= GOAL_STATUS_RATIO,
+        },
+        # The same ratio in CPU time: what a quiet machine's wall time would show.
+        "status_over_import_mlflow_cpu": {
+            "goal": GOAL_STATUS_RATIO,
+            "value": status_cpu_ratio,
+            "met": status_cpu_ratio is not None and status_cpu_ratio <= GOAL_STATUS_RATIO,
         },
     }
     for name, g in goals.items():

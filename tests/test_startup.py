@@ -224,6 +224,7 @@ def test_b0_benchmark_measures_every_command_and_reports_the_goals(tmp_path):
         "import core.errors",
         "alignboard --help",
         "alignboard status --json",
+        "MlflowClient().get_run",
     }
     for label, figures in commands.items():
         assert len(figures["runs_s"]) == 1 and figures["median_s"] > 0, label
@@ -231,4 +232,4 @@ def test_b0_benchmark_measures_every_command_and_reports_the_goals(tmp_path):
     assert commands["import core.errors"]["loaded"] == []
     assert commands["alignboard --help"]["loaded"] == []
     assert "litellm" not in commands["alignboard status --json"]["loaded"]
-    assert set(b0["goals"]) == {"help_s", "status_over_import_mlflow"}
+    assert set(b0["goals"]) >= {"help_s", "status_over_import_mlflow"}
