@@ -233,3 +233,21 @@ def test_b0_benchmark_measures_every_command_and_reports_the_goals(tmp_path):
     assert commands["alignboard --help"]["loaded"] == []
     assert "litellm" not in commands["alignboard status --json"]["loaded"]
     assert set(b0["goals"]) >= {"help_s", "status_over_import_mlflow"}
+
+
+def test_worker_streams_redact_secrets_before_they_reach_the_job_log(monkeypatch):
+    import io
+
+    from core.optimization.worker import RedactingStream
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-startup-test-0123456789abcdef")
+    log = io.StringIO()
+    RedactingStream(log).write("calling with sk-startup-test-0123456789abcdef now\n")
+    assert "sk-startup-test" not in log.getvalue() and "***" in log.getvalue()
+
+
+def test_a_name_exported_from_two_submodules_is_refused():
+    from core._lazy import lazy_exports
+
+    with pytest.raises(ValueError, match=r"'x' is exported by a\.one and a\.two"):
+        lazy_exports("a", {"a.one": ["x"], "a.two": ["x"]})
