@@ -2,6 +2,9 @@
 
 Every command accepts ``--json`` and then prints exactly one JSON object on the last
 line of stdout, so other tools can rely on it.
+
+Only the standard library is imported at module level: ``alignboard --help`` loads no
+MLflow, and each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from core.errors import AlignboardError
-
 
 def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
     if args.json:
@@ -23,14 +24,15 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> Non
 
 
 def _cmd_seed_demo(args: argparse.Namespace) -> int:
-    from core.io.demo_seed import seed_demo
+    from core.io.demo_seed import DEMO_EXPERIMENT, seed_demo
 
-    res = seed_demo(args.experiment)
+    experiment = args.experiment or DEMO_EXPERIMENT
+    res = seed_demo(experiment)
     if res.already_seeded:
-        human = f"Demo data already present in experiment {args.experiment!r}."
+        human = f"Demo data already present in experiment {experiment!r}."
     else:
         human = (
-            f"Seeded {args.experiment!r}: {res.traces_written} traces, "
+            f"Seeded {experiment!r}: {res.traces_written} traces, "
             f"{res.labels_written} labels, queue {res.queue!r}."
         )
     _print(args, res.to_dict(), human)
@@ -157,31 +159,6 @@ def _cmd_queue_list(args: argparse.Namespace) -> int:
     return 0
 
 
-class _RedactingStream:
-    """A text stream that redacts secrets before writing (a job's log file is kept)."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        from core.models.secrets import redact
-
-        return self._stream.write(redact(text))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _stop_on_sigterm() -> None:
-    import signal
-
-    def handler(signum: int, frame: Any) -> None:
-        # Unwinds like Ctrl-C, so the engine records the job as interrupted (resumable).
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _align_settings(args: argparse.Namespace):
     from core.errors import ValidationError
     from core.labeling.criteria import get_criterion
@@ -256,19 +233,11 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
     return 0
 
 
-def _run_job(args: argparse.Namespace, run_id: str, resume: bool) -> int:
-    from core.optimization.engine import load_settings, run_alignment
-
-    settings = load_settings(run_id)
-    return _print_result(args, run_alignment(settings, run_id=run_id, resume=resume))
-
-
 def _cmd_align(args: argparse.Namespace) -> int:
-    sys.stdout = _RedactingStream(sys.stdout)
-    sys.stderr = _RedactingStream(sys.stderr)
-    _stop_on_sigterm()
-    if args.run_id:
-        return _run_job(args, args.run_id, args.resume)
+    from core.optimization.worker import prepare_job_process
+
+    # Runs the alignment in this process (or launches it): a job process like the worker.
+    prepare_job_process()
     from core.optimization.engine import run_alignment
     from core.optimization.jobs import launch, log_path
 
@@ -309,16 +278,15 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from core.optimization.jobs import log_path, resume
+    from core.optimization.worker import prepare_job_process, run_job
 
-    sys.stdout = _RedactingStream(sys.stdout)
-    sys.stderr = _RedactingStream(sys.stderr)
-    _stop_on_sigterm()
+    prepare_job_process()
     run_id = resume(args.run_id, detach=args.detach)
     if args.detach:
         payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
         _print(args, payload, f"Resumed run {run_id} in the background.")
         return 0
-    return _run_job(args, run_id, True)
+    return _print_result(args, run_job(run_id, resume=True))
 
 
 def _cmd_realign(args: argparse.Namespace) -> int:
@@ -340,8 +308,6 @@ def _cmd_unalign(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``alignboard`` command."""
-    from core.io.demo_seed import DEMO_EXPERIMENT
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -357,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("seed-demo", _cmd_seed_demo, "load the demo data (idempotent)")
-    p.add_argument("--experiment", default=DEMO_EXPERIMENT)
+    # The default (alignboard-demo) is resolved when the command runs: core.io.demo_seed
+    # imports MLflow, which --help must not pay for.
+    p.add_argument("--experiment", help="experiment to seed (default: alignboard-demo)")
 
     p = add("import", _cmd_import, "import traces (JSONL or CSV), all-or-nothing")
     p.add_argument("file")
@@ -424,8 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions-file", help="seed instructions (default: the criterion's)")
     p.add_argument("--reviewer", action="append", help="only these reviewers' labels")
     p.add_argument("--detach", action="store_true", help="run as a background job")
-    p.add_argument("--run-id", help=argparse.SUPPRESS)  # the job process's entry point
-    p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
 
     p = add("status", _cmd_status, "status of an alignment run")
     p.add_argument("run_id")
@@ -450,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``alignboard`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from core.errors import AlignboardError
     from core.models.secrets import install_log_redaction
     from core.store import config
 

@@ -92,3 +92,14 @@ def test_unknown_experiment_is_a_clear_error(store_uri):
     proc = _run("criterion", "list", "--experiment", "nope", env_uri=store_uri)
     assert proc.returncode == 2
     assert "No experiment named 'nope'" in proc.stderr
+
+
+def test_seed_demo_without_experiment_seeds_the_demo_experiment(store_uri):
+    # The default is resolved when the command runs (--help must not import the seeder).
+    proc = _run("seed-demo", "--json", env_uri=store_uri)
+    assert proc.returncode == 0, proc.stderr
+    out = _last_json(proc)
+    assert out["traces_written"] > 0 and not out["already_seeded"]
+    proc = _run("criterion", "list", "--experiment", "alignboard-demo", "--json", env_uri=store_uri)
+    assert proc.returncode == 0, proc.stderr
+    assert "support_quality" in {c["name"] for c in _last_json(proc)["criteria"]}

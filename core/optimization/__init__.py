@@ -8,26 +8,64 @@ The public surface used by the dashboard, the CLI and the tests:
   the same as a background job;
 - the contract types in :mod:`core.optimization.spec`.
 
-Submodules import heavy libraries (MLflow, gepa, dspy) only when used.
+The names are imported on first use (:mod:`core._lazy`), and submodules import heavy
+libraries (MLflow, gepa, dspy) only when used.
 """
 
-from core.optimization.engine import (
-    AlignmentResult,
-    create_run,
-    load_and_check,
-    load_settings,
-    run_alignment,
-)
-from core.optimization.jobs import JobStatus, cancel, launch, list_jobs, resume, status, wait
-from core.optimization.preflight import Estimate, Finding, estimate, preflight
-from core.optimization.recorder import STATUSES, MlflowRunRecorder
-from core.optimization.spec import (
-    OPTIMIZERS,
-    AlignmentOutcome,
-    AlignmentSettings,
-    Example,
-    JudgeSpec,
-    RunRecorder,
+from typing import TYPE_CHECKING
+
+from core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from core.optimization.engine import (
+        AlignmentResult,
+        create_run,
+        load_and_check,
+        load_settings,
+        run_alignment,
+    )
+    from core.optimization.jobs import JobStatus, cancel, launch, list_jobs, resume, status, wait
+    from core.optimization.preflight import Estimate, Finding, estimate, preflight
+    from core.optimization.recorder import STATUSES, MlflowRunRecorder
+    from core.optimization.spec import (
+        OPTIMIZERS,
+        AlignmentOutcome,
+        AlignmentSettings,
+        Example,
+        JudgeSpec,
+        RunRecorder,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "core.optimization.engine": [
+            "AlignmentResult",
+            "create_run",
+            "load_and_check",
+            "load_settings",
+            "run_alignment",
+        ],
+        "core.optimization.jobs": [
+            "JobStatus",
+            "cancel",
+            "launch",
+            "list_jobs",
+            "resume",
+            "status",
+            "wait",
+        ],
+        "core.optimization.preflight": ["Estimate", "Finding", "estimate", "preflight"],
+        "core.optimization.recorder": ["STATUSES", "MlflowRunRecorder"],
+        "core.optimization.spec": [
+            "OPTIMIZERS",
+            "AlignmentOutcome",
+            "AlignmentSettings",
+            "Example",
+            "JudgeSpec",
+            "RunRecorder",
+        ],
+    },
 )
 
 __all__ = [

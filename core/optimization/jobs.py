@@ -1,6 +1,7 @@
 """Alignment jobs: launched as their own process, watched and steered through MLflow.
 
-A job is an MLflow run plus a detached process running ``alignboard align --run-id``.
+A job is an MLflow run plus a detached process running ``python -m
+core.optimization.worker RUN_ID`` (:mod:`core.optimization.worker`).
 Everything the dashboard needs is in the run (status and heartbeat tags, metrics,
 artifacts), so a restarted web server, or another dashboard on the same store, picks up
 where it was.
@@ -43,6 +44,11 @@ DEFAULT_STALE_S = 30.0
 #: spawned: proves, on the same machine, whether that pid still is the job's process.
 TAG_PROCESS = rec.TAG_PREFIX + "process"
 LOG_FILE = "job.log"
+#: The job process's entry point (``python -m``), see :func:`job_command`.
+WORKER_MODULE = "core.optimization.worker"
+# What a job process's command line holds: the worker, or ``alignboard align`` /
+# ``alignboard resume`` running one in the foreground.
+_JOB_PROGRAMS = (WORKER_MODULE.encode(), b"core.cli", b"alignboard")
 _ROOT = Path(__file__).resolve().parents[2]
 # Metric names runners use for progress, most specific first.
 _BEST_KEYS = ("best_score", "best_val_score", "val_best", "best_so_far")
@@ -123,8 +129,8 @@ def log_path(run_id: str) -> Path:
 
 
 def job_command(run_id: str, *, resume: bool = False) -> list[str]:
-    """The command line of a job process (the same entry point as ``alignboard align``)."""
-    cmd = [sys.executable, "-m", "core.cli", "align", "--run-id", run_id, "--json"]
+    """The command line of a job process: the worker entry point, on this interpreter."""
+    cmd = [sys.executable, "-m", WORKER_MODULE, run_id]
     return [*cmd, "--resume"] if resume else cmd
 
 
@@ -241,7 +247,7 @@ def _probe(pid: int, identity: str | None) -> str:
     With an ``identity`` recorded for this very pid in this boot and pid namespace the
     answer is certain (``_GONE`` or ``_ALIVE``). Without one it is only as good as the pid:
     ``_NO_PROCESS`` (nothing, or a zombie, has it) or ``_NOT_OURS`` (a program other than
-    alignboard's CLI has it, likely a recycled pid).
+    alignboard's worker or CLI has it, likely a recycled pid).
     """
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
         return _ALIVE
@@ -275,7 +281,7 @@ def _probe(pid: int, identity: str | None) -> str:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return _ALIVE
-    return _ALIVE if b"core.cli" in cmdline or b"alignboard" in cmdline else _NOT_OURS
+    return _ALIVE if any(p in cmdline for p in _JOB_PROGRAMS) else _NOT_OURS
 
 
 def _verdict(tags: dict[str, str], age: float) -> str | None:
