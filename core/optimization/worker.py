@@ -61,9 +61,9 @@ def prepare_job_process() -> None:
     from core.models.secrets import install_log_redaction
 
     if not isinstance(sys.stdout, RedactingStream):
-        sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = RedactingStream(sys.stdout)
     if not isinstance(sys.stderr, RedactingStream):
-        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = RedactingStream(sys.stderr)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     install_log_redaction()
 
