@@ -67,7 +67,7 @@ def _launch(crit, token: str) -> None:
         check = data.alignment_check(settings)  # the same check the page shows, cached
         if check.can_launch:
             ss["align_run"] = jobs.launch(
-                settings, check=check, allow_concurrent=bool(ss.get("align_concurrent"))
+                settings, check=check, allow_concurrent=_confirmed_alongside(crit)
             )
             ss["align_message"] = None
         else:
@@ -76,9 +76,22 @@ def _launch(crit, token: str) -> None:
         ss["align_message"] = str(exc)
     # Spent only now: a click cut short before launching can be repeated.
     ss["align_token"] = uuid.uuid4().hex
-    # Another run alongside an active one needs a fresh confirmation each time.
-    ss["align_concurrent"] = False
     data.after_launch()
+
+
+def _concurrent_key(run_id: str) -> str:
+    return f"align_concurrent_{run_id}"
+
+
+def _confirmed_alongside(crit) -> bool:
+    """True when the user ticked "Run another alongside it" for the newest active run.
+
+    The box is keyed by that run, so the confirmation names what the user saw: the second
+    click of a double click re-sends the ticked box of the run before, which confirms
+    nothing about the run the first click just started.
+    """
+    active = jobs.active_runs(ctx.experiment_id, crit.name)
+    return bool(active) and bool(ss.get(_concurrent_key(active[-1].run_id)))
 
 
 def _cancel(run_id: str) -> None:
@@ -139,7 +152,6 @@ ss.setdefault("align_embedding_base_url", "")
 ss.setdefault("align_reviewers", [])
 ss.setdefault("align_minibatch", 3)
 ss.setdefault("align_retrieval_k", 5)
-ss.setdefault("align_concurrent", False)
 ss.setdefault("align_token", uuid.uuid4().hex)
 all_jobs = data.jobs(ctx.experiment_id)
 active = [j for j in all_jobs if j.active and j.judge_name == crit.name]
@@ -233,7 +245,7 @@ with st.form("align_form", border=True):
         )
         st.checkbox(
             "Run another alongside it",
-            key="align_concurrent",
+            key=_concurrent_key(active[0].run_id),
             help="Both runs register their own version of the judge.",
         )
     # What the form holds as of its last submission: what Launch checks and launches.

@@ -230,13 +230,15 @@ def test_a_double_click_on_launch_makes_one_run_and_a_second_needs_confirmation(
         assert any("already" in e.value and first in e.value for e in at.error)
         # The page shows the active run and asks before starting another alongside it.
         assert any(first in w.value for w in at.warning)
-        at.checkbox(key="align_concurrent").check()
+        at.checkbox(key=f"align_concurrent_{first}").check()
         at.button(key="align_launch").click().run()
         _ok(at)
         second = at.session_state["align_run"]
         runs.append(second)
         assert second != first and len(_alignment_runs(demo_store)) == 2
-        # The confirmation is spent: a third click needs it again.
-        assert at.checkbox(key="align_concurrent").value is False
+        # The confirmation was for the first run: a third needs one for the second.
+        assert at.checkbox(key=f"align_concurrent_{second}").value is False
+        at.button(key="align_launch").click().run()
+        assert len(_alignment_runs(demo_store)) == 2
     finally:
         _stop(runs)
