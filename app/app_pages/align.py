@@ -178,52 +178,52 @@ with st.form("align_form", border=True):
         key="align_reflection",
         help="Proposes new instructions (GEPA) or distils guidelines (MemAlign).",
     )
-    row = st.columns(3)
-    row[0].number_input(
+    knobs = st.columns(3)
+    knobs[0].number_input(
         "Budget (metric calls, 0 = auto)",
         min_value=0,
         step=10,
         key="align_budget",
         help="Judge evaluations the search may spend; auto is about 10x the training set.",
     )
-    row[1].number_input(
+    knobs[1].number_input(
         "Workers", min_value=1, max_value=64, key="align_workers", help="Judge calls in flight."
     )
-    row[2].number_input("Seed", min_value=0, step=1, key="align_seed")
+    knobs[2].number_input("Seed", min_value=0, step=1, key="align_seed")
     with st.expander("Advanced: model servers, embeddings, reviewers"):
-        row = st.columns(3)
-        row[0].text_input(
+        servers = st.columns(3)
+        servers[0].text_input(
             "Judge model base URL",
             key="align_base_url",
             placeholder="http://localhost:8000/v1",
             help="An OpenAI-compatible server (vLLM, llama.cpp) serving the judge model.",
         )
-        row[1].text_input(
+        servers[1].text_input(
             "Reflection model base URL",
             key="align_reflection_base_url",
             placeholder="http://localhost:8000/v1",
             help="An OpenAI-compatible server serving the reflection model.",
         )
-        row[2].text_input(
+        servers[2].text_input(
             "Embedding model base URL",
             key="align_embedding_base_url",
             placeholder="http://localhost:8000/v1",
             help="MemAlign: an OpenAI-compatible server serving the embedding model.",
         )
-        row = st.columns([2, 1, 1])
-        row[0].text_input(
+        memory = st.columns([2, 1, 1])
+        memory[0].text_input(
             "Embedding model",
             key="align_embedding_model",
             help="MemAlign: embeds the examples of its episodic memory.",
         )
-        row[1].number_input(
+        memory[1].number_input(
             "Minibatch size",
             min_value=1,
             max_value=64,
             key="align_minibatch",
             help="GEPA: examples shown to the reflection model per iteration.",
         )
-        row[2].number_input(
+        memory[2].number_input(
             "Retrieval k",
             min_value=1,
             max_value=50,

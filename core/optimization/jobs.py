@@ -222,7 +222,7 @@ def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
     """
     config.configure()
     client = MlflowClient()
-    found = []
+    found: list[Any] = []
     for state in ("queued", "running"):
         found += client.search_runs(
             [str(experiment_id)],
