@@ -71,7 +71,7 @@ def _launch(crit, token: str) -> None:
             )
             ss["align_message"] = None
         else:
-            ss["align_message"] = "Not launched: fix the pre-flight errors below first."
+            ss["align_message"] = "Not launched: fix the pre-flight errors shown above first."
     except AlignboardError as exc:
         ss["align_message"] = str(exc)
     # Spent only now: a click cut short before launching can be repeated.
