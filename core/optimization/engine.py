@@ -262,7 +262,7 @@ def run_alignment(
     run_id: str | None = None,
     resume: bool = False,
     runner: Runner | None = None,
-    allow_concurrent: bool = False,
+    allow_concurrent: bool = True,
 ) -> AlignmentResult:
     """Run one alignment in this process and record it in MLflow.
 
@@ -273,8 +273,10 @@ def run_alignment(
         resume: Continue an interrupted run: optimizer state in the job's work folder is
             reused (gepa picks up after its last completed iteration).
         runner: Use this runner instead of the optimizer's own (for embedding and tests).
-        allow_concurrent: With ``run_id`` None: create the run even while another run for
-            the same judge is queued or running (refused otherwise).
+        allow_concurrent: With ``run_id`` None: False refuses while another run for the
+            same judge is queued or running (``alignboard align`` passes False unless
+            ``--allow-concurrent``). True by default, so in-process callers such as
+            MemAlign's realign/unalign keep working beside a running alignment.
 
     Pre-flight runs once per launch: a run created with the launch's findings
     (:func:`create_run` with ``findings``) only loads its examples here; a resumed run is

@@ -248,18 +248,23 @@ def refuse_if_active(experiment_id: str, judge_name: str, *, created: Any = None
     Args:
         experiment_id: The experiment.
         judge_name: The judge (= criterion) name.
-        created: The run this launch just created (an MLflow ``Run``): only runs that
-            started before it (by start time, then run id) count, so of two launches
-            that raced past the first check exactly one is refused.
+        created: The run this launch just created (an MLflow ``Run``), checked after
+            its creation: runs that started before it, or less than
+            :data:`RACE_WINDOW_MS` after it, count. Two launches that raced past the
+            first check then never both go ahead: the later one always sees the earlier
+            (or the earlier sees the later, when the store made it visible first); when
+            both see each other both back out, and a click again starts one.
 
     Raises:
         ValidationError: says which run is active and what to do.
     """
     others = active_runs(experiment_id, judge_name)
     if created is not None:
-        mine = (created.info.start_time or 0, created.info.run_id)
+        mine = created.info.start_time or 0
         others = [
-            j for j in others if j.run_id != created.info.run_id and (_start_ms(j), j.run_id) < mine
+            j
+            for j in others
+            if j.run_id != created.info.run_id and _start_ms(j) < mine + RACE_WINDOW_MS
         ]
     if not others:
         return
@@ -271,6 +276,11 @@ def refuse_if_active(experiment_id: str, judge_name: str, *, created: Any = None
         "tick 'Run another alongside it' on the Align page, or pass --allow-concurrent to "
         "alignboard align."
     )
+
+
+#: A run another launch created this soon after ours may have raced ours (its start time
+#: is taken before it is written): both back out rather than both go ahead.
+RACE_WINDOW_MS = 2000
 
 
 def _start_ms(job: JobStatus) -> int:

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def test_a_second_launch_for_the_same_judge_is_refused_while_the_first_is_active
     with pytest.raises(ValidationError, match=refused):
         jobs.launch(settings, check=check)
     with pytest.raises(ValidationError, match=refused):
-        run_alignment(settings, runner=tiny_runner)
+        run_alignment(settings, runner=tiny_runner, allow_concurrent=False)
     assert [r.info.run_id for r in _runs(demo_store)] == [first]
     # Another judge is not held up by it.
     other = create_criterion(demo_store, "tone", "pass_fail", "Is {{ outputs }} polite?")
@@ -157,18 +158,47 @@ def test_a_dead_run_does_not_block_a_new_launch(demo_store):
     MlflowClient().set_tag(run_id, jobs.TAG_PROCESS, identity or "")
     assert jobs.active_runs(demo_store, "support_quality") == []
     assert jobs.status(run_id).status == "interrupted"
-    result = run_alignment(settings, runner=tiny_runner)
+    result = run_alignment(settings, runner=tiny_runner, allow_concurrent=False)
     assert result.status == "finished"
 
 
-def test_of_two_launches_that_raced_past_the_first_check_only_the_later_backs_out(demo_store):
+def test_two_launches_racing_for_one_judge_never_both_go_ahead(demo_store):
     settings = _settings(demo_store)
+    # Two launches that both passed the first check, their runs written close together.
     a = create_run(settings, allow_concurrent=True)
     b = create_run(settings, allow_concurrent=True)
     client = MlflowClient()
-    jobs.refuse_if_active(demo_store, "support_quality", created=client.get_run(a))
+    for mine, other in ((a, b), (b, a)):
+        with pytest.raises(ValidationError, match=f"run {other}"):
+            jobs.refuse_if_active(demo_store, "support_quality", created=client.get_run(mine))
+    # A run written well after an active one is refused by it, and only by it.
+    time.sleep(jobs.RACE_WINDOW_MS / 1000 + 0.1)
+    client.delete_run(b)
+    late = create_run(settings, allow_concurrent=True)
     with pytest.raises(ValidationError, match=f"run {a}"):
-        jobs.refuse_if_active(demo_store, "support_quality", created=client.get_run(b))
+        jobs.refuse_if_active(demo_store, "support_quality", created=client.get_run(late))
+    jobs.refuse_if_active(demo_store, "support_quality", created=client.get_run(a))
+
+
+def test_concurrent_launches_in_threads_make_at_most_one_run(demo_store):
+    settings = _settings(demo_store)
+    start = threading.Barrier(3)
+    made, refused = [], []
+
+    def launch() -> None:
+        start.wait()
+        try:
+            made.append(create_run(settings, allow_concurrent=False))
+        except ValidationError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=launch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(made) <= 1 and len(made) + len(refused) == 3
+    assert [r.info.run_id for r in _runs(demo_store)] == made  # the refused left nothing
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
