@@ -153,6 +153,9 @@ ss.setdefault("align_reviewers", [])
 ss.setdefault("align_minibatch", 3)
 ss.setdefault("align_retrieval_k", 5)
 ss.setdefault("align_token", uuid.uuid4().hex)
+known_reviewers = data.reviewers(ctx.experiment_id)
+# Names from another experiment would be refused by the multiselect.
+ss["align_reviewers"] = [r for r in ss["align_reviewers"] if r in known_reviewers]
 all_jobs = data.jobs(ctx.experiment_id)
 active = [j for j in all_jobs if j.active and j.judge_name == crit.name]
 with st.form("align_form", border=True):
@@ -232,7 +235,7 @@ with st.form("align_form", border=True):
         )
         st.multiselect(
             "Only these reviewers' labels",
-            data.reviewers(ctx.experiment_id),
+            known_reviewers,
             key="align_reviewers",
             placeholder="Everyone's labels",
             help="Align on some reviewers' labels only (e.g. when reviewers disagree).",
