@@ -157,8 +157,8 @@ def create_run(
         from core.optimization.jobs import refuse_if_active
 
         try:
-            # Two launches racing past the first check both see each other now; the
-            # later one (by start time, then id) backs out, so exactly one goes ahead.
+            # Checked again once written: of two launches that raced past the first
+            # check, at least the later one sees the other and backs out.
             refuse_if_active(settings.experiment_id, settings.judge.name, created=run)
         except ValidationError:
             rec.with_retry(client.delete_run, run_id)
