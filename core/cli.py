@@ -162,8 +162,7 @@ def _cmd_queue_list(args: argparse.Namespace) -> int:
 def _align_settings(args: argparse.Namespace):
     from core.errors import ValidationError
     from core.labeling.criteria import get_criterion
-    from core.models.uris import parse_model
-    from core.optimization.spec import AlignmentSettings, JudgeSpec
+    from core.optimization.settings import build_settings
     from core.store.experiments import get_experiment
 
     missing = [
@@ -179,40 +178,33 @@ def _align_settings(args: argparse.Namespace):
     ]
     if missing:
         raise ValidationError(
-            f"alignboard align needs {', '.join(missing)} (or --run-id of a queued run). "
+            f"alignboard align needs {', '.join(missing)}. "
             "Example: alignboard align --experiment alignboard-demo --judge support_quality "
             "--optimizer gepa --model demo:/judge --reflection-model demo:/reflect"
         )
     exp = get_experiment(args.experiment)
     crit = get_criterion(exp.experiment_id, args.judge)
-    instructions = crit.instructions
+    instructions = None  # the criterion's template, as the Align page starts from
     if args.instructions_file:
         with open(args.instructions_file, encoding="utf-8") as fh:
             instructions = fh.read()
-    for uri in (args.model, args.reflection_model, args.embedding_model):
-        parse_model(uri)
-    judge = JudgeSpec(
-        name=crit.name,
-        instructions=instructions,
-        value_type=crit.kind,
-        model=args.model,
-        options=tuple(crit.options),
-        base_url=args.base_url,
-    )
-    return AlignmentSettings(
-        experiment_id=exp.experiment_id,
-        judge=judge,
+    return build_settings(
+        exp.experiment_id,
+        crit,
         optimizer=args.optimizer,
+        instructions=instructions,
+        model=args.model,
         reflection_model=args.reflection_model,
+        base_url=args.base_url,
+        reflection_base_url=args.reflection_base_url,
+        embedding_model=args.embedding_model,
+        embedding_base_url=args.embedding_base_url,
         max_metric_calls=args.max_metric_calls,
         workers=args.workers,
         seed=args.seed,
         minibatch_size=args.minibatch_size,
         retrieval_k=args.retrieval_k,
-        embedding_model=args.embedding_model,
-        reviewers=tuple(args.reviewer or ()),
-        reflection_base_url=args.reflection_base_url,
-        embedding_base_url=args.embedding_base_url,
+        reviewers=args.reviewer or (),
     )
 
 
@@ -243,11 +235,11 @@ def _cmd_align(args: argparse.Namespace) -> int:
 
     settings = _align_settings(args)
     if args.detach:
-        run_id = launch(settings)
+        run_id = launch(settings, allow_concurrent=args.allow_concurrent)
         payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
         _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
         return 0
-    return _print_result(args, run_alignment(settings))
+    return _print_result(args, run_alignment(settings, allow_concurrent=args.allow_concurrent))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -392,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions-file", help="seed instructions (default: the criterion's)")
     p.add_argument("--reviewer", action="append", help="only these reviewers' labels")
     p.add_argument("--detach", action="store_true", help="run as a background job")
+    p.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="start even while another run for this judge is queued or running",
+    )
 
     p = add("status", _cmd_status, "status of an alignment run")
     p.add_argument("run_id")

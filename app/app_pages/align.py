@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import streamlit as st
@@ -12,10 +13,11 @@ from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.settings import (
+    DEFAULT_EMBEDDING_MODEL,
     DEFAULT_JUDGE_MODEL,
     DEFAULT_REFLECTION_MODEL,
     OPTIMIZER_CHOICES,
-    alignment_settings,
+    build_settings,
     uses_demo,
 )
 from core.views.formatting import duration, number, when
@@ -33,6 +35,15 @@ init_page_state(
         "budget": 0,
         "workers": 8,
         "seed": 0,
+        "base_url": "",
+        "reflection_base_url": "",
+        "embedding_model": DEFAULT_EMBEDDING_MODEL,
+        "embedding_base_url": "",
+        "reviewers": [],
+        "minibatch": 3,
+        "retrieval_k": 5,
+        # One token per form render: a double click's second submission launches nothing.
+        "token": uuid.uuid4().hex,
     },
 )
 st.title("Align")
@@ -47,13 +58,63 @@ if not crits:
 
 
 # ---- callbacks (one core call each) ----------------------------------------------------
-def _launch(settings) -> None:
+def _form_settings(crit):
+    """The settings the form's values describe (the committed ones, in a callback)."""
+    return build_settings(
+        ctx.experiment_id,
+        crit,
+        optimizer=ss["align_optimizer"],
+        instructions=ss["align_instructions"],
+        model=ss["align_model"],
+        reflection_model=ss["align_reflection"],
+        base_url=ss["align_base_url"],
+        reflection_base_url=ss["align_reflection_base_url"],
+        embedding_model=ss["align_embedding_model"],
+        embedding_base_url=ss["align_embedding_base_url"],
+        max_metric_calls=int(ss["align_budget"]),
+        workers=int(ss["align_workers"]),
+        seed=int(ss["align_seed"]),
+        minibatch_size=int(ss["align_minibatch"]),
+        retrieval_k=int(ss["align_retrieval_k"]),
+        reviewers=ss["align_reviewers"],
+    )
+
+
+def _launch(crit, token: str) -> None:
+    """Check and launch what the form holds now (Launch submits the form first)."""
+    if ss.get("align_token") != token:
+        # A second click on a form already launched (a double click): nothing more to do.
+        return
     try:
-        ss["align_run"] = jobs.launch(settings)
-        ss["align_message"] = None
+        settings = _form_settings(crit)
+        check = data.alignment_check(settings)  # the same check the page shows, cached
+        if check.can_launch:
+            ss["align_run"] = jobs.launch(
+                settings, check=check, allow_concurrent=_confirmed_alongside(crit)
+            )
+            ss["align_message"] = None
+        else:
+            ss["align_message"] = "Not launched: fix the pre-flight errors shown above first."
     except AlignboardError as exc:
         ss["align_message"] = str(exc)
+    # Spent only now: a click cut short before launching can be repeated.
+    ss["align_token"] = uuid.uuid4().hex
     data.after_launch()
+
+
+def _concurrent_key(run_id: str) -> str:
+    return f"align_concurrent_{run_id}"
+
+
+def _confirmed_alongside(crit) -> bool:
+    """True when the user ticked "Run another alongside it" for the newest active run.
+
+    The box is keyed by that run, so the confirmation names what the user saw: the second
+    click of a double click re-sends the ticked box of the run before, which confirms
+    nothing about the run the first click just started.
+    """
+    active = jobs.active_runs(ctx.experiment_id, crit.name)
+    return bool(active) and bool(ss.get(_concurrent_key(active[-1].run_id)))
 
 
 def _cancel(run_id: str) -> None:
@@ -101,8 +162,13 @@ if ss.get("align_source") != source:
     ss["align_instructions"] = by_key[start_key].instructions
     ss["align_source"] = source
 
+known_reviewers = data.reviewers(ctx.experiment_id)
+# Names from another experiment would be refused by the multiselect.
+ss["align_reviewers"] = [r for r in ss["align_reviewers"] if r in known_reviewers]
+all_jobs = data.jobs(ctx.experiment_id)
+active = [j for j in all_jobs if j.active and j.judge_name == crit.name]
 with st.form("align_form", border=True):
-    instructions = st.text_area(
+    st.text_area(
         "Instructions (editable)",
         key="align_instructions",
         height=260,
@@ -116,76 +182,148 @@ with st.form("align_form", border=True):
         key="align_optimizer",
         format_func=lambda k: OPTIMIZER_CHOICES[k],
     )
-    model = row[1].text_input(
+    row[1].text_input(
         "Judge model", key="align_model", help="provider:/model, e.g. openai:/gpt-4.1-mini"
     )
-    reflection = row[2].text_input(
+    row[2].text_input(
         "Reflection model",
         key="align_reflection",
         help="Proposes new instructions (GEPA) or distils guidelines (MemAlign).",
     )
-    row = st.columns(3)
-    budget = row[0].number_input(
+    knobs = st.columns(3)
+    knobs[0].number_input(
         "Budget (metric calls, 0 = auto)",
         min_value=0,
         step=10,
         key="align_budget",
         help="Judge evaluations the search may spend; auto is about 10x the training set.",
     )
-    workers = row[1].number_input(
+    knobs[1].number_input(
         "Workers", min_value=1, max_value=64, key="align_workers", help="Judge calls in flight."
     )
-    seed = row[2].number_input("Seed", min_value=0, step=1, key="align_seed")
-    st.form_submit_button("Apply and check", key="align_check", icon=":material/fact_check:")
+    knobs[2].number_input("Seed", min_value=0, step=1, key="align_seed")
+    with st.expander("Advanced: model servers, embeddings, reviewers"):
+        servers = st.columns(3)
+        servers[0].text_input(
+            "Judge model base URL",
+            key="align_base_url",
+            placeholder="http://localhost:8000/v1",
+            help="An OpenAI-compatible server (vLLM, llama.cpp) serving the judge model.",
+        )
+        servers[1].text_input(
+            "Reflection model base URL",
+            key="align_reflection_base_url",
+            placeholder="http://localhost:8000/v1",
+            help="An OpenAI-compatible server serving the reflection model.",
+        )
+        servers[2].text_input(
+            "Embedding model base URL",
+            key="align_embedding_base_url",
+            placeholder="http://localhost:8000/v1",
+            help="MemAlign: an OpenAI-compatible server serving the embedding model.",
+        )
+        memory = st.columns([2, 1, 1])
+        memory[0].text_input(
+            "Embedding model",
+            key="align_embedding_model",
+            help="MemAlign: embeds the examples of its episodic memory.",
+        )
+        memory[1].number_input(
+            "Minibatch size",
+            min_value=1,
+            max_value=64,
+            key="align_minibatch",
+            help="GEPA: examples shown to the reflection model per iteration.",
+        )
+        memory[2].number_input(
+            "Retrieval k",
+            min_value=1,
+            max_value=50,
+            key="align_retrieval_k",
+            help="MemAlign: examples retrieved from its memory per judgement.",
+        )
+        st.multiselect(
+            "Only these reviewers' labels",
+            known_reviewers,
+            key="align_reviewers",
+            placeholder="Everyone's labels",
+            help="Align on some reviewers' labels only (e.g. when reviewers disagree).",
+        )
+    if active:
+        st.warning(
+            f"A {active[0].optimizer} run for **{crit.name}** is {active[0].status} (run "
+            f"`{active[0].run_id}`, see Progress below). Launching now starts a second one.",
+            icon=":material/sync:",
+        )
+        st.checkbox(
+            "Run another alongside it",
+            key=_concurrent_key(active[0].run_id),
+            help="Both runs register their own version of the judge.",
+        )
+    # What the form holds as of its last submission: what Launch checks and launches.
+    try:
+        settings = _form_settings(crit)
+        settings_error = None
+        with st.spinner("Checking the alignment..."):
+            check = data.alignment_check(settings)
+    except AlignboardError as exc:
+        settings, check, settings_error = None, None, str(exc)
+    if settings is not None and uses_demo(settings):
+        st.info(
+            "**The demo model is selected.** " + DEMO_NOTE + " Name a real model (e.g. "
+            "`openai:/gpt-4.1-mini`) to align a real judge.",
+            icon=":material/science:",
+        )
 
-settings = alignment_settings(
-    ctx.experiment_id,
-    crit,
-    instructions=instructions,
-    optimizer=optimizer,
-    model=model,
-    reflection_model=reflection,
-    max_metric_calls=int(budget),
-    workers=int(workers),
-    seed=int(seed),
-)
-if uses_demo(settings):
-    st.info(
-        "**The demo model is selected.** " + DEMO_NOTE + " Name a real model (e.g. "
-        "`openai:/gpt-4.1-mini`) to align a real judge.",
-        icon=":material/science:",
+    # ---- pre-flight and estimate (of exactly what Launch starts) -----------------------
+    st.markdown("**3. Pre-flight**")
+    if check is None:
+        st.error(settings_error or "The settings cannot be checked.", icon=":material/block:")
+    else:
+        for f in check.errors:
+            st.error(f.message, icon=":material/block:")
+        for f in check.warnings:
+            st.warning(f.message, icon=":material/warning:")
+        if not check.findings:
+            st.success("Pre-flight passed: nothing blocks this alignment.", icon=":material/check:")
+        m = st.columns(5)
+        m[0].metric(
+            "Labeled: train / val / test", f"{check.n_train} / {check.n_val} / {check.n_test}"
+        )
+        m[1].metric("Budget", f"{check.budget:,} calls")
+        m[2].metric("Estimated LLM calls", f"~{check.llm_calls:,}", help=check.explanation)
+        m[3].metric(
+            "Estimated time",
+            duration(check.seconds, approx=True),
+            help=f"At {check.latency_s:g} s per call plus the job's start-up; real providers vary.",
+        )
+        m[4].metric("Optimizer", optimizer)
+        st.caption(
+            check.explanation + " Edits in the form apply when you click Apply and check "
+            "or Launch; Launch always starts what the form shows."
+        )
+    can_launch = check is not None and check.can_launch
+    buttons = st.columns([1, 1, 3])
+    buttons[0].form_submit_button(
+        "Apply and check",
+        key="align_check",
+        icon=":material/fact_check:",
+        help="Update the pre-flight and the estimate without launching.",
     )
-
-# ---- pre-flight and estimate -----------------------------------------------------------
-st.subheader("3. Pre-flight")
-check = data.alignment_check(settings)
-for f in check.errors:
-    st.error(f.message, icon=":material/block:")
-for f in check.warnings:
-    st.warning(f.message, icon=":material/warning:")
-if not check.findings:
-    st.success("Pre-flight passed: nothing blocks this alignment.", icon=":material/check:")
-m = st.columns(5)
-m[0].metric("Labeled: train / val / test", f"{check.n_train} / {check.n_val} / {check.n_test}")
-m[1].metric("Budget", f"{check.budget:,} calls")
-m[2].metric("Estimated LLM calls", f"~{check.llm_calls:,}", help=check.explanation)
-m[3].metric(
-    "Estimated time",
-    duration(check.seconds, approx=True),
-    help=f"At {check.latency_s:g} s per call plus the job's start-up; real providers vary.",
-)
-m[4].metric("Optimizer", optimizer)
-st.caption(check.explanation)
-st.button(
-    "Launch alignment",
-    key="align_launch",
-    type="primary",
-    icon=":material/rocket_launch:",
-    disabled=not check.can_launch,
-    on_click=_launch,
-    args=(settings,),
-    help=None if check.can_launch else "Fix the pre-flight errors above first.",
-)
+    buttons[1].form_submit_button(
+        "Launch alignment",
+        key="align_launch",
+        type="primary",
+        icon=":material/rocket_launch:",
+        disabled=not can_launch,
+        on_click=_launch,
+        args=(crit, ss["align_token"]),
+        help=(
+            "Checks and launches exactly what the form shows."
+            if can_launch
+            else "Fix the pre-flight errors above first."
+        ),
+    )
 if ss.get("align_message"):
     st.error(ss["align_message"])
 

@@ -296,9 +296,12 @@ def starting_points(experiment_id: str, criterion: Criterion) -> list:
     return points(experiment_id, criterion)
 
 
-@st.cache_data(ttl=30, max_entries=16, show_spinner="Checking the alignment...")
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
 def alignment_check(settings):
-    """Pre-flight findings and cost estimate of an alignment (``AlignmentCheck``)."""
+    """Pre-flight findings and cost estimate of an alignment (``AlignmentCheck``).
+
+    No spinner of its own: the Launch callback calls it too, where none can be drawn.
+    """
     from core.optimization.settings import check_alignment
 
     return check_alignment(settings)

@@ -117,6 +117,14 @@ def parse_model(uri: str | ModelSpec, base_url: str | None = None) -> ModelSpec:
         return ModelSpec(uri.provider, uri.model, base_url or uri.base_url)
     if not isinstance(uri, str) or not uri.strip():
         raise _fail(uri, "the model name is empty")
+    return _parse(uri, base_url)
+
+
+# One launch names the same few models over and over (settings, pre-flight per role, the
+# runner, the evaluator): parse each once. Bounded; specs are frozen, so sharing is safe.
+# Errors are not cached (lru_cache stores results only), so a fixed name is seen at once.
+@lru_cache(maxsize=256)
+def _parse(uri: str, base_url: str | None) -> ModelSpec:
     text = uri.strip()
     provider, sep, model = text.partition(":/")
     model = model.lstrip("/").strip()

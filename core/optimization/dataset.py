@@ -76,7 +76,11 @@ def _expectations(info) -> dict[str, object]:
 
 
 def load_examples(
-    experiment_id: str, criterion_name: str, reviewers: Iterable[str] = ()
+    experiment_id: str,
+    criterion_name: str,
+    reviewers: Iterable[str] = (),
+    *,
+    labels: Iterable[Label] | None = None,
 ) -> list[Example]:
     """Load the labeled examples of a criterion, one per labeled trace.
 
@@ -84,17 +88,17 @@ def load_examples(
         experiment_id: The experiment holding the traces and labels.
         criterion_name: The criterion (= the judge's name and the labels' name).
         reviewers: Only use these reviewers' labels (empty: everyone's).
+        labels: The criterion's current labels, when the caller already read them (for
+            pre-flight too), so the store is scanned once; None reads them here.
 
     Returns:
         Examples in trace order (oldest first), each with its deterministic split.
     """
     config.configure()
     wanted = set(reviewers)
-    labels = [
-        lb
-        for lb in current_labels(experiment_id, criterion_name)
-        if not wanted or lb.reviewer in wanted
-    ]
+    if labels is None:
+        labels = current_labels(experiment_id, criterion_name)
+    labels = [lb for lb in labels if not wanted or lb.reviewer in wanted]
     chosen = consolidate(labels)
     ids = list(dict.fromkeys(lb.trace_id for lb in labels))
     client = TracingClient()

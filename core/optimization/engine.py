@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ from mlflow import MlflowClient
 from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
 from core.optimization import recorder as rec
-from core.optimization.preflight import Finding, errors_of, preflight
+from core.optimization.preflight import Finding, errors_of, findings_from_dicts
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
 from core.store import config
 
@@ -104,14 +105,42 @@ def run_name(settings: AlignmentSettings) -> str:
     return f"align-{settings.judge.name}-{settings.optimizer}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def create_run(settings: AlignmentSettings, status: str = "queued") -> str:
+#: Set on a run whose pre-flight findings were recorded when it was created (the launch's
+#: own check), so its job process does not run pre-flight again.
+TAG_PREFLIGHT = rec.TAG_PREFIX + "preflight"
+_PREFLIGHT_ARTIFACT = "preflight.json"
+
+
+def create_run(
+    settings: AlignmentSettings,
+    status: str = "queued",
+    *,
+    findings: Sequence[Finding] | None = None,
+    allow_concurrent: bool = True,
+) -> str:
     """Create the MLflow run of an alignment: tags, params and the settings artifact.
+
+    Args:
+        settings: What the run aligns.
+        status: Its first status.
+        findings: The pre-flight findings of this launch, recorded with the run so its job
+            process does not check again; None leaves pre-flight to the job.
+        allow_concurrent: False refuses when a run for the same experiment and judge is
+            queued or running (see :func:`core.optimization.jobs.refuse_if_active`).
 
     Returns:
         The new run id.
+
+    Raises:
+        ValidationError: another run for this judge is active and ``allow_concurrent`` is
+            False (nothing is left behind).
     """
     config.configure()
     client = MlflowClient()
+    if not allow_concurrent:
+        from core.optimization.jobs import refuse_if_active
+
+        refuse_if_active(settings.experiment_id, settings.judge.name)
     run = rec.with_retry(
         client.create_run,
         settings.experiment_id,
@@ -124,11 +153,37 @@ def create_run(settings: AlignmentSettings, status: str = "queued") -> str:
         },
     )
     run_id = run.info.run_id
+    if not allow_concurrent:
+        from core.optimization.jobs import refuse_if_active
+
+        try:
+            # Checked again once written: of two launches that raced past the first
+            # check, at least the later one sees the other and backs out.
+            refuse_if_active(settings.experiment_id, settings.judge.name, created=run)
+        except ValidationError:
+            rec.with_retry(client.delete_run, run_id)
+            raise
     recorder = rec.MlflowRunRecorder(run_id, client)
     recorder.log_params(settings.to_params())
     recorder.log_text(rec.SETTINGS_ARTIFACT, settings.to_json())
+    if findings is not None:
+        recorder.log_json(_PREFLIGHT_ARTIFACT, {"findings": [f.to_dict() for f in findings]})
+        recorder.set_tags({TAG_PREFLIGHT: f"{time.time():.3f}"})
     rec.set_status(client, run_id, status)
     return run_id
+
+
+def recorded_findings(client: MlflowClient, run_id: str) -> list[Finding] | None:
+    """The pre-flight findings :func:`create_run` recorded for this launch, or None."""
+    import json
+
+    run = client.get_run(run_id)
+    if not run.data.tags.get(TAG_PREFLIGHT):
+        return None
+    text = rec.read_artifact_text(client, run_id, _PREFLIGHT_ARTIFACT)
+    if not text:
+        return None
+    return findings_from_dicts(json.loads(text).get("findings") or [])
 
 
 def load_settings(run_id: str) -> AlignmentSettings:
@@ -164,28 +219,41 @@ def resolve_runner(optimizer: str) -> Runner:
 
 
 def load_and_check(
-    settings: AlignmentSettings,
+    settings: AlignmentSettings, *, findings: Sequence[Finding] | None = None
 ) -> tuple[list[Example], list[Example], list[Example], list[Finding]]:
     """Load the judge's labeled examples, split them, and run the pre-flight checks.
 
+    Args:
+        settings: The alignment.
+        findings: Pre-flight findings this launch already has (the page's or the CLI's
+            check): pre-flight is not run again, only the examples are loaded. A job
+            process gets them from its run; it still loads the examples itself, since
+            they cannot be handed across processes cheaply (trace spans, several MB).
+
     Returns:
-        ``(train, val, test, warnings)``.
+        ``(train, val, test, findings)``.
 
     Raises:
         ValidationError: a pre-flight error; the message lists every one.
     """
-    from core.optimization.dataset import load_examples, split_examples
+    from core.optimization import dataset
+    from core.optimization.preflight import load_and_preflight
 
-    examples = load_examples(settings.experiment_id, settings.judge.name, settings.reviewers)
-    findings = preflight(settings, examples)
-    errors = errors_of(findings)
+    if findings is None:
+        examples, found = load_and_preflight(settings)
+    else:
+        examples = dataset.load_examples(
+            settings.experiment_id, settings.judge.name, settings.reviewers
+        )
+        found = list(findings)
+    errors = errors_of(found)
     if errors:
         raise ValidationError(
             "Alignment refused before spending anything:\n"
             + "\n".join(f"- {f.message}" for f in errors)
         )
-    train, val, test = split_examples(examples)
-    return list(train), list(val), list(test), findings
+    train, val, test = dataset.split_examples(examples)
+    return list(train), list(val), list(test), found
 
 
 def run_alignment(
@@ -194,6 +262,7 @@ def run_alignment(
     run_id: str | None = None,
     resume: bool = False,
     runner: Runner | None = None,
+    allow_concurrent: bool = True,
 ) -> AlignmentResult:
     """Run one alignment in this process and record it in MLflow.
 
@@ -204,6 +273,14 @@ def run_alignment(
         resume: Continue an interrupted run: optimizer state in the job's work folder is
             reused (gepa picks up after its last completed iteration).
         runner: Use this runner instead of the optimizer's own (for embedding and tests).
+        allow_concurrent: With ``run_id`` None: False refuses while another run for the
+            same judge is queued or running (``alignboard align`` passes False unless
+            ``--allow-concurrent``). True by default, so in-process callers such as
+            MemAlign's realign/unalign keep working beside a running alignment.
+
+    Pre-flight runs once per launch: a run created with the launch's findings
+    (:func:`create_run` with ``findings``) only loads its examples here; a resumed run is
+    checked afresh, since its labels may have changed since.
 
     Returns:
         The result; its status is ``finished`` or ``cancelled``.
@@ -219,7 +296,13 @@ def run_alignment(
     if run_id is None:
         # Refuse before creating anything: a refused alignment leaves no run behind.
         loaded = load_and_check(settings)
-        run_id = create_run(settings, status="queued")
+        run_id = create_run(
+            settings, status="queued", findings=loaded[3], allow_concurrent=allow_concurrent
+        )
+    elif not resume:
+        recorded = recorded_findings(client, run_id)
+        if recorded is not None:
+            loaded = load_and_check(settings, findings=recorded)
     recorder = rec.MlflowRunRecorder(run_id, client)
     recorder.set_tags(
         {

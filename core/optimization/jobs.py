@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from mlflow.entities import RunTag
 from core.errors import NotFoundError, ValidationError
 from core.optimization import recorder as rec
 from core.optimization.engine import create_run, load_and_check, load_settings
+from core.optimization.preflight import Finding, errors_of
+from core.optimization.settings import AlignmentCheck
 from core.optimization.spec import AlignmentSettings
 from core.store import config
 
@@ -173,26 +176,121 @@ def _spawn(run_id: str, *, resume: bool) -> int:
     return proc.pid
 
 
-def launch(settings: AlignmentSettings, *, check: bool = True) -> str:
+def launch(
+    settings: AlignmentSettings,
+    *,
+    check: bool | AlignmentCheck | Sequence[Finding] = True,
+    allow_concurrent: bool = False,
+) -> str:
     """Start an alignment as a background process.
 
     Args:
         settings: What to align and how.
-        check: Run the pre-flight checks here first, so mistakes are reported at once
-            instead of as a failed job.
+        check: What pre-flight this launch has: the :class:`AlignmentCheck` (or its
+            findings) the caller just computed for exactly these settings, handed on so
+            the labels are not scanned again here nor in the job; True runs the checks
+            here first, so mistakes are reported at once instead of as a failed job;
+            False leaves them to the job process. The findings are recorded in the run.
+        allow_concurrent: Start even while a run for the same experiment and judge is
+            queued or running (refused otherwise: one click, one run).
 
     Returns:
         The run id; follow it with :func:`status`.
 
     Raises:
-        ValidationError: a pre-flight error (nothing was created).
+        ValidationError: a pre-flight error, or another run of this judge is active
+            (nothing was created).
     """
     config.configure()
-    if check:
-        load_and_check(settings)
-    run_id = create_run(settings, status="queued")
+    findings: list[Finding] | None = None
+    if check is True:
+        findings = load_and_check(settings)[3]
+    elif check is not False:
+        given = check.findings if isinstance(check, AlignmentCheck) else check
+        findings = list(given)
+        errors = errors_of(findings)
+        if errors:
+            raise ValidationError(
+                "Alignment refused before spending anything:\n"
+                + "\n".join(f"- {f.message}" for f in errors)
+            )
+    run_id = create_run(
+        settings, status="queued", findings=findings, allow_concurrent=allow_concurrent
+    )
     _spawn(run_id, resume=False)
     return run_id
+
+
+def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
+    """The alignment runs of ``judge_name`` that are queued or running, oldest first.
+
+    Dead ones (their process is gone) are recorded ``interrupted`` and left out.
+    """
+    config.configure()
+    client = MlflowClient()
+    found: list[Any] = []
+    for state in ("queued", "running"):
+        found += client.search_runs(
+            [str(experiment_id)],
+            filter_string=(
+                f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND "
+                f"tags.`{rec.TAG_JUDGE}` = '{judge_name}' AND "
+                f"tags.`{rec.TAG_STATUS}` = '{state}'"
+            ),
+            max_results=100,
+        )
+    found.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
+    out = []
+    for run in found:
+        now = _status_of(client, run, check=True)
+        if now.active:
+            out.append(now)
+    return out
+
+
+def refuse_if_active(experiment_id: str, judge_name: str, *, created: Any = None) -> None:
+    """Refuse a launch while another run of the same judge is queued or running.
+
+    Args:
+        experiment_id: The experiment.
+        judge_name: The judge (= criterion) name.
+        created: The run this launch just created (an MLflow ``Run``), checked after
+            its creation: runs that started before it, or less than
+            :data:`RACE_WINDOW_MS` after it, count. Two launches that raced past the
+            first check then never both go ahead: the later one always sees the earlier
+            (or the earlier sees the later, when the store made it visible first); when
+            both see each other both back out, and a click again starts one.
+
+    Raises:
+        ValidationError: says which run is active and what to do.
+    """
+    others = active_runs(experiment_id, judge_name)
+    if created is not None:
+        mine = created.info.start_time or 0
+        others = [
+            j
+            for j in others
+            if j.run_id != created.info.run_id and _start_ms(j) < mine + RACE_WINDOW_MS
+        ]
+    if not others:
+        return
+    first = others[0]
+    raise ValidationError(
+        f"A {first.optimizer or 'alignment'} run for judge {judge_name!r} is already "
+        f"{first.status} (run {first.run_id}). Wait for it to finish, cancel it with "
+        f"`alignboard cancel {first.run_id}`, or start another alongside it on purpose: "
+        "tick 'Run another alongside it' on the Align page, or pass --allow-concurrent to "
+        "alignboard align."
+    )
+
+
+#: A run another launch created this soon after ours may have raced ours (its start time
+#: is taken before it is written): both back out rather than both go ahead.
+RACE_WINDOW_MS = 2000
+
+
+def _start_ms(job: JobStatus) -> int:
+    return round((job.started or 0) * 1000)
 
 
 # ---- is the job's process still there? ------------------------------------------------

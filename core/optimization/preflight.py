@@ -78,6 +78,30 @@ def preflight(
     return sorted(findings, key=lambda f: f.level != "error")
 
 
+def load_and_preflight(settings: AlignmentSettings) -> tuple[list[Example], list[Finding]]:
+    """Load the judge's labeled examples and run :func:`preflight` on them.
+
+    The criterion's labels are read once and serve both the examples and the reviewer
+    agreement check (one label scan, not two).
+
+    Returns:
+        ``(examples, findings)``; the findings are errors first.
+    """
+    from core.labeling.labels import current_labels
+    from core.optimization import dataset
+
+    labels = current_labels(settings.experiment_id, settings.judge.name)
+    examples = dataset.load_examples(
+        settings.experiment_id, settings.judge.name, settings.reviewers, labels=labels
+    )
+    return examples, preflight(settings, examples, labels=labels)
+
+
+def findings_from_dicts(rows: Iterable[dict[str, Any]]) -> list[Finding]:
+    """Inverse of :meth:`Finding.to_dict` over a list (as recorded in a run)."""
+    return [Finding(r["level"], r["code"], r["message"]) for r in rows]
+
+
 def errors_of(findings: Iterable[Finding]) -> list[Finding]:
     """The findings that refuse a run."""
     return [f for f in findings if f.level == "error"]

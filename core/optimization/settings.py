@@ -3,12 +3,15 @@
 A judge is named after its criterion (its verdicts and the human labels share the name).
 It starts either from the criterion's template (the criterion's own instructions, with
 the trace's template variables added when they are missing) or from any registered
-version of that judge. :func:`check_alignment` is the pre-launch view: pre-flight
-findings and a cost estimate in one read.
+version of that judge. :func:`build_settings` is the one way from a user's choices to
+:class:`~core.optimization.spec.AlignmentSettings` (the CLI's flags and the Align page's
+form both go through it). :func:`check_alignment` is the pre-launch view: pre-flight
+findings and a cost estimate in one read, which the launch hands on instead of repeating.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +22,8 @@ from core.optimization.spec import TEMPLATE_VARIABLES, AlignmentSettings, JudgeS
 DEFAULT_JUDGE_MODEL = "demo:/judge"
 #: Default reflection / distillation model: the offline demo stand-in.
 DEFAULT_REFLECTION_MODEL = "demo:/reflect"
+#: Default embedding model (MemAlign): the offline demo stand-in.
+DEFAULT_EMBEDDING_MODEL = "demo:/embed"
 #: Optimizers offered, with a one-line description.
 OPTIMIZER_CHOICES: dict[str, str] = {
     "gepa": "GEPA: reflective search over instructions, human rationales in the loop",
@@ -79,7 +84,9 @@ def starting_points(experiment_id: str, criterion: Criterion) -> list[StartingPo
     return points
 
 
-def judge_spec(criterion: Criterion, instructions: str, model: str) -> JudgeSpec:
+def judge_spec(
+    criterion: Criterion, instructions: str, model: str, base_url: str | None = None
+) -> JudgeSpec:
     """The judge of ``criterion`` with these instructions and model."""
     return JudgeSpec(
         name=criterion.name,
@@ -87,6 +94,90 @@ def judge_spec(criterion: Criterion, instructions: str, model: str) -> JudgeSpec
         value_type=criterion.kind,
         model=model.strip(),
         options=tuple(criterion.options),
+        base_url=_url(base_url),
+    )
+
+
+def _url(text: str | None) -> str | None:
+    # A blank text input means "the provider's own endpoint".
+    return (text or "").strip().rstrip("/") or None
+
+
+def build_settings(
+    experiment_id: str,
+    criterion: Criterion,
+    *,
+    optimizer: str,
+    instructions: str | None = None,
+    model: str = DEFAULT_JUDGE_MODEL,
+    reflection_model: str = DEFAULT_REFLECTION_MODEL,
+    base_url: str | None = None,
+    reflection_base_url: str | None = None,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    embedding_base_url: str | None = None,
+    max_metric_calls: int | None = None,
+    workers: int = 8,
+    seed: int = 0,
+    minibatch_size: int = 3,
+    retrieval_k: int = 5,
+    reviewers: Iterable[str] = (),
+) -> AlignmentSettings:
+    """Settings for aligning ``criterion``'s judge: the one builder the CLI and the UI share.
+
+    Args:
+        experiment_id: The experiment holding the traces, labels and the run.
+        criterion: The criterion whose judge is aligned (its name is the judge's name).
+        optimizer: gepa, memalign, mlflow-gepa or simba (pre-flight reports other names).
+        instructions: The seed instructions as given (used as is, so pre-flight can refuse
+            ones without template variables); None starts from the criterion's
+            :func:`template_instructions`, as the Align page's "New judge" does.
+        model: Judge model, ``provider:/model``.
+        reflection_model: Model proposing instructions (GEPA) or distilling (MemAlign).
+        base_url: OpenAI-compatible server of the judge model (blank: the provider's).
+        reflection_base_url: OpenAI-compatible server of the reflection model.
+        embedding_model: MemAlign's embedding model.
+        embedding_base_url: OpenAI-compatible server of the embedding model.
+        max_metric_calls: Budget in judge evaluations; 0 or None means automatic.
+        workers: Judge calls in flight.
+        seed: The optimizer's random seed.
+        minibatch_size: Examples per GEPA reflection.
+        retrieval_k: MemAlign: examples retrieved per judgement.
+        reviewers: Only these reviewers' labels (empty: everyone's); order does not matter.
+
+    Returns:
+        The settings, model names checked.
+
+    Raises:
+        ModelError: a model name or base URL is malformed; the message shows the form.
+    """
+    from core.models.uris import parse_model
+
+    # Checked here once; pre-flight and the runners parse the same names from the cache.
+    for uri, url in (
+        (model, base_url),
+        (reflection_model, reflection_base_url),
+        (embedding_model, embedding_base_url),
+    ):
+        parse_model(uri, _url(url))
+    return AlignmentSettings(
+        experiment_id=str(experiment_id),
+        judge=judge_spec(
+            criterion,
+            template_instructions(criterion) if instructions is None else instructions,
+            model,
+            base_url,
+        ),
+        optimizer=optimizer,  # type: ignore[arg-type]  # preflight reports unknown names
+        reflection_model=reflection_model.strip(),
+        max_metric_calls=int(max_metric_calls) if max_metric_calls else None,
+        workers=int(workers),
+        seed=int(seed),
+        minibatch_size=int(minibatch_size),
+        retrieval_k=int(retrieval_k),
+        embedding_model=embedding_model.strip(),
+        reviewers=tuple(sorted({r.strip() for r in reviewers if r and r.strip()})),
+        reflection_base_url=_url(reflection_base_url),
+        embedding_base_url=_url(embedding_base_url),
     )
 
 
@@ -102,15 +193,17 @@ def alignment_settings(
     workers: int = 8,
     seed: int = 0,
 ) -> AlignmentSettings:
-    """Settings for aligning ``criterion``'s judge (a budget of 0 or None means automatic)."""
-    return AlignmentSettings(
-        experiment_id=str(experiment_id),
-        judge=judge_spec(criterion, instructions, model),
-        optimizer=optimizer,  # type: ignore[arg-type]  # preflight reports unknown names
-        reflection_model=reflection_model.strip(),
-        max_metric_calls=int(max_metric_calls) if max_metric_calls else None,
-        workers=int(workers),
-        seed=int(seed),
+    """Settings for aligning ``criterion``'s judge (kept for callers; see :func:`build_settings`)."""
+    return build_settings(
+        experiment_id,
+        criterion,
+        optimizer=optimizer,
+        instructions=instructions,
+        model=model,
+        reflection_model=reflection_model,
+        max_metric_calls=max_metric_calls,
+        workers=workers,
+        seed=seed,
     )
 
 
@@ -166,11 +259,10 @@ def uses_demo(settings: AlignmentSettings) -> bool:
 
 def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
     """Load the labeled examples, run the pre-flight checks and estimate the cost."""
-    from core.optimization.dataset import load_examples, split_examples
-    from core.optimization.preflight import estimate, preflight
+    from core.optimization.dataset import split_examples
+    from core.optimization.preflight import estimate, load_and_preflight
 
-    examples = load_examples(settings.experiment_id, settings.judge.name, settings.reviewers)
-    findings = preflight(settings, examples)
+    examples, findings = load_and_preflight(settings)
     train, val, test = split_examples(examples)
     est = estimate(settings, len(train), len(val), len(test))
     demo = settings.judge.model.startswith("demo:/") and settings.reflection_model.startswith(

@@ -162,3 +162,83 @@ def test_opening_the_page_after_a_crash_shows_the_interrupted_run(demo_store):
 
 def _has(at: AppTest, key: str) -> bool:
     return any(b.key == key for b in at.button)
+
+
+# ---- Launch runs what the form shows; one click, one run ------------------------------
+
+
+def _alignment_runs(experiment_id: str) -> list:
+    return mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{KIND_ALIGNMENT}'"
+    )
+
+
+def _stop(run_ids) -> None:
+    for run_id in run_ids:
+        jobs.cancel(run_id)
+    for run_id in run_ids:
+        jobs.wait(run_id, timeout_s=180)
+
+
+def test_launch_without_apply_starts_what_the_form_shows_with_the_advanced_options(demo_store):
+    from core.cli import _align_settings, build_parser
+    from core.optimization.engine import load_settings
+
+    at = _align()
+    _ok(at)
+    at.selectbox(key="align_optimizer").set_value("memalign")
+    at.number_input(key="align_budget").set_value(130)
+    at.text_input(key="align_reflection").set_value("openai:/distiller")
+    at.text_input(key="align_reflection_base_url").set_value("http://127.0.0.1:9/v1")
+    at.text_input(key="align_embedding_model").set_value("openai:/embedder")
+    at.text_input(key="align_embedding_base_url").set_value("http://127.0.0.1:9/v1")
+    at.number_input(key="align_retrieval_k").set_value(7)
+    at.multiselect(key="align_reviewers").set_value(["maria.chen"])
+    at.button(key="align_launch").click().run()  # no "Apply and check" first
+    _ok(at)
+    run_id = at.session_state["align_run"]
+    try:
+        launched = load_settings(run_id)
+        # The pre-flight shown is the launched one's.
+        assert {m.label: m.value for m in at.metric}["Optimizer"] == "memalign"
+        name = mlflow.get_experiment(demo_store).name
+        flags = ["align", "--experiment", name, "--judge", "support_quality",
+                 "--optimizer", "memalign", "--model", "demo:/judge",
+                 "--reflection-model", "openai:/distiller",
+                 "--reflection-base-url", "http://127.0.0.1:9/v1",
+                 "--embedding-model", "openai:/embedder",
+                 "--embedding-base-url", "http://127.0.0.1:9/v1",
+                 "--max-metric-calls", "130", "--retrieval-k", "7",
+                 "--reviewer", "maria.chen"]  # fmt: skip
+        cli = _align_settings(build_parser().parse_args(flags))
+        assert launched.to_dict() == cli.to_dict()
+    finally:
+        _stop([run_id])  # its models' server does not exist: the job fails on its own
+
+
+def test_a_double_click_on_launch_makes_one_run_and_a_second_needs_confirmation(demo_store):
+    at = _align()
+    at.number_input(key="align_budget").set_value(5000)  # keeps the first job running
+    at.button(key="align_launch").click().run()
+    _ok(at)
+    first = at.session_state["align_run"]
+    runs = [first]
+    try:
+        at.button(key="align_launch").click().run()  # the second click of a double click
+        assert [r.info.run_id for r in _alignment_runs(demo_store)] == [first]
+        assert at.session_state["align_run"] == first
+        assert any("already" in e.value and first in e.value for e in at.error)
+        # The page shows the active run and asks before starting another alongside it.
+        assert any(first in w.value for w in at.warning)
+        at.checkbox(key=f"align_concurrent_{first}").check()
+        at.button(key="align_launch").click().run()
+        _ok(at)
+        second = at.session_state["align_run"]
+        runs.append(second)
+        assert second != first and len(_alignment_runs(demo_store)) == 2
+        # The confirmation was for the first run: a third needs one for the second.
+        assert at.checkbox(key=f"align_concurrent_{second}").value is False
+        at.button(key="align_launch").click().run()
+        assert len(_alignment_runs(demo_store)) == 2
+    finally:
+        _stop(runs)
