@@ -234,6 +234,7 @@ def _align_settings(args: argparse.Namespace):
         reviewers=tuple(args.reviewer or ()),
         reflection_base_url=args.reflection_base_url,
         embedding_base_url=args.embedding_base_url,
+        register_if_worse=bool(getattr(args, "register_worse", False)),
     )
 
 
@@ -243,13 +244,18 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
     def pct(x: Any) -> str:
         return "n/a" if x is None else f"{x:.1%}"
 
+    registered = (
+        f"-> version {d['judge_version']}" if d.get("registered") else "-> nothing registered"
+    )
     human = (
         f"Run {d['run_id']} {d['status']}: {d['optimizer']} aligned {d['judge_name']!r} "
-        f"-> version {d['judge_version']}. Test accuracy {pct(d['test_accuracy_before'])} -> "
+        f"{registered}. Test accuracy {pct(d['test_accuracy_before'])} -> "
         f"{pct(d['test_accuracy_after'])} on {d['test_size']} held-out traces "
         f"({d['metric_calls']} metric calls, {d['llm_calls']} LLM calls, "
         f"{d['wall_seconds']:.1f} s)."
     )
+    if d.get("verdict_text"):
+        human += f"\n{d['verdict_text']}"
     _print(args, d, human)
     return 0
 
@@ -422,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions-file", help="seed instructions (default: the criterion's)")
     p.add_argument("--reviewer", action="append", help="only these reviewers' labels")
     p.add_argument("--detach", action="store_true", help="run as a background job")
+    p.add_argument(
+        "--register-worse",
+        action="store_true",
+        help="register the aligned judge even if it scores worse than the seed on held-out traces",
+    )
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # the job process's entry point
     p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
 

@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +27,11 @@ from mlflow import MlflowClient
 
 from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
+from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding, errors_of, preflight
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
+from core.optimization.verdict import Verdict, describe, judge_verdict
 from core.store import config
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,19 @@ class AlignmentResult:
     """Full agreement report of the aligned judge on the test split."""
     warnings: list[dict[str, str]] = field(default_factory=list)
     """Pre-flight warnings."""
+    registered: bool = False
+    """True when the aligned judge was registered as a new version."""
+    verdict: str | None = None
+    """Held-out verdict: ``improved``, ``no_change`` or ``worse`` (see
+    :mod:`core.optimization.verdict`); a ``worse`` judge is registered only on request."""
+    significant: bool = False
+    """True when the 95% paired bootstrap interval of the accuracy gain excludes zero."""
+    accuracy_diff: float | None = None
+    """Test accuracy difference, aligned minus seed, paired per example."""
+    accuracy_diff_ci: list[float | None] | None = None
+    """``[low, high]``: 95% paired bootstrap interval of ``accuracy_diff``."""
+    verdict_text: str = ""
+    """The verdict in words, as the Align page and the Run explorer show it."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -257,12 +272,12 @@ def _run(
 
     train, val, test, findings = loaded or load_and_check(settings)
     warnings = [f.to_dict() for f in findings]
-    recorder.log_json("preflight.json", {"findings": warnings})
+    record.write_preflight(recorder, warnings)
     budget = settings.budget(len(train))
     recorder.set_tags({rec.TAG_BUDGET: budget})
-    recorder.log_json(
-        "split.json",
-        {s: [e.trace_id for e in xs] for s, xs in (("train", train), ("val", val), ("test", test))},
+    record.write_split(
+        recorder,
+        record.Split(*(tuple(e.trace_id for e in xs) for xs in (train, val, test))),
     )
     run = runner or resolve_runner(settings.optimizer)
     with track_usage() as window, _library_endpoints(settings):
@@ -271,7 +286,8 @@ def _run(
         cancelled = outcome.cancelled
         scores = _score_on_test(settings, outcome, test, recorder)
     usage = _usage(window.current())
-    version = _register(settings, outcome, recorder, scores)
+    verdict = _verdict(settings, scores, recorder, outcome.iterations)
+    version = _register(settings, outcome, recorder, scores) if verdict.registered else None
     status = "cancelled" if cancelled else "finished"
     failed = outcome.failed_examples + scores["failed"]
     recorder.log_metrics(
@@ -287,9 +303,9 @@ def _run(
         },
         step=outcome.iterations,
     )
-    recorder.log_text("final_instructions.txt", outcome.instructions or "")
+    record.write_final_instructions(recorder, outcome.instructions or "")
     if outcome.extra:
-        recorder.log_json("outcome_extra.json", outcome.extra)
+        record.write_outcome_extra(recorder, outcome.extra)
     result = AlignmentResult(
         run_id=recorder.run_id,
         status=status,
@@ -314,8 +330,14 @@ def _run(
         test_before=scores["before"],
         test_after=scores["after"],
         warnings=warnings,
+        registered=version is not None,
+        verdict=verdict.verdict,
+        significant=verdict.significant,
+        accuracy_diff=verdict.diff,
+        accuracy_diff_ci=[verdict.diff_low, verdict.diff_high],
+        verdict_text=describe(replace(verdict, registered=version is not None)),
     )
-    recorder.log_json("result.json", result.to_dict())
+    record.write_result(recorder, result.to_dict())
     recorder.set_status(status)
     return result
 
@@ -359,8 +381,11 @@ def _score_on_test(
     from core.optimization.judging import JudgeEvaluator
 
     out: dict[str, Any] = {"before": None, "after": None, "failed": 0, "n": len(test)}
+    out["predictions"] = []
     if not test:
-        recorder.log_json("test_metrics.json", {**out, "note": "no labeled trace in test split"})
+        out["note"] = "no labeled trace in test split"
+        out["verdict"] = judge_verdict(None, None, [])
+        record.write_test_metrics(recorder, _test_record(out))
         return out
     evaluator = JudgeEvaluator(settings.judge, workers=settings.workers, cache=None)
     reference = {e.trace_id: e.label for e in test}
@@ -368,6 +393,7 @@ def _score_on_test(
     metrics: dict[str, float] = {}
     # One parallel round for both judges: half the wall time of two.
     rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
+    predicted_by: dict[str, dict[str, Any]] = {}
     for key, verdicts in zip(("before", "after"), rounds, strict=True):
         failed = sum(1 for v in verdicts if getattr(v, "error", None))
         out["failed"] += failed
@@ -375,6 +401,7 @@ def _score_on_test(
             e.trace_id: (None if getattr(v, "error", None) else v.value)
             for e, v in zip(test, verdicts, strict=True)
         }
+        predicted_by[key] = predicted
         metrics[f"test_failed_{key}"] = failed
         try:
             report = compare(
@@ -402,9 +429,57 @@ def _score_on_test(
     # Failed judge attempts on the test split = these retries + the failed examples.
     metrics["test_judge_retries"] = evaluator.stats.retries
     evaluator.close()
-    recorder.log_json("test_metrics.json", out)
+    out["predictions"] = [
+        record.Prediction(
+            e.trace_id,
+            e.label,
+            predicted_by["before"][e.trace_id],
+            predicted_by["after"][e.trace_id],
+        )
+        for e in test
+    ]
+    out["verdict"] = judge_verdict(
+        out["before"], out["after"], out["predictions"], seed=settings.seed
+    )
+    record.write_test_metrics(recorder, _test_record(out))
     recorder.log_metrics(metrics, step=outcome.iterations)
     return out
+
+
+def _test_record(out: dict[str, Any]) -> record.TestMetrics:
+    verdict = out.get("verdict")
+    return record.TestMetrics(
+        n=out["n"],
+        before=out["before"],
+        after=out["after"],
+        failed=out["failed"],
+        predictions=tuple(out["predictions"]),
+        verdict=verdict.to_dict() if verdict is not None else None,
+        note=out.get("note"),
+        before_error=out.get("before_error"),
+        after_error=out.get("after_error"),
+    )
+
+
+def _verdict(
+    settings: AlignmentSettings,
+    scores: dict[str, Any],
+    recorder: rec.MlflowRunRecorder,
+    step: int,
+) -> Verdict:
+    """Decide whether the aligned judge may be registered, and record the verdict."""
+    verdict: Verdict = scores["verdict"]
+    worse = verdict.blocks_registration
+    registered = not worse or settings.register_if_worse
+    verdict = replace(verdict, registered=registered, override=worse and registered)
+    recorder.set_tags({rec.TAG_VERDICT: verdict.verdict})
+    metrics = {"test_verdict_significant": 1.0 if verdict.significant else 0.0}
+    if verdict.diff is not None:
+        metrics["test_accuracy_diff"] = verdict.diff
+    recorder.log_metrics(metrics, step=step)
+    if worse and not registered:
+        log.warning("alignment %s: %s", recorder.run_id, describe(verdict))
+    return verdict
 
 
 def _register(

@@ -49,6 +49,8 @@ TAG_ITERATION = "alignboard.iteration"
 TAG_BUDGET = "alignboard.budget"
 TAG_JUDGE_VERSION = "alignboard.judge_version"
 TAG_RESUMED = "alignboard.resumed"
+#: Held-out verdict of a finished alignment: improved, no_change or worse.
+TAG_VERDICT = "alignboard.verdict"
 #: Value of ``alignboard.kind`` on alignment runs (how :func:`jobs.list_jobs` finds them).
 KIND_ALIGNMENT = "alignment"
 SETTINGS_ARTIFACT = "settings.json"
