@@ -89,3 +89,105 @@ def test_descriptions_say_what_happened_and_how_to_override():
     assert describe(same).startswith("No significant change")
     assert Verdict.from_dict(good.to_dict()) == good
     assert describe(None) == ""
+
+
+# --- the gate, end to end on a real store ------------------------------------------------
+
+#: Makes the demo judge pass everything: on the demo test split (9 of 14 human "fail")
+#: that is 0.36 accuracy against the seed's 0.50, the incident of issue 9.
+WORSE_RULE = '\n- If the response contains "e", the verdict is pass.'
+ALIGN = ["align", "--experiment", "demo", "--judge", "support_quality", "--optimizer", "gepa",
+         "--model", "demo:/judge", "--reflection-model", "demo:/reflect", "--json"]  # fmt: skip
+
+
+def worse_runner(settings, train, val, recorder):
+    """An optimizer whose reflection 'found' an instruction that passes every reply."""
+    from core.optimization.spec import AlignmentOutcome
+
+    return AlignmentOutcome(
+        settings.optimizer, settings.judge.instructions + WORSE_RULE, None, 1, metric_calls=10
+    )
+
+
+@pytest.fixture
+def demo(store_uri):
+    from core.io.demo_seed import seed_demo
+
+    return seed_demo("demo").experiment_id
+
+
+def _settings(experiment_id, **kw):
+    from core.labeling.criteria import get_criterion
+    from core.optimization.spec import AlignmentSettings, JudgeSpec
+
+    crit = get_criterion(experiment_id, "support_quality")
+    judge = JudgeSpec(crit.name, crit.instructions, crit.kind, "demo:/judge")
+    return AlignmentSettings(experiment_id, judge, "gepa", "demo:/reflect", **kw)
+
+
+def _align(capsys, *args: str) -> dict:
+    import json
+
+    from core.cli import main
+
+    assert main([*ALIGN, *args]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_worse_judge_is_recorded_with_its_verdict_and_not_registered(demo):
+    from mlflow import MlflowClient
+
+    from core.optimization import recorder as rec
+    from core.optimization.engine import run_alignment
+    from core.optimization.record import read_run_record
+    from core.optimization.registry import list_versions
+
+    result = run_alignment(_settings(demo), runner=worse_runner)
+
+    assert result.verdict == WORSE and not result.registered and result.judge_version is None
+    assert result.test_accuracy_after < result.test_accuracy_before
+    assert result.accuracy_diff == pytest.approx(
+        result.test_accuracy_after - result.test_accuracy_before
+    )
+    assert "not registered" in result.verdict_text and "--register-worse" in result.verdict_text
+    assert list_versions(demo, "support_quality") == []  # the scorer registry is untouched
+    client = MlflowClient()
+    tags = client.get_run(result.run_id).data.tags
+    assert tags[rec.TAG_VERDICT] == WORSE and rec.TAG_JUDGE_VERSION not in tags
+
+    record = read_run_record(client, result.run_id)
+    assert record.result["verdict"] == WORSE and record.result["registered"] is False
+    preds = record.test.predictions
+    assert len(preds) == result.test_size and all(p.aligned is True for p in preds)
+    assert {p.trace_id for p in preds} == set(record.split.test)
+    assert record.test.verdict["verdict"] == WORSE
+    right = sum(p.seed == p.human for p in preds) / len(preds)
+    assert right == pytest.approx(result.test_accuracy_before)
+
+
+def test_cli_json_says_not_registered_unless_register_worse_is_given(demo, capsys, monkeypatch):
+    from core.optimization import engine
+    from core.optimization.registry import list_versions
+
+    # The optimizer registry is our own boundary: the CLI runs this module's runner.
+    monkeypatch.setitem(engine.RUNNERS, "gepa", (__name__, "worse_runner"))
+    out = _align(capsys)
+    assert out["verdict"] == WORSE and out["registered"] is False
+    assert out["judge_version"] is None and out["significant"] in (True, False)
+    assert len(out["accuracy_diff_ci"]) == 2
+    assert list_versions(demo, "support_quality") == []
+
+    forced = _align(capsys, "--register-worse")
+    assert forced["verdict"] == WORSE and forced["registered"] is True
+    assert forced["judge_version"] == 1 and "registered anyway" in forced["verdict_text"]
+    assert [v.version for v in list_versions(demo, "support_quality")] == [1]
+
+
+def test_an_improved_demo_gepa_run_is_registered_with_a_significant_gain(demo, capsys):
+    out = _align(capsys, "--max-metric-calls", "120")
+    assert out["verdict"] == IMPROVED and out["registered"] is True
+    assert out["judge_version"] == 1
+    assert out["test_accuracy_after"] > out["test_accuracy_before"]
+    low, high = out["accuracy_diff_ci"]
+    assert out["significant"] == (low > 0) and low <= out["accuracy_diff"] <= high
+    assert out["verdict_text"].startswith("Improved")
