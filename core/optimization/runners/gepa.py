@@ -38,6 +38,7 @@ from typing import Any
 
 from core.models.completion import complete
 from core.models.usage import UsageWindow, track_usage
+from core.optimization import record
 from core.optimization.gepa_adapter import COMPONENT, JudgeAdapter
 from core.optimization.judging import JudgeEvaluator, VerdictCache, build_judge
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
@@ -287,12 +288,12 @@ class RunTracker:
         rec = self.recorder
         ordered = [self.candidates[i] for i in sorted(self.candidates)]
         payloads: list[tuple[str, Any]] = [
-            ("candidates.json", ordered),
-            ("pareto.json", self.pareto()),
+            (record.CANDIDATES, ordered),
+            (record.PARETO, self.pareto()),
         ]
         payloads.append(
             (
-                "lineage.json",
+                record.LINEAGE,
                 {
                     "nodes": [
                         {
@@ -309,13 +310,13 @@ class RunTracker:
                 },
             )
         )
-        payloads.append(("iterations.json", [self.iterations[k] for k in sorted(self.iterations)]))
+        payloads.append((record.ITERATIONS, [self.iterations[k] for k in sorted(self.iterations)]))
         final = self.candidates[self.best_id()]["instructions"]
 
         def write() -> None:
             for name, obj in payloads:
                 rec.log_json(name, obj)
-            rec.log_text("final_instructions.txt", final)
+            record.write_final_instructions(rec, final)
 
         self.writer.put_latest("artifacts", write)
 
