@@ -602,3 +602,94 @@ def write_raw_proposals(recorder: RunRecorder, proposals: Sequence[Mapping[str, 
 
 
 # --- proposals (the guard engineer's section: Proposal, write_proposals, read_proposals) --
+
+#: Proposal statuses: ``pending`` until gepa's minibatch check decides (a run stopped in
+#: between leaves it pending), then ``accepted`` (became candidate ``candidate_id``) or
+#: ``rejected`` (``reason`` says why).
+PROPOSAL_STATUSES = ("pending", "accepted", "rejected")
+#: The rejection reason when gepa's minibatch check turned a proposal down.
+NOT_BETTER_ON_MINIBATCH = "not_better_on_minibatch"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One text a reflection model proposed, and what became of it."""
+
+    iteration: int
+    """The optimizer iteration that asked for it."""
+    parent_id: int | None = None
+    """The candidate it revises."""
+    component: str = "instructions"
+    """The text component it is for."""
+    proposed_text: str = ""
+    """The text extracted from the reflection output."""
+    reflection_prompt: str = ""
+    """The prompt sent to the reflection model."""
+    reflection_output: str = ""
+    """The reflection model's raw answer."""
+    status: str = "pending"
+    """``pending``, ``accepted`` or ``rejected`` (see :data:`PROPOSAL_STATUSES`)."""
+    reason: str | None = None
+    """Why it was rejected: a guard reason code (degenerate, never evaluated) or
+    :data:`NOT_BETTER_ON_MINIBATCH`."""
+    message: str = ""
+    """The reason as a sentence."""
+    degenerate: bool = False
+    """True when the proposal guard rejected it before any evaluation."""
+    candidate_id: int | None = None
+    """The candidate it became, when accepted."""
+    minibatch_before: float | None = None
+    """The parent's minibatch score sum (gepa's acceptance check)."""
+    minibatch_after: float | None = None
+    """The proposal's minibatch score sum."""
+    saved_metric_calls: int = 0
+    """Judge evaluations not spent because the guard rejected it (its minibatch)."""
+    guard: Mapping[str, Any] = field(default_factory=dict)
+    """The guard's measures (echo run and share, kept shares, missing terms)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (one ``proposals.json`` entry)."""
+        d = asdict(self)
+        d["guard"] = dict(self.guard)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Proposal:
+        """Read a proposal; also MLflow GEPA's raw entries (``new_instructions``,
+        ``accepted_as``, ``rejected``)."""
+        accepted_as = _int(d.get("candidate_id", d.get("accepted_as")))
+        status = str(d.get("status") or "")
+        if status not in PROPOSAL_STATUSES:
+            status = "accepted" if accepted_as is not None else "pending"
+            if "rejected" in d:
+                status = "rejected"
+        reason = d.get("reason")
+        if reason is None and "rejected" in d:
+            reason = NOT_BETTER_ON_MINIBATCH
+        return cls(
+            iteration=_int(d.get("iteration")) or 0,
+            parent_id=_int(d.get("parent_id")),
+            component=str(d.get("component") or "instructions"),
+            proposed_text=str(d.get("proposed_text", d.get("new_instructions")) or ""),
+            reflection_prompt=str(d.get("reflection_prompt") or ""),
+            reflection_output=str(d.get("reflection_output") or ""),
+            status=status,
+            reason=None if reason is None else str(reason),
+            message=str(d.get("message") or d.get("rejected") or ""),
+            degenerate=bool(d.get("degenerate")),
+            candidate_id=accepted_as,
+            minibatch_before=_float(d.get("minibatch_before")),
+            minibatch_after=_float(d.get("minibatch_after")),
+            saved_metric_calls=_int(d.get("saved_metric_calls")) or 0,
+            guard=dict(d.get("guard") or {}),
+        )
+
+
+def write_proposals(recorder: RunRecorder, proposals: Sequence[Proposal]) -> None:
+    """Write ``proposals.json``: every proposal of the run, in the order they were made."""
+    recorder.log_json(PROPOSALS, [p.to_dict() for p in proposals])
+
+
+def read_proposals(raw: Iterable[Mapping[str, Any]] | None) -> tuple[Proposal, ...]:
+    """Typed proposals from ``proposals.json`` entries (e.g. :attr:`RunRecord.proposals`)."""
+    return tuple(Proposal.from_dict(d) for d in raw or () if isinstance(d, Mapping))
