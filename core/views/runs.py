@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.errors import NotFoundError
+from core.optimization import record
+from core.optimization.verdict import describe
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_diff
 
@@ -32,22 +34,8 @@ from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_
 PREVIEW_CHARS = 100
 #: Metrics charted while a job runs.
 LIVE_METRICS = ("val_score", "best_val_score", "pareto_aggregate", "metric_calls")
-#: Artifacts a run view reads (JSON unless named .txt).
-ARTIFACTS = (
-    "settings.json",
-    "candidates.json",
-    "pareto.json",
-    "lineage.json",
-    "iterations.json",
-    "test_metrics.json",
-    "result.json",
-    "outcome_extra.json",
-    "split.json",
-    "guidelines.json",
-    "episodes.json",
-    "unaligned_traces.json",
-    "final_instructions.txt",
-)
+#: Artifacts a run view reads (JSON unless named .txt): the run record's.
+ARTIFACTS = record.ARTIFACTS
 
 
 # --- views ------------------------------------------------------------------------------
@@ -215,13 +203,19 @@ class CandidateDiff:
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One line of the before/after table."""
+    """One line of a two-column metric table: seed vs aligned judge (Run explorer), or
+    version A vs version B (Versions page)."""
 
     metric: str
+    """The metric's display name."""
     before: float | None
+    """Left column: the seed judge, or version A."""
     after: float | None
+    """Right column: the aligned judge, or version B."""
     before_ci: tuple[float, float] | None = None
+    """95% interval of ``before``, when known."""
     after_ci: tuple[float, float] | None = None
+    """95% interval of ``after``, when known."""
 
     @property
     def change(self) -> float | None:
@@ -229,6 +223,21 @@ class MetricRow:
         if self.before is None or self.after is None:
             return None
         return self.after - self.before
+
+    @property
+    def a(self) -> float | None:
+        """Version A's value (the Versions page's name for ``before``)."""
+        return self.before
+
+    @property
+    def b(self) -> float | None:
+        """Version B's value (``after``)."""
+        return self.after
+
+    @property
+    def delta(self) -> float | None:
+        """``b - a`` (``change``)."""
+        return self.change
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,8 @@ class TestComparison:
     after_confusion: Confusion | None
     note: str | None = None
     """Why numbers are missing, if they are."""
+    predictions: tuple[record.Prediction, ...] = ()
+    """Per test trace: human label, seed verdict, aligned verdict (empty in old runs)."""
 
     @property
     def available(self) -> bool:
@@ -328,6 +339,16 @@ class RunView:
     """result.json (sizes, calls, wall time), empty until the run ends."""
     unaligned: tuple[str, ...] = ()
     """Traces an unalign run removed."""
+    verdict: Mapping[str, Any] | None = None
+    """The held-out verdict (``Verdict.to_dict`` plus ``registered``), None for runs
+    recorded before verdicts existed or still running."""
+    run_record: record.RunRecord | None = None
+    """The parsed run record this view was built from."""
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict in words ("Worse on held-out traces (...): not registered. ...")."""
+        return describe(self.verdict) if self.verdict else ""
 
     @property
     def is_memalign(self) -> bool:
@@ -384,40 +405,6 @@ def _int(value: Any) -> int | None:
         return None if value is None or value == "" else int(float(value))
     except (TypeError, ValueError):
         return None
-
-
-def normalize_candidates(raw: Sequence[Mapping[str, Any]], val_ids: Sequence[str] = ()) -> list:
-    """Candidates from gepa's or MLflow GEPA's ``candidates.json``, as plain dicts.
-
-    MLflow's GEPA path names the id ``idx`` and keys per-example scores by position; these
-    become ``id`` and trace ids (when ``val_ids`` gives the order).
-    """
-    out: dict[int, dict[str, Any]] = {}
-    for c in raw:
-        cid = _int(c.get("id", c.get("idx")))
-        if cid is None:
-            continue
-        scores = c.get("val_scores")
-        if scores is None:
-            by_pos = c.get("scores_by_example") or {}
-            scores = {}
-            for k, v in by_pos.items():
-                pos = _int(k)
-                key = val_ids[pos] if pos is not None and pos < len(val_ids) else str(k)
-                scores[key] = v
-        out.setdefault(
-            cid,
-            {
-                "id": cid,
-                "parent_ids": [int(p) for p in c.get("parent_ids") or [] if p is not None],
-                "instructions": str(c.get("instructions") or ""),
-                "val_score": float(c.get("val_score") or 0.0),
-                "val_scores": {str(k): float(v) for k, v in scores.items() if v is not None},
-                "iteration": _int(c.get("iteration")) or 0,
-                "metric_calls_at_discovery": _int(c.get("metric_calls_at_discovery")),
-            },
-        )
-    return [out[k] for k in sorted(out)]
 
 
 def _depths(cands: Sequence[Mapping[str, Any]]) -> dict[int, int]:
@@ -639,8 +626,10 @@ _TEST_ROWS = (
 )
 
 
-def build_test(metrics: Mapping[str, Any] | None) -> TestComparison:
-    """The before/after table and confusion matrices from ``test_metrics.json``."""
+def build_test(metrics: Mapping[str, Any] | record.TestMetrics | None) -> TestComparison:
+    """The before/after table and confusion matrices from the test-metrics record."""
+    if isinstance(metrics, record.TestMetrics):
+        metrics = metrics.to_dict()
     metrics = metrics or {}
     before, after = metrics.get("before"), metrics.get("after")
     rows = []
@@ -668,6 +657,7 @@ def build_test(metrics: Mapping[str, Any] | None) -> TestComparison:
         before_confusion=_confusion(before),
         after_confusion=_confusion(after),
         note=note,
+        predictions=tuple(record.Prediction.from_dict(p) for p in metrics.get("predictions") or ()),
     )
 
 
@@ -703,51 +693,63 @@ def build_episodes(raw: Sequence[Mapping[str, Any]] | None) -> tuple[Episode, ..
     )
 
 
-def build_run_view(info: RunInfo, artifacts: Mapping[str, Any]) -> RunView:
-    """Assemble a :class:`RunView` from a run's info and its parsed artifacts.
+def _run_verdict(rec: record.RunRecord) -> dict[str, Any] | None:
+    verdict = rec.test.verdict if rec.test is not None else None
+    if not verdict:
+        return None
+    out = dict(verdict)
+    if "registered" in rec.result:
+        # The test record is written before registration; the result says what happened.
+        out["registered"] = bool(rec.result["registered"])
+    return out
+
+
+def build_run_view(info: RunInfo, artifacts: Mapping[str, Any] | record.RunRecord) -> RunView:
+    """Assemble a :class:`RunView` from a run's info and its record.
 
     Args:
         info: The run's identity and status.
-        artifacts: artifact name -> parsed JSON (or text for ``.txt``); missing ones absent.
+        artifacts: The parsed :class:`~core.optimization.record.RunRecord`, or artifact
+            name -> parsed JSON (or text for ``.txt``), missing ones absent.
     """
-    settings = artifacts.get("settings.json") or {}
-    split = artifacts.get("split.json") or {}
-    pareto = artifacts.get("pareto.json") or {}
-    iterations = artifacts.get("iterations.json") or []
-    val_ids = list(split.get("val") or [])
+    rec = (
+        artifacts
+        if isinstance(artifacts, record.RunRecord)
+        else record.parse_run_record(artifacts, info.optimizer)
+    )
+    val_ids = list(rec.split.val)
     if info.optimizer == "mlflow-gepa":
-        # MLflow's GEPA scores candidates on train + val, by position.
-        val_ids = [*(split.get("train") or []), *val_ids]
-    raw = normalize_candidates(artifacts.get("candidates.json") or [], val_ids)
-    example_ids = list((pareto.get("per_example") or {}).keys()) or val_ids
+        # MLflow's GEPA scores candidates on train + val.
+        val_ids = [*rec.split.train, *val_ids]
+    raw = [c.to_dict() for c in rec.candidates]
+    pareto = rec.pareto
+    example_ids = list(pareto.per_example) or val_ids
     if not example_ids:
         example_ids = sorted({t for c in raw for t in c["val_scores"]})
-    calls = {
-        _int(e.get("iteration")): _int(e.get("metric_calls"))
-        for e in iterations
-        if _int(e.get("iteration")) is not None and _int(e.get("metric_calls")) is not None
-    }
-    extra = artifacts.get("outcome_extra.json") or {}
-    best = _int(extra.get("best_candidate_id"))
+    iterations = [r.to_dict() for r in rec.iterations]
+    calls = {r.iteration: r.metric_calls for r in rec.iterations if r.metric_calls is not None}
+    best = _int(rec.extra.get("best_candidate_id"))
     if best is not None and best not in {c["id"] for c in raw}:
         best = None
-    cands = build_candidates(raw, calls, pareto.get("frontier") or (), best)
+    cands = build_candidates(raw, calls, pareto.frontier, best)
     budget = info.budget or _int(info.params.get("max_metric_calls"))
-    seed_instr = str((settings.get("judge") or {}).get("instructions") or "")
+    seed_instr = str((rec.settings.get("judge") or {}).get("instructions") or "")
     return RunView(
         info=info,
-        settings=settings,
+        settings=rec.settings,
         seed_instructions=seed_instr,
-        final_instructions=str(artifacts.get("final_instructions.txt") or ""),
+        final_instructions=rec.final_instructions,
         candidates=cands,
         progress=build_progress(cands, iterations, example_ids, budget),
-        frontier=build_frontier(cands, example_ids, pareto.get("frontier") or ()),
+        frontier=build_frontier(cands, example_ids, pareto.frontier),
         lineage=build_lineage(cands),
-        test=build_test(artifacts.get("test_metrics.json")),
-        guidelines=build_guidelines(artifacts.get("guidelines.json")),
-        episodes=build_episodes(artifacts.get("episodes.json")),
-        result=artifacts.get("result.json") or {},
-        unaligned=tuple(artifacts.get("unaligned_traces.json") or ()),
+        test=build_test(rec.test),
+        guidelines=build_guidelines(rec.guidelines),
+        episodes=build_episodes(rec.episodes),
+        result=rec.result,
+        unaligned=rec.unaligned,
+        verdict=_run_verdict(rec),
+        run_record=rec,
     )
 
 
@@ -794,22 +796,7 @@ def run_info(run_id: str) -> RunInfo:
 
 def read_artifacts(run_id: str, names: Iterable[str] = ARTIFACTS) -> dict[str, Any]:
     """The run's artifacts that exist, parsed (JSON) or as text (``.txt``)."""
-    from core.optimization import recorder as rec
-
-    client = _client()
-    out: dict[str, Any] = {}
-    for name in names:
-        text = rec.read_artifact_text(client, run_id, name)
-        if text is None:
-            continue
-        if name.endswith(".json"):
-            try:
-                out[name] = json.loads(text)
-            except json.JSONDecodeError:
-                continue  # written mid-read on a remote store: the next read gets it
-        else:
-            out[name] = text
-    return out
+    return record.read_artifacts(_client(), run_id, names)
 
 
 def load_run_view(run_id: str) -> RunView:
@@ -821,7 +808,7 @@ def load_run_view(run_id: str) -> RunView:
         NotFoundError: no such run.
     """
     info = run_info(run_id)
-    return build_run_view(info, read_artifacts(run_id))
+    return build_run_view(info, record.read_run_record(_client(), run_id, info.optimizer))
 
 
 @dataclass(frozen=True)
