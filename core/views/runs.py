@@ -11,7 +11,9 @@ builds, without Streamlit:
 - :func:`wins_and_losses`: the validation examples a candidate won and lost against its
   parent;
 - :class:`TestComparison`: the test-split agreement before and after;
-- MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory.
+- MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory;
+- :func:`build_guard_view`: each candidate's validation score with a 95% interval and its
+  paired evidence against the seed, and the proposals (rejected ones with their reason).
 
 :func:`metric_series` is the light read the Align page polls while a job runs (metric
 histories only, any optimizer). The ``build_*`` functions are pure, for tests and reuse.
@@ -871,3 +873,166 @@ def metric_series(run_id: str) -> LiveSeries:
         for name in LIVE_METRICS
     }
     return build_live_series(history)
+
+
+# --- validation uncertainty and proposals (the proposal guard's view) ------------------
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """One candidate's validation score with its uncertainty and its evidence against the
+    seed (the noise-aware selection rule's numbers)."""
+
+    id: int
+    """Candidate id (0 is the seed)."""
+    val_score: float
+    """Validation mean."""
+    n: int
+    """Validation examples it was scored on."""
+    ci: tuple[float, float] | None
+    """95% Wilson interval of the validation mean."""
+    wins: int | None = None
+    """Examples it scored higher on than the seed (None for the seed)."""
+    losses: int | None = None
+    """Examples it scored lower on."""
+    p_value: float | None = None
+    """One-sided sign-test p-value of its wins over the seed."""
+    beats_seed: bool = False
+    """True when the sign test says it beats the seed."""
+    chosen: bool = False
+    """True for the candidate the run returned."""
+
+    @property
+    def is_seed(self) -> bool:
+        """True for the seed."""
+        return self.wins is None
+
+
+@dataclass(frozen=True)
+class ProposalRow:
+    """One reflection proposal as the Run explorer lists it (plain text, never HTML)."""
+
+    iteration: int
+    parent_id: int | None
+    status: str
+    """``accepted``, ``rejected`` or ``pending``."""
+    reason: str | None
+    """Guard reason code, ``not_better_on_minibatch``, or None."""
+    message: str
+    """Why, in a sentence."""
+    degenerate: bool
+    """Rejected by the proposal guard before any evaluation."""
+    candidate_id: int | None
+    """The candidate it became, when accepted."""
+    proposed_text: str
+    reflection_output: str
+    """The reflection model's raw answer."""
+
+
+@dataclass(frozen=True)
+class GuardView:
+    """Validation uncertainty of every candidate and the run's proposals."""
+
+    scores: tuple[CandidateScore, ...] = ()
+    """Every candidate, in id order."""
+    rule: str = ""
+    """The selection rule the run applied ("" for runs recorded without one)."""
+    chosen_id: int | None = None
+    """The candidate the run returned."""
+    kept_seed_over: int | None = None
+    """A higher-mean candidate the rule refused (the seed stayed), if any."""
+    proposals: tuple[ProposalRow, ...] = ()
+    """Every recorded proposal, in order."""
+    saved_metric_calls: int = 0
+    """Judge evaluations the guard saved by rejecting degenerate proposals unevaluated."""
+
+    @property
+    def rejected(self) -> tuple[ProposalRow, ...]:
+        """The rejected proposals (degenerate or not better on the minibatch)."""
+        return tuple(p for p in self.proposals if p.status == "rejected")
+
+    @property
+    def degenerate(self) -> tuple[ProposalRow, ...]:
+        """The proposals the guard rejected before evaluation."""
+        return tuple(p for p in self.proposals if p.degenerate)
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to show (e.g. MemAlign)."""
+        return not self.scores and not self.proposals
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def build_guard_view(rec: record.RunRecord) -> GuardView:
+    """Candidates' validation scores with 95% Wilson intervals and paired evidence against
+    the seed, and the run's proposals (rejected ones with reason and reflection output).
+
+    The selection recorded by the run (``extra["selection"]``) is shown as recorded; for a
+    run recorded without one (older runs, MLflow's GEPA) the paired numbers are computed
+    here and ``rule`` stays empty, since that run did not apply the rule.
+    """
+    from core.optimization.selection import score_interval, select_candidate
+
+    recorded = rec.extra.get("selection") if isinstance(rec.extra, Mapping) else None
+    by_id = {c.id: c for c in rec.candidates}
+    seed_id = next((c.id for c in rec.candidates if not c.parent_ids), min(by_id, default=0))
+    computed = select_candidate({c.id: c.val_scores for c in rec.candidates}, seed_id=seed_id)
+    if isinstance(recorded, Mapping):
+        comparisons = {
+            int(c["candidate_id"]): c
+            for c in recorded.get("comparisons") or ()
+            if "candidate_id" in c
+        }
+        chosen = _int(recorded.get("chosen_id"))
+        rule = str(recorded.get("rule") or "")
+    else:
+        comparisons = {c.candidate_id: c.to_dict() for c in computed.comparisons}
+        chosen = _int(rec.extra.get("best_candidate_id"))
+        rule = ""
+    scores = []
+    for cid in sorted(by_id):
+        c = by_id[cid]
+        n = len(c.val_scores)
+        mean = sum(c.val_scores.values()) / n if n else c.val_score
+        comp = comparisons.get(cid)
+        scores.append(
+            CandidateScore(
+                id=cid,
+                val_score=mean,
+                n=n,
+                ci=score_interval(mean, n),
+                wins=None if comp is None else int(comp["wins"]),
+                losses=None if comp is None else int(comp["losses"]),
+                p_value=None if comp is None else float(comp["p_value"]),
+                beats_seed=bool(comp and comp.get("beats_seed")),
+                chosen=cid == chosen,
+            )
+        )
+    kept = None
+    if chosen == seed_id and computed.highest_mean_id != seed_id:
+        kept = computed.highest_mean_id
+    proposals = record.read_proposals(rec.proposals)
+    return GuardView(
+        scores=tuple(scores),
+        rule=rule,
+        chosen_id=chosen,
+        kept_seed_over=kept,
+        proposals=tuple(
+            ProposalRow(
+                iteration=p.iteration,
+                parent_id=p.parent_id,
+                status=p.status,
+                reason=p.reason,
+                message=p.message,
+                degenerate=p.degenerate,
+                candidate_id=p.candidate_id,
+                proposed_text=p.proposed_text,
+                reflection_output=p.reflection_output,
+            )
+            for p in proposals
+        ),
+        saved_metric_calls=sum(p.saved_metric_calls for p in proposals),
+    )
