@@ -8,14 +8,18 @@ was sent (what the small model of issue 9 did, in its purest form).
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from core.models import demo_stats, reset_demo_stats
+from core.optimization import record
 from core.optimization.dataset import load_examples, split_examples
 from core.optimization.record import PROPOSALS, read_proposals
 from core.optimization.runners import gepa as gepa_runner
+from core.views.runs import build_guard_view
 from tests.optimization.demo_examples import CRITERION, ListRecorder, demo_settings
 from tests.support.openai_server import openai_server
 
@@ -104,3 +108,35 @@ def test_demo_proposals_pass_the_guard_and_are_recorded(demo_store, tmp_path):
     assert sel["chosen_id"] > 0 and out.instructions == cands[sel["chosen_id"]]["instructions"]
     chosen = next(c for c in sel["comparisons"] if c["candidate_id"] == sel["chosen_id"])
     assert chosen["beats_seed"] and chosen["p_value"] <= sel["alpha"]
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
+
+
+def _fixture_record(name: str, optimizer: str) -> record.RunRecord:
+    artifacts: dict = {}
+    for path in (FIXTURES / name / "artifacts").iterdir():
+        text = path.read_text(encoding="utf-8")
+        artifacts[path.name] = json.loads(text) if path.suffix == ".json" else text
+    return record.parse_run_record(artifacts, optimizer)
+
+
+def test_runs_recorded_before_the_guard_still_show_their_evidence_and_proposals():
+    # Our gepa before the guard: no proposals, no recorded selection; paired numbers are
+    # computed for display, and no rule is claimed for a run that did not apply one.
+    old = build_guard_view(_fixture_record("gepa_v0", "gepa"))
+    assert old.rule == "" and not old.proposals and len(old.scores) > 1
+    assert sum(s.chosen for s in old.scores) == 1 and old.scores[0].is_seed
+    assert all(s.wins is not None and s.ci is not None for s in old.scores[1:])
+    # MLflow's GEPA proposals (raw ``new_instructions``/``accepted_as``/``rejected``) read.
+    mlflow_rec = _fixture_record("mlflow_gepa_v0", "mlflow-gepa")
+    raw = mlflow_rec.proposals
+    view = build_guard_view(mlflow_rec)
+    assert len(view.proposals) == len(raw) > 0
+    for row, entry in zip(view.proposals, raw, strict=True):
+        assert row.proposed_text == entry["new_instructions"] and not row.degenerate
+        if "accepted_as" in entry:
+            assert row.status == "accepted" and row.candidate_id == entry["accepted_as"]
+        elif "rejected" in entry:
+            assert row.status == "rejected" and row.reason == "not_better_on_minibatch"
+            assert row.message == entry["rejected"]
