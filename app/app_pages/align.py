@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import streamlit as st
@@ -17,7 +18,7 @@ from core.optimization.settings import (
     uses_demo,
 )
 from core.views.overview import DEMO_NOTE
-from core.views.runs import metric_series
+from core.views.runs import metric_series, run_verdict
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -128,6 +129,12 @@ with st.form("align_form", border=True):
         "Workers", min_value=1, max_value=64, key="align_workers", help="Judge calls in flight."
     )
     seed = row[2].number_input("Seed", min_value=0, step=1, key="align_seed")
+    register_worse = st.checkbox(
+        "Register even if it scores worse on held-out traces",
+        key="align_register_worse",
+        help="By default a judge that scores below the seed on the test split is recorded "
+        "but not registered.",
+    )
     st.form_submit_button("Apply and check", key="align_check", icon=":material/fact_check:")
 
 settings = alignment_settings(
@@ -141,6 +148,8 @@ settings = alignment_settings(
     workers=int(workers),
     seed=int(seed),
 )
+if register_worse:
+    settings = replace(settings, register_if_worse=True)
 if uses_demo(settings):
     st.info(
         "**The demo model is selected.** " + DEMO_NOTE + " Name a real model (e.g. "
@@ -255,10 +264,17 @@ else:
             if now.cancel_requested:
                 st.caption("Cancel requested: the job stops at its next iteration boundary.")
         elif now.status == "finished":
-            st.success(
-                f"Finished: {now.judge_name} v{now.judge_version} registered.",
-                icon=":material/check_circle:",
-            )
+            verdict = run_verdict(run_id)
+            if verdict.registered is False:
+                st.warning(
+                    f"Finished: nothing registered. {verdict.text}",
+                    icon=":material/gpp_maybe:",
+                )
+            else:
+                st.success(
+                    f"Finished: {now.judge_name} v{now.judge_version} registered. {verdict.text}",
+                    icon=":material/check_circle:",
+                )
         else:
             st.warning(
                 f"**{now.status.capitalize()}.** {now.error or ''}",

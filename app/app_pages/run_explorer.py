@@ -89,6 +89,10 @@ if status.active:
     st.button("Refresh", key="explorer_refresh", icon=":material/refresh:")
 elif status.error:
     st.error(f"{status.status}: {status.error}")
+if view.verdict_text:
+    # The held-out verdict: was the aligned judge better than the seed on the test split?
+    show = st.warning if view.verdict_tone == "warning" else st.info
+    show(view.verdict_text, icon=":material/balance:")
 m = st.columns(5)
 m[0].metric("Status", status.status)
 m[1].metric("Optimizer", info.optimizer or "-")

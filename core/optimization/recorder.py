@@ -33,6 +33,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from core.models.secrets import redact
+from core.optimization import record
 from core.store import config
 
 TAG_PREFIX = "alignboard."
@@ -53,7 +54,8 @@ TAG_RESUMED = "alignboard.resumed"
 TAG_VERDICT = "alignboard.verdict"
 #: Value of ``alignboard.kind`` on alignment runs (how :func:`jobs.list_jobs` finds them).
 KIND_ALIGNMENT = "alignment"
-SETTINGS_ARTIFACT = "settings.json"
+#: Kept for callers of the old name; the run record owns artifact names.
+SETTINGS_ARTIFACT = record.SETTINGS
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 TERMINAL = frozenset({"finished", "failed", "cancelled", "interrupted"})

@@ -28,7 +28,7 @@ from typing import Any
 
 from core.errors import NotFoundError
 from core.optimization import record
-from core.optimization.verdict import describe
+from core.optimization.verdict import IMPROVED, WORSE, describe
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_diff
 
@@ -351,6 +351,11 @@ class RunView:
     def verdict_text(self) -> str:
         """The verdict in words ("Worse on held-out traces (...): not registered. ...")."""
         return describe(self.verdict) if self.verdict else ""
+
+    @property
+    def verdict_tone(self) -> str:
+        """How loudly to show the verdict: ``warning``, ``success`` or ``info``."""
+        return verdict_tone(self.verdict)
 
     @property
     def is_memalign(self) -> bool:
@@ -704,6 +709,46 @@ def _run_verdict(rec: record.RunRecord) -> dict[str, Any] | None:
         # The test record is written before registration; the result says what happened.
         out["registered"] = bool(rec.result["registered"])
     return out
+
+
+def verdict_tone(verdict: Mapping[str, Any] | None) -> str:
+    """``warning`` for a worse judge, ``success`` for a significant gain, else ``info``."""
+    if not verdict:
+        return "info"
+    if verdict.get("verdict") == WORSE:
+        return "warning"
+    return (
+        "success" if verdict.get("verdict") == IMPROVED and verdict.get("significant") else "info"
+    )
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """A finished run's held-out verdict, as the Align page's result panel shows it."""
+
+    verdict: str | None
+    """``improved``, ``no_change``, ``worse``; None for runs recorded before verdicts."""
+    registered: bool | None
+    """Whether the aligned judge was registered (None when unknown)."""
+    text: str
+    """The verdict in words (empty when there is none)."""
+    tone: str
+    """``warning``, ``success`` or ``info``."""
+
+
+def run_verdict(run_id: str) -> RunVerdict:
+    """Read a run's verdict from its record (result and test metrics)."""
+    rec = record.parse_run_record(
+        record.read_artifacts(_client(), run_id, [record.TEST_METRICS, record.RESULT])
+    )
+    verdict = _run_verdict(rec)
+    registered = rec.result.get("registered")
+    return RunVerdict(
+        verdict=(verdict or {}).get("verdict"),
+        registered=None if registered is None else bool(registered),
+        text=describe(verdict) if verdict else "",
+        tone=verdict_tone(verdict),
+    )
 
 
 def build_run_view(info: RunInfo, artifacts: Mapping[str, Any] | record.RunRecord) -> RunView:
