@@ -191,3 +191,57 @@ def test_an_improved_demo_gepa_run_is_registered_with_a_significant_gain(demo, c
     low, high = out["accuracy_diff_ci"]
     assert out["significant"] == (low > 0) and low <= out["accuracy_diff"] <= high
     assert out["verdict_text"].startswith("Improved")
+
+
+# --- on screen ----------------------------------------------------------------------------
+
+
+def _page(page: str, **state):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+    at = AppTest.from_file(app, default_timeout=60)
+    if "run" in state:
+        at.query_params["run"] = state.pop("run")
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_align_page_and_run_explorer_say_a_worse_judge_was_not_registered(demo_store):
+    from core.optimization.engine import run_alignment
+
+    result = run_alignment(_settings(demo_store), runner=worse_runner)
+
+    align = _page("align", align_run=result.run_id)
+    (panel,) = [w.value for w in align.warning if w.value.startswith("Finished")]
+    assert "nothing registered" in panel and "Worse on held-out traces (accuracy 0.36" in panel
+    assert not [s.value for s in align.success if s.value.startswith("Finished")]
+
+    explorer = _page("run_explorer", run=result.run_id)
+    (head,) = [w.value for w in explorer.warning if "held-out" in w.value]
+    assert head.startswith("Worse on held-out traces") and "not registered" in head
+
+
+def test_the_align_page_checkbox_launches_with_register_if_worse(demo_store):
+    import time
+
+    from core.optimization import jobs
+    from core.optimization.engine import load_settings
+
+    at = _page("align")
+    assert at.checkbox(key="align_register_worse").value is False
+    at.number_input(key="align_budget").set_value(60)
+    at.checkbox(key="align_register_worse").check()
+    at.button(key="align_check").click().run()
+    at.button(key="align_launch").click().run()
+    run_id = at.session_state["align_run"]
+    assert load_settings(run_id).register_if_worse is True
+    deadline = time.monotonic() + 120
+    while jobs.status(run_id).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs.status(run_id).status == "finished"
