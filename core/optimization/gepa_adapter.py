@@ -357,8 +357,11 @@ class ProposalLog:
             return p
 
     def _resolve(self, iteration: int, **changes: Any) -> None:
+        # The latest pending one: an iteration interrupted before gepa decided is redone
+        # under the same number when the run resumes, and its first proposal stays pending.
         with self._lock:
-            for i, p in enumerate(self.items):
+            for i in range(len(self.items) - 1, -1, -1):
+                p = self.items[i]
                 if p.iteration == iteration and p.status == "pending":
                     self.items[i] = replace(p, **changes)
                     return

@@ -29,7 +29,7 @@ the reason; every measure is kept):
     (for the demo criterion: reply, assistant, policy, conversation, customer...).
 
 Measures are word-level on lowercased text (template variables count as one word each),
-so the check costs microseconds and needs no model. It is part of the engine: the gepa
+so the check costs a few milliseconds (4.7 ms on the demo criterion) and needs no model. It is part of the engine: the gepa
 runner applies it to every reflection proposal (see
 :class:`core.optimization.gepa_adapter.GuardedReflection`), and prompt optimization will
 apply it to prompt proposals with the prompt as the seed.

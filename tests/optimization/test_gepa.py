@@ -10,6 +10,7 @@ from core.models import demo_stats, reset_demo_stats
 from core.optimization.dataset import load_examples, split_examples
 from core.optimization.gepa_adapter import JudgeAdapter, check_template
 from core.optimization.judging import JudgeEvaluator, score
+from core.optimization.record import PROPOSALS, read_proposals
 from core.optimization.runners import gepa as gepa_runner
 from core.optimization.selection import select_candidate
 from core.optimization.spec import AlignmentSettings, JudgeSpec
@@ -158,4 +159,7 @@ def test_rerun_with_same_work_dir_resumes(demo, tmp_path):
     # Completed iterations are not redone: the resumed run logs only later steps.
     assert min(s for s in rec.steps("iteration_seconds")) == first.iterations + 1
     assert resumed_calls < fresh_calls, (resumed_calls, fresh_calls)
+    # The proposal record survives the resume: earlier iterations' proposals are kept.
+    iterations = {p.iteration for p in read_proposals(rec.artifacts[PROPOSALS])}
+    assert min(iterations) <= first.iterations < max(iterations), iterations
     assert resumed.metric_calls >= 200 and fresh.metric_calls >= 200
