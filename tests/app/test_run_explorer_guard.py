@@ -43,6 +43,8 @@ def test_rejected_proposals_and_uncertainty_are_shown_as_text(demo_store, monkey
         )
         result = run_alignment(settings)
     assert result.instructions == settings.judge.instructions
+    # The seed stayed, so the held-out gate sees no change (and registers as before).
+    assert result.verdict == "no_change" and not result.significant
 
     guard = build_guard_view(load_run_view(result.run_id).run_record)
     assert guard.chosen_id == 0 and [s.id for s in guard.scores] == [0]
