@@ -362,6 +362,9 @@ else:
                 list(conf.labels), [list(r) for r in conf.counts], "human", "judge"
             )
             st.plotly_chart(fig, key=key)
+    if test.predictions:
+        st.markdown("**Per held-out trace**")
+        st.dataframe(test.prediction_rows(), hide_index=True, key="explorer_predictions")
     if test.note:
         st.caption(test.note)
 

@@ -270,6 +270,20 @@ class TestComparison:
         """True when at least one side was scored."""
         return any(r.before is not None or r.after is not None for r in self.rows)
 
+    def prediction_rows(self) -> list[dict[str, Any]]:
+        """One row per test trace: the human label, both verdicts, and who agreed."""
+        return [
+            {
+                "test trace": p.trace_id,
+                "human": _label(p.human),
+                "seed verdict": "failed" if p.seed is None else _label(p.seed),
+                "aligned verdict": "failed" if p.aligned is None else _label(p.aligned),
+                "seed agrees": p.seed is not None and p.seed == p.human,
+                "aligned agrees": p.aligned is not None and p.aligned == p.human,
+            }
+            for p in self.predictions
+        ]
+
 
 @dataclass(frozen=True)
 class Guideline:

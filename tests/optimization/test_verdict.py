@@ -225,6 +225,9 @@ def test_align_page_and_run_explorer_say_a_worse_judge_was_not_registered(demo_s
     explorer = _page("run_explorer", run=result.run_id)
     (head,) = [w.value for w in explorer.warning if "held-out" in w.value]
     assert head.startswith("Worse on held-out traces") and "not registered" in head
+    per_trace = next(d.value for d in explorer.dataframe if "aligned verdict" in d.value.columns)
+    assert len(per_trace) == result.test_size and set(per_trace["aligned verdict"]) == {"Pass"}
+    assert per_trace["seed agrees"].mean() == pytest.approx(result.test_accuracy_before)
 
 
 def test_the_align_page_checkbox_launches_with_register_if_worse(demo_store):
