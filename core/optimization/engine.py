@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from core.models.secrets import redact
 from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding, errors_of, preflight
+from core.optimization.record import AlignmentResult
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
 from core.optimization.verdict import Verdict, describe, judge_verdict
 from core.store import config
@@ -43,75 +44,6 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
     "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
 }
-
-
-@dataclass(frozen=True)
-class AlignmentResult:
-    """What one alignment did (also the ``--json`` output of ``alignboard align``)."""
-
-    run_id: str
-    """The MLflow run recording it."""
-    status: str
-    """finished, or cancelled (the best candidate so far was still scored and registered)."""
-    optimizer: str
-    """Which optimizer ran."""
-    judge_name: str
-    """The judge (= criterion) name."""
-    judge_version: int | None
-    """Registered version of the aligned judge; None if registration failed."""
-    train_size: int
-    """Labeled traces the optimizer trained on."""
-    val_size: int
-    """Labeled traces it validated on."""
-    test_size: int
-    """Held-out traces both judges were scored on."""
-    metric_calls: int
-    """Judge evaluations the optimizer spent."""
-    llm_calls: int
-    """Model calls made by this process (judge, reflection, test scoring)."""
-    iterations: int
-    """Optimizer iterations completed."""
-    failed_examples: int
-    """Examples whose judge call failed after retries (optimizer and test scoring)."""
-    test_accuracy_before: float | None
-    """Seed judge's accuracy against the human labels on the test split."""
-    test_accuracy_after: float | None
-    """Aligned judge's accuracy on the test split."""
-    test_kappa_before: float | None
-    """Seed judge's Cohen's kappa on the test split."""
-    test_kappa_after: float | None
-    """Aligned judge's Cohen's kappa on the test split."""
-    wall_seconds: float
-    """Wall time of this process's work on the run."""
-    instructions: str
-    """The aligned judge's instructions."""
-    tokens: int | None = None
-    """Tokens used, when the providers report them."""
-    resumed: bool = False
-    """True when this continued an earlier, interrupted attempt."""
-    test_before: dict[str, Any] | None = None
-    """Full agreement report of the seed judge on the test split."""
-    test_after: dict[str, Any] | None = None
-    """Full agreement report of the aligned judge on the test split."""
-    warnings: list[dict[str, str]] = field(default_factory=list)
-    """Pre-flight warnings."""
-    registered: bool = False
-    """True when the aligned judge was registered as a new version."""
-    verdict: str | None = None
-    """Held-out verdict: ``improved``, ``no_change`` or ``worse`` (see
-    :mod:`core.optimization.verdict`); a ``worse`` judge is registered only on request."""
-    significant: bool = False
-    """True when the 95% paired bootstrap interval of the accuracy gain excludes zero."""
-    accuracy_diff: float | None = None
-    """Test accuracy difference, aligned minus seed, paired per example."""
-    accuracy_diff_ci: list[float | None] | None = None
-    """``[low, high]``: 95% paired bootstrap interval of ``accuracy_diff``."""
-    verdict_text: str = ""
-    """The verdict in words, as the Align page and the Run explorer show it."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
 
 
 def run_name(settings: AlignmentSettings) -> str:
@@ -337,7 +269,7 @@ def _run(
         accuracy_diff_ci=[verdict.diff_low, verdict.diff_high],
         verdict_text=describe(replace(verdict, registered=version is not None)),
     )
-    record.write_result(recorder, result.to_dict())
+    record.write_result(recorder, result)
     recorder.set_status(status)
     return result
 

@@ -392,6 +392,85 @@ class TestMetrics:
 
 
 @dataclass(frozen=True)
+class AlignmentResult:
+    """What one alignment did (``result.json``; also the ``--json`` output of
+    ``alignboard align``)."""
+
+    run_id: str
+    """The MLflow run recording it."""
+    status: str
+    """finished, or cancelled (the best candidate so far was still scored and registered)."""
+    optimizer: str
+    """Which optimizer ran."""
+    judge_name: str
+    """The judge (= criterion) name."""
+    judge_version: int | None
+    """Registered version of the aligned judge; None when nothing was registered."""
+    train_size: int
+    """Labeled traces the optimizer trained on."""
+    val_size: int
+    """Labeled traces it validated on."""
+    test_size: int
+    """Held-out traces both judges were scored on."""
+    metric_calls: int
+    """Judge evaluations the optimizer spent."""
+    llm_calls: int
+    """Model calls made by this process (judge, reflection, test scoring)."""
+    iterations: int
+    """Optimizer iterations completed."""
+    failed_examples: int
+    """Examples whose judge call failed after retries (optimizer and test scoring)."""
+    test_accuracy_before: float | None
+    """Seed judge's accuracy against the human labels on the test split."""
+    test_accuracy_after: float | None
+    """Aligned judge's accuracy on the test split."""
+    test_kappa_before: float | None
+    """Seed judge's Cohen's kappa on the test split."""
+    test_kappa_after: float | None
+    """Aligned judge's Cohen's kappa on the test split."""
+    wall_seconds: float
+    """Wall time of this process's work on the run."""
+    instructions: str
+    """The aligned judge's instructions."""
+    tokens: int | None = None
+    """Tokens used, when the providers report them."""
+    resumed: bool = False
+    """True when this continued an earlier, interrupted attempt."""
+    test_before: dict[str, Any] | None = None
+    """Full agreement report of the seed judge on the test split."""
+    test_after: dict[str, Any] | None = None
+    """Full agreement report of the aligned judge on the test split."""
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """Pre-flight warnings."""
+    registered: bool = False
+    """True when the aligned judge was registered as a new version."""
+    verdict: str | None = None
+    """Held-out verdict: ``improved``, ``no_change`` or ``worse`` (see
+    :mod:`core.optimization.verdict`); a ``worse`` judge is registered only on request."""
+    significant: bool = False
+    """True when the 95% paired bootstrap interval of the accuracy gain excludes zero."""
+    accuracy_diff: float | None = None
+    """Test accuracy difference, aligned minus seed, paired per example."""
+    accuracy_diff_ci: list[float | None] | None = None
+    """``[low, high]``: 95% paired bootstrap interval of ``accuracy_diff``."""
+    verdict_text: str = ""
+    """The verdict in words, as the Align page and the Run explorer show it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AlignmentResult:
+        """Read a result back; fields a run of an older version did not write get their
+        defaults (``registered`` from the version number)."""
+        names = cls.__dataclass_fields__
+        known = {k: v for k, v in d.items() if k in names}
+        known.setdefault("registered", d.get("judge_version") is not None)
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """Everything one run recorded, parsed; missing parts are empty."""
 
@@ -422,6 +501,14 @@ class RunRecord:
     """MemAlign episodic memory."""
     unaligned: tuple[str, ...] = ()
     """Trace ids an unalign removed."""
+
+    @property
+    def alignment_result(self) -> AlignmentResult | None:
+        """The result as :class:`AlignmentResult`; None before the run ended."""
+        try:
+            return AlignmentResult.from_dict(self.result) if self.result else None
+        except TypeError:
+            return None
 
     @property
     def alignment_settings(self) -> AlignmentSettings | None:
@@ -566,9 +653,11 @@ def write_test_metrics(recorder: RunRecorder, metrics: TestMetrics) -> None:
     recorder.log_json(TEST_METRICS, metrics.to_dict())
 
 
-def write_result(recorder: RunRecorder, result: Mapping[str, Any]) -> None:
-    """Write ``result.json`` (the ``AlignmentResult`` dict)."""
-    recorder.log_json(RESULT, dict(result))
+def write_result(recorder: RunRecorder, result: AlignmentResult | Mapping[str, Any]) -> None:
+    """Write ``result.json``."""
+    recorder.log_json(
+        RESULT, result.to_dict() if isinstance(result, AlignmentResult) else dict(result)
+    )
 
 
 def write_outcome_extra(recorder: RunRecorder, extra: Mapping[str, Any]) -> None:

@@ -88,6 +88,9 @@ def test_runs_recorded_before_the_record_module_still_read(
     # Old runs carry neither per-example predictions nor a verdict; the view says nothing.
     assert view.test.predictions == () and view.verdict is None and view.verdict_text == ""
     assert view.result["judge_version"] == view.info.judge_version
+    old = view.run_record.alignment_result
+    assert old is not None and old.registered and old.verdict is None
+    assert old.test_accuracy_after == pytest.approx(meta["test_accuracy_after"])
 
 
 def test_gepa_fixture_keeps_its_lineage_and_an_improved_test_score(experiment):
