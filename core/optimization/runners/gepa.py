@@ -322,39 +322,16 @@ class RunTracker:
         if not self.candidates:
             return
         rec = self.recorder
-        ordered = [self.candidates[i] for i in sorted(self.candidates)]
-        payloads: list[tuple[str, Any]] = [
-            (record.CANDIDATES, ordered),
-            (record.PARETO, self.pareto()),
-        ]
-        payloads.append(
-            (
-                record.LINEAGE,
-                {
-                    "nodes": [
-                        {
-                            "id": c["id"],
-                            "val_score": c["val_score"],
-                            "iteration": c["iteration"],
-                            "template": c["template"],
-                        }
-                        for c in ordered
-                    ],
-                    "edges": [
-                        {"parent": p, "child": c["id"]} for c in ordered for p in c["parent_ids"]
-                    ],
-                },
-            )
-        )
-        payloads.append((record.ITERATIONS, [self.iterations[k] for k in sorted(self.iterations)]))
+        # Typed once here, so what the Run explorer reads back is what was written.
+        cands = record.candidates_from_list(self.candidates[i] for i in sorted(self.candidates))
+        pareto = record.Pareto.from_dict(self.pareto())
+        iterations = [self.iterations[k] for k in sorted(self.iterations)]
         final = self.candidates[self.best_id()]["instructions"]
         proposals = self.proposals.snapshot()
 
         def write() -> None:
-            for name, obj in payloads:
-                rec.log_json(name, obj)
+            record.write_search(rec, cands, pareto, iterations, final)
             record.write_proposals(rec, proposals)
-            record.write_final_instructions(rec, final)
 
         self.writer.put_latest("artifacts", write)
 
