@@ -158,3 +158,28 @@ def test_records_round_trip_through_their_writers(tmp_path):
     assert rec.artifacts[record.LINEAGE]["edges"] == [{"parent": 0, "child": 1}]
     # A name not written is simply absent from the record, never an error.
     assert got.guidelines == () and got.result == {} and got.proposals == ()
+
+
+def test_a_demo_gepa_run_today_records_what_the_v0_fixture_recorded(demo_store):
+    from core.labeling.criteria import get_criterion
+    from core.optimization.engine import run_alignment
+    from core.optimization.spec import AlignmentSettings, JudgeSpec
+
+    crit = get_criterion(demo_store, "support_quality")
+    judge = JudgeSpec(crit.name, crit.instructions, crit.kind, "demo:/judge")
+    result = run_alignment(
+        AlignmentSettings(demo_store, judge, "gepa", "demo:/reflect", max_metric_calls=120)
+    )
+    now = record.read_run_record(MlflowClient(), result.run_id)
+    v0_artifacts = {
+        p.name: json.loads(p.read_text()) if p.suffix == ".json" else p.read_text()
+        for p in (FIXTURES / "gepa_v0" / "artifacts").iterdir()
+    }
+    v0 = parse_run_record(v0_artifacts, "gepa")
+    assert [c.instructions for c in now.candidates] == [c.instructions for c in v0.candidates]
+    assert [dict(c.val_scores) for c in now.candidates] == [
+        dict(c.val_scores) for c in v0.candidates
+    ]
+    assert now.final_instructions == v0.final_instructions
+    assert now.test.before == v0.test.before and now.test.after == v0.test.after
+    assert result.metric_calls == v0.result["metric_calls"]
