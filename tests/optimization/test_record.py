@@ -160,26 +160,38 @@ def test_records_round_trip_through_their_writers(tmp_path):
     assert got.guidelines == () and got.result == {} and got.proposals == ()
 
 
-def test_a_demo_gepa_run_today_records_what_the_v0_fixture_recorded(demo_store):
+@pytest.mark.parametrize(
+    ("fixture", "optimizer", "budget"),
+    [
+        ("gepa_v0", "gepa", 120),
+        ("mlflow_gepa_v0", "mlflow-gepa", 120),
+        ("memalign_v0", "memalign", None),
+        ("simba_v0", "simba", 80),
+    ],
+)
+def test_a_demo_run_today_records_what_its_v0_fixture_recorded(
+    demo_store, fixture, optimizer, budget
+):
+    """Same settings as ``make_v0.py``: the new writers record the same run."""
     from core.labeling.criteria import get_criterion
     from core.optimization.engine import run_alignment
     from core.optimization.spec import AlignmentSettings, JudgeSpec
 
     crit = get_criterion(demo_store, "support_quality")
     judge = JudgeSpec(crit.name, crit.instructions, crit.kind, "demo:/judge")
-    result = run_alignment(
-        AlignmentSettings(demo_store, judge, "gepa", "demo:/reflect", max_metric_calls=120)
-    )
+    kw = {"max_metric_calls": budget} if budget else {}
+    result = run_alignment(AlignmentSettings(demo_store, judge, optimizer, "demo:/reflect", **kw))
     now = record.read_run_record(MlflowClient(), result.run_id)
     v0_artifacts = {
         p.name: json.loads(p.read_text()) if p.suffix == ".json" else p.read_text()
-        for p in (FIXTURES / "gepa_v0" / "artifacts").iterdir()
+        for p in (FIXTURES / fixture / "artifacts").iterdir()
     }
-    v0 = parse_run_record(v0_artifacts, "gepa")
-    assert [c.instructions for c in now.candidates] == [c.instructions for c in v0.candidates]
-    assert [dict(c.val_scores) for c in now.candidates] == [
-        dict(c.val_scores) for c in v0.candidates
+    v0 = parse_run_record(v0_artifacts, optimizer)
+    # MLflow GEPA's old records are keyed by position; the new writer keys them by trace id.
+    assert [(c.id, c.instructions, dict(c.val_scores)) for c in now.candidates] == [
+        (c.id, c.instructions, dict(c.val_scores)) for c in v0.candidates
     ]
     assert now.final_instructions == v0.final_instructions
     assert now.test.before == v0.test.before and now.test.after == v0.test.after
     assert result.metric_calls == v0.result["metric_calls"]
+    assert len(now.guidelines) == len(v0.guidelines)
