@@ -189,6 +189,10 @@ def describe(v: Mapping[str, Any] | Verdict | None) -> str:
         return ""
     if not isinstance(v, Verdict):
         v = Verdict.from_dict(v)
+    if v.accuracy_before is None and v.accuracy_after is None:
+        return (
+            "No held-out scores to compare (no labeled test trace was scored): registered as usual."
+        )
     ci = f"CI {_signed(v.diff_low)}..{_signed(v.diff_high)}"
     scores = f"accuracy {_num(v.accuracy_after)} vs {_num(v.accuracy_before)} for the seed"
     if v.kappa_before is not None and v.kappa_after is not None:

@@ -89,6 +89,9 @@ def test_descriptions_say_what_happened_and_how_to_override():
     assert describe(same).startswith("No significant change")
     assert Verdict.from_dict(good.to_dict()) == good
     assert describe(None) == ""
+    empty = judge_verdict(None, None, [])
+    assert empty.verdict == NO_CHANGE and not empty.significant and empty.n == 0
+    assert describe(empty).startswith("No held-out scores to compare")
 
 
 # --- the gate, end to end on a real store ------------------------------------------------
