@@ -4,31 +4,34 @@ One schema shared by the code that writes a run (engine, runners) and the code t
 it back (Run explorer, Versions page, jobs, scoring), so the two can never drift apart.
 No artifact name is spelled anywhere else.
 
-=====================  ===============================  =================================
-artifact               written by                       record type
-=====================  ===============================  =================================
-``settings.json``      engine (``create_run``)          :class:`AlignmentSettings`
-``preflight.json``     engine                           ``{"findings": [...]}``
-``split.json``         engine                           :class:`Split`
-``candidates.json``    gepa, mlflow-gepa runners        list of :class:`Candidate`
-``pareto.json``        gepa runner                      :class:`Pareto`
-``lineage.json``       gepa runner                      :class:`Lineage`
-``iterations.json``    gepa runner                      list of :class:`IterationRow`
-``proposals.json``     gepa, mlflow-gepa runners        list of proposals (see below)
-``test_metrics.json``  engine (``_score_on_test``)      :class:`TestMetrics`
-``result.json``        engine                           the ``AlignmentResult`` dict
-``outcome_extra.json`` engine                           optimizer totals (free form)
-``final_instructions`` engine, gepa runner              text
-``guidelines.json``    memalign runners                 MemAlign guidelines
-``episodes.json``      memalign runners                 MemAlign episodic memory
-``unaligned_traces``   memalign unalign                 list of trace ids
-``mlflow_gepa.json``   mlflow-gepa runner               totals
-``simba.json``         simba runner                     totals and trial logs
-=====================  ===============================  =================================
+Artifact (written by; record type; read by the Run explorer unless said otherwise):
 
-Records written before this module existed still read: :meth:`Candidate.from_dict`
-accepts MLflow GEPA's old ``idx``-keyed candidates with per-example scores by position,
-and every ``from_dict`` tolerates missing fields.
+- ``settings.json`` (engine ``create_run``; :class:`AlignmentSettings`; also the job
+  process and ``load_settings``)
+- ``preflight.json`` (engine; ``{"findings": [...]}``)
+- ``split.json`` (engine; :class:`Split`)
+- ``candidates.json`` (gepa and mlflow-gepa runners; list of :class:`Candidate`; MLflow
+  GEPA's candidates are converted to ours by its writer)
+- ``pareto.json``, ``lineage.json``, ``iterations.json`` (gepa runner; :class:`Pareto`,
+  :class:`Lineage`, list of :class:`IterationRow`)
+- ``proposals.json`` (gepa runner: :class:`Proposal`; mlflow-gepa: MLflow's raw entries,
+  read by :meth:`Proposal.from_dict` too)
+- ``test_metrics.json`` (engine ``_score_on_test``; :class:`TestMetrics` with per-example
+  :class:`Prediction` and the held-out verdict; also the Versions page)
+- ``result.json`` (engine; :class:`AlignmentResult`, the CLI's ``--json`` too)
+- ``outcome_extra.json`` (engine; the optimizer's totals, free form)
+- ``final_instructions.txt`` (engine, gepa runner; text)
+- ``guidelines.json``, ``episodes.json`` (memalign runners; MemAlign memory)
+- ``unaligned_traces.json`` (memalign unalign; trace ids)
+- ``mlflow_gepa.json``, ``simba.json`` (MLflow baseline runners; totals)
+
+Records written before this module existed still read (``tests/fixtures/runs/*_v0``):
+:meth:`Candidate.from_dict` accepts MLflow GEPA's old ``idx``-keyed candidates with
+per-example scores by position, and every ``from_dict`` tolerates missing fields.
+
+Adding a record field: add it to the dataclass with a default and a one-line docstring,
+write it in ``to_dict`` and read it with ``.get`` in ``from_dict`` (old runs lack it), and
+extend the round-trip test in ``tests/optimization/test_record.py``.
 """
 
 from __future__ import annotations
