@@ -194,6 +194,17 @@ def test_an_improved_demo_gepa_run_is_registered_with_a_significant_gain(demo, c
     low, high = out["accuracy_diff_ci"]
     assert out["significant"] == (low > 0) and low <= out["accuracy_diff"] <= high
     assert out["verdict_text"].startswith("Improved")
+    from mlflow import MlflowClient
+
+    from core.optimization import recorder as rec
+    from core.optimization.record import read_run_record
+
+    client = MlflowClient()
+    assert client.get_run(out["run_id"]).data.tags[rec.TAG_VERDICT] == IMPROVED
+    test = read_run_record(client, out["run_id"]).test
+    assert len(test.predictions) == out["test_size"] and test.verdict["verdict"] == IMPROVED
+    aligned_right = sum(p.aligned == p.human for p in test.predictions) / out["test_size"]
+    assert aligned_right == pytest.approx(out["test_accuracy_after"])
 
 
 # --- on screen ----------------------------------------------------------------------------
