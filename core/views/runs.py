@@ -1,7 +1,7 @@
 """An alignment run's record, read back into typed views for the Run explorer and Align page.
 
-:func:`load_run_view` reads everything one run recorded (tags, params, artifacts) and
-builds, without Streamlit:
+:func:`load_run_view` reads everything one run recorded (tags, params, and its run record
+through :mod:`core.optimization.record`) and builds, without Streamlit:
 
 - :class:`ProgressSeries`: every candidate's validation score against the metric calls
   used when it was found, the best-so-far step line and the Pareto aggregate;
@@ -10,7 +10,10 @@ builds, without Streamlit:
 - :class:`LineageLayout`: nodes placed by depth, edges parent -> child;
 - :func:`wins_and_losses`: the validation examples a candidate won and lost against its
   parent;
-- :class:`TestComparison`: the test-split agreement before and after;
+- :class:`TestComparison`: the test-split agreement before and after, and the per-trace
+  predictions of both judges;
+- the held-out verdict (``RunView.verdict_text``; :func:`run_verdict` for the Align page's
+  finished panel);
 - MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory;
 - :func:`build_guard_view`: each candidate's validation score with a 95% interval and its
   paired evidence against the seed, and the proposals (rejected ones with their reason).
