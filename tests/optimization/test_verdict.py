@@ -262,3 +262,90 @@ def test_the_align_page_checkbox_launches_with_register_if_worse(demo_store):
     while jobs.status(run_id).active and time.monotonic() < deadline:
         time.sleep(0.5)
     assert jobs.status(run_id).status == "finished"
+
+
+# --- a real gepa run whose reflection model proposes a worse instruction ------------------
+
+
+def _unique_phrase(text: str, others: list[str], width: int = 36) -> str | None:
+    """A stretch of ``text`` (no quotes, no line break) found in none of ``others``."""
+    for start in range(0, max(1, len(text) - width), 7):
+        phrase = text[start : start + width]
+        if '"' in phrase or "\n" in phrase or len(phrase) < width:
+            continue
+        if not any(phrase.lower() in o.lower() for o in others):
+            return phrase
+    return None
+
+
+def _overfit_instruction(seed: str, train, val, test) -> str:
+    """Rules that fix the seed on train and val, and break it where it was right on test:
+    it wins on validation by a margin no noise explains, and loses on held-out traces."""
+    from core.models.demo_prompts import flatten
+    from core.optimization.judging import JudgeEvaluator
+    from core.optimization.spec import JudgeSpec
+
+    spec = JudgeSpec("support_quality", seed, "pass_fail", "demo:/judge")
+    examples = [*train, *val, *test]
+    verdicts = JudgeEvaluator(spec).evaluate(seed, examples)
+    texts = [flatten(e.outputs) for e in examples]
+    held_out = {e.trace_id for e in test}
+    rules = []
+    for i, (e, v) in enumerate(zip(examples, verdicts, strict=True)):
+        right = v.value == e.label
+        if (e.trace_id in held_out) != right:
+            continue  # keep: train/val examples it got right, test examples it got wrong
+        phrase = _unique_phrase(texts[i], texts[:i] + texts[i + 1 :])
+        if phrase is None:
+            continue
+        verdict = "pass" if (e.label is True) != (e.trace_id in held_out) else "fail"
+        rules.append(f'- If the response contains "{phrase}", the verdict is {verdict}.')
+    return seed + "\n\nRules learned from the reviewers:\n" + "\n".join(rules)
+
+
+def test_gepa_with_a_reflection_model_proposing_a_worse_instruction_registers_nothing(
+    demo_store, monkeypatch
+):
+    from dataclasses import replace
+
+    from core.optimization.dataset import load_examples, split_examples
+    from core.optimization.engine import run_alignment
+    from core.optimization.judging import JudgeEvaluator
+    from core.optimization.record import read_proposals, read_run_record
+    from core.optimization.registry import list_versions
+    from tests.support.openai_server import openai_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-real-key")
+    base = _settings(demo_store, max_metric_calls=80)
+    train, val, test = split_examples(load_examples(demo_store, "support_quality"))
+    bad = _overfit_instruction(base.judge.instructions, train, val, test)
+
+    def accuracy(text, examples):
+        verdicts = JudgeEvaluator(base.judge).evaluate(text, examples)
+        return sum(v.value == e.label for v, e in zip(verdicts, examples, strict=True)) / len(
+            examples
+        )
+
+    seed = base.judge.instructions
+    assert accuracy(bad, list(val)) > accuracy(seed, list(val))  # the trap is set
+    assert accuracy(bad, list(test)) < accuracy(seed, list(test))
+
+    def reflect(body: dict) -> str | None:
+        prompt = "\n".join(str(m.get("content") or "") for m in body.get("messages") or [])
+        return f"```\n{bad}\n```" if "```" in prompt else None
+
+    with openai_server(answer=reflect) as server:
+        settings = replace(
+            base, reflection_model="openai:/overfit-reflect", reflection_base_url=server.base_url
+        )
+        result = run_alignment(settings)
+        assert any(r.path.endswith("/chat/completions") for r in server.requests)
+
+    from mlflow import MlflowClient
+
+    run = read_run_record(MlflowClient(), result.run_id)
+    assert any(p.status == "accepted" for p in read_proposals(run.proposals))
+    assert result.instructions == bad  # gepa and the noise rule both picked it on validation
+    assert result.verdict == WORSE and not result.registered and result.judge_version is None
+    assert result.test_accuracy_after < result.test_accuracy_before
+    assert list_versions(demo_store, "support_quality") == []
