@@ -123,6 +123,7 @@ def _artifact(run_id: str, name: str) -> Any:
 
 def _once(cfg: dict[str, Any], latency_s: float, include_mlflow: bool) -> dict[str, Any]:
     """One repetition: a fresh store, then (a), (c) and (b)."""
+    from core.optimization import record
     from core.optimization.spec import AlignmentSettings, JudgeSpec
 
     out: dict[str, Any] = {}
@@ -144,7 +145,7 @@ def _once(cfg: dict[str, Any], latency_s: float, include_mlflow: bool) -> dict[s
         # (a) alignboard gepa
         timed_a = _TimedRunner("gepa")
         result_a, wall_a, stats_a = _run(settings("gepa"), timed_a)
-        iterations = _artifact(result_a.run_id, "iterations.json") or []
+        iterations = _artifact(result_a.run_id, record.ITERATIONS) or []
         bound = critical_path(iterations, latency_s, cfg["workers"], 2 * result_a.test_size)
         out["a"] = {
             "system": "(a) alignboard gepa",

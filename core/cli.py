@@ -205,6 +205,7 @@ def _align_settings(args: argparse.Namespace):
         minibatch_size=args.minibatch_size,
         retrieval_k=args.retrieval_k,
         reviewers=args.reviewer or (),
+        register_if_worse=args.register_worse,
     )
 
 
@@ -214,13 +215,18 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
     def pct(x: Any) -> str:
         return "n/a" if x is None else f"{x:.1%}"
 
+    registered = (
+        f"-> version {d['judge_version']}" if d.get("registered") else "-> nothing registered"
+    )
     human = (
         f"Run {d['run_id']} {d['status']}: {d['optimizer']} aligned {d['judge_name']!r} "
-        f"-> version {d['judge_version']}. Test accuracy {pct(d['test_accuracy_before'])} -> "
+        f"{registered}. Test accuracy {pct(d['test_accuracy_before'])} -> "
         f"{pct(d['test_accuracy_after'])} on {d['test_size']} held-out traces "
         f"({d['metric_calls']} metric calls, {d['llm_calls']} LLM calls, "
         f"{d['wall_seconds']:.1f} s)."
     )
+    if d.get("verdict_text"):
+        human += f"\n{d['verdict_text']}"
     _print(args, d, human)
     return 0
 
@@ -388,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-concurrent",
         action="store_true",
         help="start even while another run for this judge is queued or running",
+    )
+    p.add_argument(
+        "--register-worse",
+        action="store_true",
+        help="register the aligned judge even if it scores worse than the seed on held-out traces",
     )
 
     p = add("status", _cmd_status, "status of an alignment run")

@@ -22,7 +22,7 @@ from core.optimization.settings import (
 )
 from core.views.formatting import duration, number, when
 from core.views.overview import DEMO_NOTE
-from core.views.runs import metric_series
+from core.views.runs import metric_series, run_verdict
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -42,6 +42,7 @@ init_page_state(
         "reviewers": [],
         "minibatch": 3,
         "retrieval_k": 5,
+        "register_worse": False,
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
     },
@@ -77,6 +78,7 @@ def _form_settings(crit):
         minibatch_size=int(ss["align_minibatch"]),
         retrieval_k=int(ss["align_retrieval_k"]),
         reviewers=ss["align_reviewers"],
+        register_if_worse=bool(ss["align_register_worse"]),
     )
 
 
@@ -202,6 +204,12 @@ with st.form("align_form", border=True):
         "Workers", min_value=1, max_value=64, key="align_workers", help="Judge calls in flight."
     )
     knobs[2].number_input("Seed", min_value=0, step=1, key="align_seed")
+    st.checkbox(
+        "Register even if it scores worse on held-out traces",
+        key="align_register_worse",
+        help="By default a judge that scores below the seed on the test split is recorded "
+        "but not registered.",
+    )
     with st.expander("Advanced: model servers, embeddings, reviewers"):
         servers = st.columns(3)
         servers[0].text_input(
@@ -399,10 +407,17 @@ else:
             if now.cancel_requested:
                 st.caption("Cancel requested: the job stops at its next iteration boundary.")
         elif now.status == "finished":
-            st.success(
-                f"Finished: {now.judge_name} v{now.judge_version} registered.",
-                icon=":material/check_circle:",
-            )
+            verdict = run_verdict(run_id)
+            if verdict.registered is False:
+                st.warning(
+                    f"Finished: nothing registered. {verdict.text}",
+                    icon=":material/gpp_maybe:",
+                )
+            else:
+                st.success(
+                    f"Finished: {now.judge_name} v{now.judge_version} registered. {verdict.text}",
+                    icon=":material/check_circle:",
+                )
         else:
             st.warning(
                 f"**{now.status.capitalize()}.** {now.error or ''}",

@@ -14,6 +14,7 @@ from core.optimization.runners.memalign_versions import unalign
 from core.views.diffs import diff_html
 from core.views.formatting import interval, number, percent, when
 from core.views.overview import DEMO_NOTE
+from core.views.runs import build_guard_view
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -77,6 +78,10 @@ if status.active:
     st.button("Refresh", key="explorer_refresh", icon=":material/refresh:")
 elif status.error:
     st.error(f"{status.status}: {status.error}")
+if view.verdict_text:
+    # The held-out verdict: was the aligned judge better than the seed on the test split?
+    show = st.warning if view.verdict_tone == "warning" else st.info
+    show(view.verdict_text, icon=":material/balance:")
 m = st.columns(5)
 m[0].metric("Status", status.status)
 m[1].metric("Optimizer", info.optimizer or "-")
@@ -207,6 +212,94 @@ if view.has_candidates:
 elif not view.is_memalign:
     st.caption("This run recorded no candidates (yet): nothing to chart per iteration.")
 
+# ---- validation uncertainty and proposals ----------------------------------------------
+guard = build_guard_view(view.run_record) if view.run_record is not None else None
+if guard is not None and not guard.empty:
+    if guard.scores:
+        st.subheader("Validation uncertainty")
+        n_val = max(s.n for s in guard.scores)
+        rule = (
+            f"This run returns the {guard.rule}."
+            if guard.rule
+            else "This run was recorded without the noise-aware selection rule."
+        )
+        st.caption(
+            f"Each candidate's validation score on {n_val} examples with a 95% interval, and "
+            f"its wins and losses against the seed, example by example. {rule}"
+        )
+        if guard.kept_seed_over is not None:
+            st.info(
+                f"Candidate #{guard.kept_seed_over} has the highest validation score, but its "
+                "margin over the seed is within validation noise: the seed stays the result.",
+                icon=":material/balance:",
+            )
+        st.dataframe(
+            [
+                {
+                    "candidate": f"#{s.id}" + (" seed" if s.is_seed else ""),
+                    "val score": s.val_score,
+                    "95% interval": "" if s.ci is None else f"{s.ci[0]:.2f} to {s.ci[1]:.2f}",
+                    "wins vs seed": s.wins,
+                    "losses vs seed": s.losses,
+                    "sign-test p": s.p_value,
+                    "beats seed": None if s.is_seed else s.beats_seed,
+                    "returned": s.chosen,
+                }
+                for s in guard.scores
+            ],
+            hide_index=True,
+            key="explorer_uncertainty",
+            column_config={
+                "val score": st.column_config.NumberColumn(format="%.3f"),
+                "sign-test p": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+    if guard.proposals:
+        st.subheader("Proposals")
+        rejected = guard.rejected
+        accepted = sum(1 for p in guard.proposals if p.status == "accepted")
+        st.caption(
+            f"{len(guard.proposals)} proposals from the reflection model: {accepted} accepted, "
+            f"{len(rejected)} rejected, {len(guard.degenerate)} of them as degenerate before "
+            f"any evaluation ({guard.saved_metric_calls} judge evaluations saved)."
+        )
+        if rejected:
+            st.dataframe(
+                [
+                    {
+                        "iteration": p.iteration,
+                        "parent": None if p.parent_id is None else f"#{p.parent_id}",
+                        "degenerate": p.degenerate,
+                        "reason": p.reason,
+                        "why": p.message,
+                        "proposed text": " ".join(p.proposed_text.split())[:200],
+                    }
+                    for p in rejected
+                ],
+                hide_index=True,
+                key="explorer_rejected",
+                column_config={"why": st.column_config.TextColumn(width="large")},
+            )
+
+            def _proposal_label(i: int) -> str:
+                p = rejected[i]
+                return f"iteration {p.iteration} · {p.reason or 'rejected'}"
+
+            picked = st.selectbox(
+                "Rejected proposal",
+                list(range(len(rejected))),
+                key="explorer_rejected_pick",
+                format_func=_proposal_label,
+            )
+            chosen_p = rejected[picked if picked is not None else 0]
+            cols = st.columns(2)
+            with cols[0]:
+                st.markdown("**Reflection output (raw)**")
+                st.code(chosen_p.reflection_output or "(none recorded)", language=None)
+            with cols[1]:
+                st.markdown("**Proposed text**")
+                st.code(chosen_p.proposed_text or "(empty)", language=None, wrap_lines=True)
+
 # ---- test split ------------------------------------------------------------------------
 st.subheader("Test split: before and after")
 test = view.test
@@ -255,6 +348,9 @@ else:
                 list(conf.labels), [list(r) for r in conf.counts], "human", "judge"
             )
             st.plotly_chart(fig, key=key)
+    if test.predictions:
+        st.markdown("**Per held-out trace**")
+        st.dataframe(test.prediction_rows(), hide_index=True, key="explorer_predictions")
     if test.note:
         st.caption(test.note)
 

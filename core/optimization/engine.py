@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -28,9 +28,12 @@ from mlflow import MlflowClient
 
 from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
+from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding, errors_of, findings_from_dicts
+from core.optimization.record import AlignmentResult
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
+from core.optimization.verdict import Verdict, describe, judge_verdict
 from core.store import config
 
 log = logging.getLogger(__name__)
@@ -42,62 +45,6 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
     "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
 }
-
-
-@dataclass(frozen=True)
-class AlignmentResult:
-    """What one alignment did (also the ``--json`` output of ``alignboard align``)."""
-
-    run_id: str
-    """The MLflow run recording it."""
-    status: str
-    """finished, or cancelled (the best candidate so far was still scored and registered)."""
-    optimizer: str
-    """Which optimizer ran."""
-    judge_name: str
-    """The judge (= criterion) name."""
-    judge_version: int | None
-    """Registered version of the aligned judge; None if registration failed."""
-    train_size: int
-    """Labeled traces the optimizer trained on."""
-    val_size: int
-    """Labeled traces it validated on."""
-    test_size: int
-    """Held-out traces both judges were scored on."""
-    metric_calls: int
-    """Judge evaluations the optimizer spent."""
-    llm_calls: int
-    """Model calls made by this process (judge, reflection, test scoring)."""
-    iterations: int
-    """Optimizer iterations completed."""
-    failed_examples: int
-    """Examples whose judge call failed after retries (optimizer and test scoring)."""
-    test_accuracy_before: float | None
-    """Seed judge's accuracy against the human labels on the test split."""
-    test_accuracy_after: float | None
-    """Aligned judge's accuracy on the test split."""
-    test_kappa_before: float | None
-    """Seed judge's Cohen's kappa on the test split."""
-    test_kappa_after: float | None
-    """Aligned judge's Cohen's kappa on the test split."""
-    wall_seconds: float
-    """Wall time of this process's work on the run."""
-    instructions: str
-    """The aligned judge's instructions."""
-    tokens: int | None = None
-    """Tokens used, when the providers report them."""
-    resumed: bool = False
-    """True when this continued an earlier, interrupted attempt."""
-    test_before: dict[str, Any] | None = None
-    """Full agreement report of the seed judge on the test split."""
-    test_after: dict[str, Any] | None = None
-    """Full agreement report of the aligned judge on the test split."""
-    warnings: list[dict[str, str]] = field(default_factory=list)
-    """Pre-flight warnings."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
 
 
 def run_name(settings: AlignmentSettings) -> str:
@@ -340,12 +287,12 @@ def _run(
 
     train, val, test, findings = loaded or load_and_check(settings)
     warnings = [f.to_dict() for f in findings]
-    recorder.log_json("preflight.json", {"findings": warnings})
+    record.write_preflight(recorder, warnings)
     budget = settings.budget(len(train))
     recorder.set_tags({rec.TAG_BUDGET: budget})
-    recorder.log_json(
-        "split.json",
-        {s: [e.trace_id for e in xs] for s, xs in (("train", train), ("val", val), ("test", test))},
+    record.write_split(
+        recorder,
+        record.Split(*(tuple(e.trace_id for e in xs) for xs in (train, val, test))),
     )
     run = runner or resolve_runner(settings.optimizer)
     with track_usage() as window, _library_endpoints(settings):
@@ -354,7 +301,8 @@ def _run(
         cancelled = outcome.cancelled
         scores = _score_on_test(settings, outcome, test, recorder)
     usage = _usage(window.current())
-    version = _register(settings, outcome, recorder, scores)
+    verdict = _verdict(settings, scores, recorder, outcome.iterations)
+    version = _register(settings, outcome, recorder, scores) if verdict.registered else None
     status = "cancelled" if cancelled else "finished"
     failed = outcome.failed_examples + scores["failed"]
     recorder.log_metrics(
@@ -370,9 +318,9 @@ def _run(
         },
         step=outcome.iterations,
     )
-    recorder.log_text("final_instructions.txt", outcome.instructions or "")
+    record.write_final_instructions(recorder, outcome.instructions or "")
     if outcome.extra:
-        recorder.log_json("outcome_extra.json", outcome.extra)
+        record.write_outcome_extra(recorder, outcome.extra)
     result = AlignmentResult(
         run_id=recorder.run_id,
         status=status,
@@ -397,8 +345,14 @@ def _run(
         test_before=scores["before"],
         test_after=scores["after"],
         warnings=warnings,
+        registered=version is not None,
+        verdict=verdict.verdict,
+        significant=verdict.significant,
+        accuracy_diff=verdict.diff,
+        accuracy_diff_ci=[verdict.diff_low, verdict.diff_high],
+        verdict_text=describe(replace(verdict, registered=version is not None)),
     )
-    recorder.log_json("result.json", result.to_dict())
+    record.write_result(recorder, result)
     recorder.set_status(status)
     return result
 
@@ -442,8 +396,11 @@ def _score_on_test(
     from core.optimization.judging import JudgeEvaluator
 
     out: dict[str, Any] = {"before": None, "after": None, "failed": 0, "n": len(test)}
+    out["predictions"] = []
     if not test:
-        recorder.log_json("test_metrics.json", {**out, "note": "no labeled trace in test split"})
+        out["note"] = "no labeled trace in test split"
+        out["verdict"] = judge_verdict(None, None, [])
+        record.write_test_metrics(recorder, _test_record(out))
         return out
     evaluator = JudgeEvaluator(settings.judge, workers=settings.workers, cache=None)
     reference = {e.trace_id: e.label for e in test}
@@ -451,6 +408,7 @@ def _score_on_test(
     metrics: dict[str, float] = {}
     # One parallel round for both judges: half the wall time of two.
     rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
+    predicted_by: dict[str, dict[str, Any]] = {}
     for key, verdicts in zip(("before", "after"), rounds, strict=True):
         failed = sum(1 for v in verdicts if getattr(v, "error", None))
         out["failed"] += failed
@@ -458,6 +416,7 @@ def _score_on_test(
             e.trace_id: (None if getattr(v, "error", None) else v.value)
             for e, v in zip(test, verdicts, strict=True)
         }
+        predicted_by[key] = predicted
         metrics[f"test_failed_{key}"] = failed
         try:
             report = compare(
@@ -485,9 +444,57 @@ def _score_on_test(
     # Failed judge attempts on the test split = these retries + the failed examples.
     metrics["test_judge_retries"] = evaluator.stats.retries
     evaluator.close()
-    recorder.log_json("test_metrics.json", out)
+    out["predictions"] = [
+        record.Prediction(
+            e.trace_id,
+            e.label,
+            predicted_by["before"][e.trace_id],
+            predicted_by["after"][e.trace_id],
+        )
+        for e in test
+    ]
+    out["verdict"] = judge_verdict(
+        out["before"], out["after"], out["predictions"], seed=settings.seed
+    )
+    record.write_test_metrics(recorder, _test_record(out))
     recorder.log_metrics(metrics, step=outcome.iterations)
     return out
+
+
+def _test_record(out: dict[str, Any]) -> record.TestMetrics:
+    verdict = out.get("verdict")
+    return record.TestMetrics(
+        n=out["n"],
+        before=out["before"],
+        after=out["after"],
+        failed=out["failed"],
+        predictions=tuple(out["predictions"]),
+        verdict=verdict.to_dict() if verdict is not None else None,
+        note=out.get("note"),
+        before_error=out.get("before_error"),
+        after_error=out.get("after_error"),
+    )
+
+
+def _verdict(
+    settings: AlignmentSettings,
+    scores: dict[str, Any],
+    recorder: rec.MlflowRunRecorder,
+    step: int,
+) -> Verdict:
+    """Decide whether the aligned judge may be registered, and record the verdict."""
+    verdict: Verdict = scores["verdict"]
+    worse = verdict.blocks_registration
+    registered = not worse or settings.register_if_worse
+    verdict = replace(verdict, registered=registered, override=worse and registered)
+    recorder.set_tags({rec.TAG_VERDICT: verdict.verdict})
+    metrics = {"test_verdict_significant": 1.0 if verdict.significant else 0.0}
+    if verdict.diff is not None:
+        metrics["test_accuracy_diff"] = verdict.diff
+    recorder.log_metrics(metrics, step=step)
+    if worse and not registered:
+        log.warning("alignment %s: %s", recorder.run_id, describe(verdict))
+    return verdict
 
 
 def _register(

@@ -12,6 +12,13 @@ Template variables. A candidate must keep the seed's MLflow template variables
 Missing ones are re-appended on a line of their own and invented ones stripped
 (*repaired*); a candidate with nothing left but variables is *rejected* (score 0 on every
 example, with feedback saying why). Every decision is kept in :attr:`template_checks`.
+
+Proposals. :class:`GuardedReflection` is the reflection step gepa runs (its
+``reflection_strategy``): gepa's own single-call reflection, after which every proposed text
+goes through the proposal guard (:mod:`core.optimization.guards`). A degenerate proposal is
+withheld from gepa, which then skips the iteration without evaluating it (no judge call
+spent); every proposal, kept or not, is recorded in a :class:`ProposalLog` as a
+:class:`core.optimization.record.Proposal`.
 """
 
 from __future__ import annotations
@@ -19,12 +26,20 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from gepa.core.adapter import EvaluationBatch
+from gepa.proposer.reflective_mutation.base import LanguageModel
+from gepa.proposer.reflective_mutation.reflection_lm import (
+    ReflectionJob,
+    ReflectionProposal,
+    StatelessReflectionLM,
+)
 
+from core.optimization.guards import GuardVerdict, check_proposal
 from core.optimization.judging import JudgeEvaluator, Verdict, instructions_key, score
+from core.optimization.record import NOT_BETTER_ON_MINIBATCH, Proposal
 from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec
 
 COMPONENT = "instructions"
@@ -268,3 +283,186 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict | list | str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+# --- proposals ------------------------------------------------------------------------
+
+
+def _prompt_text(prompt: Any) -> str:
+    # gepa sends a string, or chat messages when the feedback holds images.
+    if isinstance(prompt, str):
+        return prompt
+    parts: list[str] = []
+    for message in prompt or ():
+        content = message.get("content") if isinstance(message, Mapping) else message
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [str(c.get("text", "")) for c in content if isinstance(c, Mapping)]
+    return "\n".join(parts)
+
+
+class ProposalLog:
+    """Every proposal of one run, in order, as :class:`Proposal` records (thread-safe).
+
+    The run's gepa callbacks tell it the iteration and parent being worked on
+    (:meth:`begin`) and how gepa's minibatch check decided (:meth:`accepted`,
+    :meth:`rejected`); :class:`GuardedReflection` adds the proposals.
+    """
+
+    def __init__(self, proposals: Sequence[Proposal] = ()) -> None:
+        self.items: list[Proposal] = list(proposals)
+        self.iteration = 0
+        self.parent_id: int | None = None
+        self.parent_minibatch: float | None = None
+        self._lock = threading.Lock()
+
+    def begin(self, iteration: int, parent_id: int | None) -> None:
+        """A new parent was selected for ``iteration``."""
+        with self._lock:
+            self.iteration, self.parent_id, self.parent_minibatch = iteration, parent_id, None
+
+    def parent_scored(self, total: float) -> None:
+        """The parent's minibatch score sum (what the proposal has to beat)."""
+        with self._lock:
+            self.parent_minibatch = total
+
+    def add(
+        self,
+        component: str,
+        text: str,
+        prompt: str,
+        output: str,
+        verdict: GuardVerdict,
+        saved_metric_calls: int,
+    ) -> Proposal:
+        """Record a proposal just checked by the guard."""
+        with self._lock:
+            p = Proposal(
+                iteration=self.iteration,
+                parent_id=self.parent_id,
+                component=component,
+                proposed_text=text,
+                reflection_prompt=prompt,
+                reflection_output=output,
+                status="pending" if verdict.ok else "rejected",
+                reason=verdict.reason,
+                message=verdict.message,
+                degenerate=not verdict.ok,
+                minibatch_before=self.parent_minibatch,
+                saved_metric_calls=0 if verdict.ok else saved_metric_calls,
+                guard=verdict.measures,
+            )
+            self.items.append(p)
+            return p
+
+    def _resolve(self, iteration: int, **changes: Any) -> None:
+        # The latest pending one: an iteration interrupted before gepa decided is redone
+        # under the same number when the run resumes, and its first proposal stays pending.
+        with self._lock:
+            for i in range(len(self.items) - 1, -1, -1):
+                p = self.items[i]
+                if p.iteration == iteration and p.status == "pending":
+                    self.items[i] = replace(p, **changes)
+                    return
+
+    def accepted(self, iteration: int, candidate_id: int, minibatch_after: float) -> None:
+        """gepa accepted the iteration's pending proposal as ``candidate_id``."""
+        self._resolve(
+            iteration, status="accepted", candidate_id=candidate_id, minibatch_after=minibatch_after
+        )
+
+    def rejected(self, iteration: int, before: float, after: float, message: str) -> None:
+        """gepa's minibatch check turned the iteration's pending proposal down."""
+        self._resolve(
+            iteration,
+            status="rejected",
+            reason=NOT_BETTER_ON_MINIBATCH,
+            message=message,
+            minibatch_before=before,
+            minibatch_after=after,
+        )
+
+    def of_iteration(self, iteration: int) -> list[Proposal]:
+        """The proposals made in ``iteration``."""
+        with self._lock:
+            return [p for p in self.items if p.iteration == iteration]
+
+    def snapshot(self) -> list[Proposal]:
+        """A copy of every proposal so far."""
+        with self._lock:
+            return list(self.items)
+
+    def degenerate(self) -> int:
+        """How many proposals the guard rejected."""
+        with self._lock:
+            return sum(1 for p in self.items if p.degenerate)
+
+    def saved_metric_calls(self) -> int:
+        """Judge evaluations the guard saved (the rejected proposals' minibatches)."""
+        with self._lock:
+            return sum(p.saved_metric_calls for p in self.items)
+
+
+class GuardedReflection:
+    """gepa ``ReflectionLM``: gepa's default reflection, then the proposal guard.
+
+    Each proposed text is checked against its parent, the seed and the reflection prompt
+    (:func:`core.optimization.guards.check_proposal`) and recorded in ``log``. A degenerate
+    text is left out of the proposal gepa receives; with nothing left to update, gepa skips
+    the child's minibatch evaluation, so the guard's rejection costs no judge call.
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        seed: Mapping[str, str],
+        log: ProposalLog,
+        logger: Any | None = None,
+    ) -> None:
+        """Create the reflection step.
+
+        Args:
+            lm: The reflection model, as gepa calls it (prompt in, text out).
+            seed: The seed candidate (component -> text): the criterion's own terms.
+            log: Where every proposal is recorded.
+            logger: gepa's logger, for gepa's own messages.
+        """
+        self.inner = StatelessReflectionLM(lm, None, logger)
+        self.seed = dict(seed)
+        self.log = log
+
+    def reflect(
+        self,
+        candidate: dict[str, str],
+        reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+        components_to_update: list[str],
+    ) -> tuple[ReflectionProposal, GuardedReflection]:
+        """Propose texts for one job (see :meth:`reflect_many`)."""
+        return self.reflect_many([(candidate, reflective_dataset, components_to_update)])[0]
+
+    def reflect_many(
+        self, jobs: list[ReflectionJob]
+    ) -> list[tuple[ReflectionProposal, GuardedReflection]]:
+        """Reflect on every job, then drop the degenerate texts from each proposal."""
+        out: list[tuple[ReflectionProposal, GuardedReflection]] = []
+        for (candidate, dataset, _), (proposal, _next) in zip(
+            jobs, self.inner.reflect_many(jobs), strict=True
+        ):
+            kept: dict[str, str] = {}
+            for name, text in proposal.new_texts.items():
+                prompt = _prompt_text(proposal.prompts.get(name, ""))
+                verdict = check_proposal(
+                    text,
+                    parent=candidate.get(name, ""),
+                    seed=self.seed.get(name, ""),
+                    reflection_prompt=prompt,
+                )
+                minibatch = len(dataset.get(name) or ())
+                raw = proposal.raw_lm_outputs.get(name, "")
+                self.log.add(name, text, prompt, raw, verdict, minibatch)
+                if verdict.ok:
+                    kept[name] = text
+            proposal.new_texts = kept
+            out.append((proposal, self))
+        return out

@@ -33,6 +33,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from core.models.secrets import redact
+from core.optimization import record
 from core.store import config
 
 TAG_PREFIX = "alignboard."
@@ -49,9 +50,12 @@ TAG_ITERATION = "alignboard.iteration"
 TAG_BUDGET = "alignboard.budget"
 TAG_JUDGE_VERSION = "alignboard.judge_version"
 TAG_RESUMED = "alignboard.resumed"
+#: Held-out verdict of a finished alignment: improved, no_change or worse.
+TAG_VERDICT = "alignboard.verdict"
 #: Value of ``alignboard.kind`` on alignment runs (how :func:`jobs.list_jobs` finds them).
 KIND_ALIGNMENT = "alignment"
-SETTINGS_ARTIFACT = "settings.json"
+#: Kept for callers of the old name; the run record owns artifact names.
+SETTINGS_ARTIFACT = record.SETTINGS
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 TERMINAL = frozenset({"finished", "failed", "cancelled", "interrupted"})

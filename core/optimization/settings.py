@@ -121,6 +121,7 @@ def build_settings(
     minibatch_size: int = 3,
     retrieval_k: int = 5,
     reviewers: Iterable[str] = (),
+    register_if_worse: bool = False,
 ) -> AlignmentSettings:
     """Settings for aligning ``criterion``'s judge: the one builder the CLI and the UI share.
 
@@ -143,6 +144,8 @@ def build_settings(
         minibatch_size: Examples per GEPA reflection.
         retrieval_k: MemAlign: examples retrieved per judgement.
         reviewers: Only these reviewers' labels (empty: everyone's); order does not matter.
+        register_if_worse: Register the aligned judge even when it scores worse than the
+            seed on the held-out split (off: such a run registers nothing).
 
     Returns:
         The settings, model names checked.
@@ -178,6 +181,7 @@ def build_settings(
         reviewers=tuple(sorted({r.strip() for r in reviewers if r and r.strip()})),
         reflection_base_url=_url(reflection_base_url),
         embedding_base_url=_url(embedding_base_url),
+        register_if_worse=bool(register_if_worse),
     )
 
 

@@ -92,6 +92,9 @@ class AlignmentSettings:
     ``http://localhost:8000/v1``); None for the provider's own endpoint."""
     embedding_base_url: str | None = None
     """MemAlign: base URL of an OpenAI-compatible server serving ``embedding_model``."""
+    register_if_worse: bool = False
+    """Register the aligned judge even when it scores below the seed on the test split
+    (verdict ``worse``); by default such a run registers nothing."""
 
     def budget(self, train_size: int) -> int:
         """The metric-call budget in force for a training set of ``train_size``."""
@@ -112,6 +115,7 @@ class AlignmentSettings:
             "retrieval_k": str(self.retrieval_k),
             "embedding_model": self.embedding_model,
             "reviewers": ",".join(self.reviewers) or "all",
+            "register_if_worse": str(self.register_if_worse).lower(),
         }
 
     def to_dict(self) -> dict[str, Any]:

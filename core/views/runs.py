@@ -1,7 +1,7 @@
 """An alignment run's record, read back into typed views for the Run explorer and Align page.
 
-:func:`load_run_view` reads everything one run recorded (tags, params, artifacts) and
-builds, without Streamlit:
+:func:`load_run_view` reads everything one run recorded (tags, params, and its run record
+through :mod:`core.optimization.record`) and builds, without Streamlit:
 
 - :class:`ProgressSeries`: every candidate's validation score against the metric calls
   used when it was found, the best-so-far step line and the Pareto aggregate;
@@ -10,8 +10,13 @@ builds, without Streamlit:
 - :class:`LineageLayout`: nodes placed by depth, edges parent -> child;
 - :func:`wins_and_losses`: the validation examples a candidate won and lost against its
   parent;
-- :class:`TestComparison`: the test-split agreement before and after;
-- MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory.
+- :class:`TestComparison`: the test-split agreement before and after, and the per-trace
+  predictions of both judges;
+- the held-out verdict (``RunView.verdict_text``; :func:`run_verdict` for the Align page's
+  finished panel);
+- MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory;
+- :func:`build_guard_view`: each candidate's validation score with a 95% interval and its
+  paired evidence against the seed, and the proposals (rejected ones with their reason).
 
 :func:`metric_series` is the light read the Align page polls while a job runs (metric
 histories only, any optimizer). The ``build_*`` functions are pure, for tests and reuse.
@@ -25,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.errors import NotFoundError
+from core.optimization import record
+from core.optimization.verdict import IMPROVED, WORSE, describe
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_diff
 
@@ -32,22 +39,8 @@ from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_
 PREVIEW_CHARS = 100
 #: Metrics charted while a job runs.
 LIVE_METRICS = ("val_score", "best_val_score", "pareto_aggregate", "metric_calls")
-#: Artifacts a run view reads (JSON unless named .txt).
-ARTIFACTS = (
-    "settings.json",
-    "candidates.json",
-    "pareto.json",
-    "lineage.json",
-    "iterations.json",
-    "test_metrics.json",
-    "result.json",
-    "outcome_extra.json",
-    "split.json",
-    "guidelines.json",
-    "episodes.json",
-    "unaligned_traces.json",
-    "final_instructions.txt",
-)
+#: Artifacts a run view reads (JSON unless named .txt): the run record's.
+ARTIFACTS = record.ARTIFACTS
 
 
 # --- views ------------------------------------------------------------------------------
@@ -215,13 +208,19 @@ class CandidateDiff:
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One line of the before/after table."""
+    """One line of a two-column metric table: seed vs aligned judge (Run explorer), or
+    version A vs version B (Versions page)."""
 
     metric: str
+    """The metric's display name."""
     before: float | None
+    """Left column: the seed judge, or version A."""
     after: float | None
+    """Right column: the aligned judge, or version B."""
     before_ci: tuple[float, float] | None = None
+    """95% interval of ``before``, when known."""
     after_ci: tuple[float, float] | None = None
+    """95% interval of ``after``, when known."""
 
     @property
     def change(self) -> float | None:
@@ -229,6 +228,21 @@ class MetricRow:
         if self.before is None or self.after is None:
             return None
         return self.after - self.before
+
+    @property
+    def a(self) -> float | None:
+        """Version A's value (the Versions page's name for ``before``)."""
+        return self.before
+
+    @property
+    def b(self) -> float | None:
+        """Version B's value (``after``)."""
+        return self.after
+
+    @property
+    def delta(self) -> float | None:
+        """``b - a`` (``change``)."""
+        return self.change
 
 
 @dataclass(frozen=True)
@@ -251,11 +265,27 @@ class TestComparison:
     after_confusion: Confusion | None
     note: str | None = None
     """Why numbers are missing, if they are."""
+    predictions: tuple[record.Prediction, ...] = ()
+    """Per test trace: human label, seed verdict, aligned verdict (empty in old runs)."""
 
     @property
     def available(self) -> bool:
         """True when at least one side was scored."""
         return any(r.before is not None or r.after is not None for r in self.rows)
+
+    def prediction_rows(self) -> list[dict[str, Any]]:
+        """One row per test trace: the human label, both verdicts, and who agreed."""
+        return [
+            {
+                "test trace": p.trace_id,
+                "human": _label(p.human),
+                "seed verdict": "failed" if p.seed is None else _label(p.seed),
+                "aligned verdict": "failed" if p.aligned is None else _label(p.aligned),
+                "seed agrees": p.seed is not None and p.seed == p.human,
+                "aligned agrees": p.aligned is not None and p.aligned == p.human,
+            }
+            for p in self.predictions
+        ]
 
 
 @dataclass(frozen=True)
@@ -328,6 +358,21 @@ class RunView:
     """result.json (sizes, calls, wall time), empty until the run ends."""
     unaligned: tuple[str, ...] = ()
     """Traces an unalign run removed."""
+    verdict: Mapping[str, Any] | None = None
+    """The held-out verdict (``Verdict.to_dict`` plus ``registered``), None for runs
+    recorded before verdicts existed or still running."""
+    run_record: record.RunRecord | None = None
+    """The parsed run record this view was built from."""
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict in words ("Worse on held-out traces (...): not registered. ...")."""
+        return describe(self.verdict) if self.verdict else ""
+
+    @property
+    def verdict_tone(self) -> str:
+        """How loudly to show the verdict: ``warning``, ``success`` or ``info``."""
+        return verdict_tone(self.verdict)
 
     @property
     def is_memalign(self) -> bool:
@@ -384,40 +429,6 @@ def _int(value: Any) -> int | None:
         return None if value is None or value == "" else int(float(value))
     except (TypeError, ValueError):
         return None
-
-
-def normalize_candidates(raw: Sequence[Mapping[str, Any]], val_ids: Sequence[str] = ()) -> list:
-    """Candidates from gepa's or MLflow GEPA's ``candidates.json``, as plain dicts.
-
-    MLflow's GEPA path names the id ``idx`` and keys per-example scores by position; these
-    become ``id`` and trace ids (when ``val_ids`` gives the order).
-    """
-    out: dict[int, dict[str, Any]] = {}
-    for c in raw:
-        cid = _int(c.get("id", c.get("idx")))
-        if cid is None:
-            continue
-        scores = c.get("val_scores")
-        if scores is None:
-            by_pos = c.get("scores_by_example") or {}
-            scores = {}
-            for k, v in by_pos.items():
-                pos = _int(k)
-                key = val_ids[pos] if pos is not None and pos < len(val_ids) else str(k)
-                scores[key] = v
-        out.setdefault(
-            cid,
-            {
-                "id": cid,
-                "parent_ids": [int(p) for p in c.get("parent_ids") or [] if p is not None],
-                "instructions": str(c.get("instructions") or ""),
-                "val_score": float(c.get("val_score") or 0.0),
-                "val_scores": {str(k): float(v) for k, v in scores.items() if v is not None},
-                "iteration": _int(c.get("iteration")) or 0,
-                "metric_calls_at_discovery": _int(c.get("metric_calls_at_discovery")),
-            },
-        )
-    return [out[k] for k in sorted(out)]
 
 
 def _depths(cands: Sequence[Mapping[str, Any]]) -> dict[int, int]:
@@ -639,8 +650,10 @@ _TEST_ROWS = (
 )
 
 
-def build_test(metrics: Mapping[str, Any] | None) -> TestComparison:
-    """The before/after table and confusion matrices from ``test_metrics.json``."""
+def build_test(metrics: Mapping[str, Any] | record.TestMetrics | None) -> TestComparison:
+    """The before/after table and confusion matrices from the test-metrics record."""
+    if isinstance(metrics, record.TestMetrics):
+        metrics = metrics.to_dict()
     metrics = metrics or {}
     before, after = metrics.get("before"), metrics.get("after")
     rows = []
@@ -668,6 +681,7 @@ def build_test(metrics: Mapping[str, Any] | None) -> TestComparison:
         before_confusion=_confusion(before),
         after_confusion=_confusion(after),
         note=note,
+        predictions=tuple(record.Prediction.from_dict(p) for p in metrics.get("predictions") or ()),
     )
 
 
@@ -703,52 +717,103 @@ def build_episodes(raw: Sequence[Mapping[str, Any]] | None) -> tuple[Episode, ..
     )
 
 
-def build_run_view(info: RunInfo, artifacts: Mapping[str, Any]) -> RunView:
-    """Assemble a :class:`RunView` from a run's info and its parsed artifacts.
+def _run_verdict(rec: record.RunRecord) -> dict[str, Any] | None:
+    verdict = rec.test.verdict if rec.test is not None else None
+    if not verdict:
+        return None
+    out = dict(verdict)
+    if "registered" in rec.result:
+        # The test record is written before registration; the result says what happened.
+        out["registered"] = bool(rec.result["registered"])
+    return out
+
+
+def verdict_tone(verdict: Mapping[str, Any] | None) -> str:
+    """``warning`` for a worse judge, ``success`` for a significant gain, else ``info``."""
+    if not verdict:
+        return "info"
+    if verdict.get("verdict") == WORSE:
+        return "warning"
+    return (
+        "success" if verdict.get("verdict") == IMPROVED and verdict.get("significant") else "info"
+    )
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """A finished run's held-out verdict, as the Align page's result panel shows it."""
+
+    verdict: str | None
+    """``improved``, ``no_change``, ``worse``; None for runs recorded before verdicts."""
+    registered: bool | None
+    """Whether the aligned judge was registered (None when unknown)."""
+    text: str
+    """The verdict in words (empty when there is none)."""
+    tone: str
+    """``warning``, ``success`` or ``info``."""
+
+
+def run_verdict(run_id: str) -> RunVerdict:
+    """Read a run's verdict from its record (result and test metrics)."""
+    rec = record.parse_run_record(
+        record.read_artifacts(_client(), run_id, [record.TEST_METRICS, record.RESULT])
+    )
+    verdict = _run_verdict(rec)
+    registered = rec.result.get("registered")
+    return RunVerdict(
+        verdict=(verdict or {}).get("verdict"),
+        registered=None if registered is None else bool(registered),
+        text=describe(verdict) if verdict else "",
+        tone=verdict_tone(verdict),
+    )
+
+
+def build_run_view(info: RunInfo, artifacts: Mapping[str, Any] | record.RunRecord) -> RunView:
+    """Assemble a :class:`RunView` from a run's info and its record.
 
     Args:
         info: The run's identity and status.
-        artifacts: artifact name -> parsed JSON (or text for ``.txt``); missing ones absent.
+        artifacts: The parsed :class:`~core.optimization.record.RunRecord`, or artifact
+            name -> parsed JSON (or text for ``.txt``), missing ones absent.
     """
-    settings = artifacts.get("settings.json") or {}
-    split = artifacts.get("split.json") or {}
-    pareto = artifacts.get("pareto.json") or {}
-    iterations = artifacts.get("iterations.json") or []
-    val_ids = list(split.get("val") or [])
+    rec = (
+        artifacts
+        if isinstance(artifacts, record.RunRecord)
+        else record.parse_run_record(artifacts, info.optimizer)
+    )
+    val_ids = list(rec.split.val)
     if info.optimizer == "mlflow-gepa":
-        # MLflow's GEPA scores candidates on train + val, by position.
-        val_ids = [*(split.get("train") or []), *val_ids]
-    raw = normalize_candidates(artifacts.get("candidates.json") or [], val_ids)
-    example_ids = list((pareto.get("per_example") or {}).keys()) or val_ids
+        # MLflow's GEPA scores candidates on train + val.
+        val_ids = [*rec.split.train, *val_ids]
+    raw = [c.to_dict() for c in rec.candidates]
+    pareto = rec.pareto
+    example_ids = list(pareto.per_example) or val_ids
     if not example_ids:
         example_ids = sorted({t for c in raw for t in c["val_scores"]})
-    calls = {
-        it: n
-        for e in iterations
-        if (it := _int(e.get("iteration"))) is not None
-        and (n := _int(e.get("metric_calls"))) is not None
-    }
-    extra = artifacts.get("outcome_extra.json") or {}
-    best = _int(extra.get("best_candidate_id"))
+    iterations = [r.to_dict() for r in rec.iterations]
+    calls = {r.iteration: r.metric_calls for r in rec.iterations if r.metric_calls is not None}
+    best = _int(rec.extra.get("best_candidate_id"))
     if best is not None and best not in {c["id"] for c in raw}:
         best = None
-    cands = build_candidates(raw, calls, pareto.get("frontier") or (), best)
+    cands = build_candidates(raw, calls, pareto.frontier, best)
     budget = info.budget or _int(info.params.get("max_metric_calls"))
-    seed_instr = str((settings.get("judge") or {}).get("instructions") or "")
+    seed_instr = str((rec.settings.get("judge") or {}).get("instructions") or "")
     return RunView(
         info=info,
-        settings=settings,
+        settings=rec.settings,
         seed_instructions=seed_instr,
-        final_instructions=str(artifacts.get("final_instructions.txt") or ""),
+        final_instructions=rec.final_instructions,
         candidates=cands,
         progress=build_progress(cands, iterations, example_ids, budget),
-        frontier=build_frontier(cands, example_ids, pareto.get("frontier") or ()),
+        frontier=build_frontier(cands, example_ids, pareto.frontier),
         lineage=build_lineage(cands),
-        test=build_test(artifacts.get("test_metrics.json")),
-        guidelines=build_guidelines(artifacts.get("guidelines.json")),
-        episodes=build_episodes(artifacts.get("episodes.json")),
-        result=artifacts.get("result.json") or {},
-        unaligned=tuple(artifacts.get("unaligned_traces.json") or ()),
+        test=build_test(rec.test),
+        guidelines=build_guidelines(rec.guidelines),
+        episodes=build_episodes(rec.episodes),
+        result=rec.result,
+        unaligned=rec.unaligned,
+        verdict=_run_verdict(rec),
+        run_record=rec,
     )
 
 
@@ -795,22 +860,7 @@ def run_info(run_id: str) -> RunInfo:
 
 def read_artifacts(run_id: str, names: Iterable[str] = ARTIFACTS) -> dict[str, Any]:
     """The run's artifacts that exist, parsed (JSON) or as text (``.txt``)."""
-    from core.optimization import recorder as rec
-
-    client = _client()
-    out: dict[str, Any] = {}
-    for name in names:
-        text = rec.read_artifact_text(client, run_id, name)
-        if text is None:
-            continue
-        if name.endswith(".json"):
-            try:
-                out[name] = json.loads(text)
-            except json.JSONDecodeError:
-                continue  # written mid-read on a remote store: the next read gets it
-        else:
-            out[name] = text
-    return out
+    return record.read_artifacts(_client(), run_id, names)
 
 
 def load_run_view(run_id: str) -> RunView:
@@ -822,7 +872,7 @@ def load_run_view(run_id: str) -> RunView:
         NotFoundError: no such run.
     """
     info = run_info(run_id)
-    return build_run_view(info, read_artifacts(run_id))
+    return build_run_view(info, record.read_run_record(_client(), run_id, info.optimizer))
 
 
 @dataclass(frozen=True)
@@ -885,3 +935,166 @@ def metric_series(run_id: str) -> LiveSeries:
         for name in LIVE_METRICS
     }
     return build_live_series(history)
+
+
+# --- validation uncertainty and proposals (the proposal guard's view) ------------------
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """One candidate's validation score with its uncertainty and its evidence against the
+    seed (the noise-aware selection rule's numbers)."""
+
+    id: int
+    """Candidate id (0 is the seed)."""
+    val_score: float
+    """Validation mean."""
+    n: int
+    """Validation examples it was scored on."""
+    ci: tuple[float, float] | None
+    """95% Wilson interval of the validation mean."""
+    wins: int | None = None
+    """Examples it scored higher on than the seed (None for the seed)."""
+    losses: int | None = None
+    """Examples it scored lower on."""
+    p_value: float | None = None
+    """One-sided sign-test p-value of its wins over the seed."""
+    beats_seed: bool = False
+    """True when the sign test says it beats the seed."""
+    chosen: bool = False
+    """True for the candidate the run returned."""
+
+    @property
+    def is_seed(self) -> bool:
+        """True for the seed."""
+        return self.wins is None
+
+
+@dataclass(frozen=True)
+class ProposalRow:
+    """One reflection proposal as the Run explorer lists it (plain text, never HTML)."""
+
+    iteration: int
+    parent_id: int | None
+    status: str
+    """``accepted``, ``rejected`` or ``pending``."""
+    reason: str | None
+    """Guard reason code, ``not_better_on_minibatch``, or None."""
+    message: str
+    """Why, in a sentence."""
+    degenerate: bool
+    """Rejected by the proposal guard before any evaluation."""
+    candidate_id: int | None
+    """The candidate it became, when accepted."""
+    proposed_text: str
+    reflection_output: str
+    """The reflection model's raw answer."""
+
+
+@dataclass(frozen=True)
+class GuardView:
+    """Validation uncertainty of every candidate and the run's proposals."""
+
+    scores: tuple[CandidateScore, ...] = ()
+    """Every candidate, in id order."""
+    rule: str = ""
+    """The selection rule the run applied ("" for runs recorded without one)."""
+    chosen_id: int | None = None
+    """The candidate the run returned."""
+    kept_seed_over: int | None = None
+    """A higher-mean candidate the rule refused (the seed stayed), if any."""
+    proposals: tuple[ProposalRow, ...] = ()
+    """Every recorded proposal, in order."""
+    saved_metric_calls: int = 0
+    """Judge evaluations the guard saved by rejecting degenerate proposals unevaluated."""
+
+    @property
+    def rejected(self) -> tuple[ProposalRow, ...]:
+        """The rejected proposals (degenerate or not better on the minibatch)."""
+        return tuple(p for p in self.proposals if p.status == "rejected")
+
+    @property
+    def degenerate(self) -> tuple[ProposalRow, ...]:
+        """The proposals the guard rejected before evaluation."""
+        return tuple(p for p in self.proposals if p.degenerate)
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to show (e.g. MemAlign)."""
+        return not self.scores and not self.proposals
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def build_guard_view(rec: record.RunRecord) -> GuardView:
+    """Candidates' validation scores with 95% Wilson intervals and paired evidence against
+    the seed, and the run's proposals (rejected ones with reason and reflection output).
+
+    The selection recorded by the run (``extra["selection"]``) is shown as recorded; for a
+    run recorded without one (older runs, MLflow's GEPA) the paired numbers are computed
+    here and ``rule`` stays empty, since that run did not apply the rule.
+    """
+    from core.optimization.selection import score_interval, select_candidate
+
+    recorded = rec.extra.get("selection") if isinstance(rec.extra, Mapping) else None
+    by_id = {c.id: c for c in rec.candidates}
+    seed_id = next((c.id for c in rec.candidates if not c.parent_ids), min(by_id, default=0))
+    computed = select_candidate({c.id: c.val_scores for c in rec.candidates}, seed_id=seed_id)
+    if isinstance(recorded, Mapping):
+        comparisons = {
+            int(c["candidate_id"]): c
+            for c in recorded.get("comparisons") or ()
+            if "candidate_id" in c
+        }
+        chosen = _int(recorded.get("chosen_id"))
+        rule = str(recorded.get("rule") or "")
+    else:
+        comparisons = {c.candidate_id: c.to_dict() for c in computed.comparisons}
+        chosen = _int(rec.extra.get("best_candidate_id"))
+        rule = ""
+    scores = []
+    for cid in sorted(by_id):
+        c = by_id[cid]
+        n = len(c.val_scores)
+        mean = sum(c.val_scores.values()) / n if n else c.val_score
+        comp = comparisons.get(cid)
+        scores.append(
+            CandidateScore(
+                id=cid,
+                val_score=mean,
+                n=n,
+                ci=score_interval(mean, n),
+                wins=None if comp is None else int(comp["wins"]),
+                losses=None if comp is None else int(comp["losses"]),
+                p_value=None if comp is None else float(comp["p_value"]),
+                beats_seed=bool(comp and comp.get("beats_seed")),
+                chosen=cid == chosen,
+            )
+        )
+    kept = None
+    if chosen == seed_id and computed.highest_mean_id != seed_id:
+        kept = computed.highest_mean_id
+    proposals = record.read_proposals(rec.proposals)
+    return GuardView(
+        scores=tuple(scores),
+        rule=rule,
+        chosen_id=chosen,
+        kept_seed_over=kept,
+        proposals=tuple(
+            ProposalRow(
+                iteration=p.iteration,
+                parent_id=p.parent_id,
+                status=p.status,
+                reason=p.reason,
+                message=p.message,
+                degenerate=p.degenerate,
+                candidate_id=p.candidate_id,
+                proposed_text=p.proposed_text,
+                reflection_output=p.reflection_output,
+            )
+            for p in proposals
+        ),
+        saved_metric_calls=sum(p.saved_metric_calls for p in proposals),
+    )

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from core.errors import NotFoundError, ValidationError
+from core.optimization import record, registry
 from core.optimization import recorder as rec
-from core.optimization import registry
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_html, diff_stats, word_diff
+from core.views.runs import MetricRow
 
 __all__ = [
     "AliasChange",
@@ -46,7 +47,6 @@ Kind = Literal["judge", "prompt"]
 KINDS: tuple[str, ...] = ("judge", "prompt")
 RUN_EXPLORER_PATH = "run_explorer"
 _LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"
-_TEST_METRICS_ARTIFACT = "test_metrics.json"
 _MAX_LINKED_RUNS = 200
 
 
@@ -166,20 +166,6 @@ class VersionSide:
         d = asdict(self)
         d["run_link"] = self.run_link
         return d
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One metric of both versions, for a side-by-side table."""
-
-    metric: str
-    a: float | None
-    b: float | None
-
-    @property
-    def delta(self) -> float | None:
-        """``b - a`` when both are known."""
-        return None if self.a is None or self.b is None else self.b - self.a
 
 
 @dataclass(frozen=True)
@@ -319,22 +305,14 @@ def metrics_from_report(
 
 def _run_report(run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
     """The run's test ``(after, before)`` reports, or a reason they are missing."""
-    client = _client()
-    try:
-        text = rec.read_artifact_text(client, run_id, _TEST_METRICS_ARTIFACT)
-    except Exception:
-        text = None
-    if not text:
-        return None, None, f"run {run_id} recorded no {_TEST_METRICS_ARTIFACT}"
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None, None, f"run {run_id} has an unreadable {_TEST_METRICS_ARTIFACT}"
-    after = data.get("after")
-    if not after:
-        why = data.get("after_error") or data.get("note") or "no test score"
-        return None, data.get("before"), f"run {run_id}: {why}"
-    return after, data.get("before"), None
+    data = record.read_test_metrics(_client(), run_id)
+    if data is None:
+        return None, None, f"run {run_id} recorded no readable {record.TEST_METRICS}"
+    before = None if data.before is None else dict(data.before)
+    if not data.after:
+        why = data.after_error or data.note or "no test score"
+        return None, before, f"run {run_id}: {why}"
+    return dict(data.after), before, None
 
 
 def _run_info(run_id: str | None) -> tuple[str | None, str | None]:

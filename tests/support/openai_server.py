@@ -13,6 +13,9 @@ fault with that probability, the kind drawn uniformly from ``fault_kinds``; the 
 from a ``random.Random(seed)``, so the sequence of faults handed out is reproducible (which
 request gets which depends on thread timing). ``server.served()`` counts what was served.
 
+Answers can be scripted too: ``answer`` (a function of the request body) returns the text
+to answer a chat request with, or None to answer as the demo model does.
+
 Usage::
 
     with openai_server(faults=["429"]) as server:
@@ -32,7 +35,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -70,6 +73,8 @@ class LoopbackServer:
     """The kinds ``fault_rate`` draws from, uniformly."""
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answer: Callable[[dict], str | None] | None = None
+    """Scripted answers: request body -> text, or None for the demo model's answer."""
 
     def next_fault(self) -> str | None:
         with self.lock:
@@ -139,7 +144,7 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             if fault == "malformed":
                 return self._send(200, b'{"id": "x", "choices": [ this is not json')
             if self.path.rstrip("/").endswith("/chat/completions"):
-                return self._send(200, json.dumps(_chat(body)).encode())
+                return self._send(200, json.dumps(_chat(body, server.answer)).encode())
             if self.path.rstrip("/").endswith("/embeddings"):
                 return self._send(200, json.dumps(_embeddings(body)).encode())
             return self._error(404, "not_found", f"No route {self.path}")
@@ -147,8 +152,10 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _chat(body: dict) -> dict:
-    text = demo_answer(body.get("messages") or [], body.get("response_format"))
+def _chat(body: dict, answer: Callable[[dict], str | None] | None = None) -> dict:
+    text = answer(body) if answer is not None else None
+    if text is None:
+        text = demo_answer(body.get("messages") or [], body.get("response_format"))
     return {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
@@ -188,6 +195,7 @@ def openai_server(
     fault_kinds: tuple[str, ...] = TRANSIENT_FAULTS,
     seed: int = 0,
     hang_seconds: float = 2.0,
+    answer: Callable[[dict], str | None] | None = None,
 ) -> Iterator[LoopbackServer]:
     """Run a loopback OpenAI-compatible server for the duration of the ``with`` block.
 
@@ -197,6 +205,7 @@ def openai_server(
         fault_kinds: The kinds the random faults are drawn from (uniformly).
         seed: Seed of the random draws.
         hang_seconds: How long a ``"timeout"`` fault sleeps before answering.
+        answer: Scripted answers (request body -> text; None: the demo model's answer).
     """
     unknown = [f for f in [*(faults or []), *fault_kinds] if f not in FAULTS]
     if unknown:
@@ -212,6 +221,7 @@ def openai_server(
         fault_rate=fault_rate,
         fault_kinds=tuple(fault_kinds),
         rng=random.Random(seed),
+        answer=answer,
     )
     httpd.RequestHandlerClass = _handler(handle)
     thread = threading.Thread(

@@ -18,7 +18,6 @@ from core.views.runs import (
     build_test,
     load_run_view,
     metric_series,
-    normalize_candidates,
     read_artifacts,
     wins_and_losses,
 )
@@ -158,21 +157,6 @@ def test_depth_follows_the_longest_parent_chain_and_merges():
     assert cands[1].change_preview == "well"
     wl = wins_and_losses(cands, 1)
     assert [o.trace_id for o in wl.won] == ["a"] and [o.trace_id for o in wl.lost] == ["b"]
-
-
-def test_mlflow_gepa_candidates_are_keyed_by_trace_id():
-    raw = [
-        {
-            "idx": 0,
-            "iteration": 0,
-            "parent_ids": [],
-            "instructions": "x",
-            "val_score": 0.5,
-            "scores_by_example": {"0": 1.0, "1": 0.0},
-        }
-    ]
-    (c,) = normalize_candidates(raw, ["tr-a", "tr-b"])
-    assert c["id"] == 0 and c["val_scores"] == {"tr-a": 1.0, "tr-b": 0.0}
 
 
 def test_view_without_candidates_or_test_scores_says_why():

@@ -10,8 +10,18 @@ records (see :class:`RunTracker` for the details):
   ``completion_tokens``, ``cost_usd`` (only when a price is known), ``iteration_seconds``,
   ``iteration_llm_calls``, ``max_in_flight``, ``accepted``, ``cache_hits``,
   ``judge_failures`` (examples whose judge call failed after retries), ``judge_retries``;
-* artifacts ``candidates.json``, ``pareto.json``, ``lineage.json``, ``iterations.json``
-  and ``final_instructions.txt``, rewritten at every accepted candidate and iteration end.
+* artifacts ``candidates.json``, ``pareto.json``, ``lineage.json``, ``iterations.json``,
+  ``proposals.json`` (every reflection proposal: prompt, raw output, text, and whether it
+  was accepted, rejected by gepa's minibatch check, or rejected as degenerate by the
+  proposal guard before any evaluation) and ``final_instructions.txt``, rewritten at every
+  accepted candidate and iteration end; metrics ``degenerate_proposals`` and
+  ``saved_metric_calls`` (judge evaluations the guard saved).
+
+Proposals go through the proposal guard (:mod:`core.optimization.guards`, hooked in as
+gepa's ``reflection_strategy``: :class:`GuardedReflection`). The result is chosen by the
+noise-aware rule of :mod:`core.optimization.selection` (the highest validation mean among
+candidates that beat the seed in a paired sign test on validation, else the seed); the
+decision and its paired numbers are in the outcome's ``extra["selection"]``.
 
 Recording never holds up the search: metrics, artifacts, the resumable state files and
 heartbeats are handed to one background writer thread (:class:`_Writer`) that writes them
@@ -34,17 +44,32 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.models.completion import complete
 from core.models.usage import UsageWindow, track_usage
-from core.optimization.gepa_adapter import COMPONENT, JudgeAdapter
+from core.optimization import record
+from core.optimization.gepa_adapter import COMPONENT, GuardedReflection, JudgeAdapter, ProposalLog
 from core.optimization.judging import JudgeEvaluator, VerdictCache, build_judge
+from core.optimization.selection import Selection, select_candidate
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
+
+if TYPE_CHECKING:
+    from gepa.core.callbacks import (
+        CandidateAcceptedEvent,
+        CandidateRejectedEvent,
+        CandidateSelectedEvent,
+        EvaluationEndEvent,
+        IterationEndEvent,
+        IterationStartEvent,
+        OptimizationEndEvent,
+        ValsetEvaluatedEvent,
+    )
 
 _log = logging.getLogger(__name__)
 CACHE_FILE = "judge_cache.json"
 ITERATIONS_FILE = "gepa_iterations.json"
+PROPOSALS_FILE = "gepa_proposals.json"
 
 
 class _Writer:
@@ -203,6 +228,9 @@ class RunTracker:
         self._iter_usage_start = 0
         self._iter_outcome: dict[str, Any] = {}
         self.writer = _Writer()
+        self.proposals = ProposalLog(
+            record.read_proposals(_read_json(work_dir / PROPOSALS_FILE, []))
+        )
 
     # --- candidate registry ------------------------------------------------------------
 
@@ -249,9 +277,18 @@ class RunTracker:
             )
         self.metric_calls = max(self.metric_calls, int(state.total_num_evals))
 
+    def selection(self) -> Selection:
+        """The noise-aware choice among the candidates so far (see
+        :mod:`core.optimization.selection`)."""
+        return select_candidate({i: c["val_scores"] for i, c in self.candidates.items()})
+
     def best_id(self) -> int:
-        """Candidate with the best validation mean; ties go to the earliest."""
-        return min(self.candidates, key=lambda i: (-self.candidates[i]["val_score"], i))
+        """The candidate the run returns: :meth:`selection`'s choice."""
+        return self.selection().chosen_id
+
+    def highest_val_score(self) -> float:
+        """The highest validation mean of any candidate (what gepa's search sees)."""
+        return max(c["val_score"] for c in self.candidates.values())
 
     def pareto(self) -> dict[str, Any]:
         """Per-example frontier and the non-dominated candidates (gepa's definition)."""
@@ -285,37 +322,16 @@ class RunTracker:
         if not self.candidates:
             return
         rec = self.recorder
-        ordered = [self.candidates[i] for i in sorted(self.candidates)]
-        payloads: list[tuple[str, Any]] = [
-            ("candidates.json", ordered),
-            ("pareto.json", self.pareto()),
-        ]
-        payloads.append(
-            (
-                "lineage.json",
-                {
-                    "nodes": [
-                        {
-                            "id": c["id"],
-                            "val_score": c["val_score"],
-                            "iteration": c["iteration"],
-                            "template": c["template"],
-                        }
-                        for c in ordered
-                    ],
-                    "edges": [
-                        {"parent": p, "child": c["id"]} for c in ordered for p in c["parent_ids"]
-                    ],
-                },
-            )
-        )
-        payloads.append(("iterations.json", [self.iterations[k] for k in sorted(self.iterations)]))
+        # Typed once here, so what the Run explorer reads back is what was written.
+        cands = record.candidates_from_list(self.candidates[i] for i in sorted(self.candidates))
+        pareto = record.Pareto.from_dict(self.pareto())
+        iterations = [self.iterations[k] for k in sorted(self.iterations)]
         final = self.candidates[self.best_id()]["instructions"]
+        proposals = self.proposals.snapshot()
 
         def write() -> None:
-            for name, obj in payloads:
-                rec.log_json(name, obj)
-            rec.log_text("final_instructions.txt", final)
+            record.write_search(rec, cands, pareto, iterations, final)
+            record.write_proposals(rec, proposals)
 
         self.writer.put_latest("artifacts", write)
 
@@ -326,8 +342,12 @@ class RunTracker:
     def save_state(self) -> None:
         """Write the resumable state (iteration log, verdict cache) to the work folder."""
         log = [self.iterations[k] for k in sorted(self.iterations)]
+        proposals = [p.to_dict() for p in self.proposals.snapshot()]
         cache = self.adapter.evaluator.cache
         self.writer.put_latest("state", lambda: _write_json(self.work_dir / ITERATIONS_FILE, log))
+        self.writer.put_latest(
+            "proposals", lambda: _write_json(self.work_dir / PROPOSALS_FILE, proposals)
+        )
         self.writer.put_latest(
             "cache", lambda: _write_json(self.work_dir / CACHE_FILE, cache.to_json())
         )
@@ -367,7 +387,7 @@ class RunTracker:
 
     # --- gepa callbacks ----------------------------------------------------------------
 
-    def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+    def on_valset_evaluated(self, event: ValsetEvaluatedEvent) -> None:
         it = int(event["iteration"])
         idx = int(event["candidate_idx"])
         self._add(
@@ -378,7 +398,7 @@ class RunTracker:
             it,
         )
         pareto = self.pareto()
-        best = self.candidates[self.best_id()]["val_score"]
+        best = self.highest_val_score()
         metrics = {
             "val_score": float(event["average_score"]),
             "best_val_score": best,
@@ -413,23 +433,36 @@ class RunTracker:
         metrics.update(self._evaluator_metrics())
         metrics["metric_calls"] = float(self.metric_calls)
 
-    def on_iteration_start(self, event: dict[str, Any]) -> None:
+    def on_iteration_start(self, event: IterationStartEvent) -> None:
         self.sync_state(event["state"])
         self.adapter.take_rounds()
         self._iter_started = time.monotonic()
         self._iter_usage_start = self.usage.current(settle=False).calls
         self._iter_outcome = {"accepted": False}
 
-    def on_candidate_selected(self, event: dict[str, Any]) -> None:
+    def on_candidate_selected(self, event: CandidateSelectedEvent) -> None:
         self._iter_outcome["parent_id"] = int(event["candidate_idx"])
+        self.proposals.begin(int(event["iteration"]), int(event["candidate_idx"]))
 
-    def on_candidate_accepted(self, event: dict[str, Any]) -> None:
+    def on_evaluation_end(self, event: EvaluationEndEvent) -> None:
+        # Only the parent's minibatch evaluation has an index (a child is not in the pool).
+        if event["candidate_idx"] is not None:
+            self.proposals.parent_scored(float(sum(event["scores"])))
+
+    def on_candidate_accepted(self, event: CandidateAcceptedEvent) -> None:
         self._iter_outcome.update(accepted=True, new_candidate_id=int(event["new_candidate_idx"]))
+        self.proposals.accepted(
+            int(event["iteration"]), int(event["new_candidate_idx"]), float(event["new_score"])
+        )
 
-    def on_candidate_rejected(self, event: dict[str, Any]) -> None:
-        self._iter_outcome.update(accepted=False, reason=str(event.get("reason", "")))
+    def on_candidate_rejected(self, event: CandidateRejectedEvent) -> None:
+        reason = str(event.get("reason", ""))
+        self._iter_outcome.update(accepted=False, reason=reason)
+        self.proposals.rejected(
+            int(event["iteration"]), float(event["old_score"]), float(event["new_score"]), reason
+        )
 
-    def on_iteration_end(self, event: dict[str, Any]) -> None:
+    def on_iteration_end(self, event: IterationEndEvent) -> None:
         it = int(event["iteration"])
         state = event["state"]
         self.sync_state(state)
@@ -437,6 +470,9 @@ class RunTracker:
         seconds = time.monotonic() - self._iter_started
         usage = self._usage_metrics(settle=False)
         self.last_iteration = max(self.last_iteration, it)
+        degenerate = [p for p in self.proposals.of_iteration(it) if p.degenerate]
+        if degenerate and not self._iter_outcome.get("accepted"):
+            self._iter_outcome.update(degenerate=True, reason=degenerate[0].message)
         self.iterations[it] = {
             "iteration": it,
             "kind": "reflective_mutation",
@@ -452,6 +488,8 @@ class RunTracker:
             "iteration_seconds": seconds,
             "iteration_llm_calls": float(self.iterations[it]["llm_calls"]),
             "accepted": 1.0 if self._iter_outcome.get("accepted") else 0.0,
+            "degenerate_proposals": float(self.proposals.degenerate()),
+            "saved_metric_calls": float(self.proposals.saved_metric_calls()),
             **usage,
             **self._evaluator_metrics(),
         }
@@ -460,7 +498,7 @@ class RunTracker:
         self.write_artifacts()
         self.recorder.heartbeat()
 
-    def on_optimization_end(self, event: dict[str, Any]) -> None:
+    def on_optimization_end(self, event: OptimizationEndEvent) -> None:
         self.sync_state(event["final_state"])
 
 
@@ -473,14 +511,16 @@ def _value_range(examples: list[Example], value_type: str) -> float | None:
 
 
 def _optimize(gepa, settings, spec, train, val, adapter, stopper, tracker, run_dir) -> Any:
+    seed = {COMPONENT: spec.instructions}
+    reflection = _ReflectionLM(
+        settings.reflection_model, adapter, base_url=settings.reflection_base_url
+    )
     return gepa.optimize(
-        seed_candidate={COMPONENT: spec.instructions},
+        seed_candidate=seed,
         trainset=train,
         valset=val,
         adapter=adapter,
-        reflection_lm=_ReflectionLM(
-            settings.reflection_model, adapter, base_url=settings.reflection_base_url
-        ),
+        reflection_strategy=GuardedReflection(reflection, seed, tracker.proposals),
         reflection_minibatch_size=settings.minibatch_size,
         max_metric_calls=settings.budget(len(train)),
         stop_callbacks=[stopper],
@@ -507,7 +547,9 @@ def run(
         recorder: Where progress goes; ``recorder.work_dir`` holds the resumable state.
 
     Returns:
-        The best candidate by validation mean (ties: the earliest), as an MLflow judge.
+        The candidate chosen by the noise-aware rule (:mod:`core.optimization.selection`:
+        the highest validation mean among those that beat the seed in a paired sign test;
+        otherwise the seed), as an MLflow judge.
 
     Raises:
         CredentialsError: A model's key is missing or rejected (the run stops).
@@ -546,7 +588,8 @@ def run(
         tracker.close()
         totals = usage.current()
 
-    best = tracker.candidates[tracker.best_id()]
+    selection = tracker.selection()
+    best = tracker.candidates[selection.chosen_id]
     seed_score = tracker.candidates[0]["val_score"]
     return AlignmentOutcome(
         optimizer="gepa",
@@ -568,6 +611,10 @@ def run(
                 1 for c in tracker.candidates.values() if c["template"] == "rejected"
             ),
             "failed_judge_calls": evaluator.stats.failed,
+            "selection": selection.to_dict(),
+            "proposals": len(tracker.proposals.snapshot()),
+            "degenerate_proposals": tracker.proposals.degenerate(),
+            "saved_metric_calls": tracker.proposals.saved_metric_calls(),
             "cache": cache.stats(),
             "judge_calls": evaluator.stats.to_dict(),
             "usage": totals.to_dict(),

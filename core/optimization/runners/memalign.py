@@ -44,6 +44,7 @@ from typing import Any
 from core.models import demo_stats
 from core.models.secrets import redact
 from core.models.usage import usage_snapshot
+from core.optimization import record
 from core.optimization.mlflow_judge import fetch_traces, seed_judge
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
 
@@ -168,8 +169,7 @@ def run(
 
     found = guidelines(judge) if is_memalign(judge) else []
     memory = episodes(judge) if is_memalign(judge) else []
-    recorder.log_json("guidelines.json", found)
-    recorder.log_json("episodes.json", memory)
+    record.write_memalign(recorder, found, memory)
     return AlignmentOutcome(
         optimizer="memalign",
         instructions=judge.instructions,

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from core.errors import NotFoundError, ValidationError
+from core.optimization import record
 from core.optimization.engine import AlignmentResult, load_settings, run_alignment
 from core.optimization.registry import JudgeVersion, list_versions, load_version
 from core.optimization.runners import memalign as memalign_runner
@@ -41,8 +42,7 @@ def _outcome(
 ) -> AlignmentOutcome:
     found = memalign_runner.guidelines(judge)
     memory = memalign_runner.episodes(judge)
-    recorder.log_json("guidelines.json", found)
-    recorder.log_json("episodes.json", memory)
+    record.write_memalign(recorder, found, memory)
     recorder.log_metrics(
         {"memalign_guidelines": float(len(found)), "memalign_episodes": float(len(memory))},
         step=1,
@@ -104,7 +104,7 @@ def unalign(
         s: AlignmentSettings, train: list[Example], val: list[Example], recorder: RunRecorder
     ) -> AlignmentOutcome:
         judge = load_version(experiment_id, judge_name, base.version)
-        recorder.log_json("unaligned_traces.json", ids)
+        record.write_unaligned(recorder, ids)
         return _outcome(memalign_runner.unalign(judge, ids), recorder, base, "unalign")
 
     return run_alignment(settings, runner=runner)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.models import demo_stats
+from core.optimization import record
 from core.optimization.mlflow_judge import fetch_traces, seed_judge
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
 
@@ -107,6 +108,28 @@ class GepaEvents:
                 },
                 step=int(event["iteration"]),
             )
+
+    def as_candidates(self, example_ids: list[str]) -> list[record.Candidate]:
+        """The scored candidates as run-record candidates, per-example scores keyed by
+        trace id (MLflow's GEPA keys them by position in the examples it was given)."""
+        out: dict[int, record.Candidate] = {}
+        for c in self.candidates:
+            scores = {}
+            for k, v in c["scores_by_example"].items():
+                pos = int(k)
+                scores[example_ids[pos] if 0 <= pos < len(example_ids) else str(k)] = float(v)
+            out.setdefault(
+                c["idx"],
+                record.Candidate(
+                    id=c["idx"],
+                    parent_ids=tuple(int(p) for p in c["parent_ids"]),
+                    instructions=c["instructions"],
+                    val_score=c["val_score"],
+                    val_scores=scores,
+                    iteration=c["iteration"],
+                ),
+            )
+        return [out[k] for k in sorted(out)]
 
     def on_budget_updated(self, event: dict[str, Any]) -> None:
         """Budget spent so far."""
@@ -199,9 +222,11 @@ def run_mlflow_gepa(
         "instructions_changed": judge.instructions.strip() != settings.judge.instructions.strip(),
         **usage.metrics(),
     }
-    recorder.log_json("candidates.json", events.candidates)
-    recorder.log_json("proposals.json", events.proposals)
-    recorder.log_json("mlflow_gepa.json", totals)
+    # dspy validates on the traces it was given, in order: position i is examples[i].
+    ids = [e.trace_id for e in examples]
+    record.write_candidates(recorder, events.as_candidates(ids))
+    record.write_raw_proposals(recorder, events.proposals)
+    record.write_baseline_totals(recorder, "mlflow-gepa", totals)
     recorder.log_metrics(
         {"metric_calls": float(events.metric_calls), **usage.metrics()}, step=events.iterations
     )
@@ -339,7 +364,7 @@ def run_simba(
         "instructions_changed": judge.instructions.strip() != settings.judge.instructions.strip(),
         **usage.metrics(),
     }
-    recorder.log_json("simba.json", {**totals, **details})
+    record.write_baseline_totals(recorder, "simba", {**totals, **details})
     recorder.log_metrics(
         {"metric_calls": float(metric.calls), **usage.metrics()}, step=plan["max_steps"]
     )
