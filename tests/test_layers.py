@@ -52,7 +52,7 @@ def test_each_core_package_imports_only_the_layers_below_it():
     offenders = []
     for path in sorted((ROOT / "core").rglob("*.py")):
         pkg = _package_of(path)
-        if pkg in {"__init__"}:
+        if pkg in {"__init__", "_lazy"}:
             continue  # the package front re-exports; _lazy is its helper
         assert pkg in ALLOWED, f"{pkg} (from {path}) has no row in ALLOWED / ARCHITECTURE.md"
         # _lazy (the lazy package-front helper) is stdlib-only, so any front may use it.
