@@ -109,14 +109,16 @@ def _concurrent_key(run_id: str) -> str:
 
 
 def _confirmed_alongside(crit) -> bool:
-    """True when the user ticked "Run another alongside it" for the newest active run.
+    """True when the user ticked "Run another alongside it" for exactly the runs now active.
 
-    The box is keyed by that run, so the confirmation names what the user saw: the second
-    click of a double click re-sends the ticked box of the run before, which confirms
-    nothing about the run the first click just started.
+    The box is keyed by the newest run the page showed, and the confirmation holds only
+    while the active runs are the ones the page showed: the second click of a double click
+    re-sends the ticked box of the run before, which confirms nothing about the run the
+    first click just started (whether or not the page has been drawn again since).
     """
-    active = jobs.active_runs(ctx.experiment_id, crit.name)
-    return bool(active) and bool(ss.get(_concurrent_key(active[-1].run_id)))
+    seen = list(ss.get("align_active_seen") or ())
+    now = {j.run_id for j in jobs.active_runs(ctx.experiment_id, crit.name)}
+    return bool(seen) and now == set(seen) and bool(ss.get(_concurrent_key(seen[0])))
 
 
 def _cancel(run_id: str) -> None:
@@ -257,6 +259,8 @@ with st.form("align_form", border=True):
             placeholder="Everyone's labels",
             help="Align on some reviewers' labels only (e.g. when reviewers disagree).",
         )
+    # What the confirmation below is about (newest first), for _confirmed_alongside.
+    ss["align_active_seen"] = [j.run_id for j in active]
     if active:
         st.warning(
             f"A {active[0].optimizer} run for **{crit.name}** is {active[0].status} (run "
