@@ -482,8 +482,10 @@ st.selectbox(
     key="align_watch",
     placeholder="Pick a run to watch",
     on_change=_watch,
+    # No status in the label: the browser keeps a keyed selectbox's option labels from an
+    # earlier run of the page, so a status there goes stale (the table above has it).
     format_func=lambda r: (
         f"{when(by_id[r].started, seconds=True)} · {by_id[r].optimizer} · {by_id[r].judge_name} · "
-        f"{by_id[r].status} · {r[:8]}"
+        f"{r[:8]}"
     ),
 )
