@@ -300,11 +300,7 @@ with st.form("align_form", border=True):
         m[0].metric(
             "Labeled: train / val / test", f"{check.n_train} / {check.n_val} / {check.n_test}"
         )
-        if optimizer == "memalign":
-            # Its distillation spends no judge calls: a number here would promise a cap.
-            m[1].metric("Budget", "not used", help="MemAlign spends no judge calls aligning.")
-        else:
-            m[1].metric("Budget", f"{check.budget:,} calls")
+        m[1].metric("Budget", f"{check.budget:,} calls")
         m[2].metric("Estimated LLM calls", f"~{check.llm_calls:,}", help=check.explanation)
         m[3].metric(
             "Estimated time",
