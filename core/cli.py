@@ -307,7 +307,9 @@ def _cmd_unalign(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``alignboard`` command."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON object")
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON object on the last line"
+    )
 
     parser = argparse.ArgumentParser(
         prog="alignboard",
@@ -343,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--experiment", required=True)
     p.add_argument("--kind", choices=["pass_fail", "categorical", "numeric"], default="pass_fail")
-    p.add_argument("--instructions", help="judge instructions with {{ inputs }} / {{ outputs }}")
+    p.add_argument(
+        "--instructions",
+        help="judge instructions; {{ inputs }} / {{ outputs }} are added to the judge if missing",
+    )
     p.add_argument("--instructions-file")
     p.add_argument("--options", help="comma-separated categories")
     p.add_argument("--min", type=float)
@@ -387,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minibatch-size", type=int, default=3)
     p.add_argument("--retrieval-k", type=int, default=5, help="memalign: examples retrieved")
     p.add_argument("--embedding-model", default="demo:/embed", help="memalign embeddings")
-    p.add_argument("--instructions-file", help="seed instructions (default: the criterion's)")
+    p.add_argument(
+        "--instructions-file",
+        help="seed instructions, used as written (default: the criterion's, variables added)",
+    )
     p.add_argument("--reviewer", action="append", help="only these reviewers' labels")
     p.add_argument("--detach", action="store_true", help="run as a background job")
     p.add_argument(

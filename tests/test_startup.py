@@ -118,25 +118,12 @@ def test_worker_runs_a_queued_run_to_the_end(store_uri):
     from mlflow import MlflowClient
 
     from core.io.demo_seed import seed_demo
-    from core.labeling.criteria import get_criterion
     from core.optimization import recorder as rec
     from core.optimization.engine import create_run
-    from core.optimization.spec import AlignmentSettings, JudgeSpec
+    from tests.optimization.demo_examples import demo_settings
 
     experiment_id = seed_demo("demo").experiment_id
-    crit = get_criterion(experiment_id, "support_quality")
-    settings = AlignmentSettings(
-        experiment_id=experiment_id,
-        judge=JudgeSpec(
-            name=crit.name,
-            instructions=crit.instructions,
-            value_type=crit.kind,
-            model="demo:/judge",
-            options=tuple(crit.options),
-        ),
-        optimizer="memalign",
-        reflection_model="demo:/reflect",
-    )
+    settings = demo_settings(experiment_id, "memalign")
     run_id = create_run(settings, status="queued")
     proc = subprocess.run(
         [sys.executable, "-m", "core.optimization.worker", run_id],
@@ -178,28 +165,13 @@ def test_sigterm_to_a_launched_job_records_it_interrupted(store_uri, monkeypatch
     import signal
 
     from core.io.demo_seed import seed_demo
-    from core.labeling.criteria import get_criterion
-    from core.optimization.spec import AlignmentSettings, JudgeSpec
+    from tests.optimization.demo_examples import demo_settings
     from tests.support.waiting import wait_for
 
     monkeypatch.setenv("ALIGNBOARD_DEMO_LATENCY_MS", "100")
     monkeypatch.setenv("ALIGNBOARD_HEARTBEAT_INTERVAL_S", "0.5")
     experiment_id = seed_demo("demo").experiment_id
-    crit = get_criterion(experiment_id, "support_quality")
-    settings = AlignmentSettings(
-        experiment_id=experiment_id,
-        judge=JudgeSpec(
-            name=crit.name,
-            instructions=crit.instructions,
-            value_type=crit.kind,
-            model="demo:/judge",
-            options=tuple(crit.options),
-        ),
-        optimizer="gepa",
-        reflection_model="demo:/reflect",
-        max_metric_calls=300,
-        workers=2,
-    )
+    settings = demo_settings(experiment_id, "gepa", max_metric_calls=300, workers=2)
     run_id = jobs.launch(settings)
     running = wait_for(lambda: _status_if(run_id, lambda s: s.status == "running"), 120, "run")
     os.kill(running.pid, signal.SIGTERM)

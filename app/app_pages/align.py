@@ -24,6 +24,25 @@ from core.views.formatting import duration, number, when
 from core.views.overview import DEMO_NOTE
 from core.views.runs import metric_series, run_verdict
 
+# The advanced section's model servers: (label, session key, what the server serves).
+_BASE_URL_INPUTS = (
+    (
+        "Judge model base URL",
+        "align_base_url",
+        "An OpenAI-compatible server (vLLM, llama.cpp) serving the judge model.",
+    ),
+    (
+        "Reflection model base URL",
+        "align_reflection_base_url",
+        "An OpenAI-compatible server serving the reflection model.",
+    ),
+    (
+        "Embedding model base URL",
+        "align_embedding_base_url",
+        "MemAlign: an OpenAI-compatible server serving the embedding model.",
+    ),
+)
+
 ctx = shell.require_context()
 ss = st.session_state
 init_page_state(
@@ -213,25 +232,8 @@ with st.form("align_form", border=True):
         "but not registered.",
     )
     with st.expander("Advanced: model servers, embeddings, reviewers"):
-        servers = st.columns(3)
-        servers[0].text_input(
-            "Judge model base URL",
-            key="align_base_url",
-            placeholder="http://localhost:8000/v1",
-            help="An OpenAI-compatible server (vLLM, llama.cpp) serving the judge model.",
-        )
-        servers[1].text_input(
-            "Reflection model base URL",
-            key="align_reflection_base_url",
-            placeholder="http://localhost:8000/v1",
-            help="An OpenAI-compatible server serving the reflection model.",
-        )
-        servers[2].text_input(
-            "Embedding model base URL",
-            key="align_embedding_base_url",
-            placeholder="http://localhost:8000/v1",
-            help="MemAlign: an OpenAI-compatible server serving the embedding model.",
-        )
+        for column, (label, key, serves) in zip(st.columns(3), _BASE_URL_INPUTS, strict=True):
+            column.text_input(label, key=key, placeholder="http://localhost:8000/v1", help=serves)
         memory = st.columns([2, 1, 1])
         memory[0].text_input(
             "Embedding model",
@@ -480,8 +482,10 @@ st.selectbox(
     key="align_watch",
     placeholder="Pick a run to watch",
     on_change=_watch,
+    # No status in the label: the browser keeps a keyed selectbox's option labels from an
+    # earlier run of the page, so a status there goes stale (the table above has it).
     format_func=lambda r: (
         f"{when(by_id[r].started, seconds=True)} · {by_id[r].optimizer} · {by_id[r].judge_name} · "
-        f"{by_id[r].status} · {r[:8]}"
+        f"{r[:8]}"
     ),
 )

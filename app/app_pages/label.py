@@ -62,12 +62,30 @@ lists = [*queues, ALL_TRACES]
 if ss.get("label_queue") not in lists:
     ss["label_queue"] = lists[0]
 crit_names = [c.name for c in crits]
+
+
+def _follow_queue() -> None:
+    """Pick the work list's own criterion when the chosen one is not among those it asks for."""
+    asked = [
+        c for c in data.queue_criteria(ctx.experiment_id, ss["label_queue"]) if c in crit_names
+    ]
+    if asked and ss.get("label_criterion") not in asked:
+        ss["label_criterion"] = asked[0]
+
+
 if ss.get("label_criterion") not in crit_names:
     ss["label_criterion"] = crit_names[0]
+    # A first visit opens the default work list with a criterion it accepts.
+    _follow_queue()
 
 
 def _reset_position() -> None:
     ss["label_trace"] = None
+
+
+def _change_work_list() -> None:
+    _reset_position()
+    _follow_queue()
 
 
 # A linked trace is resolved before the widgets are drawn, since it may switch the work
@@ -90,7 +108,7 @@ top[0].selectbox(
     lists,
     key="label_queue",
     format_func=lambda q: q or "All traces",
-    on_change=_reset_position,
+    on_change=_change_work_list,
 )
 top[1].selectbox("Criterion", crit_names, key="label_criterion", on_change=_reset_position)
 top[2].toggle(

@@ -11,7 +11,7 @@ from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.io.uploads import UploadPreview, export_bytes, import_upload
 from core.labeling.criteria import display_value
-from core.views.formatting import duration, when_ms
+from core.views.formatting import duration, preview_text, when_ms
 
 PAGE_SIZE = 25
 SHOW = {"All": None, "Unlabeled": False, "Labeled": True}
@@ -87,8 +87,8 @@ rows = [
     {
         "trace": r.trace_id,
         "time": when_ms(r.timestamp_ms, utc=True),
-        "request": r.request_preview[:200],
-        "response": r.response_preview[:200],
+        "request": preview_text(r.request_preview)[:200],
+        "response": preview_text(r.response_preview)[:200],
         "labels": ", ".join(
             f"{who}: {display_value(crit, v) if crit else v}" for who, v in sorted(r.labels.items())
         ),

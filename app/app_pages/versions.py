@@ -175,9 +175,15 @@ if rows and cmp.a.metrics and cmp.b.metrics:
         [
             {
                 "metric": r.metric,
-                f"v{cmp.a.version}": r.a,
-                f"v{cmp.b.version}": r.b,
-                "B - A": r.delta,
+                # Counts read as counts, scores with the Run explorer's three decimals.
+                **{
+                    head: number(v, digits=0 if r.metric == "test traces" else 3)
+                    for head, v in (
+                        (f"v{cmp.a.version}", r.a),
+                        (f"v{cmp.b.version}", r.b),
+                        ("B - A", r.delta),
+                    )
+                },
             }
             for r in rows
         ],

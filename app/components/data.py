@@ -13,6 +13,7 @@ import time
 
 import streamlit as st
 
+from core.errors import NotFoundError
 from core.io.uploads import UploadPreview, preview_upload
 from core.labeling.criteria import Criterion, list_criteria
 from core.labeling.queues import Queue
@@ -80,6 +81,16 @@ def demo_uses(experiment_id: str) -> list[str]:
 def queues_for(experiment_id: str, reviewer: str) -> list[str]:
     """Queue names to offer a reviewer (their own first)."""
     return work_lists(experiment_id, reviewer)
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def queue_criteria(experiment_id: str, queue: str) -> list[str]:
+    """The criteria a queue asks for (none for "All traces" or a queue that is gone)."""
+    try:
+        found = resolve_queue(experiment_id, queue)
+    except NotFoundError:
+        return []
+    return list(found.criteria) if found is not None else []
 
 
 # --- Label page: work lists and what each reviewer has done ------------------------------

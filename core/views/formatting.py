@@ -1,4 +1,4 @@
-"""How the pages write numbers, percentages, timestamps, intervals and durations.
+"""How the pages write numbers, percentages, timestamps, intervals, durations and previews.
 
 One function per idea, so every page shows the same value the same way. Pure: no
 Streamlit, so the exact strings are unit-tested without a browser.
@@ -6,7 +6,9 @@ Streamlit, so the exact strings are unit-tested without a browser.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -126,3 +128,39 @@ def duration(seconds: float, digits: int = 1, *, approx: bool = False) -> str:
     if approx:
         return f"~{seconds:,.0f} s" if seconds >= 1 else "< 1 s"
     return f"{seconds:.{digits}f} s"
+
+
+def preview_text(preview: str | None) -> str:
+    """A trace's request or response preview as the words a person reads.
+
+    MLflow previews a root span's dict inputs or outputs as JSON (``{"response": "Yes,
+    ..."}``), truncated at its preview length; a dict with one text field reads as that
+    text. Anything else is returned as it is.
+
+    Args:
+        preview: MLflow's ``request_preview`` or ``response_preview``; None is empty.
+
+    Returns:
+        The text of a one-field JSON object (or of a JSON string), else ``preview``.
+    """
+    text = (preview or "").strip()
+    if not text.startswith(("{", '"')):
+        return preview or ""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        # Truncated by MLflow: unwrap the first string field as far as it goes.
+        match = _ONE_FIELD.match(text)
+        if match is None:
+            return preview or ""
+        body = match.group(1)
+        try:
+            return str(json.loads(f'"{body}"'))
+        except ValueError:
+            return body.replace('\\"', '"').replace("\\n", "\n")
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))
+    return value if isinstance(value, str) else preview or ""
+
+
+_ONE_FIELD = re.compile(r'^\{\s*"[^"\\]*"\s*:\s*"((?:[^"\\]|\\.)*)', re.DOTALL)

@@ -320,3 +320,11 @@ def test_agreement_page_scores_a_registered_version_and_compares_it(demo_store):
     predicted = at.selectbox(key="agree_predicted")
     assert predicted.value.name == f"support_quality/v{version}"
     assert {m.label for m in at.metric} >= {"TPR", "TNR"}
+
+
+def test_traces_page_shows_the_response_text_not_its_json(demo_store):
+    at = _page(_app("maria.chen"), "traces")
+    _ok(at)
+    responses = list(at.dataframe[0].value["response"])
+    assert responses and all(r and not r.lstrip().startswith("{") for r in responses), responses
+    assert any("merino" in r.lower() for r in responses)

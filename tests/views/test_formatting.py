@@ -14,6 +14,7 @@ from core.views.formatting import (
     interval,
     number,
     percent,
+    preview_text,
     when,
     when_ms,
 )
@@ -129,3 +130,21 @@ def test_interval_from_a_bootstrap_confidence_interval():
 )
 def test_duration_measured_and_estimated(seconds, kwargs, expected):
     assert duration(seconds, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("preview", "expected"),
+    [
+        ('{"response": "Yes, within 30 days."}', "Yes, within 30 days."),
+        # MLflow cuts long previews mid-string: the text still reads, escapes undone.
+        ('{"response": "It is \\"soft\\",\\nand warm', 'It is "soft",\nand warm'),
+        ('"just a string"', "just a string"),
+        ("Where is my order?", "Where is my order?"),
+        ('{"question": "a", "context": "b"}', '{"question": "a", "context": "b"}'),
+        ('{"n": 3}', '{"n": 3}'),
+        ("{not json", "{not json"),
+        (None, ""),
+    ],
+)
+def test_preview_text_unwraps_a_one_field_json_preview(preview, expected):
+    assert preview_text(preview) == expected
