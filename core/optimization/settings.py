@@ -185,32 +185,6 @@ def build_settings(
     )
 
 
-def alignment_settings(
-    experiment_id: str,
-    criterion: Criterion,
-    *,
-    instructions: str,
-    optimizer: str,
-    model: str = DEFAULT_JUDGE_MODEL,
-    reflection_model: str = DEFAULT_REFLECTION_MODEL,
-    max_metric_calls: int | None = None,
-    workers: int = 8,
-    seed: int = 0,
-) -> AlignmentSettings:
-    """Settings for aligning ``criterion``'s judge (kept for callers; see :func:`build_settings`)."""
-    return build_settings(
-        experiment_id,
-        criterion,
-        optimizer=optimizer,
-        instructions=instructions,
-        model=model,
-        reflection_model=reflection_model,
-        max_metric_calls=max_metric_calls,
-        workers=workers,
-        seed=seed,
-    )
-
-
 @dataclass(frozen=True)
 class AlignmentCheck:
     """What the Align page shows before launch."""

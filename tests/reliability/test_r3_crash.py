@@ -31,7 +31,7 @@ from core.labeling.criteria import get_criterion
 from core.labeling.labels import current_labels
 from core.optimization import jobs
 from core.optimization import recorder as rec
-from core.optimization.settings import alignment_settings, starting_points
+from core.optimization.settings import build_settings, starting_points
 from core.store import config
 from tests.support.waiting import wait_for
 
@@ -128,7 +128,7 @@ def test_killed_job_shows_interrupted_within_30s_and_resumes_without_touching_la
     experiment_id = demo_store
     monkeypatch.setenv("ALIGNBOARD_DEMO_LATENCY_MS", LATENCY_MS)
     crit = get_criterion(experiment_id, CRITERION)
-    settings = alignment_settings(
+    settings = build_settings(
         experiment_id,
         crit,
         instructions=starting_points(experiment_id, crit)[0].instructions,
