@@ -208,7 +208,17 @@ class AlignmentOutcome:
     """Examples whose judge call failed after retries."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Optimizer-specific results (e.g. MemAlign guidelines), JSON-ready."""
+    candidate: dict[str, str] = field(default_factory=dict)
+    """The best candidate as named text components, from a runner that works on any task
+    (the generic ``gepa``); empty from a judge-only runner, whose result is ``judge``."""
+
+    def best_candidate(self, component: str = "instructions") -> dict[str, str]:
+        """The best candidate's components (``{component: instructions}`` when the runner
+        gave none)."""
+        return dict(self.candidate) or {component: self.instructions}
 
 
-#: Every optimizer module exposes ``run(settings, train, val, recorder) -> AlignmentOutcome``.
+#: A judge runner: ``run(settings, train, val, recorder) -> AlignmentOutcome``. Every optimizer
+#: of judge alignment exposes one; the judge task adapts it to the engine's
+#: :data:`core.optimization.task.TaskRunner` (which takes a task instead of settings).
 Runner = Callable[[AlignmentSettings, list[Example], list[Example], RunRecorder], AlignmentOutcome]
