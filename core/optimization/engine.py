@@ -424,7 +424,7 @@ def _run(
         final_text=final_text,
     )
     result = task.result(summary, held_out, version, verdict)
-    record.write_result(recorder, result)
+    record.write_result(recorder, result.to_dict())
     recorder.set_status(status)
     return result
 
