@@ -277,12 +277,13 @@ def run_alignment(
     """
     from core.optimization.judge_task import JudgeTask
 
-    return run_optimization(
+    result: AlignmentResult = run_optimization(
         JudgeTask(settings, judge_runner=runner),
         run_id=run_id,
         resume=resume,
         allow_concurrent=allow_concurrent,
     )
+    return result
 
 
 def run_optimization(

@@ -271,22 +271,46 @@ class OptimizationTask(Protocol):
     :meth:`artifact` and the search attributes.
     """
 
-    kind: str
-    """What is optimized: ``judge`` (judge alignment) or, later, ``prompt``."""
-    optimizer: str
-    """The optimizer's name (a key of :data:`core.optimization.engine.RUNNERS`)."""
-    register_if_worse: bool
-    """Register even when the verdict is ``worse`` (the user's explicit override)."""
-    registrar: Registrar
-    """What a finished run registers."""
-    reflection_model: str
-    """The model gepa reflects with."""
-    reflection_base_url: str | None
-    """Its OpenAI-compatible base URL, if any."""
-    minibatch_size: int
-    """Examples per reflection minibatch."""
-    seed: int
-    """Random seed."""
+    @property
+    def kind(self) -> str:
+        """What is optimized: ``judge`` (judge alignment) or, later, ``prompt``."""
+        ...
+
+    @property
+    def optimizer(self) -> str:
+        """The optimizer's name (a key of :data:`core.optimization.engine.RUNNERS` or
+        :data:`core.optimization.engine.TASK_RUNNERS`)."""
+        ...
+
+    @property
+    def register_if_worse(self) -> bool:
+        """Register even when the verdict is ``worse`` (the user's explicit override)."""
+        ...
+
+    @property
+    def registrar(self) -> Registrar:
+        """What a finished run registers."""
+        ...
+
+    @property
+    def reflection_model(self) -> str:
+        """The model gepa reflects with."""
+        ...
+
+    @property
+    def reflection_base_url(self) -> str | None:
+        """Its OpenAI-compatible base URL, if any."""
+        ...
+
+    @property
+    def minibatch_size(self) -> int:
+        """Examples per reflection minibatch."""
+        ...
+
+    @property
+    def seed(self) -> int:
+        """Random seed."""
+        ...
 
     @property
     def label(self) -> str:
