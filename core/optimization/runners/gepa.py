@@ -48,7 +48,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         OptimizationEndEvent,
         ValsetEvaluatedEvent,
     )
+    from gepa.core.state import GEPAState
 
 _log = logging.getLogger(__name__)
 CACHE_FILE = "judge_cache.json"
@@ -160,7 +161,7 @@ class _Stopper:
         self.recorder = recorder
         self.cancelled = False
 
-    def __call__(self, state: Any) -> bool:
+    def __call__(self, state: GEPAState) -> bool:
         self.recorder.heartbeat()
         if self.recorder.should_stop():
             self.cancelled = True
@@ -245,7 +246,7 @@ class RunTracker:
         self,
         idx: int,
         text: str,
-        parents: list[int],
+        parents: Sequence[int | None],
         scores: dict[Any, float],
         it: int,
         discovered_at: int | None = None,
@@ -267,7 +268,7 @@ class RunTracker:
             "metric_calls_at_discovery": discovered_at,
         }
 
-    def sync_state(self, state: Any) -> None:
+    def sync_state(self, state: GEPAState) -> None:
         """Register candidates found in gepa's state (e.g. by a previous run we resume)."""
         found_at: dict[int, int] = {}
         for entry in getattr(state, "full_program_trace", []) or []:

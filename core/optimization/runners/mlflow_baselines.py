@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         ProposalEndEvent,
         ValsetEvaluatedEvent,
     )
+    from gepa.core.state import GEPAState
 
 #: Fewest traces MLflow's DSPy optimizers accept.
 MIN_TRACES = 10
@@ -208,7 +209,7 @@ def run_mlflow_gepa(
     events = GepaEvents(recorder, usage)
     stopped: list[bool] = []
 
-    def stop(_state: Any) -> bool:
+    def stop(_state: GEPAState) -> bool:
         # Remember that the cancel, not the budget, ended the search.
         if recorder.should_stop():
             stopped.append(True)
