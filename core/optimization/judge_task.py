@@ -39,8 +39,10 @@ class JudgeTask:
     """What to align and how."""
     judge_runner: Runner | None = None
     """A judge runner to use instead of the optimizer's own (embedding, tests)."""
-    kind: str = JUDGE
+    kind: str = field(default=JUDGE, init=False)
+    """Always ``judge``: the judge-only runners accept this task."""
     registrar: JudgeRegistrar = field(init=False)
+    """Registers the aligned judge as a new scorer version."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrar", JudgeRegistrar(self.settings))

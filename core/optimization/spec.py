@@ -8,8 +8,10 @@ judge plus a complete record of how. The pieces:
   process can be started from them (they never hold secrets);
 - :class:`Example`: one labeled trace, with its deterministic split;
 - :class:`RunRecorder`: where a runner writes progress (an MLflow run in practice);
-- :class:`AlignmentOutcome`: what a runner returns;
-- :data:`Runner`: the signature every optimizer module implements.
+- :class:`AlignmentOutcome`: what a runner returns (for any task: see
+  :mod:`core.optimization.task`);
+- :data:`Runner`: the signature of a judge runner (every optimizer of judge alignment has
+  one; runners that work on any task follow :data:`core.optimization.task.TaskRunner`).
 """
 
 from __future__ import annotations
