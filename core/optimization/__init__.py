@@ -4,6 +4,8 @@ The public surface used by the dashboard, the CLI and the tests:
 
 - :func:`preflight` / :func:`estimate`: checks and a cost forecast before anything runs;
 - :func:`run_alignment`: one alignment in this process, recorded in an MLflow run;
+- :func:`run_optimization`: the general engine it uses, for any
+  :class:`OptimizationTask` (judge alignment is :class:`JudgeTask`);
 - :func:`launch`, :func:`status`, :func:`cancel`, :func:`resume`, :func:`list_jobs`:
   the same as a background job;
 - the contract types in :mod:`core.optimization.spec`.
@@ -23,8 +25,10 @@ if TYPE_CHECKING:
         load_and_check,
         load_settings,
         run_alignment,
+        run_optimization,
     )
     from core.optimization.jobs import JobStatus, cancel, launch, list_jobs, resume, status, wait
+    from core.optimization.judge_task import JudgeTask
     from core.optimization.preflight import Estimate, Finding, estimate, preflight
     from core.optimization.recorder import STATUSES, MlflowRunRecorder
     from core.optimization.spec import (
@@ -34,6 +38,15 @@ if TYPE_CHECKING:
         Example,
         JudgeSpec,
         RunRecorder,
+    )
+    from core.optimization.task import (
+        BaseTaskAdapter,
+        GuardContext,
+        HeldOut,
+        OptimizationTask,
+        Registrar,
+        RunSummary,
+        TaskAdapter,
     )
 
 __getattr__, __dir__ = lazy_exports(
@@ -45,6 +58,7 @@ __getattr__, __dir__ = lazy_exports(
             "load_and_check",
             "load_settings",
             "run_alignment",
+            "run_optimization",
         ],
         "core.optimization.jobs": [
             "JobStatus",
@@ -65,6 +79,16 @@ __getattr__, __dir__ = lazy_exports(
             "JudgeSpec",
             "RunRecorder",
         ],
+        "core.optimization.judge_task": ["JudgeTask"],
+        "core.optimization.task": [
+            "BaseTaskAdapter",
+            "GuardContext",
+            "HeldOut",
+            "OptimizationTask",
+            "Registrar",
+            "RunSummary",
+            "TaskAdapter",
+        ],
     },
 )
 
@@ -74,13 +98,21 @@ __all__ = [
     "AlignmentOutcome",
     "AlignmentResult",
     "AlignmentSettings",
+    "BaseTaskAdapter",
     "Estimate",
     "Example",
     "Finding",
+    "GuardContext",
+    "HeldOut",
     "JobStatus",
     "JudgeSpec",
+    "JudgeTask",
     "MlflowRunRecorder",
+    "OptimizationTask",
+    "Registrar",
     "RunRecorder",
+    "RunSummary",
+    "TaskAdapter",
     "cancel",
     "create_run",
     "estimate",
@@ -91,6 +123,7 @@ __all__ = [
     "preflight",
     "resume",
     "run_alignment",
+    "run_optimization",
     "status",
     "wait",
 ]

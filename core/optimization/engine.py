@@ -1,11 +1,17 @@
-"""One alignment, start to finish, recorded in an MLflow run.
+"""The optimization engine: one run, start to finish, recorded in an MLflow run.
 
-:func:`run_alignment` loads the labeled examples, runs the pre-flight checks, runs the
-chosen optimizer on train/val only (the optimizer never sees the test split), scores the
-seed and the aligned judge on the test split, registers the aligned judge as a new
-version, and records all of it in the run. It runs in whatever process calls it: the job
-process started by :func:`core.optimization.jobs.launch`, or ``alignboard align`` in the
-foreground.
+:func:`run_optimization` runs any :class:`core.optimization.task.OptimizationTask`: it
+loads the task's examples and runs pre-flight (once per launch), runs the chosen optimizer
+on train/val only (the optimizer never sees the test split), has the task score the seed
+and the best candidate on the test split, gates registration on that held-out verdict,
+registers through the task's registrar, and records all of it in the run. It runs in
+whatever process calls it: the job process started by
+:func:`core.optimization.jobs.launch`, or ``alignboard align`` in the foreground.
+
+Judge alignment is one task (:mod:`core.optimization.judge_task`): :func:`run_alignment`
+is its public entry, and the helpers below that take :class:`AlignmentSettings`
+(:func:`create_run`, :func:`load_and_check`, :func:`load_settings`, :data:`RUNNERS`) are
+its run's.
 
 Per-example failures are data (counted in metrics); a systemic failure (bad key, crash)
 marks the run ``failed`` with a redacted ``alignboard.error`` and is re-raised.
@@ -32,18 +38,25 @@ from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding, errors_of, findings_from_dicts
 from core.optimization.record import AlignmentResult
-from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
-from core.optimization.verdict import Verdict, describe, judge_verdict
+from core.optimization.spec import AlignmentSettings, Example, Runner
+from core.optimization.task import OptimizationTask, RunSummary, TaskRunner
+from core.optimization.verdict import Verdict, describe
 from core.store import config
 
 log = logging.getLogger(__name__)
 
-#: Where each optimizer's runner lives (imported on use: each pulls in heavy libraries).
+#: Where each judge runner lives (imported on use: each pulls in heavy libraries). A judge
+#: runner takes :class:`AlignmentSettings` (:data:`core.optimization.spec.Runner`).
 RUNNERS: dict[str, tuple[str, str]] = {
     "gepa": ("core.optimization.runners.gepa", "run"),
     "memalign": ("core.optimization.runners.memalign", "run"),
     "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
     "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
+}
+#: Runners that work on any task (:data:`core.optimization.task.TaskRunner`); the other
+#: optimizers call MLflow's ``judge.align`` and align judges only.
+TASK_RUNNERS: dict[str, tuple[str, str]] = {
+    "gepa": ("core.optimization.runners.gepa", "run_task"),
 }
 
 
@@ -203,6 +216,28 @@ def load_and_check(
     return list(train), list(val), list(test), found
 
 
+def resolve_task_runner(task: OptimizationTask) -> TaskRunner:
+    """The runner of ``task.optimizer`` for a task that is not judge alignment.
+
+    Only the runners in :data:`TASK_RUNNERS` work on any task; the others align judges
+    through MLflow's ``judge.align`` and say so.
+
+    Raises:
+        ValidationError: the optimizer is unknown or aligns judges only.
+    """
+    if task.optimizer in TASK_RUNNERS:
+        module, name = TASK_RUNNERS[task.optimizer]
+        return getattr(importlib.import_module(module), name)
+    if task.optimizer in RUNNERS:
+        raise ValidationError(
+            f"The {task.optimizer} optimizer aligns judges only (it runs MLflow's "
+            f"judge.align); for a {task.kind} task choose one of: {', '.join(TASK_RUNNERS)}."
+        )
+    raise ValidationError(
+        f"Unknown optimizer {task.optimizer!r}; choose one of {', '.join(TASK_RUNNERS)}."
+    )
+
+
 def run_alignment(
     settings: AlignmentSettings,
     *,
@@ -213,13 +248,17 @@ def run_alignment(
 ) -> AlignmentResult:
     """Run one alignment in this process and record it in MLflow.
 
+    Judge alignment is one task of the general engine: this builds its
+    :class:`core.optimization.judge_task.JudgeTask` and calls :func:`run_optimization`.
+
     Args:
         settings: What to align and how.
         run_id: An existing run to record into (created by :func:`create_run`, e.g. by
             :func:`core.optimization.jobs.launch`); None creates one.
         resume: Continue an interrupted run: optimizer state in the job's work folder is
             reused (gepa picks up after its last completed iteration).
-        runner: Use this runner instead of the optimizer's own (for embedding and tests).
+        runner: Use this judge runner instead of the optimizer's own (for embedding and
+            tests).
         allow_concurrent: With ``run_id`` None: False refuses while another run for the
             same judge is queued or running (``alignboard align`` passes False unless
             ``--allow-concurrent``). True by default, so in-process callers such as
@@ -236,20 +275,61 @@ def run_alignment(
         ValidationError: pre-flight errors (the run, if any, is marked failed).
         AlignboardError: a systemic failure such as a missing or rejected API key.
     """
+    from core.optimization.judge_task import JudgeTask
+
+    result: AlignmentResult = run_optimization(
+        JudgeTask(settings, judge_runner=runner),
+        run_id=run_id,
+        resume=resume,
+        allow_concurrent=allow_concurrent,
+    )
+    return result
+
+
+def run_optimization(
+    task: OptimizationTask,
+    *,
+    run_id: str | None = None,
+    resume: bool = False,
+    runner: TaskRunner | None = None,
+    allow_concurrent: bool = True,
+) -> Any:
+    """Run one optimization of ``task`` in this process and record it in MLflow.
+
+    The steps, whatever the task: create the run (unless given), load the examples and
+    pre-flight once per launch, record the findings and the split, run the optimizer on
+    train and val only, score the seed and the best candidate on the held-out split, gate
+    registration on the verdict, register through ``task.registrar``, record the totals
+    and the result, set the final status.
+
+    Args:
+        task: What is optimized (see :class:`core.optimization.task.OptimizationTask`).
+        run_id: An existing run to record into (created by ``task.create_run``); None
+            creates one.
+        resume: Continue an interrupted run from the state in its work folder.
+        runner: Use this runner instead of ``task.runner()``.
+        allow_concurrent: With ``run_id`` None: False refuses while another run for the
+            same target is active.
+
+    Returns:
+        ``task.result(...)``; its status is ``finished`` or ``cancelled``.
+
+    Raises:
+        ValidationError: pre-flight errors (the run, if any, is marked failed).
+        AlignboardError: a systemic failure such as a missing or rejected API key.
+    """
     config.configure()
     started = time.monotonic()
     client = MlflowClient()
     loaded = None
     if run_id is None:
-        # Refuse before creating anything: a refused alignment leaves no run behind.
-        loaded = load_and_check(settings)
-        run_id = create_run(
-            settings, status="queued", findings=loaded[3], allow_concurrent=allow_concurrent
-        )
+        # Refuse before creating anything: a refused run leaves nothing behind.
+        loaded = task.load()
+        run_id = task.create_run("queued", findings=loaded[3], allow_concurrent=allow_concurrent)
     elif not resume:
         recorded = recorded_findings(client, run_id)
         if recorded is not None:
-            loaded = load_and_check(settings, findings=recorded)
+            loaded = task.load(findings=recorded)
     recorder = rec.MlflowRunRecorder(run_id, client)
     recorder.set_tags(
         {
@@ -261,7 +341,7 @@ def run_alignment(
     recorder.set_status("running", error="")
     with recorder:
         try:
-            return _run(settings, recorder, started, resume, runner, loaded)
+            return _run(task, recorder, started, resume, runner, loaded)
         except KeyboardInterrupt:
             # SIGINT/SIGTERM: the process is going away but can be resumed.
             recorder.set_status("interrupted", error="The job process was stopped (signal).")
@@ -269,42 +349,47 @@ def run_alignment(
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"
             recorder.set_status("failed", error=message)
-            log.error("alignment %s failed: %s", run_id, redact(message))
+            log.error("%s %s failed: %s", task.label, run_id, redact(message))
             with contextlib.suppress(AttributeError, TypeError):
                 exc.run_id = run_id  # type: ignore[attr-defined]  # so callers can report it
             raise
 
 
 def _run(
-    settings: AlignmentSettings,
+    task: OptimizationTask,
     recorder: rec.MlflowRunRecorder,
     started: float,
     resume: bool,
-    runner: Runner | None,
-    loaded: tuple[list[Example], list[Example], list[Example], list[Finding]] | None,
-) -> AlignmentResult:
+    runner: TaskRunner | None,
+    loaded: tuple[list[Any], list[Any], list[Any], list[Finding]] | None,
+) -> Any:
     from core.models.usage import track_usage
 
-    train, val, test, findings = loaded or load_and_check(settings)
+    train, val, test, findings = loaded or task.load()
     warnings = [f.to_dict() for f in findings]
     record.write_preflight(recorder, warnings)
-    budget = settings.budget(len(train))
+    budget = task.budget(len(train))
     recorder.set_tags({rec.TAG_BUDGET: budget})
     record.write_split(
         recorder,
-        record.Split(*(tuple(e.trace_id for e in xs) for xs in (train, val, test))),
+        record.Split(*(tuple(task.example_id(e) for e in xs) for xs in (train, val, test))),
     )
-    run = runner or resolve_runner(settings.optimizer)
-    with track_usage() as window, _library_endpoints(settings):
+    run = runner or task.runner()
+    with track_usage() as window, task.endpoints():
         # The optimizer sees train and val only; test stays held out for the scores below.
-        outcome = run(settings, train, val, recorder)
+        outcome = run(task, train, val, recorder)
         cancelled = outcome.cancelled
-        scores = _score_on_test(settings, outcome, test, recorder)
+        held_out = task.score_held_out(outcome, test, recorder)
     usage = _usage(window.current())
-    verdict = _verdict(settings, scores, recorder, outcome.iterations)
-    version = _register(settings, outcome, recorder, scores) if verdict.registered else None
+    verdict = _verdict(task, held_out.verdict, recorder, outcome.iterations)
+    version = None
+    if verdict.registered:
+        version = task.registrar.register(
+            outcome, recorder=recorder, verdict=verdict, test_metrics=held_out.metrics
+        )
+    verdict = replace(verdict, registered=version is not None)
     status = "cancelled" if cancelled else "finished"
-    failed = outcome.failed_examples + scores["failed"]
+    failed = outcome.failed_examples + held_out.failed
     recorder.log_metrics(
         {
             "failed_examples": failed,
@@ -318,15 +403,14 @@ def _run(
         },
         step=outcome.iterations,
     )
-    record.write_final_instructions(recorder, outcome.instructions or "")
+    final_text = task.final_text(outcome)
+    record.write_final_instructions(recorder, final_text)
     if outcome.extra:
         record.write_outcome_extra(recorder, outcome.extra)
-    result = AlignmentResult(
+    summary = RunSummary(
         run_id=recorder.run_id,
         status=status,
-        optimizer=settings.optimizer,
-        judge_name=settings.judge.name,
-        judge_version=version,
+        optimizer=task.optimizer,
         train_size=len(train),
         val_size=len(val),
         test_size=len(test),
@@ -334,46 +418,16 @@ def _run(
         llm_calls=usage["llm_calls"],
         iterations=outcome.iterations,
         failed_examples=failed,
-        test_accuracy_before=_get(scores["before"], "accuracy"),
-        test_accuracy_after=_get(scores["after"], "accuracy"),
-        test_kappa_before=_get(scores["before"], "cohen_kappa"),
-        test_kappa_after=_get(scores["after"], "cohen_kappa"),
         wall_seconds=round(time.monotonic() - started, 3),
-        instructions=outcome.instructions or "",
         tokens=usage["tokens"],
         resumed=resume,
-        test_before=scores["before"],
-        test_after=scores["after"],
         warnings=warnings,
-        registered=version is not None,
-        verdict=verdict.verdict,
-        significant=verdict.significant,
-        accuracy_diff=verdict.diff,
-        accuracy_diff_ci=[verdict.diff_low, verdict.diff_high],
-        verdict_text=describe(replace(verdict, registered=version is not None)),
+        final_text=final_text,
     )
-    record.write_result(recorder, result)
+    result = task.result(summary, held_out, version, verdict)
+    record.write_result(recorder, result.to_dict())
     recorder.set_status(status)
     return result
-
-
-def _library_endpoints(settings: AlignmentSettings) -> contextlib.AbstractContextManager:
-    """Route the models MLflow builds from bare names to their base URL, for the run.
-
-    MemAlign's reflection model and embedder (used while aligning and again when its judge
-    is scored on the test split) take no base URL; :mod:`core.models.endpoints` points
-    LiteLLM's OpenAI provider at it instead. Pre-flight has checked that they share one
-    URL and that no other ``openai:/`` model of the run lacks its own.
-    """
-    from core.models.endpoints import openai_base_url
-
-    if settings.optimizer != "memalign":
-        return contextlib.nullcontext()
-    return openai_base_url(settings.embedding_base_url or settings.reflection_base_url)
-
-
-def _get(report: dict[str, Any] | None, key: str) -> float | None:
-    return None if report is None else report.get(key)
 
 
 def _usage(snap: Any) -> dict[str, Any]:
@@ -385,107 +439,15 @@ def _usage(snap: Any) -> dict[str, Any]:
     }
 
 
-def _score_on_test(
-    settings: AlignmentSettings,
-    outcome: AlignmentOutcome,
-    test: list[Example],
-    recorder: rec.MlflowRunRecorder,
-) -> dict[str, Any]:
-    """Score the seed and the aligned judge on the held-out split and log the numbers."""
-    from core.agreement import compare
-    from core.optimization.judging import JudgeEvaluator
-
-    out: dict[str, Any] = {"before": None, "after": None, "failed": 0, "n": len(test)}
-    out["predictions"] = []
-    if not test:
-        out["note"] = "no labeled trace in test split"
-        out["verdict"] = judge_verdict(None, None, [])
-        record.write_test_metrics(recorder, _test_record(out))
-        return out
-    evaluator = JudgeEvaluator(settings.judge, workers=settings.workers, cache=None)
-    reference = {e.trace_id: e.label for e in test}
-    aligned = outcome.judge if outcome.judge is not None else outcome.instructions
-    metrics: dict[str, float] = {}
-    # One parallel round for both judges: half the wall time of two.
-    rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
-    predicted_by: dict[str, dict[str, Any]] = {}
-    for key, verdicts in zip(("before", "after"), rounds, strict=True):
-        failed = sum(1 for v in verdicts if getattr(v, "error", None))
-        out["failed"] += failed
-        predicted = {
-            e.trace_id: (None if getattr(v, "error", None) else v.value)
-            for e, v in zip(test, verdicts, strict=True)
-        }
-        predicted_by[key] = predicted
-        metrics[f"test_failed_{key}"] = failed
-        try:
-            report = compare(
-                reference,
-                predicted,
-                settings.judge.value_type,
-                seed=settings.seed,
-                reference_name="human",
-                predicted_name=f"{settings.judge.name} ({key})",
-            ).to_dict()
-        except ValidationError as exc:
-            # e.g. every test call failed: the number is unknown, not zero.
-            out[key] = None
-            out[f"{key}_error"] = str(exc)
-            continue
-        out[key] = report
-        metrics[f"test_accuracy_{key}"] = report["accuracy"]
-        if report.get("cohen_kappa") is not None:
-            metrics[f"test_kappa_{key}"] = report["cohen_kappa"]
-        for name, ci_key in (("accuracy", "accuracy_ci"), ("kappa", "cohen_kappa_ci")):
-            ci = report.get(ci_key) or {}
-            if ci.get("low") is not None:
-                metrics[f"test_{name}_{key}_ci_low"] = ci["low"]
-                metrics[f"test_{name}_{key}_ci_high"] = ci["high"]
-    # Failed judge attempts on the test split = these retries + the failed examples.
-    metrics["test_judge_retries"] = evaluator.stats.retries
-    evaluator.close()
-    out["predictions"] = [
-        record.Prediction(
-            e.trace_id,
-            e.label,
-            predicted_by["before"][e.trace_id],
-            predicted_by["after"][e.trace_id],
-        )
-        for e in test
-    ]
-    out["verdict"] = judge_verdict(
-        out["before"], out["after"], out["predictions"], seed=settings.seed
-    )
-    record.write_test_metrics(recorder, _test_record(out))
-    recorder.log_metrics(metrics, step=outcome.iterations)
-    return out
-
-
-def _test_record(out: dict[str, Any]) -> record.TestMetrics:
-    verdict = out.get("verdict")
-    return record.TestMetrics(
-        n=out["n"],
-        before=out["before"],
-        after=out["after"],
-        failed=out["failed"],
-        predictions=tuple(out["predictions"]),
-        verdict=verdict.to_dict() if verdict is not None else None,
-        note=out.get("note"),
-        before_error=out.get("before_error"),
-        after_error=out.get("after_error"),
-    )
-
-
 def _verdict(
-    settings: AlignmentSettings,
-    scores: dict[str, Any],
+    task: OptimizationTask,
+    verdict: Verdict,
     recorder: rec.MlflowRunRecorder,
     step: int,
 ) -> Verdict:
-    """Decide whether the aligned judge may be registered, and record the verdict."""
-    verdict: Verdict = scores["verdict"]
+    """Decide whether the best candidate may be registered, and record the verdict."""
     worse = verdict.blocks_registration
-    registered = not worse or settings.register_if_worse
+    registered = not worse or task.register_if_worse
     verdict = replace(verdict, registered=registered, override=worse and registered)
     recorder.set_tags({rec.TAG_VERDICT: verdict.verdict})
     metrics = {"test_verdict_significant": 1.0 if verdict.significant else 0.0}
@@ -493,41 +455,5 @@ def _verdict(
         metrics["test_accuracy_diff"] = verdict.diff
     recorder.log_metrics(metrics, step=step)
     if worse and not registered:
-        log.warning("alignment %s: %s", recorder.run_id, describe(verdict))
+        log.warning("%s %s: %s", task.label, recorder.run_id, describe(verdict))
     return verdict
-
-
-def _register(
-    settings: AlignmentSettings,
-    outcome: AlignmentOutcome,
-    recorder: rec.MlflowRunRecorder,
-    scores: dict[str, Any],
-) -> int | None:
-    from core.optimization.registry import register_version
-
-    judge = outcome.judge
-    if judge is None:
-        from core.optimization.mlflow_judge import seed_judge
-
-        judge = seed_judge(settings.judge.with_instructions(outcome.instructions))
-    test_metrics = {
-        k: v
-        for k, v in {
-            "test_accuracy_before": _get(scores["before"], "accuracy"),
-            "test_accuracy_after": _get(scores["after"], "accuracy"),
-            "test_kappa_before": _get(scores["before"], "cohen_kappa"),
-            "test_kappa_after": _get(scores["after"], "cohen_kappa"),
-            "test_size": scores["n"],
-        }.items()
-        if v is not None
-    }
-    version = register_version(
-        judge,
-        settings.experiment_id,
-        run_id=recorder.run_id,
-        test_metrics=test_metrics,
-        optimizer=settings.optimizer,
-    )
-    recorder.set_tags({rec.TAG_JUDGE_VERSION: version})
-    recorder.log_metrics({"judge_version": version}, step=outcome.iterations)
-    return version

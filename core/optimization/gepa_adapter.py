@@ -1,5 +1,9 @@
 """gepa adapter for judge instructions, with the human rationale in the reflection loop.
 
+The judge task's :class:`core.optimization.task.TaskAdapter` (what the generic ``gepa``
+runner evaluates with and records from); the proposal guard's reflection step and the
+proposal log below serve every task.
+
 A candidate is ``{"instructions": text}``. Evaluation runs the MLflow judge with those
 instructions on labeled examples (parallel, cached: :class:`JudgeEvaluator`) and scores
 agreement with the human label. The reflective dataset shows the reflection model, for each
@@ -208,6 +212,44 @@ class JudgeAdapter:
         with self._lock:
             out, self.rounds = self.rounds, []
             return out
+
+    # --- what the gepa runner records (core.optimization.task.TaskAdapter) -------------
+
+    def note_round(self, row: dict[str, Any]) -> None:
+        """Record one round of model calls made outside the evaluator (a reflection call)."""
+        with self._lock:
+            self.rounds.append(row)
+
+    def metrics(self) -> dict[str, float]:
+        """Verdict-cache hits, failed judge calls and retried attempts so far."""
+        cache = self.evaluator.cache.stats()
+        stats = self.evaluator.stats
+        return {
+            "cache_hits": float(cache["hits"]),
+            "judge_failures": float(stats.failed),
+            # Judge attempts that failed and were tried again (429, 5xx, timeouts...).
+            "judge_retries": float(stats.retries),
+        }
+
+    def state(self) -> Any:
+        """The verdict cache, JSON-ready (a resumed run answers the seed from it)."""
+        return self.evaluator.cache.to_json()
+
+    def failed_examples(self) -> int:
+        """Examples whose judge call failed after retries."""
+        return len(self.evaluator.stats.failed_trace_ids or ())
+
+    def outcome_extra(self) -> dict[str, Any]:
+        """Judge-call totals for the outcome's ``extra``."""
+        return {
+            "failed_judge_calls": self.evaluator.stats.failed,
+            "cache": self.evaluator.cache.stats(),
+            "judge_calls": self.evaluator.stats.to_dict(),
+        }
+
+    def close(self) -> None:
+        """Stop the evaluator's workers."""
+        self.evaluator.close()
 
     def batch_evaluate(
         self, items: list[tuple[dict[str, str], list[Example]]]

@@ -24,6 +24,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -284,3 +285,44 @@ def list_judges(experiment_id: str) -> dict[str, int]:
         if version is not None:
             out[scorer.name] = max(out.get(scorer.name, 0), int(version))
     return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class JudgeRegistrar:
+    """The judge task's :class:`core.optimization.task.Registrar`: the aligned judge becomes
+    a new version of its scorer (:func:`register_version`), and the run is tagged with it."""
+
+    settings: Any
+    """The run's :class:`core.optimization.spec.AlignmentSettings`."""
+
+    def register(
+        self,
+        outcome: Any,
+        *,
+        recorder: Any,
+        verdict: Any,
+        test_metrics: Mapping[str, float],
+    ) -> int | None:
+        """Register the outcome's judge (built from its instructions when the runner gave
+        none) and tag the run with the new version.
+
+        Returns:
+            The new version number.
+        """
+        from core.optimization import recorder as rec
+
+        judge = outcome.judge
+        if judge is None:
+            from core.optimization.mlflow_judge import seed_judge
+
+            judge = seed_judge(self.settings.judge.with_instructions(outcome.instructions))
+        version = register_version(
+            judge,
+            self.settings.experiment_id,
+            run_id=recorder.run_id,
+            test_metrics=dict(test_metrics),
+            optimizer=self.settings.optimizer,
+        )
+        recorder.set_tags({rec.TAG_JUDGE_VERSION: version})
+        recorder.log_metrics({"judge_version": version}, step=outcome.iterations)
+        return version

@@ -8,8 +8,10 @@ judge plus a complete record of how. The pieces:
   process can be started from them (they never hold secrets);
 - :class:`Example`: one labeled trace, with its deterministic split;
 - :class:`RunRecorder`: where a runner writes progress (an MLflow run in practice);
-- :class:`AlignmentOutcome`: what a runner returns;
-- :data:`Runner`: the signature every optimizer module implements.
+- :class:`AlignmentOutcome`: what a runner returns (for any task: see
+  :mod:`core.optimization.task`);
+- :data:`Runner`: the signature of a judge runner (every optimizer of judge alignment has
+  one; runners that work on any task follow :data:`core.optimization.task.TaskRunner`).
 """
 
 from __future__ import annotations
@@ -208,7 +210,17 @@ class AlignmentOutcome:
     """Examples whose judge call failed after retries."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Optimizer-specific results (e.g. MemAlign guidelines), JSON-ready."""
+    candidate: dict[str, str] = field(default_factory=dict)
+    """The best candidate as named text components, from a runner that works on any task
+    (the generic ``gepa``); empty from a judge-only runner, whose result is ``judge``."""
+
+    def best_candidate(self, component: str = "instructions") -> dict[str, str]:
+        """The best candidate's components (``{component: instructions}`` when the runner
+        gave none)."""
+        return dict(self.candidate) or {component: self.instructions}
 
 
-#: Every optimizer module exposes ``run(settings, train, val, recorder) -> AlignmentOutcome``.
+#: A judge runner: ``run(settings, train, val, recorder) -> AlignmentOutcome``. Every optimizer
+#: of judge alignment exposes one; the judge task adapts it to the engine's
+#: :data:`core.optimization.task.TaskRunner` (which takes a task instead of settings).
 Runner = Callable[[AlignmentSettings, list[Example], list[Example], RunRecorder], AlignmentOutcome]

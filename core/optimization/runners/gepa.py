@@ -1,7 +1,13 @@
-"""The ``gepa`` optimizer: ``gepa.optimize`` over judge instructions, recorded as it goes.
+"""The ``gepa`` optimizer: ``gepa.optimize`` over a task's named text components, recorded
+as it goes.
 
-``run(settings, train, val, recorder)`` follows :data:`core.optimization.spec.Runner`. What it
-records (see :class:`RunTracker` for the details):
+``run_task(task, train, val, recorder)`` works on any
+:class:`core.optimization.task.OptimizationTask` (:data:`core.optimization.task.TaskRunner`):
+the seed candidate, gepa's adapter (how an example is evaluated, what reflection sees), the
+guard's context and the search settings all come from the task. ``run(settings, train, val,
+recorder)`` is judge alignment's runner (:data:`core.optimization.spec.Runner`): the same,
+for the judge task of ``settings``. The record shows the task's first component (for a
+judge, ``instructions``). What it records (see :class:`RunTracker` for the details):
 
 * metrics at step = iteration (the seed is iteration 0): ``val_score`` (validation mean of
   the candidate found at that iteration), ``best_val_score``, ``pareto_aggregate`` (mean
@@ -29,8 +35,8 @@ in order, skipping artifact rewrites already superseded by a newer one; the run 
 for it before returning, so the final records are complete. (Written synchronously they
 cost about 60 ms per iteration on sqlite, a third of a 200 ms model call.)
 
-Resuming: gepa's state lives in ``recorder.work_dir / "gepa"`` and the judge's verdict
-cache in ``recorder.work_dir / "judge_cache.json"``; running again with the same work_dir
+Resuming: gepa's state lives in ``recorder.work_dir / "gepa"`` and the adapter's state (the
+judge's verdict cache) in ``recorder.work_dir / "judge_cache.json"``; running again with the same work_dir
 continues from the last completed iteration (gepa re-evaluates the seed, which the
 verdict cache answers without a model call).
 """
@@ -42,17 +48,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.models.completion import complete
 from core.models.usage import UsageWindow, track_usage
 from core.optimization import record
-from core.optimization.gepa_adapter import COMPONENT, GuardedReflection, JudgeAdapter, ProposalLog
-from core.optimization.judging import JudgeEvaluator, VerdictCache, build_judge
+from core.optimization.gepa_adapter import COMPONENT, GuardedReflection, ProposalLog
 from core.optimization.selection import Selection, select_candidate
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
+from core.optimization.task import OptimizationTask, TaskAdapter
 
 if TYPE_CHECKING:
     from gepa.core.callbacks import (
@@ -65,6 +71,7 @@ if TYPE_CHECKING:
         OptimizationEndEvent,
         ValsetEvaluatedEvent,
     )
+    from gepa.core.state import GEPAState
 
 _log = logging.getLogger(__name__)
 CACHE_FILE = "judge_cache.json"
@@ -154,7 +161,7 @@ class _Stopper:
         self.recorder = recorder
         self.cancelled = False
 
-    def __call__(self, state: Any) -> bool:
+    def __call__(self, state: GEPAState) -> bool:
         self.recorder.heartbeat()
         if self.recorder.should_stop():
             self.cancelled = True
@@ -168,7 +175,7 @@ class _ReflectionLM:
     when it still fails, gepa drops that iteration's proposal and the run goes on.
     """
 
-    def __init__(self, model: str, adapter: JudgeAdapter, base_url: str | None = None) -> None:
+    def __init__(self, model: str, adapter: TaskAdapter, base_url: str | None = None) -> None:
         self.model = model
         self.adapter = adapter
         self.base_url = base_url
@@ -177,16 +184,15 @@ class _ReflectionLM:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         started = time.monotonic()
         text = complete(self.model, messages, base_url=self.base_url)
-        with self.adapter._lock:
-            self.adapter.rounds.append(
-                {
-                    "kind": "reflection",
-                    "pairs": 1,
-                    "calls": 1,
-                    "depth": 1,
-                    "seconds": time.monotonic() - started,
-                }
-            )
+        self.adapter.note_round(
+            {
+                "kind": "reflection",
+                "pairs": 1,
+                "calls": 1,
+                "depth": 1,
+                "seconds": time.monotonic() - started,
+            }
+        )
         return text
 
 
@@ -209,14 +215,16 @@ class RunTracker:
     def __init__(
         self,
         recorder: RunRecorder,
-        adapter: JudgeAdapter,
-        val: list[Example],
+        adapter: TaskAdapter,
+        val_ids: list[str],
         usage: UsageWindow,
         work_dir: Path,
+        component: str = COMPONENT,
     ) -> None:
         self.recorder = recorder
         self.adapter = adapter
-        self.val_ids = [ex.trace_id for ex in val]
+        self.component = component
+        self.val_ids = list(val_ids)
         self.usage = usage
         self.work_dir = work_dir
         self.candidates: dict[int, dict[str, Any]] = {}
@@ -238,7 +246,7 @@ class RunTracker:
         self,
         idx: int,
         text: str,
-        parents: list[int],
+        parents: Sequence[int | None],
         scores: dict[Any, float],
         it: int,
         discovered_at: int | None = None,
@@ -260,7 +268,7 @@ class RunTracker:
             "metric_calls_at_discovery": discovered_at,
         }
 
-    def sync_state(self, state: Any) -> None:
+    def sync_state(self, state: GEPAState) -> None:
         """Register candidates found in gepa's state (e.g. by a previous run we resume)."""
         found_at: dict[int, int] = {}
         for entry in getattr(state, "full_program_trace", []) or []:
@@ -269,7 +277,7 @@ class RunTracker:
         for idx, cand in enumerate(state.program_candidates):
             self._add(
                 idx,
-                cand[COMPONENT],
+                cand[self.component],
                 state.parent_program_for_candidate[idx],
                 state.prog_candidate_val_subscores[idx],
                 found_at.get(idx, 0),
@@ -343,13 +351,13 @@ class RunTracker:
         """Write the resumable state (iteration log, verdict cache) to the work folder."""
         log = [self.iterations[k] for k in sorted(self.iterations)]
         proposals = [p.to_dict() for p in self.proposals.snapshot()]
-        cache = self.adapter.evaluator.cache
+        adapter = self.adapter
         self.writer.put_latest("state", lambda: _write_json(self.work_dir / ITERATIONS_FILE, log))
         self.writer.put_latest(
             "proposals", lambda: _write_json(self.work_dir / PROPOSALS_FILE, proposals)
         )
         self.writer.put_latest(
-            "cache", lambda: _write_json(self.work_dir / CACHE_FILE, cache.to_json())
+            "cache", lambda: _write_json(self.work_dir / CACHE_FILE, adapter.state())
         )
 
     def flush(self) -> None:
@@ -376,14 +384,7 @@ class RunTracker:
         return out
 
     def _evaluator_metrics(self) -> dict[str, float]:
-        cache = self.adapter.evaluator.cache.stats()
-        stats = self.adapter.evaluator.stats
-        return {
-            "cache_hits": float(cache["hits"]),
-            "judge_failures": float(stats.failed),
-            # Judge attempts that failed and were tried again (429, 5xx, timeouts...).
-            "judge_retries": float(stats.retries),
-        }
+        return self.adapter.metrics()
 
     # --- gepa callbacks ----------------------------------------------------------------
 
@@ -392,7 +393,7 @@ class RunTracker:
         idx = int(event["candidate_idx"])
         self._add(
             idx,
-            event["candidate"][COMPONENT],
+            event["candidate"][self.component],
             list(event["parent_ids"]),
             event["scores_by_val_id"],
             it,
@@ -502,32 +503,24 @@ class RunTracker:
         self.sync_state(event["final_state"])
 
 
-def _value_range(examples: list[Example], value_type: str) -> float | None:
-    if value_type != "numeric":
-        return None
-    values = [float(ex.label) for ex in examples if ex.label is not None]
-    width = (max(values) - min(values)) if values else 0.0
-    return width or None
-
-
-def _optimize(gepa, settings, spec, train, val, adapter, stopper, tracker, run_dir) -> Any:
-    seed = {COMPONENT: spec.instructions}
-    reflection = _ReflectionLM(
-        settings.reflection_model, adapter, base_url=settings.reflection_base_url
-    )
+def _optimize(gepa, task, train, val, adapter, stopper, tracker, run_dir) -> Any:
+    seed = task.seed_candidate()
+    reflection = _ReflectionLM(task.reflection_model, adapter, base_url=task.reflection_base_url)
     return gepa.optimize(
         seed_candidate=seed,
         trainset=train,
         valset=val,
         adapter=adapter,
-        reflection_strategy=GuardedReflection(reflection, seed, tracker.proposals),
-        reflection_minibatch_size=settings.minibatch_size,
-        max_metric_calls=settings.budget(len(train)),
+        reflection_strategy=GuardedReflection(
+            reflection, task.guard_context().seed, tracker.proposals
+        ),
+        reflection_minibatch_size=task.minibatch_size,
+        max_metric_calls=task.budget(len(train)),
         stop_callbacks=[stopper],
         logger=_GepaLogger(),
         run_dir=str(run_dir),
         callbacks=[tracker],
-        seed=settings.seed,
+        seed=task.seed,
         display_progress_bar=False,
     )
 
@@ -538,7 +531,7 @@ def run(
     val: list[Example],
     recorder: RunRecorder,
 ) -> AlignmentOutcome:
-    """Align the judge with gepa (see the module docstring for what is recorded).
+    """Align the judge with gepa: :func:`run_task` on the judge task of ``settings``.
 
     Args:
         settings: The alignment settings (seed judge, reflection model, budget, seed...).
@@ -547,43 +540,63 @@ def run(
         recorder: Where progress goes; ``recorder.work_dir`` holds the resumable state.
 
     Returns:
+        The candidate chosen by the noise-aware rule, as an MLflow judge.
+
+    Raises:
+        CredentialsError: A model's key is missing or rejected (the run stops).
+    """
+    from core.optimization.judge_task import JudgeTask
+
+    return run_task(JudgeTask(settings), train, val, recorder)
+
+
+def run_task(
+    task: OptimizationTask,
+    train: list[Any],
+    val: list[Any],
+    recorder: RunRecorder,
+) -> AlignmentOutcome:
+    """Optimize the task's text components with gepa (see the module docstring).
+
+    Args:
+        task: What is optimized: seed candidate, adapter, guard context, search settings.
+        train: Training examples (reflection minibatches come from here).
+        val: Validation examples (candidates are scored and compared on these).
+        recorder: Where progress goes; ``recorder.work_dir`` holds the resumable state.
+
+    Returns:
         The candidate chosen by the noise-aware rule (:mod:`core.optimization.selection`:
         the highest validation mean among those that beat the seed in a paired sign test;
-        otherwise the seed), as an MLflow judge.
+        otherwise the seed): ``candidate`` holds its components, ``instructions`` its
+        first component's text and ``judge`` what ``task.artifact`` makes of it.
 
     Raises:
         CredentialsError: A model's key is missing or rejected (the run stops).
     """
     import gepa
 
-    spec = settings.judge
+    seed = task.seed_candidate()
+    component = next(iter(seed))
     work_dir = Path(recorder.work_dir)
     run_dir = work_dir / "gepa"
     run_dir.mkdir(parents=True, exist_ok=True)
-    cache = VerdictCache()
-    cache.load_json(_read_json(work_dir / CACHE_FILE, []))
-    evaluator = JudgeEvaluator(spec, workers=settings.workers, cache=cache)
-    adapter = JudgeAdapter(
-        spec,
-        evaluator,
-        val_ids={ex.trace_id for ex in val},
-        value_range=_value_range(train + val, spec.value_type),
-    )
+    adapter = task.make_adapter(train, val, _read_json(work_dir / CACHE_FILE, []))
     stopper = _Stopper(recorder)
     with track_usage() as usage:
-        tracker = RunTracker(recorder, adapter, val, usage, work_dir)
+        val_ids = [task.example_id(ex) for ex in val]
+        tracker = RunTracker(recorder, adapter, val_ids, usage, work_dir, component)
         try:
-            result = _optimize(gepa, settings, spec, train, val, adapter, stopper, tracker, run_dir)
+            result = _optimize(gepa, task, train, val, adapter, stopper, tracker, run_dir)
         finally:
             # Whatever happened, what was recorded so far reaches the store.
             tracker.close()
-            evaluator.close()
+            adapter.close()
         for idx, cand in enumerate(result.candidates):
             tracker._add(
-                idx, cand[COMPONENT], list(result.parents[idx]), result.val_subscores[idx], 0
+                idx, cand[component], list(result.parents[idx]), result.val_subscores[idx], 0
             )
         tracker.metric_calls = max(tracker.metric_calls, int(result.total_metric_calls or 0))
-        _write_json(work_dir / CACHE_FILE, cache.to_json())
+        _write_json(work_dir / CACHE_FILE, adapter.state())
         tracker.write_artifacts()
         tracker.close()
         totals = usage.current()
@@ -591,14 +604,19 @@ def run(
     selection = tracker.selection()
     best = tracker.candidates[selection.chosen_id]
     seed_score = tracker.candidates[0]["val_score"]
+    idx = selection.chosen_id
+    chosen = dict(result.candidates[idx]) if idx < len(result.candidates) else {}
+    # What was evaluated: a repaired text stands in for the one proposed.
+    chosen[component] = best["instructions"]
     return AlignmentOutcome(
         optimizer="gepa",
         instructions=best["instructions"],
-        judge=build_judge(spec, best["instructions"]),
+        judge=task.artifact(chosen),
         iterations=tracker.last_iteration,
         metric_calls=tracker.metric_calls,
         cancelled=stopper.cancelled,
-        failed_examples=len(evaluator.stats.failed_trace_ids or ()),
+        failed_examples=adapter.failed_examples(),
+        candidate=chosen,
         extra={
             "best_candidate_id": best["id"],
             "val_score_seed": seed_score,
@@ -610,13 +628,11 @@ def run(
             "rejected_candidates": sum(
                 1 for c in tracker.candidates.values() if c["template"] == "rejected"
             ),
-            "failed_judge_calls": evaluator.stats.failed,
             "selection": selection.to_dict(),
             "proposals": len(tracker.proposals.snapshot()),
             "degenerate_proposals": tracker.proposals.degenerate(),
             "saved_metric_calls": tracker.proposals.saved_metric_calls(),
-            "cache": cache.stats(),
-            "judge_calls": evaluator.stats.to_dict(),
+            **adapter.outcome_extra(),
             "usage": totals.to_dict(),
         },
     )

@@ -1,5 +1,8 @@
 """The ``memalign`` optimizer: MLflow's ``MemAlignOptimizer`` through ``judge.align``.
 
+Judge alignment only: it is a judge runner (:data:`core.optimization.spec.Runner`) and
+refuses any other task (:func:`core.optimization.task.judge_settings`).
+
 MemAlign gives a judge two memories: *semantic* (guidelines the reflection model distils
 from the human rationales, each with the traces it came from) and *episodic* (the labeled
 examples themselves, retrieved by embedding similarity at judging time). Nothing is
@@ -47,6 +50,7 @@ from core.models.usage import usage_snapshot
 from core.optimization import record
 from core.optimization.mlflow_judge import fetch_traces, seed_judge
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
+from core.optimization.task import judge_settings
 
 _log = logging.getLogger(__name__)
 
@@ -143,7 +147,12 @@ def run(
         The outcome; ``judge`` is the MemoryAugmentedJudge (the seed judge if cancelled
         before the first chunk), ``instructions`` the base instructions plus the
         guidelines, ``extra`` the guidelines and the episode count.
+
+    Raises:
+        ValidationError: given a task that is not judge alignment (MemAlign aligns judges
+            only).
     """
+    settings = judge_settings(settings, "memalign")
     started = time.monotonic()
     before = (usage_snapshot(), demo_stats())
     judge: Any = seed_judge(settings.judge)

@@ -24,6 +24,9 @@ What the paths expose, and how it is captured:
   is turned into SIMBA's knobs (``bsize``, ``num_candidates``, ``max_steps``); a cancel is
   honoured before SIMBA starts only, as SIMBA offers no stop hook.
 
+Both are judge runners (:data:`core.optimization.spec.Runner`) and align judges only: given
+any other task they raise ValidationError (:func:`core.optimization.task.judge_settings`).
+
 Both see the train and validation examples (our ``gepa`` sees the same two splits; these
 optimizers take one list and validate on it themselves); never the test split.
 """
@@ -33,12 +36,25 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.models import demo_stats
 from core.optimization import record
 from core.optimization.mlflow_judge import fetch_traces, seed_judge
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
+from core.optimization.task import judge_settings
+
+if TYPE_CHECKING:
+    from gepa.core.callbacks import (
+        BudgetUpdatedEvent,
+        CandidateAcceptedEvent,
+        CandidateRejectedEvent,
+        IterationEndEvent,
+        OptimizationEndEvent,
+        ProposalEndEvent,
+        ValsetEvaluatedEvent,
+    )
+    from gepa.core.state import GEPAState
 
 #: Fewest traces MLflow's DSPy optimizers accept.
 MIN_TRACES = 10
@@ -71,7 +87,9 @@ def _cancelled_outcome(optimizer: str, settings: AlignmentSettings) -> Alignment
 
 
 class GepaEvents:
-    """gepa callback recording what MLflow's GEPA path does, and passing it to a recorder."""
+    """gepa callback recording what MLflow's GEPA path does, and passing it to a recorder.
+
+    One method per typed event of ``gepa.core.callbacks`` (gepa calls the ones defined)."""
 
     def __init__(self, recorder: RunRecorder, usage: _Usage) -> None:
         self.recorder = recorder
@@ -84,7 +102,7 @@ class GepaEvents:
         self._best = float("-inf")
         self._lock = threading.Lock()
 
-    def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+    def on_valset_evaluated(self, event: ValsetEvaluatedEvent) -> None:
         """A candidate was scored on the whole (training) set: the chart's data."""
         with self._lock:
             score = float(event["average_score"])
@@ -131,11 +149,11 @@ class GepaEvents:
             )
         return [out[k] for k in sorted(out)]
 
-    def on_budget_updated(self, event: dict[str, Any]) -> None:
+    def on_budget_updated(self, event: BudgetUpdatedEvent) -> None:
         """Budget spent so far."""
         self.metric_calls = int(event["metric_calls_used"])
 
-    def on_proposal_end(self, event: dict[str, Any]) -> None:
+    def on_proposal_end(self, event: ProposalEndEvent) -> None:
         """The reflection model's proposal (unchanged text when it saw no rationale)."""
         self.proposals.append(
             {
@@ -144,22 +162,22 @@ class GepaEvents:
             }
         )
 
-    def on_candidate_rejected(self, event: dict[str, Any]) -> None:
+    def on_candidate_rejected(self, event: CandidateRejectedEvent) -> None:
         """Why a proposal was not kept."""
         if self.proposals:
             self.proposals[-1]["rejected"] = str(event.get("reason", ""))
 
-    def on_candidate_accepted(self, event: dict[str, Any]) -> None:
+    def on_candidate_accepted(self, event: CandidateAcceptedEvent) -> None:
         """A proposal was kept as a new candidate."""
         if self.proposals:
             self.proposals[-1]["accepted_as"] = int(event["new_candidate_idx"])
 
-    def on_iteration_end(self, event: dict[str, Any]) -> None:
+    def on_iteration_end(self, event: IterationEndEvent) -> None:
         """Iteration boundary: progress and a heartbeat."""
         self.iterations = int(event["iteration"])
         self.recorder.heartbeat()
 
-    def on_optimization_end(self, event: dict[str, Any]) -> None:
+    def on_optimization_end(self, event: OptimizationEndEvent) -> None:
         """Final totals."""
         self.best_idx = int(event["best_candidate_idx"])
         self.metric_calls = int(event["total_metric_calls"])
@@ -179,6 +197,7 @@ def run_mlflow_gepa(
     model proposed and whether it was kept), ``mlflow_gepa.json`` (totals) and per-iteration
     metrics ``val_score``, ``best_val_score``, ``metric_calls``, ``llm_calls``.
     """
+    settings = judge_settings(settings, "mlflow-gepa")
     from mlflow.genai.judges.optimizers import GEPAAlignmentOptimizer
 
     usage = _Usage()
@@ -190,7 +209,7 @@ def run_mlflow_gepa(
     events = GepaEvents(recorder, usage)
     stopped: list[bool] = []
 
-    def stop(_state: Any) -> bool:
+    def stop(_state: GEPAState) -> bool:
         # Remember that the cancel, not the budget, ended the search.
         if recorder.should_stop():
             stopped.append(True)
@@ -325,6 +344,7 @@ def run_simba(
     Raises:
         ValueError: fewer than ``MIN_TRACES`` examples (MLflow refuses them too).
     """
+    settings = judge_settings(settings, "simba")
     from mlflow.genai.judges.optimizers.dspy_utils import agreement_metric
 
     usage = _Usage()
