@@ -36,7 +36,7 @@ from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
 from core.optimization import record
 from core.optimization import recorder as rec
-from core.optimization.preflight import Finding, errors_of, findings_from_dicts
+from core.optimization.preflight import Finding, findings_from_dicts, refuse_on_errors
 from core.optimization.record import AlignmentResult
 from core.optimization.spec import AlignmentSettings, Example, Runner
 from core.optimization.task import OptimizationTask, RunSummary, TaskRunner
@@ -68,7 +68,6 @@ def run_name(settings: AlignmentSettings) -> str:
 #: Set on a run whose pre-flight findings were recorded when it was created (the launch's
 #: own check), so its job process does not run pre-flight again.
 TAG_PREFLIGHT = rec.TAG_PREFIX + "preflight"
-_PREFLIGHT_ARTIFACT = "preflight.json"
 
 
 def create_run(
@@ -127,7 +126,7 @@ def create_run(
     recorder.log_params(settings.to_params())
     recorder.log_text(rec.SETTINGS_ARTIFACT, settings.to_json())
     if findings is not None:
-        recorder.log_json(_PREFLIGHT_ARTIFACT, {"findings": [f.to_dict() for f in findings]})
+        recorder.log_json(record.PREFLIGHT, {"findings": [f.to_dict() for f in findings]})
         recorder.set_tags({TAG_PREFLIGHT: f"{time.time():.3f}"})
     rec.set_status(client, run_id, status)
     return run_id
@@ -140,7 +139,7 @@ def recorded_findings(client: MlflowClient, run_id: str) -> list[Finding] | None
     run = client.get_run(run_id)
     if not run.data.tags.get(TAG_PREFLIGHT):
         return None
-    text = rec.read_artifact_text(client, run_id, _PREFLIGHT_ARTIFACT)
+    text = rec.read_artifact_text(client, run_id, record.PREFLIGHT)
     if not text:
         return None
     return findings_from_dicts(json.loads(text).get("findings") or [])
@@ -206,12 +205,7 @@ def load_and_check(
             settings.experiment_id, settings.judge.name, settings.reviewers
         )
         found = list(findings)
-    errors = errors_of(found)
-    if errors:
-        raise ValidationError(
-            "Alignment refused before spending anything:\n"
-            + "\n".join(f"- {f.message}" for f in errors)
-        )
+    refuse_on_errors(found)
     train, val, test = dataset.split_examples(examples)
     return list(train), list(val), list(test), found
 

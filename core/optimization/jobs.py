@@ -36,7 +36,7 @@ from mlflow.entities import RunTag
 from core.errors import NotFoundError, ValidationError
 from core.optimization import recorder as rec
 from core.optimization.engine import create_run, load_and_check, load_settings
-from core.optimization.preflight import Finding, errors_of
+from core.optimization.preflight import Finding, refuse_on_errors
 from core.optimization.settings import AlignmentCheck
 from core.optimization.spec import AlignmentSettings
 from core.store import config
@@ -208,12 +208,7 @@ def launch(
     elif check is not False:
         given = check.findings if isinstance(check, AlignmentCheck) else check
         findings = list(given)
-        errors = errors_of(findings)
-        if errors:
-            raise ValidationError(
-                "Alignment refused before spending anything:\n"
-                + "\n".join(f"- {f.message}" for f in errors)
-            )
+        refuse_on_errors(findings)
     run_id = create_run(
         settings, status="queued", findings=findings, allow_concurrent=allow_concurrent
     )

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from core.errors import AlignboardError, CredentialsError
+from core.errors import AlignboardError, CredentialsError, ValidationError
 from core.optimization.spec import OPTIMIZERS, TEMPLATE_VARIABLES, AlignmentSettings, Example
 
 #: Fewest labeled traces the search-based optimizers accept.
@@ -105,6 +105,20 @@ def findings_from_dicts(rows: Iterable[dict[str, Any]]) -> list[Finding]:
 def errors_of(findings: Iterable[Finding]) -> list[Finding]:
     """The findings that refuse a run."""
     return [f for f in findings if f.level == "error"]
+
+
+def refuse_on_errors(findings: Iterable[Finding]) -> None:
+    """Raise when any finding refuses the run, listing every one.
+
+    Raises:
+        ValidationError: at least one finding is an error.
+    """
+    errors = errors_of(findings)
+    if errors:
+        raise ValidationError(
+            "Alignment refused before spending anything:\n"
+            + "\n".join(f"- {f.message}" for f in errors)
+        )
 
 
 def _check_optimizer(settings: AlignmentSettings) -> list[Finding]:
