@@ -256,7 +256,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     calls = f", {st.metric_calls}/{st.budget} metric calls" if st.metric_calls is not None else ""
     human = f"{st.run_id}: {st.status} ({progress}{calls})"
     if st.verdict is not None:
-        significance = {True: ", significant", False: ", not significant"}.get(st.significant, "")
+        significance = ""
+        if st.significant is not None:
+            significance = ", significant" if st.significant else ", not significant"
         human += f"; held-out verdict: {st.verdict}{significance}"
     if st.registered:
         human += f"; registered version {st.judge_version}"
