@@ -254,9 +254,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     st = status(args.run_id)
     progress = f"iteration {st.iteration}" if st.iteration is not None else "no iteration yet"
     calls = f", {st.metric_calls}/{st.budget} metric calls" if st.metric_calls is not None else ""
-    human = f"{st.run_id}: {st.status} ({progress}{calls})" + (
-        f"\n  {st.error}" if st.error else ""
-    )
+    human = f"{st.run_id}: {st.status} ({progress}{calls})"
+    if st.verdict is not None:
+        significance = ""
+        if st.significant is not None:
+            significance = ", significant" if st.significant else ", not significant"
+        human += f"; held-out verdict: {st.verdict}{significance}"
+    if st.registered:
+        human += f"; registered version {st.judge_version}"
+    elif st.registered is False:
+        human += "; nothing registered"
+    human += f"\n  {st.error}" if st.error else ""
     _print(args, st.to_dict(), human)
     return 0
 
@@ -436,7 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.models.secrets import install_log_redaction
     from core.store import config
 
-    config.configure()
+    if args.func is not _cmd_status:
+        # status reads a local store without MLflow and configures it only if it must.
+        config.configure()
     install_log_redaction()
     try:
         return args.func(args)

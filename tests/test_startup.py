@@ -92,6 +92,33 @@ def test_the_status_path_loads_no_litellm_dspy_or_gepa():
     assert not {"litellm", "dspy", "gepa"} & set(loaded), loaded
 
 
+def test_status_of_a_run_on_a_local_store_imports_no_mlflow(experiment):
+    from mlflow import MlflowClient
+
+    from core.optimization import recorder as rec
+
+    client = MlflowClient()
+    run_id = client.create_run(experiment.experiment_id).info.run_id
+    for key, value in ((rec.TAG_STATUS, "finished"), (rec.TAG_VERDICT, "improved")):
+        client.set_tag(run_id, key, value)
+    client.set_tag(run_id, rec.TAG_JUDGE_VERSION, "1")
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('LOADED', sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('mlflow', 'sqlalchemy', 'alembic', 'litellm', 'pandas')), "
+        "file=sys.stderr))\n"
+        "from core.cli import main\n"
+        "sys.exit(main(['status', sys.argv[1], '--json']))\n"
+    )
+    proc = _fresh(code, run_id)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (out["run_id"], out["status"], out["verdict"], out["registered"]) == (
+        run_id, "finished", "improved", True,
+    )  # fmt: skip
+    assert "LOADED []" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_the_demo_provider_is_registered_when_litellm_is_imported_later():
     code = (
         "import sys\n"
@@ -203,7 +230,7 @@ def test_b0_benchmark_measures_every_command_and_reports_the_goals(tmp_path):
     # No timing is asserted (a shared machine), but what each command loads is a fact.
     assert commands["import core.errors"]["loaded"] == []
     assert commands["alignboard --help"]["loaded"] == []
-    assert "litellm" not in commands["alignboard status --json"]["loaded"]
+    assert commands["alignboard status --json"]["loaded"] == []  # a local store: no MLflow
     assert set(b0["goals"]) >= {"help_s", "status_over_import_mlflow"}
 
 

@@ -25,21 +25,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-from mlflow import MlflowClient
-from mlflow.entities import RunTag
+from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFoundError, ValidationError
 from core.optimization import recorder as rec
-from core.optimization.engine import create_run, load_and_check, load_settings
 from core.optimization.preflight import Finding, refuse_on_errors
-from core.optimization.settings import AlignmentCheck
 from core.optimization.spec import AlignmentSettings
-from core.store import config
+from core.store import config, run_reads
+from core.store.run_reads import RunSnapshot
+
+if TYPE_CHECKING:
+    from core.optimization.settings import AlignmentCheck
+
+# MLflow, the engine and the settings builder are imported by the functions that write or
+# launch: :func:`status` on a local sqlite store reads without them, so ``alignboard
+# status`` starts in a fraction of ``import mlflow``.
 
 STALE_ENV = "ALIGNBOARD_HEARTBEAT_STALE_S"
 DEFAULT_STALE_S = 30.0
@@ -56,6 +59,8 @@ _ROOT = Path(__file__).resolve().parents[2]
 # Metric names runners use for progress, most specific first.
 _BEST_KEYS = ("best_score", "best_val_score", "val_best", "best_so_far")
 _CALL_KEYS = ("metric_calls", "metric_calls_total")
+# Logged with the verdict: 1.0 when the accuracy gain's interval excludes zero.
+_SIGNIFICANT_METRIC = "test_verdict_significant"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,12 @@ class JobStatus:
     """Process id of the job (on ``host``)."""
     host: str | None = None
     """Machine running the job."""
+    verdict: str | None = None
+    """Held-out verdict once the run has one: ``improved``, ``no_change`` or ``worse``."""
+    significant: bool | None = None
+    """Whether the verdict's accuracy difference is significant (with the verdict)."""
+    registered: bool | None = None
+    """Whether a judge version was registered: None until the run decided."""
 
     @property
     def active(self) -> bool:
@@ -161,6 +172,9 @@ def _spawn(run_id: str, *, resume: bool) -> int:
     identity = process_identity(proc.pid)
     # Reap the child when it ends so it never lingers as a zombie of a long-lived server.
     threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
+    from mlflow import MlflowClient
+    from mlflow.entities import RunTag
+
     client = MlflowClient()
     rec.with_retry(
         client.log_batch,
@@ -201,6 +215,9 @@ def launch(
         ValidationError: a pre-flight error, or another run of this judge is active
             (nothing was created).
     """
+    from core.optimization.engine import create_run, load_and_check
+    from core.optimization.settings import AlignmentCheck
+
     config.configure()
     findings: list[Finding] | None = None
     if check is True:
@@ -221,6 +238,8 @@ def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
 
     Dead ones (their process is gone) are recorded ``interrupted`` and left out.
     """
+    from mlflow import MlflowClient
+
     config.configure()
     client = MlflowClient()
     found: list[Any] = []
@@ -237,7 +256,7 @@ def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
     found.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     out = []
     for run in found:
-        now = _status_of(client, run, check=True)
+        now = _status_of(RunSnapshot.from_mlflow(run), check=True)
         if now.active:
             out.append(now)
     return out
@@ -377,7 +396,7 @@ def _probe(pid: int, identity: str | None) -> str:
     return _ALIVE if any(p in cmdline for p in _JOB_PROGRAMS) else _NOT_OURS
 
 
-def _verdict(tags: dict[str, str], age: float) -> str | None:
+def _verdict(tags: Mapping[str, str], age: float) -> str | None:
     """Why a queued/running job whose heartbeat is ``age`` s old is dead, or None."""
     pid, host = _int(tags.get(rec.TAG_PID)), tags.get(rec.TAG_HOST)
     stale = age > stale_after_s()
@@ -391,7 +410,7 @@ def _verdict(tags: dict[str, str], age: float) -> str | None:
     return None
 
 
-def _interrupted_message(run_id: str, why: str, tags: dict[str, str], age: float) -> str:
+def _interrupted_message(run_id: str, why: str, tags: Mapping[str, str], age: float) -> str:
     if why == "process":
         what = (
             f"The job process (pid {tags.get(rec.TAG_PID)} on {tags.get(rec.TAG_HOST)}) "
@@ -421,7 +440,7 @@ def _int(text: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _first(metrics: dict[str, float], keys: tuple[str, ...]) -> float | None:
+def _first(metrics: Mapping[str, float], keys: tuple[str, ...]) -> float | None:
     return next((metrics[k] for k in keys if k in metrics), None)
 
 
@@ -444,46 +463,65 @@ def status(run_id: str) -> JobStatus:
     Before recording ``interrupted`` the run is read again, so a job that finished (or was
     resumed elsewhere) in the meantime keeps its own status.
 
+    Reads go straight to the sqlite file of a local store (:mod:`core.store.run_reads`,
+    read-only, no MLflow import), through ``MlflowClient`` otherwise; the one write
+    (``interrupted``) always goes through ``MlflowClient``.
+
     Raises:
         NotFoundError: no such run.
     """
-    config.configure()
-    client = MlflowClient()
+    return _status_of(_read_run(run_id), check=True)
+
+
+def _read_run(run_id: str) -> RunSnapshot:
+    """The run as the store holds it now, by the cheapest read that gives MLflow's answer."""
     try:
-        run = client.get_run(run_id)
+        snapshot = run_reads.read_run(run_id, config.tracking_uri())
+        if snapshot is None:
+            from mlflow import MlflowClient
+
+            config.configure()
+            snapshot = RunSnapshot.from_mlflow(MlflowClient().get_run(run_id))
     except Exception as exc:
         raise NotFoundError(f"No alignment run {run_id!r} in {config.tracking_uri()}.") from exc
-    return _status_of(client, run, check=True)
+    return snapshot
 
 
-def _watched_tags(tags: dict[str, str]) -> tuple[str | None, ...]:
+def _watched_tags(tags: Mapping[str, str]) -> tuple[str | None, ...]:
     keys = (rec.TAG_STATUS, rec.TAG_HEARTBEAT, rec.TAG_PID, TAG_PROCESS)
     return tuple(tags.get(k) for k in keys)
 
 
-def _status_of(client: MlflowClient, run: Any, *, check: bool) -> JobStatus:
-    run_id = run.info.run_id
-    tags, metrics = run.data.tags, run.data.metrics
+def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> JobStatus:
+    """The job status of ``run`` at time ``now`` (default: now); with ``check``, a dead
+    job is recorded ``interrupted`` (read again first, written through MLflow)."""
+    run_id = run.run_id
+    tags, metrics = run.tags, run.metrics
     state = tags.get(rec.TAG_STATUS, "queued")
     beat = _float(tags.get(rec.TAG_HEARTBEAT))
-    if beat is None and run.info.start_time:
-        beat = run.info.start_time / 1000
-    now = time.time()
+    if beat is None and run.start_time:
+        beat = run.start_time / 1000
+    now = time.time() if now is None else now
     age = None if beat is None else max(now - beat, 0.0)
     pid, host = _int(tags.get(rec.TAG_PID)), tags.get(rec.TAG_HOST)
     error = tags.get(rec.TAG_ERROR) or None
-    ended = run.info.end_time / 1000 if run.info.end_time else None
+    ended = run.end_time / 1000 if run.end_time else None
     why = _verdict(tags, age) if state in ("queued", "running") and age is not None else None
     if why is not None and age is not None and check:
         # The process was seen dead, so it can write nothing more: what the store holds now
         # is final. If it finished, or a resume started a new process, keep that instead.
-        fresh = client.get_run(run_id)
-        if _watched_tags(fresh.data.tags) != _watched_tags(tags):
-            return _status_of(client, fresh, check=False)
+        fresh = _read_run(run_id)
+        if _watched_tags(fresh.tags) != _watched_tags(tags):
+            return _status_of(fresh, check=False, now=now)
         state = "interrupted"
         error = _interrupted_message(run_id, why, tags, age)
-        rec.set_status(client, run_id, "interrupted", error=error)
+        from mlflow import MlflowClient
+
+        config.configure()
+        rec.set_status(MlflowClient(), run_id, "interrupted", error=error)
         ended = now
+    version = _int(tags.get(rec.TAG_JUDGE_VERSION))
+    verdict = tags.get(rec.TAG_VERDICT) or None
     return JobStatus(
         run_id=run_id,
         status=state,
@@ -493,15 +531,33 @@ def _status_of(client: MlflowClient, run: Any, *, check: bool) -> JobStatus:
         budget=_int(tags.get(rec.TAG_BUDGET)),
         best_score=_first(metrics, _BEST_KEYS),
         error=error,
-        started=run.info.start_time / 1000 if run.info.start_time else None,
+        started=run.start_time / 1000 if run.start_time else None,
         ended=ended,
         optimizer=tags.get(rec.TAG_OPTIMIZER),
         judge_name=tags.get(rec.TAG_JUDGE),
-        judge_version=_int(tags.get(rec.TAG_JUDGE_VERSION)),
+        judge_version=version,
         cancel_requested=tags.get(rec.TAG_CANCEL, "") not in ("", "0"),
         pid=pid,
         host=host,
+        verdict=verdict,
+        significant=_significant(metrics) if verdict else None,
+        registered=_registered(version, verdict, state),
     )
+
+
+def _significant(metrics: Mapping[str, float]) -> bool | None:
+    flag = metrics.get(_SIGNIFICANT_METRIC)
+    return None if flag is None else flag >= 0.5
+
+
+def _registered(version: int | None, verdict: str | None, state: str) -> bool | None:
+    """True once a version is registered; False when the run decided (its verdict is
+    written) and ended without one; None while that is still open."""
+    if version is not None:
+        return True
+    if verdict is not None and state in rec.TERMINAL:
+        return False
+    return None
 
 
 def cancel(run_id: str) -> JobStatus:
@@ -514,7 +570,10 @@ def cancel(run_id: str) -> JobStatus:
     Returns:
         The job's status after the request.
     """
+    from mlflow import MlflowClient
+
     current = status(run_id)
+    config.configure()  # status may have read the store without MLflow
     client = MlflowClient()
     if current.status == "finished" or current.status == "cancelled":
         return current
@@ -522,6 +581,13 @@ def cancel(run_id: str) -> JobStatus:
     if not current.active:
         rec.set_status(client, run_id, "cancelled")
     return status(run_id)
+
+
+def load_settings(run_id: str) -> AlignmentSettings:
+    """:func:`core.optimization.engine.load_settings`, the engine imported on first use."""
+    from core.optimization import engine
+
+    return engine.load_settings(run_id)
 
 
 def resume(run_id: str, *, detach: bool = True) -> str:
@@ -553,6 +619,10 @@ def resume(run_id: str, *, detach: bool = True) -> str:
             "start a new alignment instead."
         )
     load_settings(run_id)  # refuse early if the run is not an alignment
+    from mlflow import MlflowClient
+    from mlflow.entities import RunTag
+
+    config.configure()  # status may have read the store without MLflow
     client = MlflowClient()
     # A fresh start: forget the old cancel request and error.
     rec.with_retry(
@@ -577,6 +647,8 @@ def resume(run_id: str, *, detach: bool = True) -> str:
 
 def list_jobs(experiment_id: str, max_results: int = 100) -> list[JobStatus]:
     """The experiment's alignment jobs, newest first (dead ones reported interrupted)."""
+    from mlflow import MlflowClient
+
     config.configure()
     runs = MlflowClient().search_runs(
         [str(experiment_id)],

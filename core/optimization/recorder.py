@@ -26,15 +26,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
-
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 
 from core.models.secrets import redact
 from core.optimization import record
 from core.store import config
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# MLflow is imported by the functions that write: the tag names and timings here are read
+# by ``jobs.status``, which on a local store runs without MLflow.
 
 TAG_PREFIX = "alignboard."
 TAG_KIND = "alignboard.kind"
@@ -107,6 +110,8 @@ def set_status(client: MlflowClient, run_id: str, status: str, error: str | None
     """Set the ``alignboard.status`` tag (and MLflow's own run status to match)."""
     if status not in STATUSES:
         raise ValueError(f"unknown job status {status!r}")
+    from mlflow.entities import RunTag
+
     tags = [RunTag(TAG_STATUS, status)]
     if error is not None:
         tags.append(RunTag(TAG_ERROR, redact(error)[:_MAX_TAG_CHARS]))
@@ -182,6 +187,8 @@ class MlflowRunRecorder:
             run_id: The MLflow run recording the alignment.
             client: Client to use (default: one for the configured tracking URI).
         """
+        from mlflow import MlflowClient
+
         config.configure()
         self.run_id = run_id
         self.client = client or MlflowClient()
@@ -199,6 +206,8 @@ class MlflowRunRecorder:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Log numeric metrics at ``step``; None/NaN/non-numeric values are skipped."""
+        from mlflow.entities import Metric, RunTag
+
         now = int(time.time() * 1000)
         batch = []
         for key, value in metrics.items():
@@ -266,12 +275,16 @@ class MlflowRunRecorder:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set several tags at once (values are stringified)."""
+        from mlflow.entities import RunTag
+
         with_retry(
             self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]
         )
 
     def log_params(self, params: dict[str, str]) -> None:
         """Log run params (only ever ``AlignmentSettings.to_params()``)."""
+        from mlflow.entities import Param
+
         with_retry(
             self.client.log_batch,
             self.run_id,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
 
 from core.errors import NotFoundError, ValidationError
 from core.io.demo_seed import seed_demo
@@ -279,3 +280,171 @@ def test_resume_forgets_the_dead_process(experiment, dead_pid, default_timing, m
     st = jobs.status(run_id)
     assert st.status == "queued" and st.pid is None
     assert MlflowClient().get_run(run_id).data.tags[jobs.TAG_PROCESS] == ""
+
+
+# ---- the read path: a local sqlite file without MLflow, MLflow for everything else ------
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """Freeze the clock ``jobs`` reads, so two reads of one run give equal heartbeat ages."""
+    import types
+
+    now = time.time()
+    monkeypatch.setattr(
+        jobs,
+        "time",
+        types.SimpleNamespace(time=lambda: now, monotonic=time.monotonic, sleep=time.sleep),
+    )
+    return now
+
+
+def _mlflow_path(monkeypatch):
+    """Make ``jobs.status`` read through MlflowClient, as it does for a tracking server."""
+    from core.store import run_reads
+
+    monkeypatch.setattr(run_reads, "read_run", lambda run_id, uri=None: None)
+
+
+def _ended_run(experiment, state: str, **tags: str) -> str:
+    run_id = _job_run(experiment, pid=4_000_000, host="another-machine", age=3)
+    client = MlflowClient()
+    client.log_batch(
+        run_id,
+        tags=[RunTag(k, v) for k, v in tags.items()],
+        metrics=[Metric("metric_calls", 40, 0, 1), Metric("metric_calls", 98, 0, 7)],
+    )
+    rec.set_status(client, run_id, state, error="boom: it failed" if state == "failed" else None)
+    return run_id
+
+
+def test_status_reads_the_same_through_sqlite_and_through_mlflow(
+    experiment, dead_pid, default_timing, frozen_clock, monkeypatch
+):
+    from core.store import run_reads
+
+    here, me = socket.gethostname(), os.getpid()
+    queued = MlflowClient().create_run(
+        experiment.experiment_id,
+        tags={rec.TAG_KIND: rec.KIND_ALIGNMENT, rec.TAG_STATUS: "queued"},
+    )
+    runs = {
+        "queued": queued.info.run_id,
+        "running": _job_run(
+            experiment, pid=me, host=here, age=2, identity=jobs.process_identity(me) or ""
+        ),
+        "finished": _ended_run(
+            experiment, "finished",
+            **{rec.TAG_VERDICT: "improved", rec.TAG_JUDGE_VERSION: "2", rec.TAG_ITERATION: "7"},
+        ),
+        "failed": _ended_run(experiment, "failed"),
+        "cancelled": _ended_run(experiment, "cancelled", **{rec.TAG_CANCEL: "1700000000.0"}),
+    }  # fmt: skip
+    pid, identity = dead_pid
+    dead = [_job_run(experiment, pid=pid, host=here, age=1, identity=identity) for _ in "ab"]
+    for run_id in dead:  # the same last beat, so both report the same age
+        MlflowClient().set_tag(run_id, rec.TAG_HEARTBEAT, f"{frozen_clock - 1:.3f}")
+
+    fast = {name: jobs.status(run_id).to_dict() for name, run_id in runs.items()}
+    assert all(run_reads.read_run(run_id) is not None for run_id in runs.values())
+    fast_dead = jobs.status(dead[0]).to_dict()  # read from the file, written through MLflow
+    fast_back = jobs.status(dead[0]).to_dict()  # now as recorded (its end time is MLflow's)
+    with monkeypatch.context() as m:
+        _mlflow_path(m)
+        slow = {name: jobs.status(run_id).to_dict() for name, run_id in runs.items()}
+        slow_dead = jobs.status(dead[1]).to_dict()
+        assert jobs.status(dead[0]).to_dict() == fast_back
+    assert fast == slow
+    assert {name: d["status"] for name, d in fast.items()} == {name: name for name in runs}
+    assert fast["finished"]["verdict"] == "improved" and fast["finished"]["registered"] is True
+    assert fast["failed"]["error"] == "boom: it failed" and fast["cancelled"]["cancel_requested"]
+    assert 0 < fast["running"]["heartbeat_age_s"] <= 2 and fast["running"]["metric_calls"] is None
+    assert fast["finished"]["metric_calls"] == 98 and fast["finished"]["iteration"] == 7
+
+    # The dead job was recorded interrupted the same way on both paths.
+    assert fast_dead["status"] == slow_dead["status"] == "interrupted"
+    assert fast_dead == {
+        **slow_dead,
+        "run_id": dead[0],
+        "error": slow_dead["error"].replace(dead[1], dead[0]),
+        "started": fast_dead["started"],  # created a moment apart
+    }
+    assert fast_dead["ended"] == frozen_clock and fast_dead["heartbeat_age_s"] == 1.0
+    for run_id in dead:
+        run = MlflowClient().get_run(run_id)
+        assert run.data.tags[rec.TAG_STATUS] == "interrupted" and run.info.status == "FAILED"
+        assert "killed or crashed" in run.data.tags[rec.TAG_ERROR] and run.info.end_time
+    assert fast_back["status"] == "interrupted" and fast_back["error"] == fast_dead["error"]
+
+
+def test_status_reports_the_verdict_and_what_was_registered(experiment, frozen_clock):
+    improved = _ended_run(experiment, "finished", **{rec.TAG_VERDICT: "improved",
+                                                     rec.TAG_JUDGE_VERSION: "3"})  # fmt: skip
+    MlflowClient().log_metric(improved, "test_verdict_significant", 1.0)
+    worse = _ended_run(experiment, "finished", **{rec.TAG_VERDICT: "worse"})
+    MlflowClient().log_metric(worse, "test_verdict_significant", 0.0)
+    old = _ended_run(experiment, "finished", **{rec.TAG_JUDGE_VERSION: "1"})  # before verdicts
+    running = _job_run(experiment, pid=4_000_000, host="another-machine", age=1)
+
+    st = jobs.status(improved)
+    assert (st.verdict, st.significant, st.registered, st.judge_version) == (
+        "improved", True, True, 3,
+    )  # fmt: skip
+    st = jobs.status(worse)
+    assert (st.verdict, st.significant, st.registered, st.judge_version) == (
+        "worse", False, False, None,
+    )  # fmt: skip
+    st = jobs.status(old)
+    assert (st.verdict, st.significant, st.registered) == (None, None, True)
+    st = jobs.status(running)
+    assert (st.verdict, st.significant, st.registered) == (None, None, None)
+
+    out = _cli("status", worse, "--json")
+    assert out.returncode == 0, out.stderr
+    assert {k: _last_json(out)[k] for k in ("verdict", "significant", "registered")} == {
+        "verdict": "worse", "significant": False, "registered": False,
+    }  # fmt: skip
+    human = _cli("status", worse).stdout
+    assert "held-out verdict: worse, not significant; nothing registered" in human, human
+    human = _cli("status", improved).stdout
+    assert "held-out verdict: improved, significant; registered version 3" in human, human
+
+
+def test_status_of_a_real_run_says_what_its_verdict_gate_decided(demo_store):
+    from core.optimization.engine import run_alignment
+    from tests.optimization.test_verdict import _settings, worse_runner
+
+    kept = run_alignment(_settings(demo_store), runner=worse_runner)
+    forced = run_alignment(_settings(demo_store, register_if_worse=True), runner=worse_runner)
+    for result in (kept, forced):
+        st = jobs.status(result.run_id)
+        assert st.status == "finished" and st.verdict == result.verdict == "worse"
+        assert st.registered is result.registered and st.judge_version == result.judge_version
+        assert st.significant is result.significant
+    assert (kept.registered, forced.registered) == (False, True)
+
+
+@pytest.mark.slow
+def test_status_through_a_tracking_server_reads_and_writes_through_mlflow(
+    tmp_path, dead_pid, default_timing, monkeypatch, _template_db
+):
+    from core.store import config, run_reads
+    from tests.support.mlflow_server import mlflow_server
+
+    with mlflow_server(tmp_path / "server", template_db=_template_db) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "home"))
+        config.configure(uri)
+        client = MlflowClient()
+        experiment = client.get_experiment(client.create_experiment("served"))
+        pid, identity = dead_pid
+        run_id = _job_run(experiment, pid=pid, host=socket.gethostname(), age=0, identity=identity)
+        client.set_tag(run_id, rec.TAG_ITERATION, "4")
+        assert run_reads.read_run(run_id) is None  # not a local file: MLflow's path
+
+        st = jobs.status(run_id)
+        assert st.status == "interrupted" and st.iteration == 4 and "pid" in (st.error or "")
+        assert client.get_run(run_id).data.tags[rec.TAG_STATUS] == "interrupted"
+        assert jobs.status(run_id).status == "interrupted"
+        with pytest.raises(NotFoundError):
+            jobs.status("0" * 32)
