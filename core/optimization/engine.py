@@ -320,33 +320,36 @@ def run_optimization(
         # Refuse before creating anything: a refused run leaves nothing behind.
         loaded = task.load()
         run_id = task.create_run("queued", findings=loaded[3], allow_concurrent=allow_concurrent)
-    elif not resume:
-        recorded = recorded_findings(client, run_id)
-        if recorded is not None:
-            loaded = task.load(findings=recorded)
     recorder = rec.MlflowRunRecorder(run_id, client)
-    recorder.set_tags(
-        {
-            rec.TAG_PID: os.getpid(),
-            rec.TAG_HOST: socket.gethostname(),
-            **({rec.TAG_RESUMED: "1"} if resume else {}),
-        }
-    )
-    recorder.set_status("running", error="")
-    with recorder:
-        try:
+    # Everything after the run exists is inside the try, so a signal or an error at any
+    # point (even while loading the examples) leaves the run interrupted or failed, never
+    # "queued" with nobody working on it.
+    try:
+        if loaded is None and not resume:
+            recorded = recorded_findings(client, run_id)
+            if recorded is not None:
+                loaded = task.load(findings=recorded)
+        recorder.set_tags(
+            {
+                rec.TAG_PID: os.getpid(),
+                rec.TAG_HOST: socket.gethostname(),
+                **({rec.TAG_RESUMED: "1"} if resume else {}),
+            }
+        )
+        recorder.set_status("running", error="")
+        with recorder:
             return _run(task, recorder, started, resume, runner, loaded)
-        except KeyboardInterrupt:
-            # SIGINT/SIGTERM: the process is going away but can be resumed.
-            recorder.set_status("interrupted", error="The job process was stopped (signal).")
-            raise
-        except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            recorder.set_status("failed", error=message)
-            log.error("%s %s failed: %s", task.label, run_id, redact(message))
-            with contextlib.suppress(AttributeError, TypeError):
-                exc.run_id = run_id  # type: ignore[attr-defined]  # so callers can report it
-            raise
+    except KeyboardInterrupt:
+        # SIGINT/SIGTERM: the process is going away but can be resumed.
+        recorder.set_status("interrupted", error="The job process was stopped (signal).")
+        raise
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        recorder.set_status("failed", error=message)
+        log.error("%s %s failed: %s", task.label, run_id, redact(message))
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.run_id = run_id  # type: ignore[attr-defined]  # so callers can report it
+        raise
 
 
 def _run(
