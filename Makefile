@@ -55,7 +55,7 @@ test: install chromium
 clean:
 	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache .mypy_cache
 
-# Benchmarks (B1 GEPA speed, B2 MemAlign, B3 labeling latency at 1k/10k traces), quick mode:
+# Benchmarks (B0 start-up, B1 GEPA speed, B2 MemAlign, B3 labeling latency at 1k/10k traces), quick mode:
 # tables on stdout, JSON in benchmarks/results/ (gitignored; benchmarks/README.md keeps the figures).
 .PHONY: bench
 bench: install
