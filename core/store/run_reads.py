@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +73,9 @@ class RunSnapshot:
     """The latest value of each metric (NaN where NaN was logged)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "run_id": self.run_id,
-            "experiment_id": self.experiment_id,
-            "status": self.status,
-            "lifecycle_stage": self.lifecycle_stage,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-            "tags": dict(self.tags),
-            "params": dict(self.params),
-            "metrics": dict(self.metrics),
-        }
+        """Return a JSON-ready dict (every field, the mappings as plain dicts)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()}
 
     @classmethod
     def from_mlflow(cls, run: Any) -> RunSnapshot:
