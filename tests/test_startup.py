@@ -27,6 +27,13 @@ def _fresh(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedP
     )  # fmt: skip
 
 
+def _fresh_ok(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter and require it to exit 0."""
+    proc = _fresh(code, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def _status_if(run_id: str, pred):
     current = jobs.status(run_id)
     return current if pred(current) else None
@@ -34,8 +41,7 @@ def _status_if(run_id: str, pred):
 
 def _loaded_after(statement: str) -> list[str]:
     code = f"import json, sys\n{statement}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    proc = _fresh(code)
-    assert proc.returncode == 0, proc.stderr
+    proc = _fresh_ok(code)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -53,8 +59,7 @@ def test_help_exits_0_without_importing_mlflow():
         "sys.argv = ['alignboard', '--help']\n"
         "main()\n"
     )
-    proc = _fresh(code)
-    assert proc.returncode == 0, proc.stderr
+    proc = _fresh_ok(code)
     assert "usage: alignboard" in proc.stdout and "status" in proc.stdout
     assert "LOADED []" in proc.stderr
     # The job process's entry point is not a hidden flag of the CLI any more.
@@ -110,8 +115,7 @@ def test_status_of_a_run_on_a_local_store_imports_no_mlflow(experiment):
         "from core.cli import main\n"
         "sys.exit(main(['status', sys.argv[1], '--json']))\n"
     )
-    proc = _fresh(code, run_id)
-    assert proc.returncode == 0, proc.stderr
+    proc = _fresh_ok(code, run_id)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (out["run_id"], out["status"], out["verdict"], out["registered"]) == (
         run_id, "finished", "improved", True,
@@ -128,8 +132,7 @@ def test_the_demo_provider_is_registered_when_litellm_is_imported_later():
         "from core.models.completion import complete\n"
         "print('ANSWER', complete('demo:/judge', [{'role': 'user', 'content': 'Response: ok'}]))\n"
     )
-    proc = _fresh(code)
-    assert proc.returncode == 0, proc.stderr
+    proc = _fresh_ok(code)
     assert "ANSWER" in proc.stdout and "demo stand-in" in proc.stdout
 
 
