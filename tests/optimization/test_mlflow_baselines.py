@@ -116,3 +116,20 @@ def test_simba_refuses_fewer_than_ten_examples(demo_store, tmp_path):
     settings = demo_settings(demo_store, "simba")
     with pytest.raises(ValueError, match="at least 10"):
         mlflow_runners.run_simba(settings, ex["train"][:5], ex["val"][:4], ListRecorder(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "run"),
+    [("mlflow-gepa", mlflow_runners.run_mlflow_gepa), ("simba", mlflow_runners.run_simba)],
+)
+def test_a_stop_asked_before_the_search_returns_the_seed_cancelled(
+    demo_store, tmp_path, optimizer, run
+):
+    ex = demo_examples(demo_store)
+    settings = demo_settings(demo_store, optimizer)
+    recorder = ListRecorder(tmp_path, stop_after_heartbeats=1)
+    outcome = run(settings, ex["train"], ex["val"], recorder)
+    assert outcome.cancelled and outcome.optimizer == optimizer
+    assert recorder.heartbeats == 1
+    assert outcome.metric_calls == 0
+    assert outcome.instructions == settings.judge.instructions

@@ -83,6 +83,14 @@ def _cancelled_outcome(optimizer: str, settings: AlignmentSettings) -> Alignment
     return AlignmentOutcome(optimizer, judge.instructions, judge, cancelled=True)
 
 
+def _cancelled_at_start(
+    recorder: RunRecorder, optimizer: str, settings: AlignmentSettings
+) -> AlignmentOutcome | None:
+    """Beat once; the cancelled outcome when a stop was asked before the search began."""
+    recorder.heartbeat()
+    return _cancelled_outcome(optimizer, settings) if recorder.should_stop() else None
+
+
 # --- mlflow-gepa ------------------------------------------------------------------------
 
 
@@ -201,9 +209,8 @@ def run_mlflow_gepa(
     from mlflow.genai.judges.optimizers import GEPAAlignmentOptimizer
 
     usage = _Usage()
-    recorder.heartbeat()
-    if recorder.should_stop():
-        return _cancelled_outcome("mlflow-gepa", settings)
+    if (cancelled := _cancelled_at_start(recorder, "mlflow-gepa", settings)) is not None:
+        return cancelled
     examples = [*train, *val]
     budget = settings.budget(len(train))
     events = GepaEvents(recorder, usage)
@@ -348,9 +355,8 @@ def run_simba(
     from mlflow.genai.judges.optimizers.dspy_utils import agreement_metric
 
     usage = _Usage()
-    recorder.heartbeat()
-    if recorder.should_stop():
-        return _cancelled_outcome("simba", settings)
+    if (cancelled := _cancelled_at_start(recorder, "simba", settings)) is not None:
+        return cancelled
     examples = [*train, *val]
     if len(examples) < MIN_TRACES:
         raise ValueError(
