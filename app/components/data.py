@@ -34,8 +34,15 @@ from core.views.overview import Overview, experiment_overview
 
 @st.cache_resource(show_spinner=False)
 def _configured() -> str:
-    # Once per process: point MLflow at the store (env var or the local data folder).
+    # Once per process: point MLflow at the store (env var or the local data folder), and
+    # load LiteLLM in the background: core imports it on first use (so the CLI starts
+    # light), and the first Align check or judge score would otherwise wait seconds for it.
+    threading.Thread(target=_warm_model_libraries, name="warm-litellm", daemon=True).start()
     return config.configure()
+
+
+def _warm_model_libraries() -> None:
+    import litellm  # noqa: F401  # registers the demo provider on import (core.models)
 
 
 def configure() -> str:
