@@ -124,9 +124,9 @@ def create_run(
             raise
     recorder = rec.MlflowRunRecorder(run_id, client)
     recorder.log_params(settings.to_params())
-    recorder.log_text(rec.SETTINGS_ARTIFACT, settings.to_json())
+    record.write_settings(recorder, settings)
     if findings is not None:
-        recorder.log_json(record.PREFLIGHT, {"findings": [f.to_dict() for f in findings]})
+        record.write_preflight(recorder, [f.to_dict() for f in findings])
         recorder.set_tags({TAG_PREFLIGHT: f"{time.time():.3f}"})
     rec.set_status(client, run_id, status)
     return run_id
