@@ -144,12 +144,18 @@ class Candidate:
     """Template check of the proposal (``ok``, or how it was repaired)."""
     template_note: str | None = None
     """What the template check said."""
+    components: Mapping[str, str] = field(default_factory=dict)
+    """Every text component by name, when a candidate has several (a prompt optimization
+    of an app with several prompts); empty when ``instructions`` is the only one."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the ``candidates.json`` entry)."""
         d = asdict(self)
         d["parent_ids"] = list(self.parent_ids)
         d["val_scores"] = dict(self.val_scores)
+        d["components"] = dict(self.components)
+        if not self.components:
+            d.pop("components")
         return d
 
     @classmethod
@@ -180,6 +186,7 @@ class Candidate:
             proposed_instructions=d.get("proposed_instructions"),
             template=d.get("template"),
             template_note=d.get("template_note"),
+            components={str(k): str(v) for k, v in (d.get("components") or {}).items()},
         )
 
 
@@ -336,6 +343,51 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class TestOutput:
+    """One held-out row of a prompt optimization: both prompts' outputs and their scores."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    row_id: str
+    """The dataset row."""
+    values: Mapping[str, str] = field(default_factory=dict)
+    """The template values the row supplied (what the application was asked)."""
+    before: str | None = None
+    """The seed prompt's output (None when the call failed)."""
+    after: str | None = None
+    """The best prompt's output (None when the call failed)."""
+    before_score: float | None = None
+    """The seed output's aggregated score in [0, 1]."""
+    after_score: float | None = None
+    """The best output's aggregated score in [0, 1]."""
+    before_verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Scorer name -> ``{value, score, rationale, error, skipped}`` for the seed output."""
+    after_verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The same for the best output."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "row_id": self.row_id,
+            "values": dict(self.values),
+            "before": self.before,
+            "after": self.after,
+            "before_score": self.before_score,
+            "after_score": self.after_score,
+            "before_verdicts": {k: dict(v) for k, v in self.before_verdicts.items()},
+            "after_verdicts": {k: dict(v) for k, v in self.after_verdicts.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TestOutput:
+        """Read one back."""
+        names = cls.__dataclass_fields__
+        known = {k: v for k, v in d.items() if k in names}
+        known["row_id"] = str(d.get("row_id"))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class TestMetrics:
     """Seed vs aligned judge on the held-out split."""
 
@@ -359,6 +411,11 @@ class TestMetrics:
     """Why the seed's report is missing."""
     after_error: str | None = None
     """Why the aligned judge's report is missing."""
+    outputs: tuple[TestOutput, ...] = ()
+    """Prompt optimization: per held-out row, both prompts' outputs and scores."""
+    scores: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Prompt optimization: scorer name (and ``overall``) -> ``{before, after, before_ci,
+    after_ci, n}``, mean scores in [0, 1] with bootstrap 95% intervals."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (``test_metrics.json``); unset notes are left out."""
@@ -374,6 +431,10 @@ class TestMetrics:
         for k in ("note", "before_error", "after_error"):
             if getattr(self, k):
                 d[k] = getattr(self, k)
+        if self.outputs:
+            d["outputs"] = [o.to_dict() for o in self.outputs]
+        if self.scores:
+            d["scores"] = {k: dict(v) for k, v in self.scores.items()}
         return d
 
     @classmethod
@@ -391,6 +452,8 @@ class TestMetrics:
             note=d.get("note"),
             before_error=d.get("before_error"),
             after_error=d.get("after_error"),
+            outputs=tuple(TestOutput.from_dict(o) for o in d.get("outputs") or ()),
+            scores=dict(d.get("scores") or {}),
         )
 
 

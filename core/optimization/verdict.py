@@ -63,6 +63,9 @@ class Verdict:
     """Whether the aligned judge was registered (set by the engine)."""
     override: bool = False
     """True when a worse judge was registered because the user asked for it."""
+    metric: str = "accuracy"
+    """What ``accuracy_before/after`` measure: ``accuracy`` (judge alignment: agreement
+    with the humans) or ``judge score`` (prompt optimization: the judges' mean score)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -167,6 +170,32 @@ def judge_verdict(
     )
 
 
+def score_verdict(before: Sequence[float], after: Sequence[float], *, seed: int = 0) -> Verdict:
+    """The verdict of a prompt optimization: the best prompt's per-row held-out scores
+    (in [0, 1], paired with the seed prompt's on the same rows) against the seed's.
+
+    ``worse`` / ``no_change`` / ``improved`` compare the mean scores; ``significant`` is the
+    paired bootstrap interval of the mean difference excluding zero, as for judges.
+    """
+    b = sum(before) / len(before) if before else None
+    a = sum(after) / len(after) if after else None
+    diff, low, high = paired_difference_ci(before, after, seed=seed)
+    significant = low is not None and high is not None and (low > 0 or high < 0)
+    return Verdict(
+        verdict=decide(b, a),
+        significant=bool(significant),
+        accuracy_before=b,
+        accuracy_after=a,
+        kappa_before=None,
+        kappa_after=None,
+        diff=diff,
+        diff_low=low,
+        diff_high=high,
+        n=len(before),
+        metric="judge score",
+    )
+
+
 def _get(report: Mapping[str, Any] | None, key: str) -> float | None:
     value = None if report is None else report.get(key)
     return None if value is None else float(value)
@@ -194,7 +223,7 @@ def describe(v: Mapping[str, Any] | Verdict | None) -> str:
             "No held-out scores to compare (no labeled test trace was scored): registered as usual."
         )
     ci = f"CI {_signed(v.diff_low)}..{_signed(v.diff_high)}"
-    scores = f"accuracy {_num(v.accuracy_after)} vs {_num(v.accuracy_before)} for the seed"
+    scores = f"{v.metric} {_num(v.accuracy_after)} vs {_num(v.accuracy_before)} for the seed"
     if v.kappa_before is not None and v.kappa_after is not None:
         scores += f", kappa {_num(v.kappa_after)} vs {_num(v.kappa_before)}"
     if v.verdict == WORSE:
@@ -206,7 +235,8 @@ def describe(v: Mapping[str, Any] | Verdict | None) -> str:
         return (
             f"Worse on held-out traces ({scores}): not registered. Override: relaunch with "
             "'Register even if it scores worse on held-out traces' "
-            "(CLI: alignboard align --register-worse)."
+            f"(CLI: alignboard {'optimize' if v.metric != 'accuracy' else 'align'} "
+            "--register-worse)."
         )
     if v.verdict == IMPROVED:
         if v.significant:

@@ -48,7 +48,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,6 +250,7 @@ class RunTracker:
         scores: dict[Any, float],
         it: int,
         discovered_at: int | None = None,
+        components: Mapping[str, str] | None = None,
     ) -> None:
         if idx in self.candidates:
             return
@@ -267,6 +268,9 @@ class RunTracker:
             "iteration": it,
             "metric_calls_at_discovery": discovered_at,
         }
+        if components is not None and len(components) > 1:
+            # Several prompts optimized together: keep every component, not just the first.
+            self.candidates[idx]["components"] = dict(components)
 
     def sync_state(self, state: GEPAState) -> None:
         """Register candidates found in gepa's state (e.g. by a previous run we resume)."""
@@ -282,6 +286,7 @@ class RunTracker:
                 state.prog_candidate_val_subscores[idx],
                 found_at.get(idx, 0),
                 state.num_metric_calls_by_discovery[idx],
+                cand,
             )
         self.metric_calls = max(self.metric_calls, int(state.total_num_evals))
 
@@ -522,6 +527,8 @@ def _optimize(gepa, task, train, val, adapter, stopper, tracker, run_dir) -> Any
         callbacks=[tracker],
         seed=task.seed,
         display_progress_bar=False,
+        # Several scorers: a candidate best on one judge's objective stays on the frontier.
+        frontier_type=getattr(task, "frontier_type", "instance"),
     )
 
 
@@ -593,7 +600,12 @@ def run_task(
             adapter.close()
         for idx, cand in enumerate(result.candidates):
             tracker._add(
-                idx, cand[component], list(result.parents[idx]), result.val_subscores[idx], 0
+                idx,
+                cand[component],
+                list(result.parents[idx]),
+                result.val_subscores[idx],
+                0,
+                components=cand,
             )
         tracker.metric_calls = max(tracker.metric_calls, int(result.total_metric_calls or 0))
         _write_json(work_dir / CACHE_FILE, adapter.state())
