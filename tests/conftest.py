@@ -108,3 +108,72 @@ def demo_store(_demo_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     config.configure(uri)
     yield experiment_id
     mlflow.set_tracking_uri(None)
+
+
+#: The aligned demo judge's instructions (a demo GEPA alignment's result, recorded in the
+#: parity fixture): the scorer prompt optimization tests optimize against.
+def aligned_demo_instructions() -> str:
+    """The instructions of the demo GEPA alignment recorded in tests/fixtures/parity."""
+    import json
+
+    path = Path(__file__).parent / "fixtures" / "parity" / "demo.json"
+    return json.loads(path.read_text(encoding="utf-8"))["gepa"]["instructions"]
+
+
+@pytest.fixture(scope="session")
+def _prompt_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The demo store plus an aligned judge registered as ``support_quality`` v1 (alias
+    ``production``), once per session: (sqlite file, experiment id)."""
+    import mlflow
+
+    from core.io.demo_seed import seed_demo
+    from core.optimization.judging import build_judge
+    from core.optimization.registry import register_version, set_alias
+    from core.optimization.spec import JudgeSpec
+    from core.store import config
+
+    home = tmp_path_factory.mktemp("prompt-template")
+    db = home / "mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.HOME_ENV, str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+        config.configure(f"sqlite:///{db}")
+        result = seed_demo()
+        spec = JudgeSpec("support_quality", aligned_demo_instructions(), "pass_fail", "demo:/judge")
+        version = register_version(
+            build_judge(spec),
+            result.experiment_id,
+            run_id=None,
+            test_metrics={"test_kappa_after": 0.85, "test_accuracy_after": 0.93},
+            optimizer="gepa",
+        )
+        set_alias(result.experiment_id, "support_quality", "production", version)
+    mlflow.set_tracking_uri(None)
+    return db, result.experiment_id
+
+
+@pytest.fixture
+def prompt_demo(_prompt_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh copy of the demo store with the demo app prompt (``northwind-support``, alias
+    ``production`` on v1), the evaluation dataset ``northwind-messages`` and the aligned
+    judge ``support_quality`` v1 (alias ``production``); returns the experiment id."""
+    import mlflow
+
+    from core.store import config
+
+    template, experiment_id = _prompt_template
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "mlflow.db"
+    shutil.copy(template, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+            ((home / "artifacts" / "demo").as_uri(), int(experiment_id)),
+        )
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(config.HOME_ENV, str(home))
+    config.configure(uri)
+    yield experiment_id
+    mlflow.set_tracking_uri(None)

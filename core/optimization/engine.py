@@ -280,6 +280,54 @@ def run_alignment(
     return result
 
 
+def run_prompt_optimization(
+    settings: Any,
+    *,
+    run_id: str | None = None,
+    resume: bool = False,
+    runner: TaskRunner | None = None,
+) -> Any:
+    """Run one prompt optimization in this process and record it in MLflow.
+
+    The prompt task (:class:`core.optimization.prompt_task.PromptTask`) through
+    :func:`run_optimization`; the arguments are :func:`run_alignment`'s.
+
+    Returns:
+        The :class:`core.optimization.prompt_task.PromptResult`.
+    """
+    from core.optimization.prompt_task import PromptTask
+
+    return run_optimization(PromptTask(settings, task_runner=runner), run_id=run_id, resume=resume)
+
+
+def load_any_settings(run_id: str) -> Any:
+    """The settings a run was created with: :class:`AlignmentSettings` for an alignment,
+    :class:`core.optimization.prompt_spec.PromptSettings` for a prompt optimization.
+
+    Raises:
+        NotFoundError: no such run, or it is not an alignboard run.
+    """
+    import json
+
+    from core.optimization.prompt_spec import PromptSettings, is_prompt_settings
+
+    config.configure()
+    client = MlflowClient()
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        raise NotFoundError(f"No run with id {run_id!r} in {config.tracking_uri()}.") from exc
+    text = rec.read_artifact_text(client, run_id, rec.SETTINGS_ARTIFACT)
+    if not text:
+        raise NotFoundError(
+            f"Run {run_id} has no {rec.SETTINGS_ARTIFACT}: it is not an alignboard run."
+        )
+    d = json.loads(text)
+    if is_prompt_settings(d):
+        return PromptSettings.from_dict(d)
+    return AlignmentSettings.from_dict(d)
+
+
 def run_optimization(
     task: OptimizationTask,
     *,
