@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from core.io.prompt_data import DatasetRow
 from core.optimization import record
 from core.optimization.engine import run_prompt_optimization
-from core.optimization.prompt_eval import PromptEvaluator, RowResult, Scorer, ScoredVerdict
+from core.optimization.prompt_eval import PromptEvaluator, RowResult, ScoredVerdict, Scorer
 from core.optimization.prompt_preflight import build_prompt_settings
 from core.optimization.prompt_task import (
     VERSION_TAG_JUDGES,
