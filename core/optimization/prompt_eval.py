@@ -212,7 +212,7 @@ def build_scorers(settings: PromptSettings) -> list[Scorer]:
         spec = JudgeSpec(
             name=choice.name,
             instructions=(meta.instructions if meta else getattr(judge, "instructions", "")) or "",
-            value_type=value_type,  # type: ignore[arg-type]
+            value_type=value_type,
             model=getattr(judge, "model", None) or "demo:/judge",
             options=options,
         )

@@ -785,7 +785,7 @@ class PromptRegistrar:
             self.last_versions[p.name] = info.version
             if p.name == s.prompt.name:
                 first = info.version
-        if first is not None:
+        if first is not None and hasattr(recorder, "set_tags"):
             recorder.set_tags({TAG_PROMPT_VERSION: first})
         else:
             log.info("run %s: the best prompt is the seed; nothing registered", recorder.run_id)

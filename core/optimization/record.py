@@ -39,9 +39,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.optimization.spec import AlignmentSettings, RunRecorder
+
+if TYPE_CHECKING:
+    from core.optimization.prompt_spec import PromptSettings
 
 SETTINGS = "settings.json"
 PREFLIGHT = "preflight.json"
@@ -674,8 +677,8 @@ def read_test_metrics(client: Any, run_id: str) -> TestMetrics | None:
 # --- writing ----------------------------------------------------------------------------
 
 
-def write_settings(recorder: RunRecorder, settings: AlignmentSettings) -> None:
-    """Write ``settings.json``."""
+def write_settings(recorder: RunRecorder, settings: AlignmentSettings | PromptSettings) -> None:
+    """Write ``settings.json`` (an alignment's or a prompt optimization's settings)."""
     recorder.log_text(SETTINGS, settings.to_json())
 
 
