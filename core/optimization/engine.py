@@ -497,7 +497,9 @@ def _verdict(
     recorder.set_tags({rec.TAG_VERDICT: verdict.verdict})
     metrics = {"test_verdict_significant": 1.0 if verdict.significant else 0.0}
     if verdict.diff is not None:
-        metrics["test_accuracy_diff"] = verdict.diff
+        # Judge alignment compares accuracy; prompt optimization the judges' mean score.
+        name = "test_accuracy_diff" if verdict.metric == "accuracy" else "test_score_diff"
+        metrics[name] = verdict.diff
     recorder.log_metrics(metrics, step=step)
     if worse and not registered:
         log.warning("%s %s: %s", task.label, recorder.run_id, describe(verdict))
