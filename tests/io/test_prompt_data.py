@@ -157,6 +157,22 @@ def test_csv_file_follows_the_trace_import_convention(tmp_path):
     assert [r.line for r in rows] == [2, 3, 4, 6]
 
 
+def test_csv_rows_sharing_an_id_are_one_row_as_in_the_trace_import(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "id,inputs,outputs,criterion,value,reviewer\n"
+        "a,Is it waterproof?,Yes,quality,pass,ana\n"
+        "a,Is it waterproof?,Yes,quality,fail,ben\n"
+        "b,Does it fit?,Maybe,quality,pass,ana\n",
+        encoding="utf-8",
+    )
+    rows = load_rows(parse_source(str(path)))
+    assert [(r.id, r.inputs, r.line) for r in rows] == [
+        ("a", {"question": "Is it waterproof?"}, 2),
+        ("b", {"question": "Does it fit?"}, 4),
+    ]
+
+
 def test_a_trace_import_file_is_a_dataset_file(tmp_path):
     rec = {
         "id": "t1",
@@ -218,7 +234,7 @@ def test_a_malformed_csv_file_names_its_lines(tmp_path):
     assert [line for line, _ in problems] == [3, 4, 5]
     assert problems[0][1].startswith("missing inputs")
     assert "malformed" in problems[1][1]
-    assert "duplicate id 'x'" in problems[2][1]
+    assert "rows with id 'x' must hold the same inputs" in problems[2][1]
     bad_header = tmp_path / "header.csv"
     bad_header.write_text("id,input\na,b\n", encoding="utf-8")
     assert [line for line, _ in _problems(bad_header)] == [1, 1]
