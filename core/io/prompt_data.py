@@ -122,6 +122,18 @@ class DatasetRow:
             "split": self.split,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetRow:
+        """Inverse of ``to_dict`` (the split is recomputed from the id, never read)."""
+        return cls(
+            id=str(data["id"]),
+            inputs=dict(data["inputs"]),
+            expectations=dict(data.get("expectations") or {}),
+            line=data.get("line"),
+            trace_id=data.get("trace_id"),
+            tags=dict(data.get("tags") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class DatasetSource:

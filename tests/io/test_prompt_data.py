@@ -113,6 +113,7 @@ def test_jsonl_file_rows_keep_given_ids_and_hash_the_rest(tmp_path):
     assert rows[2].expectations == {}
     assert rows[0].tags == {"topic": "returns"}
     assert rows[0].trace_id is None
+    assert [DatasetRow.from_dict(json.loads(json.dumps(r.to_dict()))) for r in rows] == rows
 
 
 def test_a_hashed_id_ignores_key_order():
