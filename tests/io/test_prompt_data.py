@@ -485,3 +485,21 @@ def test_split_rows_uses_the_alignment_hash_and_keeps_order():
         assert part and all(assign_split(r.id) == name for r in part)
         assert part == sorted(part, key=rows.index)
     assert split_rows(list(reversed(rows)))[2] == list(reversed(test))
+
+
+def test_a_trace_without_object_inputs_stays_a_row_the_mapping_check_names(
+    traced, experiment, monkeypatch
+):
+    import mlflow
+
+    # The environment, not mlflow.set_experiment: no active experiment outlives the test.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    with mlflow.start_span("app") as span:
+        span.set_inputs("just a text")
+    mlflow.flush_trace_async_logging()
+    rows = load_rows(parse_source("experiment:test"))
+    assert len(rows) == 5
+    odd = rows[-1]
+    assert odd.inputs == {"input": "just a text"} and odd.trace_id == odd.id
+    check = check_mapping(["message"], rows, resolve_mapping(["message"], rows))
+    assert check.missing_rows == {"message": (1, (5,))}
