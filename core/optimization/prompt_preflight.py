@@ -125,6 +125,9 @@ def build_prompt_settings(
         ValidationError: a malformed value (unknown optimizer, scorer, aggregation...).
         NotFoundError: a prompt, version, alias or judge that does not exist.
     """
+    from pathlib import Path
+
+    from core.io.prompt_data import parse_source
     from core.optimization.registry import ALIAS_PATTERN
     from core.store.prompts import load_prompt, parse_prompt_ref
 
@@ -167,10 +170,14 @@ def build_prompt_settings(
     if len({p.name for p in chosen}) != len(chosen):
         raise ValidationError("The same prompt is named twice; optimize each prompt once.")
     judge_choices = tuple(resolve_judge(experiment_id, j) for j in judges)
+    dataset = str(dataset).strip()
+    if parse_source(dataset).kind == "file":
+        # The job may run with another working directory (a worker, another host).
+        dataset = str(Path(dataset).expanduser().resolve())
     return PromptSettings(
         experiment_id=str(experiment_id),
         prompts=tuple(chosen),
-        dataset=str(dataset).strip(),
+        dataset=dataset,
         task_model=task_model.strip(),
         judges=judge_choices,
         optimizer=optimizer,  # type: ignore[arg-type]
