@@ -30,6 +30,7 @@ from core.optimization.preflight import Finding
 from core.optimization.prompt_spec import (
     AGGREGATIONS,
     BUILTIN_SCORERS,
+    COMPARE,
     DEFAULT_ALIAS,
     PROMPT_OPTIMIZERS,
     JudgeChoice,
@@ -203,6 +204,50 @@ def build_prompt_settings(
     )
 
 
+def build_comparison_settings(
+    experiment_id: str,
+    prompt: str,
+    version_a: int,
+    version_b: int,
+    *,
+    dataset: str,
+    task_model: str,
+    judges: Sequence[str],
+    scorers: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
+    task_base_url: str | None = None,
+    workers: int = 8,
+) -> PromptSettings:
+    """Settings that score versions ``version_a`` and ``version_b`` of ``prompt`` on the
+    held-out rows of ``dataset`` with the given judges (optimizer ``compare``: nothing is
+    optimized or registered; the record holds both outputs of every test row).
+
+    Raises:
+        ValidationError: the two versions are the same.
+        NotFoundError: the prompt, a version or a judge does not exist.
+    """
+    from dataclasses import replace
+
+    from core.store.prompts import PromptRef, load_prompt
+
+    if int(version_a) == int(version_b):
+        raise ValidationError("Choose two different versions to compare.")
+    load_prompt(PromptRef(prompt, version=int(version_b)))
+    base = build_prompt_settings(
+        experiment_id,
+        prompts=[f"{prompt}@{int(version_a)}"],
+        dataset=dataset,
+        task_model=task_model,
+        judges=judges,
+        scorers=scorers,
+        mapping=mapping,
+        task_base_url=task_base_url,
+        workers=workers,
+        alias=None,
+    )
+    return replace(base, optimizer=COMPARE, compare_version=int(version_b))
+
+
 def load_rows_for(settings: PromptSettings) -> list[DatasetRow]:
     """The dataset rows of the run's source (with its queue/tag filter)."""
     from core.io.prompt_data import load_rows, parse_source
@@ -369,7 +414,9 @@ def check_sizes(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[Fi
 
     train, val, test = split_rows(list(rows))
     sizes = {"train": len(train), "val": len(val), "test": len(test)}
-    short = {k: n for k, n in sizes.items() if n < MIN_ROWS[k]}
+    # A comparison scores the test rows only.
+    needed = {"test": MIN_ROWS["test"]} if settings.optimizer == COMPARE else MIN_ROWS
+    short = {k: n for k, n in sizes.items() if k in needed and n < needed[k]}
     out = []
     if short:
         need = ", ".join(f"{MIN_ROWS[k]} {k}" for k in short)
@@ -382,7 +429,7 @@ def check_sizes(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[Fi
             )
         )
     budget = settings.budget(len(train))
-    if val and budget < len(val) + 2 * settings.minibatch_size:
+    if settings.optimizer != COMPARE and val and budget < len(val) + 2 * settings.minibatch_size:
         out.append(
             _error(
                 "budget_too_small",

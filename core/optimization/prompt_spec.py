@@ -21,6 +21,9 @@ from typing import Any, Literal
 PROMPT = "prompt"
 #: Optimizers that optimize prompts: ours, and MLflow's two as baselines.
 PROMPT_OPTIMIZERS: tuple[str, ...] = ("gepa", "mlflow-gepa", "metaprompt")
+#: Not an optimizer: scores two existing versions of a prompt on the held-out rows (the
+#: Versions page's on-demand comparison), through the same engine and record.
+COMPARE = "compare"
 #: Scorers that need no registered judge: MLflow's built-in Correctness (uses the row's
 #: ``expected_facts`` or ``expected_response``) and an exact-match code scorer.
 BUILTIN_SCORERS: tuple[str, ...] = ("correctness", "exact_match")
@@ -29,7 +32,7 @@ AGGREGATIONS: tuple[str, ...] = ("mean", "min")
 #: The alias a new prompt version gets unless the user names another.
 DEFAULT_ALIAS = "candidate"
 
-PromptOptimizerName = Literal["gepa", "mlflow-gepa", "metaprompt"]
+PromptOptimizerName = Literal["gepa", "mlflow-gepa", "metaprompt", "compare"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class PromptSettings:
     judges: tuple[JudgeChoice, ...]
     """Registered judge versions that score the outputs."""
     optimizer: PromptOptimizerName
-    """gepa (ours), mlflow-gepa or metaprompt (MLflow's, as baselines)."""
+    """gepa (ours), mlflow-gepa or metaprompt (MLflow's, as baselines), or ``compare``."""
     reflection_model: str
     """The model that proposes new prompts."""
     scorers: tuple[str, ...] = ()
@@ -120,6 +123,9 @@ class PromptSettings:
     """Register the best prompt even when its held-out score is below the seed's."""
     scorer_model: str | None = None
     """Model of the built-in Correctness scorer (default: the first judge's model)."""
+    compare_version: int | None = None
+    """With optimizer ``compare``: the other version of the prompt, scored against
+    ``prompts[0]`` on the held-out rows (nothing is optimized or registered)."""
     kind: str = field(default=PROMPT, init=False)
     """Always ``prompt``."""
 
@@ -175,6 +181,7 @@ class PromptSettings:
             "alias": self.alias,
             "aggregation": self.aggregation,
             "register_if_worse": str(self.register_if_worse).lower(),
+            **({"compare_version": str(self.compare_version)} if self.compare_version else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:

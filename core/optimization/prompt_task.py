@@ -36,7 +36,7 @@ from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding
 from core.optimization.prompt_eval import PromptEvaluator, RowResult, Scorer, build_scorers
-from core.optimization.prompt_spec import PROMPT, PromptSettings
+from core.optimization.prompt_spec import COMPARE, PROMPT, PromptSettings
 from core.optimization.spec import AlignmentOutcome, RunRecorder
 from core.optimization.task import (
     BaseTaskAdapter,
@@ -373,6 +373,8 @@ class PromptResult:
     """Prompt name -> new version, for every prompt registered."""
     judges: list[str] = field(default_factory=list)
     """The judge versions that scored (``name@version``)."""
+    compared_version: int | None = None
+    """A comparison's other version (``before`` is ``base_version``, ``after`` this)."""
     tokens: int | None = None
     resumed: bool = False
     warnings: list[dict[str, str]] = field(default_factory=list)
@@ -621,6 +623,7 @@ class PromptTask:
             templates=dict(self.registrar.last_templates),
             registered_versions=dict(self.registrar.last_versions),
             judges=[f"{j.name}@{j.version}" for j in s.judges],
+            compared_version=s.compare_version,
             tokens=summary.tokens,
             resumed=summary.resumed,
             warnings=summary.warnings,
@@ -756,6 +759,8 @@ class PromptRegistrar:
         s = self.settings
         seed, best = self.task.seed_candidate(), self.task.best(outcome)
         self.last_templates = dict(best)
+        if s.optimizer == COMPARE:
+            return None  # both versions exist already
         tags = {
             VERSION_TAG_RUN: recorder.run_id,
             VERSION_TAG_OPTIMIZER: s.optimizer,
@@ -797,4 +802,5 @@ PROMPT_RUNNERS: dict[str, tuple[str, str]] = {
     "gepa": ("core.optimization.runners.gepa", "run_task"),
     "mlflow-gepa": ("core.optimization.runners.mlflow_prompts", "run_mlflow_gepa"),
     "metaprompt": ("core.optimization.runners.mlflow_prompts", "run_metaprompt"),
+    COMPARE: ("core.optimization.runners.prompt_compare", "run_compare"),
 }

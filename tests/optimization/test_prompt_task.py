@@ -234,3 +234,24 @@ def test_fixture_assets_are_what_the_demo_seed_registered(prompt_demo):
         (Path(__file__).parents[2] / "assets" / "demo" / "app_prompt.json").read_text("utf-8")
     )
     assert load_prompt(f"{PROMPT}@production").template == seed["template"]
+
+
+def test_two_existing_versions_are_compared_on_held_out_rows_without_registering(prompt_demo):
+    from core.optimization.prompt_preflight import build_comparison_settings
+    from core.store.prompts import list_prompt_versions, register_prompt
+
+    seed = load_prompt(f"{PROMPT}@1").template
+    register_prompt(PROMPT, seed.replace("{{ message }}", '{{ message }}\n- Never say "sorry".'))
+    s = build_comparison_settings(
+        prompt_demo, PROMPT, 1, 2, dataset=DATASET, task_model="demo:/app",
+        judges=["support_quality@1"],
+    )  # fmt: skip
+    result = run_prompt_optimization(s)
+    assert result.optimizer == "compare" and result.metric_calls == 0
+    assert (result.base_version, result.compared_version, result.prompt_version) == (1, 2, None)
+    assert result.test_score_after >= result.test_score_before
+    assert [v.version for v in list_prompt_versions(PROMPT)] == [1, 2]  # nothing registered
+    run = record.read_run_record(MlflowClient(), result.run_id)
+    assert run.test is not None and len(run.test.outputs) == result.test_size > 0
+    assert all("sorry" not in (o.after or "").lower() for o in run.test.outputs)
+    assert [c.id for c in run.candidates] == [0, 1]
