@@ -311,10 +311,11 @@ def _examples(text: str, pattern: re.Pattern[str]) -> list[str]:
 
 
 def _feedback_record(output: str | None, feedback: str) -> AppRecord:
+    """Parse a ``Feedback`` section: the record's score, one block per judge, a human label."""
     record_score: float | None = None
     blocks: list[dict[str, str]] = []
     human: dict[str, str] = {}
-    current: dict[str, str] | None = None
+    current: dict[str, str] | None = None  # where the next unkeyed (continuation) line goes
     key = ""
     for line in feedback.splitlines():
         m = _FEEDBACK_KEY.match(line.strip())
@@ -325,17 +326,13 @@ def _feedback_record(output: str | None, feedback: str) -> AppRecord:
         key, value = m.group(1).lower(), m.group(2).strip()
         if key.startswith("human"):
             current = human
-        elif key == "judge" or (key != "score" and (current is None or current is human)):
-            current = {}
-            blocks.append(current)
-        elif key == "score" and current is None:
-            record_score = _score(value)
-            key = ""
+        elif key == "score" and not blocks:
+            record_score, current, key = _score(value), None, ""
             continue
-        elif current is not None and key in current:
+        elif key == "judge" or current is None or current is human or key in current:
+            # "Judge:" opens a block; so does a verdict shown without one, or a repeated key.
             current = {}
             blocks.append(current)
-        assert current is not None
         current[key] = value
     judges = tuple(
         JudgeFeedback(

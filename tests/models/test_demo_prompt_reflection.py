@@ -212,6 +212,36 @@ def test_judge_reflection_is_unchanged_by_prompt_reflection():
     assert 'If the response contains "instant refund", the verdict is fail.' in text
 
 
+def test_records_with_several_judges_and_multi_line_rationales_are_parsed():
+    from core.models.demo_reflection import parse_prompt_records, phrases_to_avoid
+
+    prompt = InstructionProposalSignature.prompt_renderer(
+        {
+            "current_instruction_doc": SEED,
+            "dataset_with_feedback": [
+                {
+                    "Inputs": "message: Refund?",
+                    "Application output": REFUND,
+                    "Feedback": "Score: 0.50\n"
+                    "Judge: tone v1\nJudge verdict: pass\n"
+                    'Judge rationale: Warm. It says "Sorry about that".\n'
+                    "Judge: support_quality v2\nJudge verdict: Fail\n"
+                    "Judge rationale: Breaks the returns policy:\n"
+                    'it says "issued a full refund".',
+                }
+            ],
+        }
+    )
+    [rec] = parse_prompt_records(prompt)
+    assert rec.score == 0.5 and rec.failing
+    assert [(j.judge, j.verdict) for j in rec.judges] == [
+        ("tone v1", "pass"),
+        ("support_quality v2", "Fail"),
+    ]
+    assert "issued a full refund" in rec.judges[1].rationale
+    assert phrases_to_avoid([rec], SEED) == ["issued a full refund"]
+
+
 def mlflow_record(output: str, score: float, rationales: dict[str, str]) -> dict:
     """One record as MLflow's GepaPromptOptimizer builds it (gepa renders it as markdown)."""
     return {
