@@ -417,3 +417,18 @@ def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
     assert '- Never say "issued a full refund".' in template
     assert '- Never say "full card number".' in template
     assert result.final_eval_score > result.initial_eval_score
+
+
+def test_mlflow_metaprompt_zero_shot_gives_the_prompts_back_unchanged(store_uri):
+    import mlflow
+    from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
+
+    prompt = mlflow.genai.register_prompt(name="northwind-support", template=SEED)
+    result = mlflow.genai.optimize_prompts(
+        predict_fn=lambda message: "",
+        train_data=[],
+        prompt_uris=[prompt.uri],
+        optimizer=MetaPromptOptimizer(reflection_model="demo:/reflect"),
+        scorers=[],
+    )
+    assert result.optimized_prompts[0].template == SEED
