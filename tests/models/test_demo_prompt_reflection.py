@@ -370,8 +370,13 @@ def test_reflection_on_the_aligned_judge_rationales_raises_the_pass_rate():
 @pytest.fixture
 def mlflow_experiment(experiment, monkeypatch):
     """MLflow's optimizers log into this test's experiment (artifacts under its own folder)."""
+    import mlflow
+
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
-    return experiment
+    yield experiment
+    # Traces are exported in the background: finish while this test's store is still set,
+    # or they land in a default ./mlflow.db.
+    mlflow.flush_trace_async_logging()
 
 
 def _mlflow_optimize(optimizer):
