@@ -119,6 +119,7 @@ def build_prompt_settings(
     value_maps: Mapping[str, Mapping[str, float]] | None = None,
     register_if_worse: bool = False,
     scorer_model: str | None = None,
+    stop_at_score: float | None = 1.0,
 ) -> PromptSettings:
     """The settings of one prompt optimization, with every reference resolved.
 
@@ -159,6 +160,10 @@ def build_prompt_settings(
     for name, value in (("workers", workers), ("minibatch size", minibatch_size)):
         if int(value) < 1:
             raise ValidationError(f"The {name} must be at least 1; got {value}.")
+    if stop_at_score is not None and not 0 < float(stop_at_score) <= 1:
+        raise ValidationError(
+            f"The stop score is a validation score in (0, 1]; got {stop_at_score}."
+        )
     if max_metric_calls is not None and int(max_metric_calls) < 1:
         raise ValidationError(
             f"The budget must be a positive number of calls; got {max_metric_calls}."
@@ -201,6 +206,7 @@ def build_prompt_settings(
         ),
         register_if_worse=bool(register_if_worse),
         scorer_model=scorer_model or None,
+        stop_at_score=None if stop_at_score is None else float(stop_at_score),
     )
 
 

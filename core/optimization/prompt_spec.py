@@ -123,6 +123,10 @@ class PromptSettings:
     """Register the best prompt even when its held-out score is below the seed's."""
     scorer_model: str | None = None
     """Model of the built-in Correctness scorer (default: the first judge's model)."""
+    stop_at_score: float | None = 1.0
+    """Stop the search once a candidate scores this on the whole validation set (default:
+    a perfect 1.0, after which nothing is left to gain there); None searches until the
+    budget is spent."""
     compare_version: int | None = None
     """With optimizer ``compare``: the other version of the prompt, scored against
     ``prompts[0]`` on the held-out rows (nothing is optimized or registered)."""
@@ -181,6 +185,7 @@ class PromptSettings:
             "alias": self.alias,
             "aggregation": self.aggregation,
             "register_if_worse": str(self.register_if_worse).lower(),
+            "stop_at_score": "off" if self.stop_at_score is None else f"{self.stop_at_score:g}",
             **({"compare_version": str(self.compare_version)} if self.compare_version else {}),
         }
 

@@ -450,6 +450,11 @@ class PromptTask:
         return self.settings.seed
 
     @property
+    def stop_at_score(self) -> float | None:
+        """The validation score at which the gepa search stops (None: spend the budget)."""
+        return self.settings.stop_at_score
+
+    @property
     def frontier_type(self) -> str:
         """gepa's frontier: per row, and per scorer too when there are several."""
         n = len(self.settings.judges) + len(self.settings.scorers)

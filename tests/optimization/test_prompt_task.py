@@ -79,6 +79,8 @@ def test_gepa_raises_the_held_out_judge_score_and_registers_the_rules_it_learned
     assert set(run.candidates[0].val_scores) == set(run.split.val)
     assert any(c.instructions == result.template for c in run.candidates)
     assert run.result["prompt_version"] == 2
+    # A perfect validation score leaves nothing to gain there: the search stops early.
+    assert run.extra["stopped"] == "validation score reached 1" and result.metric_calls < 150
     tags = MlflowClient().get_run(result.run_id).data.tags
     assert tags["alignboard.kind"] == "prompt_optimization" and tags["alignboard.prompt"] == PROMPT
 
@@ -255,3 +257,10 @@ def test_two_existing_versions_are_compared_on_held_out_rows_without_registering
     assert run.test is not None and len(run.test.outputs) == result.test_size > 0
     assert all("sorry" not in (o.after or "").lower() for o in run.test.outputs)
     assert [c.id for c in run.candidates] == [0, 1]
+
+
+def test_without_a_stop_score_the_search_spends_its_budget(prompt_demo):
+    result = run_prompt_optimization(settings(prompt_demo, stop_at_score=None, max_metric_calls=80))
+    assert result.metric_calls >= 80 - 16  # within one validation pass of the budget
+    run = record.read_run_record(MlflowClient(), result.run_id)
+    assert "stopped" not in run.extra and result.verdict == "improved"

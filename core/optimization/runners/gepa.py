@@ -168,6 +168,22 @@ class _Stopper:
         return self.cancelled
 
 
+class _ScoreStop:
+    """gepa stop callback: stop once a candidate reaches ``threshold`` on the whole
+    validation set (nothing left to gain there: selection compares validation scores)."""
+
+    def __init__(self, threshold: float) -> None:
+        from gepa.utils.stop_condition import ScoreThresholdStopper
+
+        self.threshold = threshold
+        self._inner = ScoreThresholdStopper(threshold)
+        self.fired = False
+
+    def __call__(self, state: GEPAState) -> bool:
+        self.fired = self.fired or bool(self._inner(state))
+        return self.fired
+
+
 class _ReflectionLM:
     """gepa's reflection LM: one :func:`complete` call, recorded as one round of one call.
 
@@ -508,7 +524,7 @@ class RunTracker:
         self.sync_state(event["final_state"])
 
 
-def _optimize(gepa, task, train, val, adapter, stopper, tracker, run_dir) -> Any:
+def _optimize(gepa, task, train, val, adapter, stoppers, tracker, run_dir) -> Any:
     seed = task.seed_candidate()
     reflection = _ReflectionLM(task.reflection_model, adapter, base_url=task.reflection_base_url)
     return gepa.optimize(
@@ -521,7 +537,7 @@ def _optimize(gepa, task, train, val, adapter, stopper, tracker, run_dir) -> Any
         ),
         reflection_minibatch_size=task.minibatch_size,
         max_metric_calls=task.budget(len(train)),
-        stop_callbacks=[stopper],
+        stop_callbacks=stoppers,
         logger=_GepaLogger(),
         run_dir=str(run_dir),
         callbacks=[tracker],
@@ -589,11 +605,17 @@ def run_task(
     run_dir.mkdir(parents=True, exist_ok=True)
     adapter = task.make_adapter(train, val, _read_json(work_dir / CACHE_FILE, []))
     stopper = _Stopper(recorder)
+    stoppers: list[Any] = [stopper]
+    # A task may stop at a validation score (prompt optimization: a perfect one).
+    threshold = getattr(task, "stop_at_score", None)
+    score_stop = _ScoreStop(float(threshold)) if threshold is not None else None
+    if score_stop is not None:
+        stoppers.append(score_stop)
     with track_usage() as usage:
         val_ids = [task.example_id(ex) for ex in val]
         tracker = RunTracker(recorder, adapter, val_ids, usage, work_dir, component)
         try:
-            result = _optimize(gepa, task, train, val, adapter, stopper, tracker, run_dir)
+            result = _optimize(gepa, task, train, val, adapter, stoppers, tracker, run_dir)
         finally:
             # Whatever happened, what was recorded so far reaches the store.
             tracker.close()
@@ -644,6 +666,11 @@ def run_task(
             "proposals": len(tracker.proposals.snapshot()),
             "degenerate_proposals": tracker.proposals.degenerate(),
             "saved_metric_calls": tracker.proposals.saved_metric_calls(),
+            **(
+                {"stopped": f"validation score reached {score_stop.threshold:g}"}
+                if score_stop is not None and score_stop.fired and not stopper.cancelled
+                else {}
+            ),
             **adapter.outcome_extra(),
             "usage": totals.to_dict(),
         },
