@@ -647,8 +647,14 @@ def _optimizer_class(kind: str, session: _Session) -> type:
 
     base: type = GepaPromptOptimizer if kind == "mlflow-gepa" else MetaPromptOptimizer
 
-    class Recorded(base):  # type: ignore[misc, valid-type]
-        def optimize(self, eval_fn, train_data, target_prompts, enable_tracking=True):  # type: ignore[no-untyped-def]
+    class Recorded(base):
+        def optimize(
+            self,
+            eval_fn: Callable[..., Any],
+            train_data: list[dict[str, Any]],
+            target_prompts: dict[str, str],
+            enable_tracking: bool = True,
+        ) -> Any:
             return super().optimize(
                 session.wrap_eval(eval_fn), train_data, target_prompts, enable_tracking
             )
@@ -804,7 +810,9 @@ def _run(
     return _outcome(session, optimizer, best, iterations, cancelled, budget, extra)
 
 
-def _optimize(session: _Session, optimizer: Any, data: list[dict[str, Any]], scorers, workers):  # type: ignore[no-untyped-def]
+def _optimize(
+    session: _Session, optimizer: Any, data: list[dict[str, Any]], scorers: list[Any], workers: int
+) -> Any:
     import mlflow
 
     with _quiet_mlflow(workers):
