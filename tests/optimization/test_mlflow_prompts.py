@@ -231,3 +231,41 @@ def test_baseline_runners_refuse_a_judge_task() -> None:
 
     with pytest.raises(ValidationError, match="optimizes prompts"):
         run_metaprompt(JudgeTask(), [], [], None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "min"])
+def test_mlflow_scores_each_row_exactly_as_our_evaluator(
+    prompt_demo: str, app_calls: AppCalls, aggregation: str
+) -> None:
+    """MLflow's per-row scores of the seed (judge, Correctness and exact match, the run's
+    aggregation, rows without expectations skipped by the built-ins) equal ours."""
+    from mlflow import MlflowClient
+
+    from core.io.prompt_data import load_rows, parse_source
+    from core.optimization import record
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.prompt_task import PromptTask
+    from core.optimization.runners.mlflow_prompts import run_metaprompt
+
+    settings = _settings(
+        prompt_demo,
+        "metaprompt",
+        30,
+        scorers=("correctness", "exact_match"),
+        aggregation=aggregation,
+    )
+    result = run_prompt_optimization(settings, runner=_watching(run_metaprompt, app_calls))
+    rec = record.read_run_record(MlflowClient(), result.run_id)
+    theirs = dict(rec.candidates[0].val_scores)
+    rows = {r.id: r for r in load_rows(parse_source("dataset:northwind-messages"))}
+    task = PromptTask(settings)
+    evaluator = task.make_evaluator()
+    try:
+        [ours] = evaluator.evaluate([(task.seed_candidate(), [rows[t] for t in theirs])])
+    finally:
+        evaluator.close()
+    assert {r.row_id: r.score for r in ours} == pytest.approx(theirs)
+    # The built-ins really scored some rows and skipped others (no expectations).
+    skipped = [r for r in ours if r.verdicts["correctness"].skipped]
+    assert skipped and len(skipped) < len(ours)
+    assert len({round(s, 6) for s in theirs.values()}) > 1
