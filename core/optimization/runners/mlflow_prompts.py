@@ -154,9 +154,10 @@ class _Session:
         run_id = self.recorder.run_id
         self.scratch = {n: scratch_name(n, run_id) for n in self.seed}
         self.real = {v: k for k, v in self.scratch.items()}
-        self.mapping = s.mapping_dict
         self.app = parse_model(s.task_model, s.task_base_url)
         self.evaluator = self.task.make_evaluator()
+        # The evaluator's variable -> field mapping, so MLflow sees the values ours renders.
+        self.mapping: dict[str, str] = dict(self.evaluator.mapping)
         self.lock = threading.Lock()
         self.by_key: dict[str, list[DatasetRow]] = {}
         for row in self.rows:
