@@ -169,13 +169,14 @@ def test_metaprompt_runs_on_the_demo_within_its_budget(
     result = run_prompt_optimization(
         _settings(prompt_demo, "metaprompt", budget), runner=_watching(run_metaprompt, app_calls)
     )
-    _view, rec = _check_run(prompt_demo, result, "metaprompt", budget, app_calls)
+    view, rec = _check_run(prompt_demo, result, "metaprompt", budget, app_calls)
     # One pass: the seed and its proposal, each scored on the same 15 rows (budget // 2).
     assert result.metric_calls == 30 and rec.extra["overshoot"] == 0
     assert [c.id for c in rec.candidates] == [0, 1]
     assert set(rec.candidates[0].val_scores) == set(rec.candidates[1].val_scores)
     assert len(rec.candidates[0].val_scores) == 15
     assert rec.candidates[1].val_score > rec.candidates[0].val_score
+    assert view.best_id == 1 and rec.proposals[0]["status"] == "accepted"
     assert result.test_score_after > result.test_score_before
 
 

@@ -892,6 +892,8 @@ def _write_metaprompt(
     record.write_proposals(session.recorder, [proposal])
     return {
         "candidates": len(cands),
+        # MetaPrompt keeps its proposal whatever it scored.
+        "best_candidate_id": 1 if changed and len(cands) > 1 else 0,
         "proposal_changed": changed,
         "val_score_seed": cands[0].val_score if cands else None,
         "val_score_best": cands[-1].val_score if cands else None,
