@@ -21,18 +21,17 @@ PROMPT = "northwind-support"
 
 
 def _settings(experiment_id: str, optimizer: str, budget: int = 40, **kw: Any) -> Any:
+    args: dict[str, Any] = {
+        "prompts": [f"{PROMPT}@production"],
+        "dataset": "dataset:northwind-messages",
+        "task_model": "demo:/app",
+        "judges": ["support_quality@production"],
+        "reflection_model": "demo:/reflect",
+        "workers": 4,
+        "mapping": {"message": "message"},
+    }
     return build_prompt_settings(
-        experiment_id,
-        prompts=[f"{PROMPT}@production"],
-        dataset="dataset:northwind-messages",
-        task_model="demo:/app",
-        judges=["support_quality@production"],
-        optimizer=optimizer,
-        reflection_model="demo:/reflect",
-        max_metric_calls=budget,
-        workers=4,
-        mapping={"message": "message"},
-        **kw,
+        experiment_id, optimizer=optimizer, max_metric_calls=budget, **{**args, **kw}
     )
 
 
@@ -300,3 +299,29 @@ def test_mlflow_scores_each_row_exactly_as_our_evaluator(
     skipped = [r for r in ours if r.verdicts["correctness"].skipped]
     assert skipped and len(skipped) < len(ours)
     assert len({round(s, 6) for s in theirs.values()}) > 1
+
+
+def test_a_rejected_application_key_fails_the_run_and_leaves_no_scratch_prompt(
+    prompt_demo: str,
+) -> None:
+    """Over a real OpenAI-compatible server that rejects the key: the run stops with a
+    CredentialsError (MLflow would have scored the error text), registers nothing."""
+    from core.errors import CredentialsError
+    from core.optimization.engine import run_prompt_optimization
+    from core.store.prompts import list_prompt_versions
+    from tests.support.openai_server import openai_server
+
+    with openai_server(fault_rate=1.0, fault_kinds=("401",)) as server:
+        settings = _settings(
+            prompt_demo,
+            "mlflow-gepa",
+            100,
+            task_model="openai:/app",
+            task_base_url=server.base_url,
+        )
+        with pytest.raises(CredentialsError):
+            run_prompt_optimization(settings)
+        # It stopped at the first evaluation round (one call per row in flight, no more).
+        assert 0 < server.served()["401"] <= 16
+    assert [v.version for v in list_prompt_versions(PROMPT)] == [1]
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]
