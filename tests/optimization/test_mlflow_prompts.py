@@ -43,6 +43,7 @@ class AppCalls:
         self.on = False
         self.calls = 0
         self.texts: list[str] = []
+        self.messages: list[list[dict]] = []
         self.lock = threading.Lock()
 
 
@@ -59,6 +60,7 @@ def app_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[AppCalls]:
             with seen.lock:
                 seen.calls += 1
                 seen.texts.append("\n".join(str(m.get("content")) for m in messages))
+                seen.messages.append([dict(m) for m in messages])
         return real(model, messages, **kw)
 
     monkeypatch.setattr(completion, "complete", counting)
@@ -324,4 +326,29 @@ def test_a_rejected_application_key_fails_the_run_and_leaves_no_scratch_prompt(
         # It stopped at the first evaluation round (one call per row in flight, no more).
         assert 0 < server.served()["401"] <= 16
     assert [v.version for v in list_prompt_versions(PROMPT)] == [1]
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]
+
+
+def test_two_prompts_of_one_app_are_optimized_together(
+    prompt_demo: str, app_calls: AppCalls
+) -> None:
+    """Several prompts: each gets a scratch copy, predict_fn formats them all (the first as
+    the system message), the candidate keeps both components."""
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.runners.mlflow_prompts import run_metaprompt
+    from core.store.prompts import register_prompt
+
+    style = "Answer in the voice of Northwind Outfitters: short sentences, no jargon."
+    register_prompt("northwind-style", style)
+    settings = _settings(
+        prompt_demo, "metaprompt", 30, prompts=["northwind-style@1", f"{PROMPT}@production"]
+    )
+    result = run_prompt_optimization(settings, runner=_watching(run_metaprompt, app_calls))
+    assert result.status == "finished"
+    assert set(result.templates) == {"northwind-style", PROMPT}
+    assert app_calls.messages and all(
+        [x["role"] for x in m] == ["system", "user"] for m in app_calls.messages
+    )
+    # The seed's round (15 rows) ran with the style prompt as it is registered.
+    assert sum(1 for m in app_calls.messages if m[0]["content"] == style) >= 15
     assert not [n for n in _prompt_names() if "--alignboard-" in n]
