@@ -90,7 +90,7 @@ HEARTBEAT_EVERY = 10
 
 
 class _Stopped(Exception):
-    """A cancel or a systemic failure: end the search now."""
+    """A cancel was asked for: end the search now (the best candidate so far stands)."""
 
 
 def scratch_name(prompt_name: str, run_id: str) -> str:
