@@ -352,3 +352,21 @@ def test_two_prompts_of_one_app_are_optimized_together(
     # The seed's round (15 rows) ran with the style prompt as it is registered.
     assert sum(1 for m in app_calls.messages if m[0]["content"] == style) >= 15
     assert not [n for n in _prompt_names() if "--alignboard-" in n]
+
+
+def test_a_scratch_copy_left_by_a_killed_attempt_is_reused_and_deleted(
+    prompt_demo: str,
+) -> None:
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.prompt_task import create_prompt_run
+    from core.optimization.runners.mlflow_prompts import scratch_name
+    from core.store.prompts import register_prompt
+
+    settings = _settings(prompt_demo, "metaprompt", 30)
+    run_id = create_prompt_run(settings)
+    # What a kill -9 in the middle of an earlier attempt of this run leaves behind.
+    register_prompt(scratch_name(PROMPT, run_id), "half-optimized {{ message }}")
+    result = run_prompt_optimization(settings, run_id=run_id, resume=True)
+    assert result.status == "finished" and result.prompt_version == 2
+    assert "half-optimized" not in result.template
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]
