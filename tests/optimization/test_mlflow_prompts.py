@@ -156,6 +156,12 @@ def test_mlflow_gepa_runs_on_the_demo_and_records_what_the_explorer_reads(
     assert len(view.candidates) >= 2 and view.candidates[1].parent_ids == (0,)
     assert all(c.parent_ids for c in view.candidates[1:])
     assert any(p["status"] == "accepted" for p in rec.proposals)
+    # The live chart's series, as our gepa logs them.
+    from core.views.runs import metric_series
+
+    points = metric_series(result.run_id).points
+    assert points[0].val_score is not None and points[0].pareto_aggregate is not None
+    assert max(p.best_val_score or 0 for p in points) == max(c.val_score for c in rec.candidates)
     # MLflow's evaluation made no traces anywhere (tracing is off for the call).
     assert _trace_count() == traces
 

@@ -528,9 +528,12 @@ class GepaTracker:
             self.candidates.setdefault(idx, cand)
             best = self.best_so_far()
             cands = [self.candidates[i] for i in sorted(self.candidates)]
+        pareto = _pareto(cands, self.val_ids)
         metrics = {
             "val_score": float(event["average_score"]),
             "best_val_score": best.val_score if best else 0.0,
+            "pareto_aggregate": pareto.aggregate,
+            "pareto_front_size": float(len(pareto.frontier)),
             "candidates": float(len(cands)),
             **self._metrics(),
         }
