@@ -270,6 +270,7 @@ class PromptEvaluator:
         variables: Sequence[str] = (),
         state: Mapping[str, Any] | None = None,
         app_retries: int = 3,
+        cache_verdicts: bool = True,
     ) -> None:
         """Create an evaluator.
 
@@ -280,6 +281,8 @@ class PromptEvaluator:
                 run's mapping names, else the same-named field.
             state: What :meth:`state` saved in an earlier attempt of the same run.
             app_retries: Retries of a transient application failure.
+            cache_verdicts: False pays for every verdict (a baseline that must not get
+                our cache for free).
         """
         from core.models.uris import parse_model
 
@@ -290,7 +293,7 @@ class PromptEvaluator:
         self.workers = max(1, int(settings.workers))
         self.app_retries = app_retries
         self.app = parse_model(settings.task_model, settings.task_base_url)
-        self.cache = VerdictCache()
+        self.cache = VerdictCache() if cache_verdicts else VerdictCache(max_entries=0)
         self.outputs: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.stats = EvalStats()
         self._lock = threading.Lock()
@@ -424,6 +427,12 @@ class PromptEvaluator:
             )
             for row, output in zip(rows, outputs, strict=True)
         ]
+
+    def score_outputs(
+        self, scorer: Scorer, rows: Sequence[DatasetRow], outputs: Sequence[str]
+    ) -> list[ScoredVerdict]:
+        """One scorer's verdicts on given outputs of given rows (cached like any other)."""
+        return self._score(scorer, self._examples(rows, outputs))
 
     def _score(self, scorer: Scorer, examples: Sequence[Example]) -> list[ScoredVerdict]:
         if scorer.kind == "exact_match":

@@ -290,9 +290,11 @@ def check_prompts(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[
     from core.store.prompts import PromptRef, load_prompt
 
     out: list[Finding] = []
+    used: set[str] = set()
     for p in settings.prompts:
         try:
             info = load_prompt(PromptRef(p.name, version=p.version))
+            used |= set(info.variables)
         except NotFoundError as exc:
             out.append(_error("prompt_not_found", str(exc)))
             continue
@@ -316,7 +318,9 @@ def check_prompts(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[
         if not rows:
             continue
         try:
-            mapping = resolve_mapping(info.variables, rows, settings.mapping_dict)
+            # Each prompt of a multi-prompt app checks the mapping of its own variables.
+            own = {k: v for k, v in settings.mapping_dict.items() if k in info.variables}
+            mapping = resolve_mapping(info.variables, rows, own)
         except ValidationError as exc:
             out.append(_error("bad_mapping", str(exc)))
             continue
@@ -341,7 +345,20 @@ def check_prompts(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[
                     f"line/record {where}). Fix those rows or map the variable to another field.",
                 )
             )
-    return out
+    return out + (_unused_mapping(settings, used) if rows else [])
+
+
+def _unused_mapping(settings: PromptSettings, used: set[str]) -> list[Finding]:
+    unused = sorted(set(settings.mapping_dict) - used)
+    if not unused:
+        return []
+    return [
+        _error(
+            "bad_mapping",
+            f"The mapping names {', '.join(map(repr, unused))}, which no prompt uses; their "
+            f"variables: {', '.join(sorted(used)) or 'none'}.",
+        )
+    ]
 
 
 def check_judges(settings: PromptSettings) -> list[Finding]:

@@ -540,10 +540,16 @@ class PromptTask:
             out += [v for v in template_variables(text) if v not in out]
         return out
 
-    def make_evaluator(self, state: Mapping[str, Any] | None = None) -> PromptEvaluator:
-        """A fresh evaluator for this run's scorers."""
+    def make_evaluator(
+        self, state: Mapping[str, Any] | None = None, *, cache_verdicts: bool = True
+    ) -> PromptEvaluator:
+        """A fresh evaluator for this run's scorers (see :class:`PromptEvaluator`)."""
         return PromptEvaluator(
-            self.settings, self.scorers(), variables=self.variables(), state=state or None
+            self.settings,
+            self.scorers(),
+            variables=self.variables(),
+            state=state or None,
+            cache_verdicts=cache_verdicts,
         )
 
     def make_adapter(self, train: list[Any], val: list[Any], state: Any) -> PromptAdapter:

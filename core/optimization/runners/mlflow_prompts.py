@@ -22,7 +22,8 @@ What each call gets, and why:
   cut to what fits the budget (it evaluates the data twice). The test split never
   reaches either: the engine keeps it for the held-out scores.
 * **Scorers** are the task's (:meth:`PromptTask.scorers`): each registered judge version
-  is run as the MLflow judge it is, with the same verdict cache, Correctness and
+  is run as the MLflow judge it is (without our verdict cache: the baseline pays for
+  every verdict, as an MLflow user does), Correctness and
   exact-match likewise, each wrapped as an MLflow ``@scorer`` that returns its verdict
   mapped to [0, 1] (:meth:`core.optimization.prompt_eval.Scorer.normalise`) with the
   judge's rationale (which MLflow's reflection reads); the run's aggregation combines them.
@@ -155,7 +156,8 @@ class _Session:
         self.scratch = {n: scratch_name(n, run_id) for n in self.seed}
         self.real = {v: k for k, v in self.scratch.items()}
         self.app = parse_model(s.task_model, s.task_base_url)
-        self.evaluator = self.task.make_evaluator()
+        # No verdict cache: a baseline pays for every verdict, as an MLflow user would.
+        self.evaluator = self.task.make_evaluator(cache_verdicts=False)
         # The evaluator's variable -> field mapping, so MLflow sees the values ours renders.
         self.mapping: dict[str, str] = dict(self.evaluator.mapping)
         self.lock = threading.Lock()
@@ -290,7 +292,7 @@ class _Session:
         if not scorer.applies(row):
             return None
         ev = self.evaluator
-        [verdict] = ev._score(scorer, ev._examples([row], [text]))
+        [verdict] = ev.score_outputs(scorer, [row], [text])
         if verdict.error is not None or verdict.score is None:
             return Feedback(error=verdict.error or "the verdict could not be read")
         return Feedback(value=verdict.score, rationale=verdict.rationale)
@@ -922,8 +924,7 @@ def _outcome(
         "scratch_prompts": sorted(session.scratch.values()),
         "scratch_left": list(session.scratch_left),
         "eval_rounds": len(session.rounds),
-        # Judge verdicts our scorers answered from the run's verdict cache (the same
-        # cache our gepa uses), so a benchmark can tell what MLflow alone would have paid.
+        # The scorers' counters (no verdict cache: every verdict was paid for).
         "evaluation": session.evaluator.metrics(),
         **extra,
     }
