@@ -646,6 +646,11 @@ def _expectations(info: Any) -> dict[str, Any]:
     return {a.name: a.value for a in found}
 
 
+#: The tag of a trace holding an application output sent to reviewers
+#: (``core.optimization.prompt_review.TAG_OUTPUT_SHA``; io may not import optimization).
+OUTPUT_TRACE_TAG = "alignboard.output_sha"
+
+
 def _experiment_rows(name: str, queue: str | None, tags: Mapping[str, str]) -> list[DatasetRow]:
     from mlflow.tracing.client import TracingClient
 
@@ -661,10 +666,15 @@ def _experiment_rows(name: str, queue: str | None, tags: Mapping[str, str]) -> l
         ids = [item.trace_id for item in queue_items(get_queue(exp.experiment_id, queue))]
     infos = {i.trace_id: i for i in iter_trace_infos(exp.experiment_id, trace_ids=ids)}
     order = ids if ids is not None else list(infos)
+    # Application outputs sent to reviewers (core.optimization.prompt_review tags them) are
+    # not application inputs of this experiment, unless a tag filter asks for them.
+    want_outputs = any(k.startswith("alignboard.") for k in tags)
     wanted = [
         tid
         for tid in order
-        if tid in infos and all(infos[tid].tags.get(k) == v for k, v in tags.items())
+        if tid in infos
+        and all(infos[tid].tags.get(k) == v for k, v in tags.items())
+        and (want_outputs or OUTPUT_TRACE_TAG not in infos[tid].tags)
     ]
     client = TracingClient()
     rows: list[DatasetRow] = []
