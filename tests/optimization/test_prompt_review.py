@@ -192,3 +192,10 @@ def test_send_refuses_what_it_cannot_tag(optimized: tuple[str, Any]) -> None:
         )
     with pytest.raises(NotFoundError):
         send_outputs_to_queue(experiment_id, "0" * 32, queue="q", reviewers=REVIEWERS)
+
+
+def test_the_io_layer_skips_output_traces_by_the_tag_review_writes():
+    from core.io.prompt_data import OUTPUT_TRACE_TAG
+    from core.optimization.prompt_review import TAG_OUTPUT_SHA
+
+    assert OUTPUT_TRACE_TAG == TAG_OUTPUT_SHA
