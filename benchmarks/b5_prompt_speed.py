@@ -250,6 +250,9 @@ def _system(
         judges=[refs["judge"]],
         optimizer=optimizer,
         reflection_model=REFLECTION_MODEL,
+        # Explicit, though it is the same-named field: the engine draft on this branch
+        # checks and renders with the explicit mapping only (reported to the lead).
+        mapping={"message": "message"},
         max_metric_calls=cfg["budget"],
         workers=cfg["workers"],
         # Each system's version gets its own alias, so none moves another's.
