@@ -193,18 +193,38 @@ def critical_path(
     steps_by_kind: dict[str, int] = {}
     calls_by_kind: dict[str, int] = {}
     steps = rounds = 0
+    # Where the time goes after the search found its best prompt: iterations that only
+    # confirm it on further minibatches, and iterations answered wholly from the cache.
+    last_accepted = max(
+        (int(it.get("iteration", 0)) for it in iterations if it.get("accepted")), default=0
+    )
+    after = {"iterations": 0, "steps": 0, "seconds": 0.0}
+    cached_only = {"iterations": 0, "seconds": 0.0}
     for it in iterations:
+        it_steps = 0
         for r in it.get("rounds", []):
             calls = int(r.get("calls", 0))
             w = round_steps(calls, int(r.get("depth", 1)), workers)
             kind = str(r.get("kind", "?"))
-            steps += w
+            it_steps += w
             rounds += 1 if calls else 0
             steps_by_kind[kind] = steps_by_kind.get(kind, 0) + w
             calls_by_kind[kind] = calls_by_kind.get(kind, 0) + calls
+        steps += it_steps
+        seconds = float(it.get("seconds") or 0.0)
+        if int(it.get("iteration", 0)) > last_accepted:
+            after["iterations"] += 1
+            after["steps"] += it_steps
+            after["seconds"] += seconds
+        if not it_steps:
+            cached_only["iterations"] += 1
+            cached_only["seconds"] += seconds
     test_steps = round_steps(test_app_calls, 2, workers)
     return {
         "rounds": rounds,
+        "last_accepted_iteration": last_accepted,
+        "after_last_accepted": after,
+        "cached_only_iterations": cached_only,
         "optimizer_steps": steps,
         "steps_by_kind": steps_by_kind,
         "round_calls_by_kind": calls_by_kind,
@@ -364,6 +384,24 @@ def explain(a: dict[str, Any], b: dict[str, Any] | None, c: dict[str, Any], cfg:
         f"{c['optimizer_steps'] + c['test_steps']} dependent latencies), its wall "
         f"{a['wall_s']:.2f} s"
     )
+    after = c.get("after_last_accepted") or {}
+    if after.get("iterations"):
+        parts.append(
+            f"(a) accepted its last candidate at iteration {c['last_accepted_iteration']}; "
+            f"the {after['iterations']} iterations after it only re-scored that prompt on "
+            f"further minibatches ({after['steps']} dependent latencies = "
+            f"{after['steps'] * latency_s:.2f} s of the critical path, "
+            f"{after['seconds']:.2f} s wall) until the budget ran out, "
+            f"{c['cached_only_iterations']['iterations']} of them answered wholly from "
+            "the cache"
+        )
+    if b["app_calls"] > a["app_calls"]:
+        parts.append(
+            f"(b) calls the application for every metric call ({b['app_calls']} app calls "
+            f"against (a)'s {a['app_calls']}: (a) reuses the output of a prompt it already "
+            f"ran on a row), so each of its {b['iterations']} iterations waits at least one "
+            f"application latency: >= {b['iterations'] * latency_s:.2f} s"
+        )
     if speedup < GOAL_SPEEDUP:
         need = b["wall_s"] / GOAL_SPEEDUP
         parts.append(
