@@ -74,21 +74,47 @@ def test_b5_critical_path_counts_app_then_judge_waves_and_the_held_out_round():
     from benchmarks import b5_prompt_speed
 
     iterations = [
-        {"rounds": [{"kind": "val_eval", "calls": 10, "depth": 2}]},
         {
+            "iteration": 0,
+            "accepted": True,
+            "seconds": 1.0,
+            "rounds": [{"kind": "val_eval", "calls": 10, "depth": 2}],
+        },
+        {
+            "iteration": 1,
+            "accepted": True,
+            "seconds": 2.0,
             "rounds": [
                 {"kind": "minibatch_eval", "calls": 3, "depth": 2},
                 {"kind": "reflection", "calls": 1, "depth": 1},
                 {"kind": "minibatch_eval", "calls": 0, "depth": 0},  # answered from cache
-            ]
+            ],
         },
+        {
+            "iteration": 2,
+            "seconds": 0.5,
+            "rounds": [{"kind": "minibatch_eval", "calls": 2, "depth": 2}],
+        },
+        {"iteration": 3, "seconds": 0.1, "rounds": []},
     ]
     bound = b5_prompt_speed.critical_path(iterations, 0.2, 8, test_app_calls=14)
-    # val: 2 app waves + 2 judge waves; minibatch: 1 + 1; reflection: 1.
-    assert bound["optimizer_steps"] == 7 and bound["rounds"] == 3
-    assert bound["steps_by_kind"] == {"val_eval": 4, "minibatch_eval": 2, "reflection": 1}
+    # val: 2 app waves + 2 judge waves; minibatches: 1 + 1 each; reflection: 1.
+    assert bound["optimizer_steps"] == 9 and bound["rounds"] == 4
+    assert bound["steps_by_kind"] == {"val_eval": 4, "minibatch_eval": 4, "reflection": 1}
     assert bound["test_steps"] == 4
-    assert abs(bound["total_seconds"] - 2.2) < 1e-9
+    assert abs(bound["total_seconds"] - 2.6) < 1e-9
+    # Every judge verdict cached: one wave per round.
+    assert bound["floor_optimizer_steps"] == 5
+    assert abs(bound["floor_seconds"] - 1.4) < 1e-9
+    assert bound["last_accepted_iteration"] == 1
+    assert bound["after_last_accepted"] == {
+        "iterations": 2,
+        "steps": 2,
+        "floor_steps": 1,
+        "seconds": 0.6,
+    }
+    assert bound["until_last_accepted_seconds"] == 3.0
+    assert bound["cached_only_iterations"] == {"iterations": 1, "seconds": 0.1}
 
 
 def test_b5_runs_with_tiny_settings_and_counts_calls_by_kind(tmp_path):
