@@ -435,7 +435,8 @@ def explain(a: dict[str, Any], b: dict[str, Any] | None, c: dict[str, Any], cfg:
         else:
             where = (
                 f"above (a)'s critical path; (a) spends {a['wall_s'] - hi:.2f} s over it "
-                f"(MLflow writes, registry, the stand-ins' CPU: {a['cpu_s']:.2f} s CPU in all)"
+                "(per-iteration records and MLflow writes, the registry, waiting for a core "
+                f"on a shared machine; the process used {a['cpu_s']:.2f} s of CPU in all)"
             )
         parts.append(f"2x needs (a) under {need:.2f} s, {where}")
         if after.get("iterations") and a.get("best_val_score") == 1.0:
@@ -443,7 +444,9 @@ def explain(a: dict[str, Any], b: dict[str, Any] | None, c: dict[str, Any], cfg:
                 "the other lever is the search: the best prompt scored 1.0 on every "
                 f"validation row from iteration {c['last_accepted_iteration']} on, so a stop "
                 "at a perfect validation score would have ended (a) about "
-                f"{after['seconds']:.2f} s earlier (near {a['wall_s'] - after['seconds']:.2f} s)"
+                f"{after['seconds']:.2f} s earlier (near {a['wall_s'] - after['seconds']:.2f} s), "
+                "at the price of never checking that prompt on the training rows it had "
+                "not seen yet (where a failure would start a new reflection)"
             )
     ga, gb = a.get("test_gain"), b.get("test_gain")
     if ga is not None and gb is not None:
