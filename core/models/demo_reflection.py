@@ -486,7 +486,13 @@ def is_metaprompt(prompt: Prompt) -> bool:
 
 def _meta_prompts(text: str) -> dict[str, str]:
     block = text.split("CURRENT PROMPTS:\n", 1)[-1]
-    for end in ("\n\nEVALUATION EXAMPLES", "\n\nPROMPT ENGINEERING BEST PRACTICES:"):
+    # Zero-shot requests have an empty examples section, hence four newlines before the
+    # best practices; the template itself keeps any newlines it ends with.
+    for end in (
+        "\n\nEVALUATION EXAMPLES",
+        "\n\n\n\nPROMPT ENGINEERING BEST PRACTICES:",
+        "\n\nPROMPT ENGINEERING BEST PRACTICES:",
+    ):
         block = block.split(end, 1)[0]
     found = list(_META_PROMPTS.finditer(block))
     return {

@@ -367,6 +367,13 @@ def test_reflection_on_the_aligned_judge_rationales_raises_the_pass_rate():
 # --- MLflow's own optimizers with the demo models ----------------------------------------------
 
 
+@pytest.fixture
+def mlflow_experiment(experiment, monkeypatch):
+    """MLflow's optimizers log into this test's experiment (artifacts under its own folder)."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    return experiment
+
+
 def _mlflow_optimize(optimizer):
     import mlflow
 
@@ -396,7 +403,7 @@ def _mlflow_optimize(optimizer):
     )
 
 
-def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(store_uri):
+def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(mlflow_experiment):
     from mlflow.genai.optimize.optimizers import GepaPromptOptimizer
 
     result = _mlflow_optimize(
@@ -408,7 +415,7 @@ def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(store_ur
     assert "Never say" in template and "{{ message }}" in template
 
 
-def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
+def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(mlflow_experiment):
     from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
 
     result = _mlflow_optimize(MetaPromptOptimizer(reflection_model="demo:/reflect"))
@@ -417,3 +424,18 @@ def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
     assert '- Never say "issued a full refund".' in template
     assert '- Never say "full card number".' in template
     assert result.final_eval_score > result.initial_eval_score
+
+
+def test_mlflow_metaprompt_zero_shot_gives_the_prompts_back_unchanged(mlflow_experiment):
+    import mlflow
+    from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
+
+    prompt = mlflow.genai.register_prompt(name="northwind-support", template=SEED)
+    result = mlflow.genai.optimize_prompts(
+        predict_fn=lambda message: "",
+        train_data=[],
+        prompt_uris=[prompt.uri],
+        optimizer=MetaPromptOptimizer(reflection_model="demo:/reflect"),
+        scorers=[],
+    )
+    assert result.optimized_prompts[0].template == SEED

@@ -154,9 +154,10 @@ class _Session:
         run_id = self.recorder.run_id
         self.scratch = {n: scratch_name(n, run_id) for n in self.seed}
         self.real = {v: k for k, v in self.scratch.items()}
-        self.mapping = s.mapping_dict
         self.app = parse_model(s.task_model, s.task_base_url)
         self.evaluator = self.task.make_evaluator()
+        # The evaluator's variable -> field mapping, so MLflow sees the values ours renders.
+        self.mapping: dict[str, str] = dict(self.evaluator.mapping)
         self.lock = threading.Lock()
         self.by_key: dict[str, list[DatasetRow]] = {}
         for row in self.rows:
@@ -647,8 +648,14 @@ def _optimizer_class(kind: str, session: _Session) -> type:
 
     base: type = GepaPromptOptimizer if kind == "mlflow-gepa" else MetaPromptOptimizer
 
-    class Recorded(base):  # type: ignore[misc, valid-type]
-        def optimize(self, eval_fn, train_data, target_prompts, enable_tracking=True):  # type: ignore[no-untyped-def]
+    class Recorded(base):
+        def optimize(
+            self,
+            eval_fn: Callable[..., Any],
+            train_data: list[dict[str, Any]],
+            target_prompts: dict[str, str],
+            enable_tracking: bool = True,
+        ) -> Any:
             return super().optimize(
                 session.wrap_eval(eval_fn), train_data, target_prompts, enable_tracking
             )
@@ -759,8 +766,12 @@ def _run(
     if result is not None:
         best = session.to_real({pv.name: _text(pv.template) for pv in result.optimized_prompts})
     elif tracker is not None and (b := tracker.best_so_far()) is not None:
-        best = dict(b.components) or {next(iter(session.seed)): b.instructions}
-        best = {**session.seed, **best}
+        # Stopped early: the best candidate gepa had scored, as gepa itself would choose.
+        tracker.best_idx = b.id
+        best = {
+            **session.seed,
+            **(dict(b.components) or {next(iter(session.seed)): b.instructions}),
+        }
     else:
         best = dict(session.seed)
     extra: dict[str, Any] = {
@@ -804,7 +815,9 @@ def _run(
     return _outcome(session, optimizer, best, iterations, cancelled, budget, extra)
 
 
-def _optimize(session: _Session, optimizer: Any, data: list[dict[str, Any]], scorers, workers):  # type: ignore[no-untyped-def]
+def _optimize(
+    session: _Session, optimizer: Any, data: list[dict[str, Any]], scorers: list[Any], workers: int
+) -> Any:
     import mlflow
 
     with _quiet_mlflow(workers):
@@ -854,7 +867,7 @@ def _write_metaprompt(
             "candidates": float(len(cands)),
         }
         session.recorder.log_metrics(metrics, step=i)
-    changed = best[first] != session.seed[first] or dict(best) != dict(session.seed)
+    changed = dict(best) != dict(session.seed)
     if changed and len(cands) < 2:
         # Proposed, never scored by MetaPrompt (no scores): still a candidate of the run.
         cands.append(_candidate(session, 1, best, [0], {}, 1, None))
@@ -904,6 +917,9 @@ def _outcome(
         "scratch_prompts": sorted(session.scratch.values()),
         "scratch_left": list(session.scratch_left),
         "eval_rounds": len(session.rounds),
+        # Judge verdicts our scorers answered from the run's verdict cache (the same
+        # cache our gepa uses), so a benchmark can tell what MLflow alone would have paid.
+        "evaluation": session.evaluator.metrics(),
         **extra,
     }
     if calls > budget:
