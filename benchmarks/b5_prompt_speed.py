@@ -286,7 +286,7 @@ def _system(
         optimizer=optimizer,
         reflection_model=REFLECTION_MODEL,
         # Explicit, though it is the same-named field: the engine draft on this branch
-        # checks and renders with the explicit mapping only (reported to the lead).
+        # checks and renders with the explicit mapping only (main resolves names since).
         mapping={"message": "message"},
         max_metric_calls=cfg["budget"],
         workers=cfg["workers"],
