@@ -474,7 +474,7 @@ def run(
     (the calls are deterministic), and every repetition's times are kept under
     ``repeats``.
     """
-    cfg = dict(QUICK if quick else FULL)
+    cfg: dict[str, Any] = dict(QUICK if quick else FULL)
     overrides = (("rows", rows), ("budget", budget), ("workers", workers), ("repeats", repeats))
     cfg.update({k: v for k, v in overrides if v})
     cfg["latency_ms"] = latency_ms
