@@ -269,6 +269,60 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.started
 
 
+class DemoCallCounter:
+    """Counts the demo stand-in's completion calls per kind of model, while in force.
+
+    ``with DemoCallCounter() as counter: ...``; ``counter.snapshot()`` and
+    ``counter.since(snapshot)`` give the calls per kind: ``app`` (``demo:/app``),
+    ``judge`` (``demo:/judge``), ``reflect`` (``demo:/reflect``) and ``other``. It wraps
+    :func:`core.models.demo.demo_answer`, which the stand-in's LiteLLM provider calls once
+    per answered request (a call failed on purpose by the failure knob is not counted), so
+    every library's calls are seen, whatever path they take to LiteLLM.
+    """
+
+    KINDS = ("app", "judge", "reflect")
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._saved: Any = None
+
+    def _kind(self, model: str) -> str:
+        name = str(model or "").rsplit("/", 1)[-1].lower()
+        return next((k for k in self.KINDS if name.startswith(k)), "other")
+
+    def __enter__(self) -> DemoCallCounter:
+        from core.models import demo
+
+        self._saved = original = demo.demo_answer
+
+        def counted(messages: Any, response_format: Any = None, model: str = "") -> str:
+            kind = self._kind(model)
+            with self._lock:
+                self._counts[kind] = self._counts.get(kind, 0) + 1
+            return original(messages, response_format, model)
+
+        demo.demo_answer = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from core.models import demo
+
+        demo.demo_answer = self._saved
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts so far, per kind."""
+        with self._lock:
+            return dict(self._counts)
+
+    def since(self, before: dict[str, int]) -> dict[str, int]:
+        """The calls per kind since ``before`` (a :meth:`snapshot`); every kind present."""
+        now = self.snapshot()
+        return {k: now.get(k, 0) - before.get(k, 0) for k in (*self.KINDS, "other")}
+
+
 def waves(calls: int, depth: int, workers: int) -> int:
     """Dependent steps of one round: ``calls`` parallel calls on ``workers`` threads need
     ``ceil(calls / workers)`` waves; a retried call needs ``depth`` attempts in a row."""

@@ -1,4 +1,4 @@
-"""Run every benchmark (B0, B1, B2, B3) in one process; print the tables, write one JSON.
+"""Run every benchmark (B0, B1, B2, B3, B5) in one process; print the tables, write one JSON.
 
 ``python benchmarks/run_all.py --quick --out benchmarks/results/latest.json`` is what
 ``make bench`` runs (under five minutes on a 2-core machine).
@@ -13,16 +13,18 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import b0_startup, b1_gepa_speed, b2_memalign, b3_labeling_scale
+from benchmarks import b0_startup, b1_gepa_speed, b2_memalign, b3_labeling_scale, b5_prompt_speed
 from benchmarks.common import arg_parser, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python benchmarks/run_all.py [--quick] [--latency-ms N] --out F``."""
     p = arg_parser(__doc__.splitlines()[0])
-    p.add_argument("--only", choices=("b0", "b1", "b2", "b3"), nargs="+", help="run only these")
+    p.add_argument(
+        "--only", choices=("b0", "b1", "b2", "b3", "b5"), nargs="+", help="run only these"
+    )
     args = p.parse_args(argv)
-    wanted = set(args.only or ("b0", "b1", "b2", "b3"))
+    wanted = set(args.only or ("b0", "b1", "b2", "b3", "b5"))
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "latency_ms": args.latency_ms}
     if "b0" in wanted:
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if "b3" in wanted:
         sizes = b3_labeling_scale.QUICK_SIZES if args.quick else b3_labeling_scale.FULL_SIZES
         results["b3"] = b3_labeling_scale.run(sizes)
+    if "b5" in wanted:
+        results["b5"] = b5_prompt_speed.run(args.latency_ms, args.quick)
     results["total_seconds"] = time.perf_counter() - started
     print(f"all benchmarks: {results['total_seconds']:.1f} s", flush=True)
     write_json(args.out, results)

@@ -68,3 +68,90 @@ def test_b3_builds_a_store_measures_it_and_checks_its_own_labels(tmp_path, monke
     assert result["goals"]["ratio"] == 1.0  # one size: compared with itself
     built = json.loads((b3_stores.store_dir(300) / "built.json").read_text())
     assert built["traces"] == 300
+
+
+def test_b5_critical_path_counts_app_then_judge_waves_and_the_held_out_round():
+    from benchmarks import b5_prompt_speed
+
+    iterations = [
+        {
+            "iteration": 0,
+            "accepted": True,
+            "seconds": 1.0,
+            "rounds": [{"kind": "val_eval", "calls": 10, "depth": 2}],
+        },
+        {
+            "iteration": 1,
+            "accepted": True,
+            "seconds": 2.0,
+            "rounds": [
+                {"kind": "minibatch_eval", "calls": 3, "depth": 2},
+                {"kind": "reflection", "calls": 1, "depth": 1},
+                {"kind": "minibatch_eval", "calls": 0, "depth": 0},  # answered from cache
+            ],
+        },
+        {
+            "iteration": 2,
+            "seconds": 0.5,
+            "rounds": [{"kind": "minibatch_eval", "calls": 2, "depth": 2}],
+        },
+        {"iteration": 3, "seconds": 0.1, "rounds": []},
+    ]
+    bound = b5_prompt_speed.critical_path(iterations, 0.2, 8, test_app_calls=14)
+    # val: 2 app waves + 2 judge waves; minibatches: 1 + 1 each; reflection: 1.
+    assert bound["optimizer_steps"] == 9 and bound["rounds"] == 4
+    assert bound["steps_by_kind"] == {"val_eval": 4, "minibatch_eval": 4, "reflection": 1}
+    assert bound["test_steps"] == 4
+    assert abs(bound["total_seconds"] - 2.6) < 1e-9
+    # Every judge verdict cached: one wave per round.
+    assert bound["floor_optimizer_steps"] == 5
+    assert abs(bound["floor_seconds"] - 1.4) < 1e-9
+    assert bound["last_accepted_iteration"] == 1
+    assert bound["after_last_accepted"] == {
+        "iterations": 2,
+        "steps": 2,
+        "floor_steps": 1,
+        "seconds": 0.6,
+    }
+    assert bound["until_last_accepted_seconds"] == 3.0
+    assert bound["cached_only_iterations"] == {"iterations": 1, "seconds": 0.1}
+
+
+def test_b5_runs_with_tiny_settings_and_counts_calls_by_kind(tmp_path):
+    from benchmarks import b5_prompt_speed
+
+    result = b5_prompt_speed.run(
+        latency_ms=0, quick=True, budget=40, workers=4, include_metaprompt=False
+    )
+    out = tmp_path / "b5.json"
+    write_json(out, {"b5": result})
+    b5 = json.loads(out.read_text())["b5"]
+    for system in ("a", "b"):
+        row = b5[system]
+        assert row["status"] == "finished", row
+        for key in (
+            "wall_s",
+            "optimizer_wall_s",
+            "metric_calls",
+            "app_calls",
+            "judge_calls",
+            "reflection_calls",
+            "test_score_before",
+            "test_score_after",
+        ):
+            assert row[key] is not None, (system, key)
+        assert 0 < row["metric_calls"] <= 40 + row["val_size"] + 10, row["metric_calls"]
+        # Every stand-in call has a kind, and the run's own LiteLLM count sees the same calls.
+        assert row["demo_calls"] == sum(row["calls_by_model"].values()) == row["llm_calls"]
+        assert row["calls_by_model"]["other"] == 0
+        assert row["optimizer_wall_s"] < row["wall_s"]
+    a = b5["a"]
+    # The held-out step adds one app call per (prompt, test row) to the optimizer's own.
+    held_out = a["test_size"] * (2 if a["prompt_version"] is not None else 1)
+    assert a["app_calls"] == a["optimizer_calls_by_model"]["app"] + held_out
+    assert a["run_app_calls_metric"] == a["optimizer_calls_by_model"]["app"]
+    assert a["reflection_calls"] >= 1 and a["test_gain"] > 0  # the demo loop improves it
+    assert b5["c"]["optimizer_steps"] > 0 and b5["c"]["test_steps"] > 0
+    assert isinstance(b5["ratios"]["b_over_a_total"], float)
+    assert set(b5["goals"]) == {"a_2x_faster_than_b", "a_gain_at_least_b", "met"}
+    assert "(b)/(a) =" in b5["explanation"]
