@@ -72,6 +72,9 @@ GOAL_SPEEDUP = 2.0
 #: The systems in table order; ``metaprompt`` is optional (``--skip-metaprompt``).
 SYSTEMS = {
     "a": ("gepa", "(a) alignboard gepa"),
+    # The same search without the stop at a perfect validation score (it spends the whole
+    # budget, as (b) does): how much of (a)'s lead is the stop.
+    "s": ("gepa", "(a0) alignboard gepa, no early stop"),
     "b": ("mlflow-gepa", "(b) mlflow optimize_prompts GEPA"),
     "m": ("metaprompt", "(m) mlflow MetaPrompt (optional)"),
 }
@@ -291,7 +294,8 @@ def _system(
         max_metric_calls=cfg["budget"],
         workers=cfg["workers"],
         # Each system's version gets its own alias, so none moves another's.
-        alias=f"b5-{optimizer}",
+        alias=f"b5-{key}-{optimizer}",
+        stop_at_score=None if key == "s" else 1.0,
     )
     timed = _TimedTaskRunner(optimizer, counter)
     reset_demo_stats()
@@ -482,7 +486,7 @@ def run(
     # LiteLLM is imported on first use; load it before any clock starts (see B1).
     import litellm  # noqa: F401
 
-    systems = ["a"]
+    systems = ["a", "s"]
     if include_mlflow:
         systems.append("b")
         if include_metaprompt:
@@ -497,6 +501,8 @@ def run(
         "a_over_c_total": ratio(a["wall_s"], c["wall_s"]),
         "a_over_c_optimizer": ratio(a["optimizer_wall_s"], c["optimizer_wall_s"]),
     }
+    ratios["b_over_a0_total"] = ratio(b["wall_s"], med["s"]["wall_s"]) if b else None
+    ratios["a0_over_a_total"] = ratio(med["s"]["wall_s"], a["wall_s"])
     if "m" in med:
         ratios["m_over_a_total"] = ratio(med["m"]["wall_s"], a["wall_s"])
     gain_ok = (
