@@ -17,7 +17,7 @@ task it is given:
 - :data:`TaskRunner`: the signature of a runner that works on any task.
 
 Judge alignment is one task (:class:`core.optimization.judge_task.JudgeTask`); prompt
-optimization (issue 10) is meant to be a second one.
+optimization is the second (:class:`core.optimization.prompt_task.PromptTask`).
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ class OptimizationTask(Protocol):
 
     @property
     def kind(self) -> str:
-        """What is optimized: ``judge`` (judge alignment) or, later, ``prompt``."""
+        """What is optimized: ``judge`` (judge alignment) or ``prompt``."""
         ...
 
     @property
