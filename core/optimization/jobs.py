@@ -261,20 +261,6 @@ def _given_findings(check: Any) -> list[Finding]:
     return list(getattr(check, "findings", check))
 
 
-def refuse_prompt_run(findings: Sequence[Finding]) -> None:
-    """Raise when a prompt optimization's pre-flight has errors, listing every one.
-
-    Raises:
-        ValidationError: at least one finding is an error (each says what to do next).
-    """
-    errors = [f for f in findings if f.level == "error"]
-    if errors:
-        raise ValidationError(
-            "Prompt optimization refused before spending anything:\n"
-            + "\n".join(f"- {f.message}" for f in errors)
-        )
-
-
 def _create_alignment_run(
     settings: AlignmentSettings,
     check: bool | AlignmentCheck | PromptCheck | Sequence[Finding],
@@ -305,7 +291,7 @@ def _create_prompt_run(
     elif check is not False:
         findings = _given_findings(check)
     if findings is not None:
-        refuse_prompt_run(findings)
+        refuse_on_errors(findings, "Prompt optimization")
     return create_prompt_run(settings, "queued", findings=findings)
 
 

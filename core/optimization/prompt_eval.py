@@ -356,6 +356,10 @@ class PromptEvaluator:
         from core.models.completion import complete
 
         try:
+            messages = self.messages(candidate, row)
+        except ValidationError as exc:
+            return None, str(exc)
+        try:
             text = complete(self.app, messages, retries=self.app_retries, backoff=0.25)
             return text, None
         except CredentialsError:
