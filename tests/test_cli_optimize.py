@@ -78,7 +78,7 @@ def _store_digest() -> dict[str, str]:
     out = {}
     with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as conn:
         for table in _TABLES:
-            rows = conn.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+            rows = conn.execute(f"SELECT * FROM {table}").fetchall()
             out[table] = hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
     files = sorted(str(p) for p in (db.parent / "artifacts").rglob("*") if p.is_file())
     out["artifacts"] = hashlib.sha256(repr(files).encode()).hexdigest()
