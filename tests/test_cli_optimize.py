@@ -86,14 +86,15 @@ def _store_digest() -> dict[str, str]:
 
 
 @pytest.fixture
-def in_process(monkeypatch):
-    """Run ``core.cli.main`` here; undo the job-process set-up it does (SIGTERM handler)."""
+def in_process():
+    """Run ``core.cli.main`` here; undo the job-process set-up it does (redacting streams,
+    the SIGTERM handler) afterwards."""
     from core.cli import main
 
-    saved = signal.getsignal(signal.SIGTERM)
+    saved = signal.getsignal(signal.SIGTERM), sys.stdout, sys.stderr
     yield main
-    signal.signal(signal.SIGTERM, saved)
-    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    signal.signal(signal.SIGTERM, saved[0])
+    sys.stdout, sys.stderr = saved[1], saved[2]
 
 
 # --------------------------------------------------------------------------- the contract

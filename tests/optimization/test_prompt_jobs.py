@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from core.errors import ValidationError
 from core.optimization import jobs
 from core.optimization import recorder as rec
 from tests.support.waiting import wait_for
@@ -165,6 +166,24 @@ def test_the_test_split_never_reaches_the_optimizer(prompt_demo):
     assert set(split["test"]) == ids["test"] and result.test_size == len(test)
 
 
+def test_launch_refuses_a_prompt_run_whose_preflight_fails_and_creates_nothing(prompt_demo):
+    settings = _settings(prompt_demo, max_metric_calls=4)
+    client = MlflowClient()
+    before = client.search_runs([prompt_demo])
+    with pytest.raises(ValidationError) as err:
+        jobs.launch(settings)
+    assert str(err.value).startswith("Prompt optimization refused before spending anything")
+    assert "A budget of 4 metric calls" in str(err.value)
+    # Findings handed over by the caller (the Optimize page's check) are refused alike.
+    from core.optimization.prompt_preflight import check_prompt_optimization
+
+    check = check_prompt_optimization(settings)
+    assert not check.ok
+    with pytest.raises(ValidationError, match="budget"):
+        jobs.launch(settings, check=check)
+    assert len(client.search_runs([prompt_demo])) == len(before)
+
+
 @pytest.mark.slow
 def test_detached_optimization_finishes_and_status_reports_the_prompt(prompt_demo):
     proc = _cli(
@@ -196,6 +215,8 @@ def test_detached_optimization_finishes_and_status_reports_the_prompt(prompt_dem
     from core.store.prompts import load_prompt
 
     assert load_prompt(f"{PROMPT}@candidate").tags["alignboard.run_id"] == run_id
+    with pytest.raises(ValidationError, match="already finished \\(prompt version 2; start a new"):
+        jobs.resume(run_id)
     # One launch, one pre-flight: the job loaded the rows and did not check again.
     tags = MlflowClient().get_run(run_id).data.tags
     assert tags[rec.TAG_KIND] == "prompt_optimization" and tags.get("alignboard.preflight")
