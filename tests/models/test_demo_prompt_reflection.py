@@ -212,6 +212,68 @@ def test_judge_reflection_is_unchanged_by_prompt_reflection():
     assert 'If the response contains "instant refund", the verdict is fail.' in text
 
 
+def test_records_with_several_judges_and_multi_line_rationales_are_parsed():
+    from core.models.demo_reflection import parse_prompt_records, phrases_to_avoid
+
+    prompt = InstructionProposalSignature.prompt_renderer(
+        {
+            "current_instruction_doc": SEED,
+            "dataset_with_feedback": [
+                {
+                    "Inputs": "message: Refund?",
+                    "Application output": REFUND,
+                    "Feedback": "Score: 0.50\n"
+                    "Judge: tone v1\nJudge verdict: pass\n"
+                    'Judge rationale: Warm. It says "Sorry about that".\n'
+                    "Judge: support_quality v2\nJudge verdict: Fail\n"
+                    "Judge rationale: Breaks the returns policy:\n"
+                    'it says "issued a full refund".',
+                }
+            ],
+        }
+    )
+    [rec] = parse_prompt_records(prompt)
+    assert rec.score == 0.5 and rec.failing
+    assert [(j.judge, j.verdict) for j in rec.judges] == [
+        ("tone v1", "pass"),
+        ("support_quality v2", "Fail"),
+    ]
+    assert "issued a full refund" in rec.judges[1].rationale
+    assert phrases_to_avoid([rec], SEED) == ["issued a full refund"]
+
+
+def mlflow_record(output: str, score: float, rationales: dict[str, str]) -> dict:
+    """One record as MLflow's GepaPromptOptimizer builds it (gepa renders it as markdown)."""
+    return {
+        "component_name": "northwind-support",
+        "trace": [{"name": "predict_fn", "inputs": {"message": "x"}, "outputs": output}],
+        "score": score,
+        "inputs": {"message": "x"},
+        "outputs": output,
+        "expectations": {"expected_facts": ["5-7 business days"]},
+        "rationales": rationales,
+        "index": 0,
+    }
+
+
+def test_mlflow_gepa_records_teach_from_rationales_that_do_not_state_a_pass():
+    judge_fail = rule_says("issued a full refund", "fail")
+    judge_pass = rule_says("I've started a return", "pass")
+    missing = '[demo stand-in] The response is not correct: it is missing "5-7 business days".'
+    new = reflect(
+        SEED,
+        [
+            mlflow_record(REFUND, 0.0, {"support_quality": judge_fail, "correctness": missing}),
+            # Mixed: the judge passed (its rationale says so), Correctness failed on a missing
+            # fact. Neither phrase is one to avoid.
+            mlflow_record(RETURN, 0.5, {"support_quality": judge_pass, "correctness": missing}),
+            mlflow_record(RETURN, 1.0, {"support_quality": judge_pass}),
+        ],
+    )
+    assert new.count("Never say") == 1
+    assert '- Never say "issued a full refund".' in new
+
+
 # --- Correctness stand-in -----------------------------------------------------------------------
 
 
@@ -305,6 +367,13 @@ def test_reflection_on_the_aligned_judge_rationales_raises_the_pass_rate():
 # --- MLflow's own optimizers with the demo models ----------------------------------------------
 
 
+@pytest.fixture
+def mlflow_experiment(experiment, monkeypatch):
+    """MLflow's optimizers log into this test's experiment (artifacts under its own folder)."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    return experiment
+
+
 def _mlflow_optimize(optimizer):
     import mlflow
 
@@ -334,7 +403,7 @@ def _mlflow_optimize(optimizer):
     )
 
 
-def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(store_uri):
+def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(mlflow_experiment):
     from mlflow.genai.optimize.optimizers import GepaPromptOptimizer
 
     result = _mlflow_optimize(
@@ -346,7 +415,7 @@ def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(store_ur
     assert "Never say" in template and "{{ message }}" in template
 
 
-def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
+def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(mlflow_experiment):
     from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
 
     result = _mlflow_optimize(MetaPromptOptimizer(reflection_model="demo:/reflect"))
@@ -355,3 +424,18 @@ def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
     assert '- Never say "issued a full refund".' in template
     assert '- Never say "full card number".' in template
     assert result.final_eval_score > result.initial_eval_score
+
+
+def test_mlflow_metaprompt_zero_shot_gives_the_prompts_back_unchanged(mlflow_experiment):
+    import mlflow
+    from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
+
+    prompt = mlflow.genai.register_prompt(name="northwind-support", template=SEED)
+    result = mlflow.genai.optimize_prompts(
+        predict_fn=lambda message: "",
+        train_data=[],
+        prompt_uris=[prompt.uri],
+        optimizer=MetaPromptOptimizer(reflection_model="demo:/reflect"),
+        scorers=[],
+    )
+    assert result.optimized_prompts[0].template == SEED
