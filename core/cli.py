@@ -382,7 +382,22 @@ def _prompt_settings(args: argparse.Namespace):
         alias=args.alias,
         aggregation=args.aggregation,
         register_if_worse=args.register_worse,
+        stop_at_score=_stop_score(args.stop_at_score),
     )
+
+
+def _stop_score(text: str) -> float | None:
+    """``--stop-at-score``: a validation score in (0, 1], or ``off``."""
+    from core.errors import ValidationError
+
+    if str(text).strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationError(
+            f"--stop-at-score takes a validation score in (0, 1] or 'off'; got {text!r}."
+        ) from None
 
 
 class PreflightRefused(Exception):
@@ -680,6 +695,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--register-worse",
         action="store_true",
         help="register the best prompt even if it scores worse than the seed on held-out rows",
+    )
+    p.add_argument(
+        "--stop-at-score",
+        default="1.0",
+        metavar="SCORE|off",
+        help="stop the search once a prompt scores this on every validation row "
+        "(default 1.0: nothing is left to gain there); 'off' spends the whole budget",
     )
     p.add_argument("--detach", action="store_true", help="run as a background job")
 

@@ -42,11 +42,9 @@ def _last_json(proc: subprocess.CompletedProcess) -> dict:
 def _settings(experiment_id: str, *, full_budget: bool = False, **kw):
     """The demo optimization; ``full_budget`` keeps searching after a perfect validation
     score (a job the test acts on must still be running)."""
-    import inspect
-
     from core.optimization.prompt_preflight import build_prompt_settings
 
-    if full_budget and "stop_at_score" in inspect.signature(build_prompt_settings).parameters:
+    if full_budget:
         kw["stop_at_score"] = None  # the stop at a perfect score is on by default
 
     return build_prompt_settings(
