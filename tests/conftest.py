@@ -88,24 +88,8 @@ def demo_store(_demo_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """
     import mlflow
 
-    from core.store import config
-
-    template, experiment_id = _demo_template
-    home = tmp_path / "home"
-    home.mkdir()
-    db = home / "mlflow.db"
-    shutil.copy(template, db)
-    # The copy would otherwise keep the template's artifact folder, shared by every test;
-    # MLflow has no API to move an experiment's artifact location, so edit the copy.
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-            ((home / "artifacts" / "demo").as_uri(), int(experiment_id)),
-        )
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv(config.HOME_ENV, str(home))
-    config.configure(uri)
+    _copy_store(*_demo_template, tmp_path, monkeypatch)
+    experiment_id = _demo_template[1]
     yield experiment_id
     mlflow.set_tracking_uri(None)
 
@@ -159,13 +143,24 @@ def prompt_demo(_prompt_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     judge ``support_quality`` v1 (alias ``production``); returns the experiment id."""
     import mlflow
 
+    _copy_store(*_prompt_template, tmp_path, monkeypatch)
+    experiment_id = _prompt_template[1]
+    yield experiment_id
+    mlflow.set_tracking_uri(None)
+
+
+def _copy_store(
+    template: Path, experiment_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Give the test a byte copy of a seeded template store and point MLflow at it."""
     from core.store import config
 
-    template, experiment_id = _prompt_template
     home = tmp_path / "home"
     home.mkdir()
     db = home / "mlflow.db"
     shutil.copy(template, db)
+    # The copy would otherwise keep the template's artifact folder, shared by every test;
+    # MLflow has no API to move an experiment's artifact location, so edit the copy.
     with sqlite3.connect(db) as conn:
         conn.execute(
             "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
@@ -175,5 +170,3 @@ def prompt_demo(_prompt_template, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv(config.HOME_ENV, str(home))
     config.configure(uri)
-    yield experiment_id
-    mlflow.set_tracking_uri(None)

@@ -384,3 +384,12 @@ def test_a_judge_humans_disagree_with_is_a_recorded_warning_not_a_refusal(
     recorded = record.read_artifacts(MlflowClient(), out["run_id"], [record.PREFLIGHT])
     findings = recorded[record.PREFLIGHT]["findings"]
     assert [f["code"] for f in findings] == ["judge_disagrees_with_humans"]
+
+
+def test_stop_at_score_takes_a_score_or_off():
+    from core.cli import _stop_score
+    from core.errors import ValidationError
+
+    assert _stop_score("off") is None and _stop_score("0.9") == 0.9
+    with pytest.raises(ValidationError, match="stop-at-score"):
+        _stop_score("perfect")

@@ -78,7 +78,7 @@ def _parse_jsonl(errs: RowErrors, data: bytes, criteria) -> list[ImportRecord]:
     return records
 
 
-def _cell_json(errs: RowErrors, line: int, column: str, text: str, text_key: str | None) -> Any:
+def cell_json(errs: RowErrors, line: int, column: str, text: str, text_key: str | None) -> Any:
     """A CSV cell holding either a JSON object or plain text."""
     stripped = text.strip()
     if stripped.startswith("{"):
@@ -130,13 +130,13 @@ def _parse_csv(errs: RowErrors, data: bytes, criteria) -> list[ImportRecord]:
             if not cell.strip():
                 errs.add(start, f"missing {col}")
             else:
-                obj[col] = _cell_json(errs, start, col, cell, key)
+                obj[col] = cell_json(errs, start, col, cell, key)
         if (row.get("expectations") or "").strip():
-            obj["expectations"] = _cell_json(
+            obj["expectations"] = cell_json(
                 errs, start, "expectations", row["expectations"], "expected_response"
             )
         if (row.get("tags") or "").strip():
-            obj["tags"] = _cell_json(errs, start, "tags", row["tags"], None)
+            obj["tags"] = cell_json(errs, start, "tags", row["tags"], None)
         if (row.get("id") or "").strip():
             obj["id"] = row["id"].strip()
         cells = {c: (row.get(c) or "").strip() for c in label_cols}

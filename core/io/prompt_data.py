@@ -330,22 +330,9 @@ def _jsonl_rows(errs: RowErrors, data: bytes) -> list[DatasetRow]:
     return rows
 
 
-def _cell(errs: RowErrors, line: int, column: str, text: str, text_key: str | None) -> Any:
-    stripped = text.strip()
-    # As the trace import reads a cell: JSON when it opens an object, else plain text.
-    if stripped.startswith("{"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            errs.add(line, f"{column} looks like JSON but is malformed: {exc.msg}")
-            return None
-    if text_key is None:
-        errs.add(line, f"{column} must be a JSON object")
-        return None
-    return {text_key: text}
-
-
 def _csv_rows(errs: RowErrors, data: bytes) -> list[DatasetRow]:
+    # A cell as the trace import reads it: JSON when it opens an object, else plain text.
+    from core.io.formats import cell_json
     from core.io.records import decode_lines
 
     lines = decode_lines(errs, data)
@@ -379,10 +366,10 @@ def _csv_rows(errs: RowErrors, data: bytes) -> list[DatasetRow]:
         obj: dict[str, Any] = {}
         cell = record.get("inputs") or ""
         if cell.strip():
-            obj["inputs"] = _cell(errs, start, "inputs", cell, "question")
+            obj["inputs"] = cell_json(errs, start, "inputs", cell, "question")
         for column, key in (("expectations", "expected_response"), ("tags", None)):
             if (record.get(column) or "").strip():
-                obj[column] = _cell(errs, start, column, record[column], key)
+                obj[column] = cell_json(errs, start, column, record[column], key)
         if (record.get("id") or "").strip():
             obj["id"] = record["id"].strip()
         if len(errs.errors) > before:

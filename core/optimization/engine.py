@@ -122,6 +122,19 @@ def create_run(
         except ValidationError:
             rec.with_retry(client.delete_run, run_id)
             raise
+    record_launch(client, run_id, settings, status, findings)
+    return run_id
+
+
+def record_launch(
+    client: MlflowClient,
+    run_id: str,
+    settings: Any,
+    status: str,
+    findings: Sequence[Finding] | None,
+) -> None:
+    """Write what every new run holds: params, settings, the launch's pre-flight findings
+    (so its job process does not check again) and its first status."""
     recorder = rec.MlflowRunRecorder(run_id, client)
     recorder.log_params(settings.to_params())
     record.write_settings(recorder, settings)
@@ -129,7 +142,6 @@ def create_run(
         record.write_preflight(recorder, [f.to_dict() for f in findings])
         recorder.set_tags({TAG_PREFLIGHT: f"{time.time():.3f}"})
     rec.set_status(client, run_id, status)
-    return run_id
 
 
 def recorded_findings(client: MlflowClient, run_id: str) -> list[Finding] | None:
@@ -151,20 +163,10 @@ def load_settings(run_id: str) -> AlignmentSettings:
     Raises:
         NotFoundError: no such run, or it is not an alignment run.
     """
-    import json
-
-    config.configure()
-    client = MlflowClient()
-    try:
-        client.get_run(run_id)
-    except Exception as exc:
-        raise NotFoundError(f"No run with id {run_id!r} in {config.tracking_uri()}.") from exc
-    text = rec.read_artifact_text(client, run_id, rec.SETTINGS_ARTIFACT)
-    if not text:
-        raise NotFoundError(
-            f"Run {run_id} has no {rec.SETTINGS_ARTIFACT}: it is not an alignboard alignment."
-        )
-    return AlignmentSettings.from_dict(json.loads(text))
+    settings = load_any_settings(run_id)
+    if not isinstance(settings, AlignmentSettings):
+        raise NotFoundError(f"Run {run_id} is a prompt optimization, not an alignment.")
+    return settings
 
 
 def resolve_runner(optimizer: str) -> Runner:

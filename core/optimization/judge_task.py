@@ -24,7 +24,14 @@ from core.optimization.preflight import Finding
 from core.optimization.record import AlignmentResult
 from core.optimization.registry import JudgeRegistrar
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner, RunRecorder
-from core.optimization.task import JUDGE, GuardContext, HeldOut, RunSummary, TaskRunner
+from core.optimization.task import (
+    JUDGE,
+    GuardContext,
+    HeldOut,
+    RunSummary,
+    SettingsBacked,
+    TaskRunner,
+)
 from core.optimization.verdict import Verdict, describe, judge_verdict
 
 #: The judge's one text component.
@@ -32,7 +39,7 @@ COMPONENT = "instructions"
 
 
 @dataclass(frozen=True)
-class JudgeTask:
+class JudgeTask(SettingsBacked):
     """Align one judge to its criterion's human labels."""
 
     settings: AlignmentSettings
@@ -53,36 +60,6 @@ class JudgeTask:
     def label(self) -> str:
         """``alignment``."""
         return "alignment"
-
-    @property
-    def optimizer(self) -> str:
-        """The optimizer's name."""
-        return self.settings.optimizer
-
-    @property
-    def register_if_worse(self) -> bool:
-        """The user's override of the ``worse`` verdict."""
-        return self.settings.register_if_worse
-
-    @property
-    def reflection_model(self) -> str:
-        """The reflection model."""
-        return self.settings.reflection_model
-
-    @property
-    def reflection_base_url(self) -> str | None:
-        """Its base URL."""
-        return self.settings.reflection_base_url
-
-    @property
-    def minibatch_size(self) -> int:
-        """Examples per reflection minibatch."""
-        return self.settings.minibatch_size
-
-    @property
-    def seed(self) -> int:
-        """Random seed."""
-        return self.settings.seed
 
     # --- the engine's steps -------------------------------------------------------------
 

@@ -8,7 +8,7 @@ tells the dashboard roughly how many LLM calls and how long a run will take.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -151,9 +151,6 @@ def _check_instructions(settings: AlignmentSettings) -> list[Finding]:
 
 
 def _check_credentials(settings: AlignmentSettings) -> list[Finding]:
-    from core.models.secrets import require_credentials
-    from core.models.uris import parse_model
-
     # (model, base URL) per role: a model on an OpenAI-compatible server needs no key.
     # Except the judge: MLflow's judge with a base_url still refuses to run without
     # OPENAI_API_KEY (its gateway client reads it), so the registered judge needs it.
@@ -163,6 +160,18 @@ def _check_credentials(settings: AlignmentSettings) -> list[Finding]:
     }
     if settings.optimizer == "memalign":
         models["embedding"] = (settings.embedding_model, settings.embedding_base_url)
+    return check_models(models)
+
+
+def check_models(models: Mapping[str, tuple[str, str | None]]) -> list[Finding]:
+    """One finding per model that cannot be used (bad name, missing key).
+
+    Args:
+        models: role (e.g. ``judge``) -> (model URI, base URL or None).
+    """
+    from core.models.secrets import require_credentials
+    from core.models.uris import parse_model
+
     out = []
     for role, (uri, base_url) in models.items():
         try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from core.errors import AlignboardError, CredentialsError, NotFoundError, ValidationError
 from core.io.prompt_data import DatasetRow
-from core.optimization.preflight import Finding
+from core.optimization.preflight import Finding, check_models
 from core.optimization.prompt_spec import (
     AGGREGATIONS,
     BUILTIN_SCORERS,
@@ -411,13 +411,7 @@ def check_credentials(settings: PromptSettings) -> list[Finding]:
     }
     if "correctness" in settings.scorers and settings.scorer_model:
         models["scorer"] = (settings.scorer_model, None)
-    out = []
-    for role, (uri, base_url) in models.items():
-        try:
-            require_credentials(parse_model(uri, base_url))
-        except AlignboardError as exc:
-            code = "missing_credentials" if isinstance(exc, CredentialsError) else "bad_model"
-            out.append(_error(code, f"The {role} model cannot be used: {exc}"))
+    out = check_models(models)
     try:
         from core.optimization.prompt_eval import build_scorers
 

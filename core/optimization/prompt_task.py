@@ -43,6 +43,7 @@ from core.optimization.task import (
     GuardContext,
     HeldOut,
     RunSummary,
+    SettingsBacked,
     TaskRunner,
     TextCheck,
 )
@@ -88,7 +89,7 @@ def create_prompt_run(
     """
     from mlflow import MlflowClient
 
-    from core.optimization.engine import TAG_PREFLIGHT
+    from core.optimization.engine import record_launch
     from core.store import config
 
     config.configure()
@@ -107,13 +108,7 @@ def create_prompt_run(
         },
     )
     run_id = run.info.run_id
-    recorder = rec.MlflowRunRecorder(run_id, client)
-    recorder.log_params(settings.to_params())
-    record.write_settings(recorder, settings)
-    if findings is not None:
-        record.write_preflight(recorder, [f.to_dict() for f in findings])
-        recorder.set_tags({TAG_PREFLIGHT: f"{time.time():.3f}"})
-    rec.set_status(client, run_id, status)
+    record_launch(client, run_id, settings, status, findings)
     return run_id
 
 
@@ -395,7 +390,7 @@ class PromptResult:
 
 
 @dataclass
-class PromptTask:
+class PromptTask(SettingsBacked):
     """Optimize the application's registered prompt(s) against the chosen judges."""
 
     settings: PromptSettings
@@ -418,36 +413,6 @@ class PromptTask:
     def label(self) -> str:
         """``prompt optimization``."""
         return "prompt optimization"
-
-    @property
-    def optimizer(self) -> str:
-        """The optimizer's name."""
-        return self.settings.optimizer
-
-    @property
-    def register_if_worse(self) -> bool:
-        """The user's override of the ``worse`` verdict."""
-        return self.settings.register_if_worse
-
-    @property
-    def reflection_model(self) -> str:
-        """The reflection model."""
-        return self.settings.reflection_model
-
-    @property
-    def reflection_base_url(self) -> str | None:
-        """Its base URL."""
-        return self.settings.reflection_base_url
-
-    @property
-    def minibatch_size(self) -> int:
-        """Rows per reflection minibatch."""
-        return self.settings.minibatch_size
-
-    @property
-    def seed(self) -> int:
-        """Random seed."""
-        return self.settings.seed
 
     @property
     def stop_at_score(self) -> float | None:

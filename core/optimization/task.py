@@ -260,6 +260,44 @@ class BaseTaskAdapter:
         """Nothing to release."""
 
 
+class SettingsBacked:
+    """The task attributes every task reads from its settings (``self.settings``: an
+    :class:`AlignmentSettings` or a :class:`core.optimization.prompt_spec.PromptSettings`)."""
+
+    settings: Any
+
+    @property
+    def optimizer(self) -> str:
+        """The optimizer's name."""
+        return str(self.settings.optimizer)
+
+    @property
+    def register_if_worse(self) -> bool:
+        """The user's override of the ``worse`` verdict."""
+        return bool(self.settings.register_if_worse)
+
+    @property
+    def reflection_model(self) -> str:
+        """The reflection model."""
+        return str(self.settings.reflection_model)
+
+    @property
+    def reflection_base_url(self) -> str | None:
+        """Its base URL."""
+        url: str | None = self.settings.reflection_base_url
+        return url
+
+    @property
+    def minibatch_size(self) -> int:
+        """Examples per reflection minibatch."""
+        return int(self.settings.minibatch_size)
+
+    @property
+    def seed(self) -> int:
+        """Random seed."""
+        return int(self.settings.seed)
+
+
 class OptimizationTask(Protocol):
     """One kind of thing the engine optimizes, with its settings and data source.
 
