@@ -8,9 +8,13 @@ and MLflow judges with ``model="demo:/x"`` all reach it by their normal path.
 
 What it answers (see :func:`demo_answer`):
 
+* requests to the model ``app`` (``demo/app``, MLflow ``demo:/app``): the stand-in
+  application, the Northwind support assistant (:mod:`core.models.demo_app`);
 * judging requests: rules in the instructions, else the base heuristic
-  (:mod:`core.models.demo_rules`), in the format asked (:mod:`core.models.demo_judge`);
-* GEPA reflection and MemAlign distillation (:mod:`core.models.demo_reflection`);
+  (:mod:`core.models.demo_rules`), in the format asked (:mod:`core.models.demo_judge`),
+  including MLflow's built-in ``Correctness`` scorer;
+* GEPA reflection on judge instructions and on application prompts, MLflow's MetaPrompt
+  optimizer, and MemAlign distillation (:mod:`core.models.demo_reflection`);
 * embeddings (:mod:`core.models.demo_embedding`).
 
 Knobs, from the environment or per call as keyword arguments of ``litellm.completion``:
@@ -35,13 +39,18 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.models.demo_app import answer_app
 from core.models.demo_embedding import DEFAULT_DIMENSIONS, embed_text
 from core.models.demo_judge import answer_judge
 from core.models.demo_prompts import OutputField, Prompt, render
 from core.models.demo_reflection import (
     answer_distillation,
+    answer_metaprompt,
+    answer_prompt_reflection,
     answer_reflection,
     is_distillation,
+    is_metaprompt,
+    is_prompt_reflection,
     is_reflection,
 )
 
@@ -50,17 +59,28 @@ FAILURE_RATE_ENV = "ALIGNBOARD_DEMO_FAILURE_RATE"
 SEED_ENV = "ALIGNBOARD_DEMO_SEED"
 
 
-def demo_answer(messages: list[Any], response_format: Any = None) -> str:
+def demo_answer(messages: list[Any], response_format: Any = None, model: str = "") -> str:
     """Answer a chat request the way the demo model does (pure: no knobs, no counting).
 
     Args:
         messages: OpenAI-style chat messages.
         response_format: The request's ``response_format`` (a JSON schema dict or pydantic
             class), used to pick the answer's fields and types.
+        model: The model name after ``demo/`` (LiteLLM passes ``app`` for ``demo/app``).
+            ``app`` (or a name starting with it) is the application stand-in; any other
+            name reads the request to decide what it is.
     """
     prompt = Prompt.from_messages(messages, response_format)
+    if model.rsplit("/", 1)[-1].lower().startswith("app"):
+        return answer_app(prompt)
     if is_distillation(prompt):
         return answer_distillation(prompt)
+    # Prompt reflection first: its records carry "Judge verdict" lines that the judge
+    # reflection would otherwise read as judge-alignment feedback.
+    if is_prompt_reflection(prompt):
+        return answer_prompt_reflection(prompt)
+    if is_metaprompt(prompt):
+        return answer_metaprompt(prompt)
     if is_reflection(prompt):
         return answer_reflection(prompt)
     if "shortened_instruction" in prompt.system:
@@ -247,7 +267,7 @@ def _make_handler_class():
                 if failure:
                     _COUNTER.failed()
                     _raise_failure(failure, model)
-                text = demo_answer(messages, params.get("response_format"))
+                text = demo_answer(messages, params.get("response_format"), str(model or ""))
                 chars = sum(len(Prompt.from_messages([m]).everything) for m in messages or [])
                 return _build_response(model, text, chars), _knob(
                     params, "demo_latency_ms", LATENCY_ENV

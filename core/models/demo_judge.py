@@ -1,8 +1,17 @@
-"""The demo model answering as a judge, in whatever format the judge asked for."""
+"""The demo model answering as a judge, in whatever format the judge asked for.
+
+Besides judges with instructions (rules, else the base heuristic), it answers MLflow's
+built-in ``Correctness`` scorer (``mlflow.genai.judges.is_correct``), whose request holds the
+question, a ``<claim>`` (the expected facts as ``- fact`` lines, or the expected response) and a
+``<document>`` (``<question> - <response>``): ``yes`` when every expected fact occurs in the
+response, ignoring case and spacing (an expected response: when the response contains it),
+``no`` otherwise, with a rationale naming the missing facts.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from core.models.demo_prompts import (
@@ -13,7 +22,7 @@ from core.models.demo_prompts import (
     response_text,
     verdict_field,
 )
-from core.models.demo_rules import Decision, decide, polarity
+from core.models.demo_rules import STAND_IN, Decision, decide, polarity
 
 _RANGE = re.compile(
     r"(?:from|between|scale of|range of|score of)\s+(-?\d+(?:\.\d+)?)\s*(?:-|–|to|and)\s*(-?\d+(?:\.\d+)?)"
@@ -85,8 +94,90 @@ def _acceptor(target: OutputField | None):
     return lambda word: _as_number(word) is not None or polarity(word) is not None
 
 
+_CORRECTNESS_MARK = "You must determine whether the claim is supported by the document"
+_CORRECTNESS = re.compile(
+    r"<question>(?P<question>.*?)</question>\s*<claim>(?P<claim>.*?)</claim>\s*"
+    r"<document>(?P<document>.*)</document>",
+    re.DOTALL,
+)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .!?")
+
+
+@dataclass(frozen=True)
+class CorrectnessCheck:
+    """What the stand-in found for one ``Correctness`` request."""
+
+    expected: tuple[str, ...]
+    """The expected facts (or the one expected response)."""
+    missing: tuple[str, ...]
+    """The expected items the response does not contain."""
+    response: str
+    """The response that was checked."""
+
+    @property
+    def correct(self) -> bool:
+        """Whether nothing expected is missing."""
+        return not self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``correct`` included)."""
+        return {
+            "expected": list(self.expected),
+            "missing": list(self.missing),
+            "response": self.response,
+            "correct": self.correct,
+        }
+
+
+def check_correctness(prompt: Prompt) -> CorrectnessCheck | None:
+    """Read a ``Correctness`` request and check it; None when the request is not one."""
+    if _CORRECTNESS_MARK not in prompt.everything:
+        return None
+    m = _CORRECTNESS.search(prompt.everything)
+    if not m:
+        return None
+    question, claim, document = m.group("question"), m.group("claim"), m.group("document")
+    # MLflow's document is "<question> - <response>": judge the response alone, so a fact the
+    # customer wrote cannot count as one the reply stated.
+    response = document[len(question) + 3 :] if document.startswith(question + " - ") else document
+    lines = claim.strip("\n").split("\n")
+    if claim.startswith("\n- ") and all(line.startswith("- ") for line in lines):
+        expected = tuple(line[2:].strip() for line in lines if line[2:].strip())
+    else:
+        expected = (claim.strip(),)
+    haystack = _norm(response)
+    missing = tuple(e for e in expected if _norm(e) not in haystack)
+    return CorrectnessCheck(expected, missing, response)
+
+
+def answer_correctness(prompt: Prompt, check: CorrectnessCheck) -> str:
+    """Answer a ``Correctness`` request in the format it asks for (``result``, ``rationale``)."""
+    if check.correct:
+        rationale = (
+            f"{STAND_IN} The response is correct: it states every expected fact "
+            f"({len(check.expected)})."
+        )
+    else:
+        names = ", ".join(f'"{e}"' for e in check.missing)
+        rationale = f"{STAND_IN} The response is not correct: it is missing {names}."
+    verdict = "yes" if check.correct else "no"
+    fields = output_fields(prompt) or [OutputField("rationale"), OutputField("result")]
+    values = {f.name: rationale for f in fields if f.is_rationale}
+    for f in fields:
+        if not f.is_rationale:
+            values[f.name] = check.correct if f.kind == "bool" else verdict
+    style = prompt.style if prompt.style != "plain" else "json"
+    return render(fields, values, style)
+
+
 def answer_judge(prompt: Prompt) -> str:
     """Answer a judging request: verdict by rules or base heuristic, in the asked format."""
+    check = check_correctness(prompt)
+    if check is not None:
+        return answer_correctness(prompt, check)
     response, raw_span = response_text(prompt)
     # Rules live in the instructions: everything except the response itself, so a response
     # that happens to quote a rule cannot rewrite its own verdict.

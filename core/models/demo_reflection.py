@@ -20,7 +20,14 @@ import re
 from dataclasses import dataclass
 
 from core.models.demo_prompts import Prompt, decode_text, output_fields, render
-from core.models.demo_rules import STAND_IN, Rule, normalise_label, parse_rules, quoted_phrases
+from core.models.demo_rules import (
+    STAND_IN,
+    Rule,
+    normalise_label,
+    parse_rules,
+    polarity,
+    quoted_phrases,
+)
 
 _KEYS = re.compile(r"(Judge verdict|Human label|Human rationale)\s*:[ \t]*", re.IGNORECASE)
 _GEPA_MARK = "Provide the new instructions within ``` blocks"
@@ -184,3 +191,336 @@ def answer_distillation(prompt: Prompt) -> str:
         },
         ensure_ascii=False,
     )
+
+
+# --- prompt reflection: the application's prompt, from the judges' rationales ----------
+#
+# Three request formats reach this part, all answered by the same rule learning
+# (:func:`phrases_to_avoid`, :func:`add_never_rules`):
+#
+# * our PromptAdapter's records through gepa (contract of issue 10): ``## Inputs``,
+#   ``## Application output``, ``## Feedback`` with ``Score:``, then per judge ``Judge:``,
+#   ``Judge verdict:``, ``Judge rationale:`` and, when a human labeled that output,
+#   ``Human label:`` / ``Human rationale:``;
+# * MLflow's ``GepaPromptOptimizer`` through gepa: ``## score`` (the aggregate over scorers),
+#   ``## outputs``, ``## rationales`` (``### <scorer>`` then its rationale) and ``## trace``.
+#   It does show the scorers' rationales, but no per-scorer verdict, so a rationale counts as
+#   failing when the record's aggregate score is below 1 and the rationale itself does not
+#   state a passing verdict ("... that means pass");
+# * MLflow's ``MetaPromptOptimizer``: ``CURRENT PROMPTS:`` (``Prompt name:``/``Template:``),
+#   then ``Example N:`` blocks with ``Output:``, ``Score:`` and ``Rationales:`` lines
+#   (``  - <scorer>: <rationale>``); the answer is a JSON object ``{prompt name: template}``.
+
+_APP_OUTPUT_HEADING = "## Application output"
+_EXAMPLE = re.compile(r"^# Example \d+[ \t]*$", re.MULTILINE)
+_HEADING2 = re.compile(r"^## (\S[^\n]*)$", re.MULTILINE)
+_HEADING3 = re.compile(r"^### (\S[^\n]*)$", re.MULTILINE)
+_FEEDBACK_KEY = re.compile(
+    r"^(Score|Judge|Judge verdict|Judge rationale|Human label|Human rationale)\s*:[ \t]*(.*)$",
+    re.IGNORECASE,
+)
+_STATED = re.compile(r"\b(?:means|says?|verdict is|result is)\s+[\"'`*]*([A-Za-z]+)", re.I)
+_META_MARK = "You are an expert prompt engineer"
+_META_PROMPTS = re.compile(r"(?:^|\n\n)Prompt name: ([^\n]+)\nTemplate: ")
+_META_EXAMPLE = re.compile(r"^Example \d+:[ \t]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class JudgeFeedback:
+    """One judge's (or scorer's) feedback on one application output."""
+
+    judge: str
+    """The judge's name as shown (``support_quality v2``), or empty."""
+    verdict: str | None
+    """The verdict as shown (``fail``, ``yes``, ``3``), or None when only a score is shown."""
+    score: float | None
+    """The score shown for this judge alone, or None."""
+    rationale: str
+    """The judge's rationale."""
+
+    def failing(self, record_score: float | None) -> bool:
+        """Whether this verdict fails: a failing word, else a score below 1 (its own or the record's)."""
+        word = polarity(self.verdict) if self.verdict is not None else None
+        if word is not None:
+            return word == "fail"
+        score = self.score if self.score is not None else record_score
+        if score is None:
+            return False
+        # A rationale that states a passing verdict is not what lowered a mixed score.
+        return score < 1.0 and not _states_pass(self.rationale)
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    """One application output with its feedback, as the reflection model saw it."""
+
+    output: str | None
+    """The application's reply, or None when not shown."""
+    score: float | None
+    """The record's (aggregate) score, or None."""
+    judges: tuple[JudgeFeedback, ...]
+    """One entry per judge or scorer, in the order shown."""
+    human_label: str | None = None
+    """A human's label on this very output, when shown."""
+    human_rationale: str = ""
+    """That human's rationale."""
+
+    @property
+    def failing(self) -> bool:
+        """Whether any judge failed this output, or a human did."""
+        if polarity(self.human_label or "") == "fail":
+            return True
+        return any(j.failing(self.score) for j in self.judges)
+
+
+def _states_pass(text: str) -> bool:
+    words = [polarity(w) for w in _STATED.findall(text or "")]
+    return "pass" in words and "fail" not in words
+
+
+def _score(text: str | None) -> float | None:
+    m = re.search(r"-?\d+(?:\.\d+)?", text or "")
+    return float(m.group()) if m else None
+
+
+def _split(text: str, pattern: re.Pattern[str]) -> dict[str, str]:
+    found = list(pattern.finditer(text))
+    out: dict[str, str] = {}
+    for i, m in enumerate(found):
+        end = found[i + 1].start() if i + 1 < len(found) else len(text)
+        out.setdefault(m.group(1).strip(), text[m.end() : end].strip())
+    return out
+
+
+def _examples(text: str, pattern: re.Pattern[str]) -> list[str]:
+    starts = list(pattern.finditer(text))
+    return [
+        text[m.end() : starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+        for i, m in enumerate(starts)
+    ]
+
+
+def _feedback_record(output: str | None, feedback: str) -> AppRecord:
+    record_score: float | None = None
+    blocks: list[dict[str, str]] = []
+    human: dict[str, str] = {}
+    current: dict[str, str] | None = None
+    key = ""
+    for line in feedback.splitlines():
+        m = _FEEDBACK_KEY.match(line.strip())
+        if not m:
+            if current is not None and key:
+                current[key] += "\n" + line
+            continue
+        key, value = m.group(1).lower(), m.group(2).strip()
+        if key.startswith("human"):
+            current = human
+        elif key == "judge" or (key != "score" and (current is None or current is human)):
+            current = {}
+            blocks.append(current)
+        elif key == "score" and current is None:
+            record_score = _score(value)
+            key = ""
+            continue
+        elif current is not None and key in current:
+            current = {}
+            blocks.append(current)
+        assert current is not None
+        current[key] = value
+    judges = tuple(
+        JudgeFeedback(
+            b.get("judge", "").strip(),
+            b.get("judge verdict", "").strip() or None,
+            _score(b.get("score")),
+            b.get("judge rationale", "").strip(),
+        )
+        for b in blocks
+    )
+    return AppRecord(
+        output,
+        record_score,
+        judges,
+        human.get("human label", "").strip() or None,
+        human.get("human rationale", "").strip(),
+    )
+
+
+def parse_prompt_records(text: str) -> list[AppRecord]:
+    """Parse gepa-rendered examples of application outputs (ours or MLflow's GEPA format)."""
+    records = []
+    for example in _examples(text, _EXAMPLE):
+        sections = _split(example, _HEADING2)
+        if "Application output" in sections:
+            records.append(
+                _feedback_record(sections["Application output"], sections.get("Feedback", ""))
+            )
+        elif "rationales" in sections or "score" in sections:
+            rationales = _split(sections.get("rationales", ""), _HEADING3)
+            judges = tuple(JudgeFeedback(k, None, None, v) for k, v in rationales.items())
+            records.append(
+                AppRecord(sections.get("outputs"), _score(sections.get("score")), judges)
+            )
+    return records
+
+
+def phrases_to_avoid(records: list[AppRecord], template: str) -> list[str]:
+    """The phrases a revised prompt should forbid, in order of first appearance.
+
+    For each output a judge failed, the phrases quoted in that judge's rationale; for each
+    output a human labeled failing, the phrases quoted in the human's rationale. A human's
+    passing label on an output overrules the judges' failing verdicts on it. A phrase counts
+    only when the output contains it (so a rationale naming what is *missing*, as MLflow's
+    Correctness does, teaches nothing to avoid) and when no ``Never`` rule of ``template``
+    already covers it.
+    """
+    from core.models.demo_app import app_rules
+
+    known = [p.lower() for p in app_rules(template).never]
+    found: list[str] = []
+    for record in records:
+        human = polarity(record.human_label or "")
+        texts = [record.human_rationale] if human == "fail" else []
+        if human != "pass":
+            texts += [j.rationale for j in record.judges if j.failing(record.score)]
+        output = (record.output or "").lower()
+        for text in texts:
+            for phrase in quoted_phrases(text):
+                lower = phrase.lower()
+                if record.output is not None and lower not in output:
+                    continue
+                if any(k in lower for k in known):
+                    continue
+                known.append(lower)
+                found.append(phrase)
+    return found
+
+
+def never_rule(phrase: str) -> str:
+    """A rule line the demo application follows: ``- Never say "PHRASE".``."""
+    return f'- Never say "{phrase}".'
+
+
+def _insert_lines(text: str, new: list[str]) -> str:
+    # Rules go with the existing rules, else just before the customer-message marker, so the
+    # message stays last in the prompt; else at the end.
+    from core.models.demo_app import is_marker_line, is_rule_line
+
+    lines = text.split("\n")
+    rule_rows = [i for i, line in enumerate(lines) if is_rule_line(line)]
+    if rule_rows:
+        at = rule_rows[-1] + 1
+        return "\n".join(lines[:at] + new + lines[at:])
+    markers = [i for i, line in enumerate(lines) if is_marker_line(line)]
+    if markers:
+        at = markers[-1]
+        return "\n".join([*lines[:at], *new, "", *lines[at:]])
+    return text.rstrip() + "\n" + "\n".join(new)
+
+
+def add_never_rules(template: str, phrases: list[str]) -> str:
+    """``template`` with one ``Never say`` line per phrase (unchanged when there are none).
+
+    Template variables (``{{ message }}``) and every other line stay as they are. A chat
+    template given as a JSON list of messages gets the rules in its system message (else its
+    first message), and comes back as JSON.
+    """
+    if not phrases:
+        return template
+    lines = [never_rule(p) for p in phrases]
+    stripped = template.strip()
+    if stripped.startswith("["):
+        try:
+            messages = json.loads(stripped)
+        except ValueError:
+            messages = None
+        if (
+            isinstance(messages, list)
+            and messages
+            and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+        ):
+            target = next((m for m in messages if m.get("role") == "system"), messages[0])
+            target["content"] = _insert_lines(target["content"], lines)
+            return json.dumps(messages, ensure_ascii=False)
+    return _insert_lines(template, lines)
+
+
+def is_prompt_reflection(prompt: Prompt) -> bool:
+    """Whether the request is gepa's reflection on application outputs (ours or MLflow's)."""
+    text = prompt.everything
+    if _GEPA_MARK not in text:
+        return False
+    if _APP_OUTPUT_HEADING in text:
+        return True
+    return bool(
+        re.search(r"^## rationales$", text, re.M) and re.search(r"^## outputs$", text, re.M)
+    )
+
+
+def _note(records: list[AppRecord], phrases: list[str]) -> str:
+    if not records:
+        return f"{STAND_IN} No application outputs with feedback were shown; prompt unchanged."
+    failing = sum(1 for r in records if r.failing)
+    return (
+        f"{STAND_IN} Saw {len(records)} application output(s), {failing} failing; added "
+        f'{len(phrases)} "Never say" rule(s) for phrases quoted in their rationales.'
+    )
+
+
+def answer_prompt_reflection(prompt: Prompt) -> str:
+    """Propose a revised application prompt, in gepa's fenced format."""
+    m = _GEPA_CURRENT.search(prompt.user) or _GEPA_CURRENT.search(prompt.everything)
+    current = m.group(1) if m else ""
+    rest = prompt.everything[m.end() :] if m else prompt.everything
+    records = parse_prompt_records(rest)
+    phrases = phrases_to_avoid(records, current)
+    return f"{_note(records, phrases)}\n```\n{add_never_rules(current, phrases)}\n```"
+
+
+def is_metaprompt(prompt: Prompt) -> bool:
+    """Whether the request is MLflow's ``MetaPromptOptimizer`` meta-prompt."""
+    return _META_MARK in prompt.everything and "CURRENT PROMPTS:" in prompt.everything
+
+
+def _meta_prompts(text: str) -> dict[str, str]:
+    block = text.split("CURRENT PROMPTS:\n", 1)[-1]
+    for end in ("\n\nEVALUATION EXAMPLES", "\n\nPROMPT ENGINEERING BEST PRACTICES:"):
+        block = block.split(end, 1)[0]
+    found = list(_META_PROMPTS.finditer(block))
+    return {
+        m.group(1).strip(): block[m.end() : found[i + 1].start() if i + 1 < len(found) else None]
+        for i, m in enumerate(found)
+    }
+
+
+def _meta_record(example: str) -> AppRecord:
+    output = re.search(r"^  Output: (.*?)\n  Expected: ", example, re.S | re.M)
+    score = re.search(r"^  Score: (\S+)", example, re.M)
+    rationale_block = example.split("  Rationales:\n", 1)[1] if "  Rationales:\n" in example else ""
+    rationale_block = rationale_block.split("\nBefore applying best practices", 1)[0]
+    judges = []
+    for item in re.split(r"^  - ", rationale_block, flags=re.M)[1:]:
+        name, _, rationale = item.partition(": ")
+        judges.append(JudgeFeedback(name.strip(), None, None, rationale.strip()))
+    return AppRecord(
+        output.group(1) if output else None,
+        _score(score.group(1) if score else None),
+        tuple(judges),
+    )
+
+
+def answer_metaprompt(prompt: Prompt) -> str:
+    """Answer MetaPrompt as it asks: a JSON object of every prompt name to its revised template.
+
+    Learns from the evaluation examples shown (their scores and scorer rationales) the same
+    way as :func:`answer_prompt_reflection`, and adds the rules to every prompt. Without
+    examples (MetaPrompt's zero-shot mode) the prompts come back unchanged.
+    """
+    text = prompt.everything
+    current = _meta_prompts(text)
+    examples = text.split("EVALUATION EXAMPLES", 1)[1] if "EVALUATION EXAMPLES" in text else ""
+    records = [_meta_record(e) for e in _examples(examples, _META_EXAMPLE)]
+    revised = {
+        name: add_never_rules(template, phrases_to_avoid(records, template))
+        for name, template in current.items()
+    }
+    return json.dumps(revised, ensure_ascii=False)
