@@ -209,11 +209,15 @@ def _align_settings(args: argparse.Namespace):
     )
 
 
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
 def _print_result(args: argparse.Namespace, res: Any) -> int:
     d = res.to_dict()
-
-    def pct(x: Any) -> str:
-        return "n/a" if x is None else f"{x:.1%}"
+    if d.get("kind") == "prompt":
+        return _print_prompt_result(args, d)
+    pct = _pct
 
     registered = (
         f"-> version {d['judge_version']}" if d.get("registered") else "-> nothing registered"
@@ -260,8 +264,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if st.significant is not None:
             significance = ", significant" if st.significant else ", not significant"
         human += f"; held-out verdict: {st.verdict}{significance}"
+    if st.is_prompt:
+        human += f"\n  prompt {st.prompt_name!r} from v{st.base_version}"
+        if st.test_score_before is not None or st.test_score_after is not None:
+            human += f"; held-out score {_pct(st.test_score_before)} -> {_pct(st.test_score_after)}"
     if st.registered:
-        human += f"; registered version {st.judge_version}"
+        which = f"prompt v{st.prompt_version}" if st.is_prompt else f"version {st.judge_version}"
+        human += f"; registered {which}"
     elif st.registered is False:
         human += "; nothing registered"
     human += f"\n  {st.error}" if st.error else ""
@@ -310,6 +319,204 @@ def _cmd_unalign(args: argparse.Namespace) -> int:
     exp = get_experiment(args.experiment)
     res = unalign(exp.experiment_id, args.judge, args.trace_id, version=args.version)
     return _print_result(args, res)
+
+
+# ---- prompt optimization ---------------------------------------------------------------
+
+
+def _pairs(items: Sequence[str] | None, flag: str, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict."""
+    from core.errors import ValidationError
+
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValidationError(f"{flag} takes KEY=VALUE (e.g. {flag} {example}); got {item!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _prompt_settings(args: argparse.Namespace):
+    from core.errors import ValidationError
+    from core.optimization.prompt_preflight import build_prompt_settings
+    from core.store.experiments import get_experiment
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--experiment", args.experiment),
+            ("--prompt", args.prompt),
+            ("--dataset", args.dataset),
+            ("--judge or --scorer", args.judge or args.scorer),
+            ("--optimizer", args.optimizer),
+        )
+        if not value
+    ]
+    if missing:
+        raise ValidationError(
+            f"alignboard optimize needs {', '.join(missing)}. Example: alignboard optimize "
+            "--experiment alignboard-demo --prompt northwind-support@production "
+            "--dataset dataset:northwind-messages --judge support_quality@production "
+            "--optimizer gepa --task-model demo:/app --reflection-model demo:/reflect"
+        )
+    exp = get_experiment(args.experiment)
+    return build_prompt_settings(
+        exp.experiment_id,
+        prompts=args.prompt,
+        dataset=args.dataset,
+        task_model=args.task_model,
+        judges=args.judge or (),
+        optimizer=args.optimizer,
+        reflection_model=args.reflection_model,
+        scorers=args.scorer or (),
+        mapping=_pairs(args.map, "--map", "message=inputs.text"),
+        dataset_queue=args.dataset_queue,
+        dataset_tags=_pairs(args.dataset_tag, "--dataset-tag", "topic=returns"),
+        task_base_url=args.task_base_url,
+        reflection_base_url=args.reflection_base_url,
+        max_metric_calls=args.max_metric_calls,
+        workers=args.workers,
+        seed=args.seed,
+        minibatch_size=args.minibatch_size,
+        alias=args.alias,
+        aggregation=args.aggregation,
+        register_if_worse=args.register_worse,
+    )
+
+
+class PreflightRefused(Exception):
+    """Pre-flight found errors: nothing was written; every finding is in ``findings``."""
+
+    def __init__(self, findings: Sequence[Any]) -> None:
+        errors = [f for f in findings if f.level == "error"]
+        super().__init__(
+            f"Prompt optimization refused before spending anything ({len(errors)} "
+            "problem(s)); nothing was written:\n" + "\n".join(f"- {f.message}" for f in errors)
+        )
+        self.findings = list(findings)
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from core.optimization.worker import prepare_job_process
+
+    # Runs the optimization in this process (or launches it): a job process like the worker.
+    prepare_job_process()
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.jobs import launch, log_path
+    from core.optimization.prompt_preflight import preflight_prompt
+    from core.optimization.prompt_task import create_prompt_run
+
+    settings = _prompt_settings(args)
+    # Pre-flight once: the findings go into the run, so neither the job nor the engine
+    # checks again (it only loads the rows).
+    findings = preflight_prompt(settings)[1]
+    if any(f.level == "error" for f in findings):
+        raise PreflightRefused(findings)
+    for f in findings:
+        print(f"warning: {f.message}", file=sys.stderr)
+    for role, model in (
+        ("application", settings.task_model),
+        ("reflection", settings.reflection_model),
+    ):
+        if model.startswith("demo:/"):
+            print(
+                f"note: the {role} model {model} is the offline demo stand-in, not an LLM.",
+                file=sys.stderr,
+            )
+    if args.detach:
+        run_id = launch(settings, check=findings)
+        payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
+        _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
+        return 0
+    run_id = create_prompt_run(settings, "queued", findings=findings)
+    return _print_result(args, run_prompt_optimization(settings, run_id=run_id))
+
+
+def _print_prompt_result(args: argparse.Namespace, d: dict[str, Any]) -> int:
+    if d.get("prompt_version") is not None:
+        registered = f"-> version {d['prompt_version']}"
+        if d.get("alias"):
+            registered += f" (alias {d['alias']!r})"
+    else:
+        registered = "-> nothing registered"
+    human = (
+        f"Run {d['run_id']} {d['status']}: {d['optimizer']} optimized prompt "
+        f"{d['prompt_name']!r} v{d['base_version']} {registered}. Held-out score "
+        f"{_pct(d['test_score_before'])} -> {_pct(d['test_score_after'])} on "
+        f"{d['test_size']} test rows ({d['metric_calls']} metric calls, {d['llm_calls']} "
+        f"LLM calls, {d['wall_seconds']:.1f} s)."
+    )
+    for name, sc in (d.get("test_scores") or {}).items():
+        human += f"\n  {name}: {_pct(sc.get('before'))} -> {_pct(sc.get('after'))}"
+    if d.get("verdict_text"):
+        human += f"\n{d['verdict_text']}"
+    _print(args, d, human)
+    return 0
+
+
+def _link_prompt_to_experiment(name: str, experiment_id: str) -> None:
+    """List the prompt under the experiment (MLflow UI's Prompts tab), as MLflow does when
+    a prompt is registered inside an active experiment, but before the command exits."""
+    from mlflow import MlflowClient
+    from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
+
+    client = MlflowClient()
+    ids = client.get_prompt(name).tags.get(PROMPT_EXPERIMENT_IDS_TAG_KEY, "")
+    known = [i for i in ids.strip(",").split(",") if i]
+    if experiment_id not in known:
+        value = "," + ",".join([*known, experiment_id]) + ","
+        client.set_prompt_tag(name, PROMPT_EXPERIMENT_IDS_TAG_KEY, value)
+
+
+def _cmd_prompt_register(args: argparse.Namespace) -> int:
+    from core.store.prompts import register_prompt, set_prompt_alias
+
+    with open(args.template_file, encoding="utf-8") as fh:
+        template = fh.read()
+    info = register_prompt(args.name, template, commit_message=args.commit_message)
+    if args.experiment:
+        from core.store.experiments import get_experiment
+
+        _link_prompt_to_experiment(info.name, get_experiment(args.experiment).experiment_id)
+    if args.alias:
+        set_prompt_alias(info.name, args.alias, info.version)
+    d = {**info.to_dict(), "aliases": [args.alias] if args.alias else []}
+    alias = f" (alias {args.alias!r})" if args.alias else ""
+    variables = ", ".join(info.variables) or "none"
+    _print(
+        args,
+        d,
+        f"Registered {info.name!r} version {info.version}{alias}; variables: {variables}.",
+    )
+    return 0
+
+
+def _cmd_prompt_alias(args: argparse.Namespace) -> int:
+    from core.store.prompts import PromptRef, load_prompt, set_prompt_alias
+
+    info = load_prompt(PromptRef(args.name, version=args.version))  # names what exists
+    set_prompt_alias(info.name, args.alias, info.version)
+    payload = {"name": info.name, "version": info.version, "alias": args.alias}
+    _print(args, payload, f"{info.name}@{args.alias} -> version {info.version}.")
+    return 0
+
+
+def _cmd_prompt_list(args: argparse.Namespace) -> int:
+    from core.store.prompts import list_prompt_versions, list_prompts
+
+    if args.name:
+        versions = list_prompt_versions(args.name)
+        lines = [
+            f"{v.name}\tv{v.version}\t{','.join(v.aliases) or '-'}\t{v.commit_message or ''}"
+            for v in versions
+        ]
+        payload: dict[str, Any] = {"name": args.name, "versions": [v.to_dict() for v in versions]}
+        _print(args, payload, "\n".join(lines) or f"Prompt {args.name!r} has no versions.")
+        return 0
+    names = list_prompts()
+    _print(args, {"prompts": names}, "\n".join(names) or "No prompts registered.")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,11 +624,97 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the aligned judge even if it scores worse than the seed on held-out traces",
     )
 
-    p = add("status", _cmd_status, "status of an alignment run")
+    from core.optimization.prompt_spec import AGGREGATIONS, BUILTIN_SCORERS, PROMPT_OPTIMIZERS
+
+    p = add(
+        "optimize",
+        _cmd_optimize,
+        "optimize the application's registered prompt against judges (an MLflow run)",
+    )
+    p.add_argument("--experiment", help="experiment holding the judges (and the run)")
+    p.add_argument(
+        "--prompt",
+        action="append",
+        help="NAME[@VERSION|@ALIAS] in the Prompt Registry; repeat to optimize several together",
+    )
+    p.add_argument(
+        "--dataset",
+        help="dataset:NAME (MLflow evaluation dataset), experiment:NAME (its traces' inputs) "
+        "or a JSONL/CSV file",
+    )
+    p.add_argument("--dataset-queue", help="experiment: sources: only traces in this queue")
+    p.add_argument(
+        "--dataset-tag", action="append", metavar="K=V", help="experiment: sources: tag filter"
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        metavar="VAR=FIELD",
+        help="template variable -> input field (default: the same-named field)",
+    )
+    p.add_argument(
+        "--task-model",
+        default="demo:/app",
+        help="the application's model, e.g. openai:/gpt-4.1-mini (default demo:/app, the "
+        "offline stand-in application, not an LLM)",
+    )
+    p.add_argument("--task-base-url", help="OpenAI-compatible server of the application model")
+    p.add_argument(
+        "--judge",
+        action="append",
+        help="registered judge NAME[@VERSION|@ALIAS] scoring the outputs; repeatable",
+    )
+    p.add_argument(
+        "--scorer", action="append", choices=BUILTIN_SCORERS, help="built-in scorer; repeatable"
+    )
+    p.add_argument("--optimizer", choices=PROMPT_OPTIMIZERS)
+    p.add_argument(
+        "--reflection-model",
+        default="demo:/reflect",
+        help="model proposing new prompts (default demo:/reflect, the offline stand-in)",
+    )
+    p.add_argument("--reflection-base-url", help="OpenAI-compatible server of that model")
+    p.add_argument(
+        "--max-metric-calls", type=int, help="budget in row evaluations (default ~10x train)"
+    )
+    p.add_argument("--workers", type=int, default=8, help="model calls in flight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minibatch-size", type=int, default=3)
+    p.add_argument(
+        "--alias", default="candidate", help="alias of the new version (default candidate)"
+    )
+    p.add_argument(
+        "--aggregation", choices=AGGREGATIONS, default="mean", help="how scorers combine"
+    )
+    p.add_argument(
+        "--register-worse",
+        action="store_true",
+        help="register the best prompt even if it scores worse than the seed on held-out rows",
+    )
+    p.add_argument("--detach", action="store_true", help="run as a background job")
+
+    prompt = sub.add_parser("prompt", help="prompts in the MLflow Prompt Registry")
+    psub = prompt.add_subparsers(dest="action", required=True)
+    p = add("register", _cmd_prompt_register, "register a new prompt version", psub)
+    p.add_argument("name")
+    p.add_argument("--template-file", required=True, help="text with {{ variable }} slots")
+    p.add_argument("--commit-message")
+    p.add_argument("--alias", help="point this alias at the new version")
+    p.add_argument("--experiment", help="also list the prompt under this experiment")
+    p = add("alias", _cmd_prompt_alias, "point an alias at a version (e.g. promote)", psub)
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    p.add_argument("alias", help="e.g. production")
+    p = add("list", _cmd_prompt_list, "list prompts, or one prompt's versions", psub)
+    p.add_argument("name", nargs="?")
+
+    p = add("status", _cmd_status, "status of an alignment or optimization run")
     p.add_argument("run_id")
-    p = add("cancel", _cmd_cancel, "stop an alignment at its next iteration")
+    p = add("cancel", _cmd_cancel, "stop an alignment or optimization at its next iteration")
     p.add_argument("run_id")
-    p = add("resume", _cmd_resume, "continue an interrupted, failed or cancelled alignment")
+    p = add(
+        "resume", _cmd_resume, "continue an interrupted, failed or cancelled alignment/optimization"
+    )
     p.add_argument("run_id")
     p.add_argument("--detach", action="store_true", help="run as a background job")
 
@@ -450,11 +743,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_log_redaction()
     try:
         return args.func(args)
-    except AlignboardError as exc:
+    except (AlignboardError, PreflightRefused) as exc:
         _print_error(args, exc)
         return 2
     except Exception as exc:
-        if args.command not in ("align", "resume"):
+        if args.command not in ("align", "optimize", "resume"):
             raise
         # A crashed alignment is already recorded as failed in its run; say so briefly.
         _print_error(args, exc)
@@ -467,9 +760,12 @@ def _print_error(args: argparse.Namespace, exc: BaseException) -> None:
     message = redact(str(exc))
     run_id = getattr(exc, "run_id", None)
     if getattr(args, "json", False):
-        payload = {"error": type(exc).__name__, "message": message}
+        payload: dict[str, Any] = {"error": type(exc).__name__, "message": message}
         if run_id:
             payload["run_id"] = run_id
+        findings = getattr(exc, "findings", None)
+        if findings is not None:
+            payload["findings"] = [f.to_dict() for f in findings]
         print(json.dumps(payload))
     where = f" (run {run_id})" if run_id else ""
     print(f"error{where}: {message}", file=sys.stderr)

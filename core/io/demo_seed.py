@@ -1,7 +1,12 @@
-"""Seeding the demo experiment: support-assistant traces, a criterion, expert labels, a queue.
+"""Seeding the demo: support-assistant traces, a criterion, expert labels, a queue, and the
+demo application's prompt (Prompt Registry) and input dataset (an MLflow evaluation
+dataset) for prompt optimization.
 
 Seeding is idempotent: every step checks what is already there, so ``make run`` can
 call it on every start and a half-finished seed (a killed process) completes next time.
+Each part marks itself done last (a tag on the experiment, the prompt and the dataset), so
+a store seeded before the prompt and dataset existed gets them on the next start, and an
+asset folder without them (an older one) seeds the rest.
 """
 
 from __future__ import annotations
@@ -13,17 +18,28 @@ from pathlib import Path
 
 from core.errors import NotFoundError
 from core.io.importer import import_file
+from core.io.prompt_data import create_eval_dataset, load_rows, parse_source
 from core.labeling.criteria import create_criterion, list_criteria
 from core.labeling.queues import add_traces, create_queue, get_queue
 from core.labeling.traces import all_trace_ids
 from core.store import config
 from core.store.experiments import get_or_create_experiment
+from core.store.prompts import list_prompt_versions, register_prompt, set_prompt_alias
 
 DEMO_EXPERIMENT = "alignboard-demo"
 DEMO_QUEUE = "support-review"
 DEMO_REVIEWERS = ("maria.chen", "dev.patel")
-#: Experiment tag set once every seed step has completed.
+#: Tag set once every seed step of its part has completed (on the experiment, the demo
+#: prompt and the demo dataset).
 SEEDED_TAG = "alignboard.demo_seeded"
+#: The demo application prompt (assets/demo/app_prompt.json names it).
+APP_PROMPT_FILE = "app_prompt.json"
+#: The demo application inputs, one JSON record per line.
+APP_INPUTS_FILE = "app_inputs.jsonl"
+#: Alias of the seeded prompt version.
+DEMO_PROMPT_ALIAS = "production"
+#: The MLflow evaluation dataset holding the demo inputs; source ``dataset:northwind-messages``.
+DEMO_DATASET = "northwind-messages"
 
 
 def assets_dir() -> Path:
@@ -46,6 +62,16 @@ class SeedResult:
     """Labels imported by this call."""
     queue: str
     """Name of the demo review queue."""
+    prompt_name: str | None = None
+    """The demo application prompt; None when the assets have none."""
+    prompt_version: int | None = None
+    """The version its ``production`` alias points at."""
+    prompt_registered: bool = False
+    """True when this call registered the prompt."""
+    dataset_name: str | None = None
+    """The demo evaluation dataset; None when the assets have none."""
+    dataset_rows_written: int = 0
+    """Dataset rows written (upserted) by this call."""
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
@@ -57,22 +83,44 @@ def seed_demo(experiment_name: str = DEMO_EXPERIMENT) -> SeedResult:
 
     Creates the criterion from ``assets/demo/criteria.json``, imports
     ``assets/demo/support_traces.jsonl`` (with its expert labels) and a review queue
-    holding every trace, assigned to the demo reviewers.
+    holding every trace, assigned to the demo reviewers. Then registers the demo
+    application prompt from ``app_prompt.json`` (version 1, alias ``production``) and
+    writes ``app_inputs.jsonl`` as the evaluation dataset ``northwind-messages``, when
+    those files exist.
     """
-    import mlflow
-
     config.configure()
     exp = get_or_create_experiment(experiment_name)
-    if exp.tags.get(SEEDED_TAG) == "1":
-        return SeedResult(exp.experiment_id, True, 0, 0, DEMO_QUEUE)
+    traces_written = labels_written = 0
+    traces_done = exp.tags.get(SEEDED_TAG) == "1"
+    if not traces_done:
+        traces_written, labels_written = _seed_traces(exp.experiment_id, experiment_name)
+    demo = assets_dir() / "demo"
+    prompt_name, prompt_version, registered, prompt_changed = _seed_prompt(demo / APP_PROMPT_FILE)
+    dataset_name, rows_written = _seed_dataset(demo / APP_INPUTS_FILE, exp.experiment_id)
+    return SeedResult(
+        exp.experiment_id,
+        traces_done and not prompt_changed and not rows_written,
+        traces_written,
+        labels_written,
+        DEMO_QUEUE,
+        prompt_name=prompt_name,
+        prompt_version=prompt_version,
+        prompt_registered=registered,
+        dataset_name=dataset_name,
+        dataset_rows_written=rows_written,
+    )
+
+
+def _seed_traces(experiment_id: str, experiment_name: str) -> tuple[int, int]:
+    import mlflow
 
     demo = assets_dir() / "demo"
-    existing = {c.name for c in list_criteria(exp.experiment_id)}
+    existing = {c.name for c in list_criteria(experiment_id)}
     criteria = json.loads((demo / "criteria.json").read_text(encoding="utf-8"))
     for spec in criteria:
         if spec["name"] not in existing:
             create_criterion(
-                exp.experiment_id,
+                experiment_id,
                 spec["name"],
                 spec["kind"],
                 spec["instructions"],
@@ -83,13 +131,63 @@ def seed_demo(experiment_name: str = DEMO_EXPERIMENT) -> SeedResult:
     result = import_file(demo / "support_traces.jsonl", experiment_name, on_existing="skip")
 
     try:
-        queue = get_queue(exp.experiment_id, DEMO_QUEUE)
+        queue = get_queue(experiment_id, DEMO_QUEUE)
     except NotFoundError:
         queue = create_queue(
-            exp.experiment_id, DEMO_QUEUE, [c["name"] for c in criteria], DEMO_REVIEWERS
+            experiment_id, DEMO_QUEUE, [c["name"] for c in criteria], DEMO_REVIEWERS
         )
-    add_traces(queue, all_trace_ids(exp.experiment_id))
-    mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, SEEDED_TAG, "1")
-    return SeedResult(
-        exp.experiment_id, False, result.traces_written, result.labels_written, DEMO_QUEUE
-    )
+    add_traces(queue, all_trace_ids(experiment_id))
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, SEEDED_TAG, "1")
+    return result.traces_written, result.labels_written
+
+
+def _seed_prompt(path: Path) -> tuple[str | None, int | None, bool, bool]:
+    """Register the demo prompt once and alias its first version.
+
+    Returns:
+        (name, version ``production`` points at, registered by this call, anything written).
+    """
+    import mlflow
+
+    if not path.is_file():
+        return None, None, False, False
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    name = spec["name"]
+    client = mlflow.MlflowClient()
+    prompt = client.get_prompt(name)
+    if prompt is not None and prompt.tags.get(SEEDED_TAG) == "1":
+        # Done before; whatever the team made of it since (new versions, a moved alias)
+        # is theirs, so only report where production points now.
+        try:
+            version = client.get_prompt_version_by_alias(name, DEMO_PROMPT_ALIAS).version
+        except mlflow.exceptions.MlflowException:
+            return name, None, False, False
+        return name, int(version), False, False
+    versions = list_prompt_versions(name) if prompt is not None else []
+    registered = not versions
+    if registered:
+        first = register_prompt(
+            name, spec["template"], commit_message=spec.get("commit_message") or None
+        )
+    else:
+        first = versions[0]
+    set_prompt_alias(name, DEMO_PROMPT_ALIAS, first.version)
+    client.set_prompt_tag(name, SEEDED_TAG, "1")
+    return name, first.version, registered, True
+
+
+def _seed_dataset(path: Path, experiment_id: str) -> tuple[str | None, int]:
+    """Write the demo inputs as an evaluation dataset once; (name, rows written)."""
+    import mlflow
+
+    if not path.is_file():
+        return None, 0
+    client = mlflow.MlflowClient()
+    found = client.search_datasets(filter_string=f'name = "{DEMO_DATASET}"', max_results=10)
+    if any((d.tags or {}).get(SEEDED_TAG) == "1" for d in found):
+        return DEMO_DATASET, 0
+    rows = load_rows(parse_source(str(path)))
+    # exist_ok: a dataset a killed seed left half-written is completed, not duplicated.
+    dataset_id = create_eval_dataset(DEMO_DATASET, rows, experiment_id=experiment_id, exist_ok=True)
+    client.set_dataset_tags(dataset_id, {SEEDED_TAG: "1"})
+    return DEMO_DATASET, len(rows)

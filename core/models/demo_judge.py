@@ -165,7 +165,7 @@ def answer_correctness(prompt: Prompt, check: CorrectnessCheck) -> str:
         rationale = f"{STAND_IN} The response is not correct: it is missing {names}."
     verdict = "yes" if check.correct else "no"
     fields = output_fields(prompt) or [OutputField("rationale"), OutputField("result")]
-    values = {f.name: rationale for f in fields if f.is_rationale}
+    values: dict[str, Any] = {f.name: rationale for f in fields if f.is_rationale}
     for f in fields:
         if not f.is_rationale:
             values[f.name] = check.correct if f.kind == "bool" else verdict

@@ -1,7 +1,9 @@
-"""Alignment jobs: launched as their own process, watched and steered through MLflow.
+"""Optimization jobs (judge alignments and prompt optimizations): launched as their own
+process, watched and steered through MLflow.
 
 A job is an MLflow run plus a detached process running ``python -m
-core.optimization.worker RUN_ID`` (:mod:`core.optimization.worker`).
+core.optimization.worker RUN_ID`` (:mod:`core.optimization.worker`), whatever the run
+optimizes: the worker reads the run's settings and runs the matching task.
 Everything the dashboard needs is in the run (status and heartbeat tags, metrics,
 artifacts), so a restarted web server, or another dashboard on the same store, picks up
 where it was.
@@ -14,7 +16,7 @@ where it was.
 - :func:`cancel` sets a tag the job reads at its next iteration boundary (cooperative;
   the best candidate so far is still scored and registered).
 - :func:`resume` relaunches an interrupted, failed or cancelled run; gepa continues from
-  its saved state in the job folder.
+  its saved state in the job folder (and the evaluator from its cache there).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from typing import TYPE_CHECKING, Any
 from core.errors import NotFoundError, ValidationError
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding, refuse_on_errors
+from core.optimization.prompt_spec import PromptSettings
 from core.optimization.spec import AlignmentSettings
 from core.store import config, run_reads
 from core.store.run_reads import RunSnapshot
 
 if TYPE_CHECKING:
+    from core.optimization.prompt_preflight import PromptCheck
     from core.optimization.settings import AlignmentCheck
 
 # MLflow, the engine and the settings builder are imported by the functions that write or
@@ -61,11 +65,18 @@ _BEST_KEYS = ("best_score", "best_val_score", "val_best", "best_so_far")
 _CALL_KEYS = ("metric_calls", "metric_calls_total")
 # Logged with the verdict: 1.0 when the accuracy gain's interval excludes zero.
 _SIGNIFICANT_METRIC = "test_verdict_significant"
+# Prompt runs: the names of core.optimization.prompt_task (KIND_PROMPT, TAG_PROMPT,
+# TAG_PROMPT_VERSION), spelled here because that module loads numpy and the evaluator,
+# which the status path must not; tests/optimization/test_prompt_jobs.py keeps them equal.
+KIND_PROMPT = "prompt_optimization"
+TAG_PROMPT = rec.TAG_PREFIX + "prompt"
+TAG_PROMPT_VERSION = rec.TAG_PREFIX + "prompt_version"
+_SCORE_BEFORE, _SCORE_AFTER = "test_score_before", "test_score_after"
 
 
 @dataclass(frozen=True)
 class JobStatus:
-    """Where an alignment job stands, as any process reading the store sees it."""
+    """Where an optimization job stands, as any process reading the store sees it."""
 
     run_id: str
     """The job's MLflow run."""
@@ -104,7 +115,24 @@ class JobStatus:
     significant: bool | None = None
     """Whether the verdict's accuracy difference is significant (with the verdict)."""
     registered: bool | None = None
-    """Whether a judge version was registered: None until the run decided."""
+    """Whether a version (judge or prompt) was registered: None until the run decided."""
+    kind: str | None = None
+    """``alignment`` or ``prompt_optimization`` (the run's ``alignboard.kind``)."""
+    prompt_name: str | None = None
+    """Prompt runs: the optimized prompt (the first, when several are optimized)."""
+    base_version: int | None = None
+    """Prompt runs: the version the optimization started from."""
+    prompt_version: int | None = None
+    """Prompt runs: the new version registered, once there is one."""
+    test_score_before: float | None = None
+    """Prompt runs: the seed prompt's mean held-out score, once scored."""
+    test_score_after: float | None = None
+    """Prompt runs: the best prompt's mean held-out score, once scored."""
+
+    @property
+    def is_prompt(self) -> bool:
+        """True for a prompt optimization run."""
+        return self.kind == KIND_PROMPT
 
     @property
     def active(self) -> bool:
@@ -191,22 +219,26 @@ def _spawn(run_id: str, *, resume: bool) -> int:
 
 
 def launch(
-    settings: AlignmentSettings,
+    settings: AlignmentSettings | PromptSettings,
     *,
-    check: bool | AlignmentCheck | Sequence[Finding] = True,
+    check: bool | AlignmentCheck | PromptCheck | Sequence[Finding] = True,
     allow_concurrent: bool = False,
 ) -> str:
-    """Start an alignment as a background process.
+    """Start an alignment or a prompt optimization as a background process.
 
     Args:
-        settings: What to align and how.
-        check: What pre-flight this launch has: the :class:`AlignmentCheck` (or its
-            findings) the caller just computed for exactly these settings, handed on so
-            the labels are not scanned again here nor in the job; True runs the checks
-            here first, so mistakes are reported at once instead of as a failed job;
-            False leaves them to the job process. The findings are recorded in the run.
-        allow_concurrent: Start even while a run for the same experiment and judge is
-            queued or running (refused otherwise: one click, one run).
+        settings: What to align (:class:`AlignmentSettings`) or which prompt to optimize
+            (:class:`PromptSettings`), and how.
+        check: What pre-flight this launch has: the :class:`AlignmentCheck` or
+            :class:`PromptCheck` (or its findings) the caller just computed for exactly
+            these settings, handed on so the data is not scanned again here nor in the job;
+            True runs the checks here first, so mistakes are reported at once instead of
+            as a failed job; False leaves them to the job process. The findings are
+            recorded in the run.
+        allow_concurrent: Alignments: start even while a run for the same experiment and
+            judge is queued or running (refused otherwise: one click, one run). Prompt
+            optimizations never collide (each registers its own version), so it is
+            ignored for them.
 
     Returns:
         The run id; follow it with :func:`status`.
@@ -215,22 +247,52 @@ def launch(
         ValidationError: a pre-flight error, or another run of this judge is active
             (nothing was created).
     """
-    from core.optimization.engine import create_run, load_and_check
-    from core.optimization.settings import AlignmentCheck
-
     config.configure()
+    if isinstance(settings, PromptSettings):
+        run_id = _create_prompt_run(settings, check)
+    else:
+        run_id = _create_alignment_run(settings, check, allow_concurrent)
+    _spawn(run_id, resume=False)
+    return run_id
+
+
+def _given_findings(check: Any) -> list[Finding]:
+    """The findings of a check handed to :func:`launch`."""
+    return list(getattr(check, "findings", check))
+
+
+def _create_alignment_run(
+    settings: AlignmentSettings,
+    check: bool | AlignmentCheck | PromptCheck | Sequence[Finding],
+    allow_concurrent: bool,
+) -> str:
+    from core.optimization.engine import create_run, load_and_check
+
     findings: list[Finding] | None = None
     if check is True:
         findings = load_and_check(settings)[3]
     elif check is not False:
-        given = check.findings if isinstance(check, AlignmentCheck) else check
-        findings = list(given)
+        findings = _given_findings(check)
         refuse_on_errors(findings)
-    run_id = create_run(
+    return create_run(
         settings, status="queued", findings=findings, allow_concurrent=allow_concurrent
     )
-    _spawn(run_id, resume=False)
-    return run_id
+
+
+def _create_prompt_run(
+    settings: PromptSettings, check: bool | AlignmentCheck | PromptCheck | Sequence[Finding]
+) -> str:
+    from core.optimization.prompt_preflight import preflight_prompt
+    from core.optimization.prompt_task import create_prompt_run
+
+    findings: list[Finding] | None = None
+    if check is True:
+        findings = preflight_prompt(settings)[1]
+    elif check is not False:
+        findings = _given_findings(check)
+    if findings is not None:
+        refuse_on_errors(findings, "Prompt optimization")
+    return create_prompt_run(settings, "queued", findings=findings)
 
 
 def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
@@ -483,7 +545,10 @@ def _read_run(run_id: str) -> RunSnapshot:
             config.configure()
             snapshot = RunSnapshot.from_mlflow(MlflowClient().get_run(run_id))
     except Exception as exc:
-        raise NotFoundError(f"No alignment run {run_id!r} in {config.tracking_uri()}.") from exc
+        raise NotFoundError(
+            f"No run {run_id!r} in {config.tracking_uri()}; list the experiment's runs in "
+            "the Run explorer, or check MLFLOW_TRACKING_URI."
+        ) from exc
     return snapshot
 
 
@@ -520,7 +585,10 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
         config.configure()
         rec.set_status(MlflowClient(), run_id, "interrupted", error=error)
         ended = now
+    kind = tags.get(rec.TAG_KIND) or None
+    prompt = kind == KIND_PROMPT
     version = _int(tags.get(rec.TAG_JUDGE_VERSION))
+    prompt_version = _int(tags.get(TAG_PROMPT_VERSION)) if prompt else None
     verdict = tags.get(rec.TAG_VERDICT) or None
     return JobStatus(
         run_id=run_id,
@@ -541,8 +609,24 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
         host=host,
         verdict=verdict,
         significant=_significant(metrics) if verdict else None,
-        registered=_registered(version, verdict, state),
+        registered=_registered(prompt_version if prompt else version, verdict, state),
+        kind=kind,
+        prompt_name=(tags.get(TAG_PROMPT) or None) if prompt else None,
+        base_version=_base_version(run.params, tags.get(TAG_PROMPT)) if prompt else None,
+        prompt_version=prompt_version,
+        test_score_before=metrics.get(_SCORE_BEFORE) if prompt else None,
+        test_score_after=metrics.get(_SCORE_AFTER) if prompt else None,
     )
+
+
+def _base_version(params: Mapping[str, str], name: str | None) -> int | None:
+    """The starting version of prompt ``name`` from the run's ``prompt`` param
+    (``name@3[,other@1]``, :meth:`PromptSettings.to_params`)."""
+    for item in (params.get("prompt") or "").split(","):
+        got, _, version = item.rpartition("@")
+        if got and got == name:
+            return _int(version)
+    return None
 
 
 def _significant(metrics: Mapping[str, float]) -> bool | None:
@@ -590,16 +674,27 @@ def load_settings(run_id: str) -> AlignmentSettings:
     return engine.load_settings(run_id)
 
 
+def load_any_settings(run_id: str) -> AlignmentSettings | PromptSettings:
+    """:func:`core.optimization.engine.load_any_settings`, the engine imported on first use."""
+    from core.optimization import engine
+
+    settings: AlignmentSettings | PromptSettings = engine.load_any_settings(run_id)
+    return settings
+
+
 def resume(run_id: str, *, detach: bool = True) -> str:
-    """Continue an interrupted, failed or cancelled alignment in the same run.
+    """Continue an interrupted, failed or cancelled alignment or prompt optimization in
+    the same run.
 
     gepa picks up from the state saved in the job folder, so completed iterations are not
-    redone; the other optimizers start over (their metrics continue in the same run).
+    redone, and the evaluator's cache (verdicts; for prompts, application outputs too)
+    answers what was already paid for; the other optimizers start over (their metrics
+    continue in the same run).
 
     Args:
         run_id: The run to continue.
         detach: Start a background process (True) or leave it to the caller to run
-            :func:`core.optimization.engine.run_alignment` with ``resume=True`` (False).
+            :func:`core.optimization.worker.run_job` with ``resume=True`` (False).
 
     Returns:
         The run id.
@@ -614,11 +709,12 @@ def resume(run_id: str, *, detach: bool = True) -> str:
             f"ago); cancel it first with: alignboard cancel {run_id}"
         )
     if current.status == "finished":
-        raise ValidationError(
-            f"Run {run_id} already finished (judge version {current.judge_version}); "
-            "start a new alignment instead."
-        )
-    load_settings(run_id)  # refuse early if the run is not an alignment
+        if current.is_prompt:
+            made = f"prompt version {current.prompt_version}; start a new optimization"
+        else:
+            made = f"judge version {current.judge_version}; start a new alignment"
+        raise ValidationError(f"Run {run_id} already finished ({made} instead).")
+    load_any_settings(run_id)  # refuse early if the run is not an alignboard run
     from mlflow import MlflowClient
     from mlflow.entities import RunTag
 
@@ -645,14 +741,17 @@ def resume(run_id: str, *, detach: bool = True) -> str:
     return run_id
 
 
-def list_jobs(experiment_id: str, max_results: int = 100) -> list[JobStatus]:
-    """The experiment's alignment jobs, newest first (dead ones reported interrupted)."""
+def list_jobs(
+    experiment_id: str, max_results: int = 100, *, kind: str = rec.KIND_ALIGNMENT
+) -> list[JobStatus]:
+    """The experiment's jobs of one ``kind`` (alignments by default; :data:`KIND_PROMPT`
+    for prompt optimizations), newest first (dead ones reported interrupted)."""
     from mlflow import MlflowClient
 
     config.configure()
     runs = MlflowClient().search_runs(
         [str(experiment_id)],
-        filter_string=f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}'",
+        filter_string=f"tags.`{rec.TAG_KIND}` = '{kind}'",
         order_by=["attributes.start_time DESC"],
         max_results=max_results,
     )

@@ -107,8 +107,12 @@ def errors_of(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
 
 
-def refuse_on_errors(findings: Iterable[Finding]) -> None:
+def refuse_on_errors(findings: Iterable[Finding], what: str = "Alignment") -> None:
     """Raise when any finding refuses the run, listing every one.
+
+    Args:
+        findings: The pre-flight findings.
+        what: What is refused, for the message (``Alignment``, ``Prompt optimization``).
 
     Raises:
         ValidationError: at least one finding is an error.
@@ -116,7 +120,7 @@ def refuse_on_errors(findings: Iterable[Finding]) -> None:
     errors = errors_of(findings)
     if errors:
         raise ValidationError(
-            "Alignment refused before spending anything:\n"
+            f"{what} refused before spending anything:\n"
             + "\n".join(f"- {f.message}" for f in errors)
         )
 

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.errors import CredentialsError, ModelError
+from core.errors import CredentialsError, ModelError, ValidationError
 from core.io.prompt_data import DatasetRow, values_for
 from core.optimization.judging import JudgeEvaluator, Verdict, VerdictCache, instructions_key
 from core.optimization.prompt_spec import JudgeChoice, PromptSettings
@@ -267,6 +267,7 @@ class PromptEvaluator:
         settings: PromptSettings,
         scorers: Sequence[Scorer],
         *,
+        variables: Sequence[str] = (),
         state: Mapping[str, Any] | None = None,
         app_retries: int = 3,
     ) -> None:
@@ -275,6 +276,8 @@ class PromptEvaluator:
         Args:
             settings: The run (application model, mapping, workers, aggregation).
             scorers: What scores each output (:func:`build_scorers`).
+            variables: The seed templates' variables; each is filled from the field the
+                run's mapping names, else the same-named field.
             state: What :meth:`state` saved in an earlier attempt of the same run.
             app_retries: Retries of a transient application failure.
         """
@@ -282,7 +285,8 @@ class PromptEvaluator:
 
         self.settings = settings
         self.scorers = list(scorers)
-        self.mapping = settings.mapping_dict
+        explicit = settings.mapping_dict
+        self.mapping = {v: explicit.get(v) or v for v in variables}
         self.workers = max(1, int(settings.workers))
         self.app_retries = app_retries
         self.app = parse_model(settings.task_model, settings.task_base_url)
@@ -352,9 +356,11 @@ class PromptEvaluator:
         from core.models.completion import complete
 
         try:
-            text = complete(
-                self.app, self.messages(candidate, row), retries=self.app_retries, backoff=0.25
-            )
+            messages = self.messages(candidate, row)
+        except ValidationError as exc:
+            return None, str(exc)
+        try:
+            text = complete(self.app, messages, retries=self.app_retries, backoff=0.25)
             return text, None
         except CredentialsError:
             raise
@@ -482,7 +488,7 @@ class PromptEvaluator:
                     score=score if text is not None else 0.0,
                     verdicts=verdicts[i],
                     error=err,
-                    values=values_for(row, self.mapping),
+                    values=self._values(row),
                 )
             )
         out: list[list[RowResult]] = []
@@ -491,6 +497,12 @@ class PromptEvaluator:
             out.append(results[pos : pos + len(rows)])
             pos += len(rows)
         return out
+
+    def _values(self, row: DatasetRow) -> dict[str, str]:
+        try:
+            return values_for(row, self.mapping)
+        except ValidationError:
+            return {}
 
     # --- counters ---------------------------------------------------------------------
 

@@ -228,7 +228,7 @@ def preflight_prompt(settings: PromptSettings) -> tuple[list[DatasetRow], list[F
 def check_prompts(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[Finding]:
     """The prompts exist at their versions, are text templates, and every variable is
     provided by the dataset."""
-    from core.io.prompt_data import check_mapping, field_paths
+    from core.io.prompt_data import check_mapping, field_paths, resolve_mapping
     from core.store.prompts import PromptRef, load_prompt
 
     out: list[Finding] = []
@@ -257,7 +257,12 @@ def check_prompts(settings: PromptSettings, rows: Sequence[DatasetRow]) -> list[
             )
         if not rows:
             continue
-        check = check_mapping(info.variables, rows, settings.mapping_dict)
+        try:
+            mapping = resolve_mapping(info.variables, rows, settings.mapping_dict)
+        except ValidationError as exc:
+            out.append(_error("bad_mapping", str(exc)))
+            continue
+        check = check_mapping(info.variables, rows, mapping)
         if check.unmapped:
             fields = ", ".join(check.available or field_paths(rows)) or "none"
             out.append(
@@ -441,7 +446,8 @@ def check_prompt_optimization(settings: PromptSettings, preview_rows: int = 3) -
     try:
         info = load_prompt(PromptRef(settings.prompt.name, version=settings.prompt.version))
         for row in rows[:preview_rows]:
-            msgs = to_messages(render(info.template, values_for(row, settings.mapping_dict)))
+            mapping = {v: settings.mapping_dict.get(v) or v for v in info.variables}
+            msgs = to_messages(render(info.template, values_for(row, mapping)))
             preview.append("\n\n".join(f"{m['role']}: {m['content']}" for m in msgs))
         chars = sum(len(p) for p in preview) // max(len(preview), 1)
     except (AlignboardError, KeyError):

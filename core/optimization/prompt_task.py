@@ -473,7 +473,7 @@ class PromptTask:
             rows, found = preflight_prompt(self.settings)
         else:
             rows, found = load_rows_for(self.settings), list(findings)
-        refuse_on_errors(found)
+        refuse_on_errors(found, "Prompt optimization")
         train, val, test = split_rows(rows)
         return list(train), list(val), list(test), found
 
@@ -524,9 +524,20 @@ class PromptTask:
             self._scorers = build_scorers(self.settings)
         return list(self._scorers)
 
+    def variables(self) -> list[str]:
+        """Every template variable of the seed prompts, in order of first appearance."""
+        from core.store.prompts import template_variables
+
+        out: list[str] = []
+        for text in self.seed_candidate().values():
+            out += [v for v in template_variables(text) if v not in out]
+        return out
+
     def make_evaluator(self, state: Mapping[str, Any] | None = None) -> PromptEvaluator:
         """A fresh evaluator for this run's scorers."""
-        return PromptEvaluator(self.settings, self.scorers(), state=state or None)
+        return PromptEvaluator(
+            self.settings, self.scorers(), variables=self.variables(), state=state or None
+        )
 
     def make_adapter(self, train: list[Any], val: list[Any], state: Any) -> PromptAdapter:
         """A :class:`PromptAdapter` whose caches start from ``state``."""

@@ -1,9 +1,12 @@
-"""The job process: runs one alignment job, already created as an MLflow run, to its end.
+"""The job process: runs one job, already created as an MLflow run, to its end.
 
 ``python -m core.optimization.worker RUN_ID [--resume]`` is what
 :func:`core.optimization.jobs.launch` and :func:`core.optimization.jobs.resume` start in
-the background. It reads the settings the run was created with, runs
-:func:`core.optimization.engine.run_alignment` in that run, and prints the result as one
+the background. It reads the settings the run was created with
+(:func:`core.optimization.engine.load_any_settings`), runs
+:func:`core.optimization.engine.run_alignment` (a judge alignment) or
+:func:`core.optimization.engine.run_prompt_optimization` (a prompt optimization) in that
+run, and prints the result as one
 JSON object on its last line of stdout (or ``{"error": ..., "message": ...}``; exit 2 for
 an alignboard error such as a failed pre-flight, 1 for a crash, which the run records as
 ``failed``).
@@ -11,7 +14,7 @@ an alignboard error such as a failed pre-flight, 1 for a crash, which the run re
 The process keeps a log (``jobs.log_path``) of its stdout and stderr, so both go through
 :class:`RedactingStream`; SIGTERM unwinds like Ctrl-C so the run is recorded
 ``interrupted`` and can be resumed. :func:`prepare_job_process` sets both up, and the CLI
-uses it for an alignment it runs in the foreground.
+uses it for an alignment or optimization it runs in the foreground.
 
 Only the standard library is imported at module level: MLflow and the optimizers load when
 :func:`run_job` runs.
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from core.optimization.engine import AlignmentResult
+    from core.optimization.prompt_task import PromptResult
 
 
 class RedactingStream:
@@ -68,26 +72,38 @@ def prepare_job_process() -> None:
     install_log_redaction()
 
 
-def run_job(run_id: str, *, resume: bool = False) -> AlignmentResult:
-    """Run the alignment job recorded in ``run_id`` in this process.
+def run_job(run_id: str, *, resume: bool = False) -> AlignmentResult | PromptResult:
+    """Run the job recorded in ``run_id`` in this process: an alignment or a prompt
+    optimization, whichever its settings describe.
 
     Args:
-        run_id: An alignment run created by :func:`core.optimization.engine.create_run`
-            (``queued``), or an interrupted, failed or cancelled one when ``resume``.
-        resume: Continue the earlier attempt (gepa picks up its saved state).
+        run_id: A run created as ``queued`` by :func:`core.optimization.engine.create_run`
+            or :func:`core.optimization.prompt_task.create_prompt_run`, or an interrupted,
+            failed or cancelled one when ``resume``.
+        resume: Continue the earlier attempt (gepa picks up its saved state, the
+            evaluator its cache).
 
     Returns:
-        What the alignment did; the run records the same.
+        What the run did (:class:`AlignmentResult` or :class:`PromptResult`); the run
+        records the same.
 
     Raises:
-        NotFoundError: no such run, or it is not an alignment run.
+        NotFoundError: no such run, or it is not an alignboard run.
         ValidationError: a pre-flight error (the run is marked failed).
     """
-    from core.optimization.engine import load_settings, run_alignment
+    from core.optimization.engine import (
+        load_any_settings,
+        run_alignment,
+        run_prompt_optimization,
+    )
+    from core.optimization.prompt_spec import PromptSettings
     from core.store import config
 
     config.configure()
-    settings = load_settings(run_id)
+    settings = load_any_settings(run_id)
+    if isinstance(settings, PromptSettings):
+        result: PromptResult = run_prompt_optimization(settings, run_id=run_id, resume=resume)
+        return result
     return run_alignment(settings, run_id=run_id, resume=resume)
 
 
@@ -103,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one job from the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m core.optimization.worker",
-        description="Run one alignboard job (an alignment run created as queued).",
+        description="Run one alignboard job (an alignment or prompt optimization run).",
     )
     parser.add_argument("run_id", help="the job's MLflow run")
     parser.add_argument("--resume", action="store_true", help="continue an earlier attempt")
