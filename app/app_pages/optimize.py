@@ -27,7 +27,7 @@ from core.views.optimize import (
     uses_demo,
 )
 from core.views.overview import DEMO_NOTE
-from core.views.prompt_runs import prompt_run_row
+from core.views.prompt_runs import prompt_label
 from core.views.runs import metric_series, run_verdict
 
 ctx = shell.require_context()
@@ -110,9 +110,7 @@ queue, tags_text = "", ""
 if kind == "dataset":
     datasets = data.eval_datasets(ctx.experiment_id)
     if not datasets:
-        st.caption(
-            "This experiment has no MLflow evaluation dataset: use its traces or a file."
-        )
+        st.caption("This experiment has no MLflow evaluation dataset: use its traces or a file.")
     if ss.get("optimize_dataset") not in datasets:
         ss["optimize_dataset"] = datasets[0] if datasets else None
     chosen = st.selectbox("Evaluation dataset", datasets, key="optimize_dataset")
@@ -231,8 +229,9 @@ with st.form("optimize_form", border=True):
     st.markdown("**3. Variable mapping**")
     if not prompt.variables:
         st.caption("The prompt has no template variables: every row gets the same request.")
-    for column, var in zip(st.columns(max(min(len(prompt.variables), 3), 1)), prompt.variables):
-        column.selectbox(
+    map_columns = st.columns(3)
+    for i, var in enumerate(prompt.variables):
+        map_columns[i % 3].selectbox(
             "{{ " + var + " }} from field",
             ["", *paths],
             key=f"optimize_map_{var}",
@@ -465,15 +464,13 @@ else:
                 st.caption("Cancel requested: the job stops at its next iteration boundary.")
         elif now.status == "finished":
             verdict = run_verdict(run_id)
-            row = prompt_run_row(run_id)
-            if row.prompt_version is None:
+            if now.prompt_version is None:
                 st.warning(
                     f"Finished: nothing registered. {verdict.text}", icon=":material/gpp_maybe:"
                 )
             else:
                 st.success(
-                    f"Finished: {row.prompt_name} v{row.prompt_version} registered. "
-                    f"{verdict.text}",
+                    f"Finished: {now.prompt_name} v{now.prompt_version} registered. {verdict.text}",
                     icon=":material/check_circle:",
                 )
         else:
@@ -495,7 +492,7 @@ st.dataframe(
             "started": when(r.started, seconds=True),
             "status": r.status,
             "optimizer": r.optimizer,
-            "prompt": r.prompt_label,
+            "prompt": prompt_label(r),
             "iteration": r.iteration,
             "metric calls": r.metric_calls,
             "budget": r.budget,
@@ -524,6 +521,6 @@ st.selectbox(
     # earlier run of the page, so a status there goes stale (the table above has it).
     format_func=lambda r: (
         f"{when(by_id[r].started, seconds=True)} · {by_id[r].optimizer} · "
-        f"{by_id[r].prompt_label} · {r[:8]}"
+        f"{prompt_label(by_id[r])} · {r[:8]}"
     ),
 )

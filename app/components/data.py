@@ -418,8 +418,8 @@ def prompt_check(settings):
 
 
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
-def prompt_runs(experiment_id: str, limit: int = pr.MAX_RUNS) -> list[pr.PromptRunRow]:
-    """The experiment's prompt optimization runs, newest first."""
+def prompt_runs(experiment_id: str, limit: int = pr.MAX_RUNS) -> list:
+    """The experiment's prompt optimization runs (``JobStatus``), newest first."""
     return pr.list_prompt_runs(experiment_id, limit)
 
 

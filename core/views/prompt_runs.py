@@ -11,7 +11,7 @@ the Versions page show:
 - :func:`build_outputs`: for a chosen candidate, its output next to the seed prompt's on
   every held-out input. Only the seed and the best were run on the test split, so any
   other candidate gets an explanation instead of rows;
-- :func:`list_prompt_runs` / :func:`prompt_run_row`: the experiment's optimization runs,
+- :func:`list_prompt_runs` / :func:`prompt_label`: the experiment's optimization runs,
   for the Optimize page and the Run explorer's run picker;
 - :func:`compare_prompt_versions`: the scores and outputs of two prompt versions when a
   finished optimization run compared exactly those two (found through the version tags
@@ -29,14 +29,12 @@ from typing import Any
 from core.errors import NotFoundError
 from core.optimization import record
 from core.optimization import recorder as rec
+from core.optimization.jobs import KIND_PROMPT
 from core.store import config
+from core.views.formatting import interval
 
-#: Run kind tag value of a prompt optimization (``core.optimization.prompt_task``).
-KIND_PROMPT = "prompt_optimization"
-#: Run tags naming the optimized prompt and the version the run registered.
-TAG_PROMPT = rec.TAG_PREFIX + "prompt"
-TAG_PROMPT_VERSION = rec.TAG_PREFIX + "prompt_version"
-#: Tags a registered prompt version carries (``PromptRegistrar``).
+#: Tags a registered prompt version carries (``core.optimization.prompt_task``'s, which
+#: this light module does not import; tests/views/test_prompt_runs.py keeps them equal).
 VERSION_TAG_RUN = "alignboard.run_id"
 VERSION_TAG_BASE = "alignboard.base_version"
 #: The aggregated score's key in ``TestMetrics.scores``.
@@ -190,53 +188,6 @@ class ScorerScore:
         d = asdict(self)
         d["change"] = self.change
         return d
-
-
-@dataclass(frozen=True)
-class PromptRunRow:
-    """One prompt optimization run, as a run picker lists it."""
-
-    run_id: str
-    """The MLflow run."""
-    status: str
-    """queued, running, finished, failed, cancelled or interrupted."""
-    optimizer: str | None
-    """gepa, mlflow-gepa or metaprompt."""
-    prompt_name: str | None
-    """The optimized prompt."""
-    base_version: int | None
-    """The version the run started from."""
-    prompt_version: int | None
-    """The version it registered, once there is one."""
-    started: float | None
-    """Run start, epoch seconds."""
-    iteration: int | None = None
-    """Highest iteration logged so far."""
-    metric_calls: int | None = None
-    """Row evaluations spent so far."""
-    budget: int | None = None
-    """The metric-call budget in force."""
-    best_score: float | None = None
-    """Best validation score so far."""
-    error: str | None = None
-    """Why it failed, if it did."""
-
-    @property
-    def active(self) -> bool:
-        """True while queued or running."""
-        return self.status in ("queued", "running")
-
-    @property
-    def prompt_label(self) -> str:
-        """``northwind-support v1 -> v2`` (or ``v1`` until a version is registered)."""
-        name = self.prompt_name or "prompt"
-        base = f" v{self.base_version}" if self.base_version is not None else ""
-        new = f" -> v{self.prompt_version}" if self.prompt_version is not None else ""
-        return f"{name}{base}{new}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -458,60 +409,19 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _base_version(params: Mapping[str, str]) -> int | None:
-    # The params name the prompts as "name@3[,other@1]"; the first is the run's prompt.
-    first = (params.get("prompt") or "").split(",")[0]
-    return _int(first.rpartition("@")[2]) if "@" in first else None
+def prompt_label(job: Any) -> str:
+    """``northwind-support v1 -> v2`` for a prompt run's ``JobStatus`` (``v1`` until a
+    version is registered)."""
+    name = getattr(job, "prompt_name", None) or "prompt"
+    base, new = getattr(job, "base_version", None), getattr(job, "prompt_version", None)
+    return name + (f" v{base}" if base is not None else "") + (f" -> v{new}" if new else "")
 
 
-def is_prompt_run(tags: Mapping[str, str]) -> bool:
-    """True for the tags of a prompt optimization run."""
-    return tags.get(rec.TAG_KIND) == KIND_PROMPT
-
-
-def _row(run: Any) -> PromptRunRow:
+def list_prompt_runs(experiment_id: str, max_results: int = MAX_RUNS) -> list[Any]:
+    """The experiment's prompt optimization runs (``JobStatus``), newest first."""
     from core.optimization import jobs
 
-    tags, params = run.data.tags, run.data.params
-    job = jobs.status(run.info.run_id)
-    return PromptRunRow(
-        run_id=run.info.run_id,
-        status=job.status,
-        optimizer=tags.get(rec.TAG_OPTIMIZER) or params.get("optimizer"),
-        prompt_name=tags.get(TAG_PROMPT),
-        base_version=_base_version(params),
-        prompt_version=_int(tags.get(TAG_PROMPT_VERSION)),
-        started=run.info.start_time / 1000 if run.info.start_time else None,
-        iteration=job.iteration,
-        metric_calls=job.metric_calls,
-        budget=job.budget,
-        best_score=job.best_score,
-        error=job.error,
-    )
-
-
-def list_prompt_runs(experiment_id: str, max_results: int = MAX_RUNS) -> list[PromptRunRow]:
-    """The experiment's prompt optimization runs, newest first (dead ones interrupted)."""
-    runs = _client().search_runs(
-        [str(experiment_id)],
-        filter_string=f"tags.`{rec.TAG_KIND}` = '{KIND_PROMPT}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=max_results,
-    )
-    return [_row(r) for r in runs]
-
-
-def prompt_run_row(run_id: str) -> PromptRunRow:
-    """One prompt optimization run as a picker lists it.
-
-    Raises:
-        NotFoundError: no such run.
-    """
-    try:
-        run = _client().get_run(run_id)
-    except Exception as exc:
-        raise NotFoundError(f"No run {run_id!r} in {config.tracking_uri()}.") from exc
-    return _row(run)
+    return jobs.list_jobs(experiment_id, max_results, kind=KIND_PROMPT)
 
 
 # --- two prompt versions ------------------------------------------------------------------
@@ -573,7 +483,12 @@ def compare_prompt_versions(name: str, version_a: int, version_b: int) -> Prompt
             note=f"Run {run_id} ({status}) recorded no held-out scores for these versions.",
         )
     outputs = build_outputs(
-        test, candidate_id=None, best_id=None, seed_id=None, label=f"v{b}", seed_label=f"v{a}",
+        test,
+        candidate_id=None,
+        best_id=None,
+        seed_id=None,
+        label=f"v{b}",
+        seed_label=f"v{a}",
         swap=swap,
     )
     return PromptPair(name, a, b, run_id, build_scores(test, swap=swap), outputs)
@@ -581,8 +496,6 @@ def compare_prompt_versions(name: str, version_a: int, version_b: int) -> Prompt
 
 def score_rows(scores: Sequence[ScorerScore], before: str, after: str) -> list[dict[str, Any]]:
     """A table of per-scorer scores: ``before``/``after`` name the two columns."""
-    from core.views.formatting import interval
-
     return [
         {
             "scorer": "overall (aggregated)" if s.is_overall else s.scorer,
