@@ -7,7 +7,7 @@ import re
 
 import streamlit as st
 
-from app.components import charts, data, nav, run_charts, shell
+from app.components import charts, data, nav, prompt_outputs, run_charts, shell
 from app.components.state import init_page_state, set_query_param
 from core.errors import AlignboardError
 from core.optimization import jobs
@@ -16,7 +16,7 @@ from core.views.diffs import diff_html
 from core.views.formatting import interval, number, percent, when
 from core.views.optimize import DEMO_APP_NOTE
 from core.views.overview import DEMO_NOTE
-from core.views.prompt_runs import build_outputs, build_scores, prompt_label, score_rows
+from core.views.prompt_runs import build_outputs, build_scores, prompt_label
 from core.views.runs import build_guard_view
 
 ctx = shell.require_context()
@@ -250,16 +250,6 @@ elif not view.is_memalign:
 
 
 # ---- prompt runs: outputs side by side -------------------------------------------------
-def _verdicts(verdicts) -> None:
-    for v in verdicts:
-        if v.skipped:
-            st.caption(f"{v.scorer}: skipped (no expectations on this input)")
-            continue
-        st.markdown(f"**{v.scorer}**: `{v.value}`")
-        # Rationales are model text: shown as text, never as markdown or HTML.
-        st.text(v.error or v.rationale or "(no rationale)")
-
-
 def _send_outputs(which: str) -> None:
     from core.optimization import prompt_review
 
@@ -294,38 +284,7 @@ if view.is_prompt:
     if not side.available:
         st.info(side.note or "No held-out outputs.", icon=":material/info:")
     else:
-        counts = side.counts()
-        st.caption(
-            f"The seed prompt and {side.label} on the same {len(side.rows)} held-out inputs "
-            f"the optimizer never saw: {counts['better']} better, {counts['worse']} worse, "
-            f"{counts['same']} the same"
-            + (f", {counts['failed']} failed" if counts["failed"] else "")
-            + ". Only the seed and the best were run on the held-out inputs."
-        )
-        for i, pair in enumerate(side.rows):
-            with st.container(border=True, key=f"explorer_pair_{i}"):
-                st.markdown(f"**Input `{pair.row_id}`** · {pair.outcome}")
-                st.text(pair.inputs)
-                cols = st.columns(2)
-                for col, title, output, score, verdicts in (
-                    (
-                        cols[0],
-                        side.seed_label,
-                        pair.seed_output,
-                        pair.seed_score,
-                        pair.seed_verdicts,
-                    ),
-                    (cols[1], side.label, pair.output, pair.score, pair.verdicts),
-                ):
-                    with col:
-                        st.markdown(f"*{title}* · score {number(score, 2)}")
-                        st.code(
-                            output if output is not None else "(the application call failed)",
-                            language=None,
-                            wrap_lines=True,
-                        )
-                        _verdicts(verdicts)
-        which = "before" if side.candidate_id == view.seed_id else "after"
+        prompt_outputs.side_by_side(side, key="explorer_pair")
         with st.form("explorer_queue_form", border=True):
             st.markdown(
                 f"**Send the test outputs of this version ({side.label}) to a review queue**"
@@ -345,7 +304,7 @@ if view.is_prompt:
                 "Send the test outputs of this version to a review queue",
                 icon=":material/outbox:",
                 on_click=_send_outputs,
-                args=(which,),
+                args=("after",),
             )
         if ss.get("explorer_queue_error"):
             st.error(ss["explorer_queue_error"])
@@ -457,15 +416,7 @@ if view.is_prompt:
             "Mean judge score (in [0, 1]) of the seed prompt's and the best prompt's outputs on "
             "the held-out inputs the optimizer never saw, with bootstrap 95% intervals."
         )
-        st.dataframe(
-            score_rows(scores, "seed", "best"),
-            hide_index=True,
-            key="explorer_prompt_scores",
-            column_config={
-                k: st.column_config.NumberColumn(format="%.3f")
-                for k in ("seed score", "best score", "change")
-            },
-        )
+        prompt_outputs.scores_table(scores, "seed", "best", key="explorer_prompt_scores")
 elif not test.available:
     st.caption(test.note or "No test-split scores recorded.")
 else:
