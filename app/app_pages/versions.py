@@ -56,12 +56,15 @@ def _version_label(version: int) -> str:
 
 
 # Defaults: the previous version on the left, the latest on the right. Reset when the
-# subject changes and the remembered versions do not exist for it.
+# subject changes (another judge's or prompt's v1 is not this one's) or the remembered
+# versions do not exist for it.
+changed = ss.get("versions_shown") != (subject.kind, subject.name)
+ss["versions_shown"] = (subject.kind, subject.name)
 for key, default in (
     ("versions_a", numbers[max(len(numbers) - 2, 0)]),
     ("versions_b", numbers[-1]),
 ):
-    if ss.get(key) not in numbers:
+    if changed or ss.get(key) not in numbers:
         ss[key] = default
 pick = st.columns(2)
 va = pick[0].selectbox("Version A", numbers, key="versions_a", format_func=_version_label)

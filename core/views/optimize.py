@@ -39,7 +39,7 @@ DEMO_PREFIX = "demo:/"
 #: What the page says wherever the demo application model is selected.
 DEMO_APP_NOTE = (
     "demo:/app is a deterministic stand-in application, not an LLM: it follows the prompt's "
-    "explicit rules (\"Never ...\", \"Always ...\") and otherwise a few fixed habits, so "
+    'explicit rules ("Never ...", "Always ...") and otherwise a few fixed habits, so '
     "the dashboard runs offline. Its scores say nothing about a real application."
 )
 
