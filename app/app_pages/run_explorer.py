@@ -44,8 +44,8 @@ if ss.get("explorer_run") and ss["explorer_run"] not in by_id:
     ids.insert(0, ss["explorer_run"])  # e.g. a run of another experiment, by link
 if not ids:
     st.info(
-        "No alignment or optimization runs in this experiment yet. Launch one on the Align "
-        "or Optimize page."
+        "No alignment runs or prompt optimizations in this experiment yet. Launch one on the "
+        "Align or Optimize page."
     )
     st.page_link(nav.page_path("align.py"), label="Go to Align", icon=":material/tune:")
     st.stop()
