@@ -159,7 +159,6 @@ if view.has_candidates:
             [
                 {
                     "example": f"ex{j + 1}",
-                    # Prompt runs' examples are dataset rows, not traces: nothing to open.
                     "trace": None if view.is_prompt else _trace_link(tid),
                     f"{words.example} id": tid,
                     "best score": fm.best_scores[j],
@@ -174,7 +173,10 @@ if view.has_candidates:
             hide_index=True,
             key="explorer_examples",
             column_config={
-                "trace": st.column_config.LinkColumn("trace", display_text="open", width="small")
+                # Prompt runs' examples are dataset rows, not traces: the column is hidden.
+                "trace": None
+                if view.is_prompt
+                else st.column_config.LinkColumn("trace", display_text="open", width="small")
             },
         )
 
@@ -242,7 +244,9 @@ if view.has_candidates:
                     hide_index=True,
                     key=key,
                     column_config={
-                        "trace": st.column_config.LinkColumn(display_text="open", width="small")
+                        "trace": None
+                        if view.is_prompt
+                        else st.column_config.LinkColumn(display_text="open", width="small")
                     },
                 )
 elif not view.is_memalign:
