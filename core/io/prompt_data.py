@@ -9,8 +9,8 @@ A source is one of
   optional ``id``, ``expectations`` and ``tags``: the trace import format
   (:mod:`core.io.importer`) without outputs. Its CSV convention holds too: columns ``id,
   inputs, expectations, tags``, each cell a JSON object; a plain-text ``inputs`` cell is
-  ``{"question": text}``. A trace import file is accepted as is (outputs and labels are
-  ignored).
+  ``{"question": text}``; CSV rows sharing an ``id`` are one row. A trace import file is
+  accepted as is (outputs and labels are ignored).
 
 Every row has an ``id``: the one it was given, the record id of an evaluation dataset
 row, the trace id of a trace, else ``row-`` + the first 12 hex digits of the SHA-256 of
@@ -122,6 +122,18 @@ class DatasetRow:
             "split": self.split,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetRow:
+        """Inverse of ``to_dict`` (the split is recomputed from the id, never read)."""
+        return cls(
+            id=str(data["id"]),
+            inputs=dict(data["inputs"]),
+            expectations=dict(data.get("expectations") or {}),
+            line=data.get("line"),
+            trace_id=data.get("trace_id"),
+            tags=dict(data.get("tags") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class DatasetSource:
@@ -171,9 +183,10 @@ def parse_source(
     raw = text.strip()
     kind: SourceKind = "file"
     name = raw
-    for prefix in ("dataset", "experiment"):
+    prefixes: tuple[SourceKind, ...] = ("dataset", "experiment")
+    for prefix in prefixes:
         if raw.startswith(prefix + ":"):
-            kind = prefix  # type: ignore[assignment]
+            kind = prefix
             name = raw[len(prefix) + 1 :].strip()
             if not name:
                 raise ValidationError(f"{raw!r}: give the {prefix} name after '{prefix}:'.")
@@ -319,7 +332,8 @@ def _jsonl_rows(errs: RowErrors, data: bytes) -> list[DatasetRow]:
 
 def _cell(errs: RowErrors, line: int, column: str, text: str, text_key: str | None) -> Any:
     stripped = text.strip()
-    if stripped.startswith(("{", "[")):
+    # As the trace import reads a cell: JSON when it opens an object, else plain text.
+    if stripped.startswith("{"):
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
@@ -350,6 +364,7 @@ def _csv_rows(errs: RowErrors, data: bytes) -> list[DatasetRow]:
     if unknown or "inputs" not in header:
         return []
     rows = []
+    by_id: dict[str, DatasetRow] = {}
     prev_end = 1
     for record in reader:
         start, prev_end = prev_end + 1, reader.line_num
@@ -373,8 +388,19 @@ def _csv_rows(errs: RowErrors, data: bytes) -> list[DatasetRow]:
         if len(errs.errors) > before:
             continue
         row = _check_row(errs, start, obj)
-        if row is not None:
+        if row is None:
+            continue
+        first = by_id.get(row.id) if "id" in obj else None
+        if first is None:
+            by_id[row.id] = row
             rows.append(row)
+        elif (first.inputs, first.expectations) != (row.inputs, row.expectations):
+            # Rows sharing an id are one record in the trace import CSV (one per label).
+            errs.add(
+                start,
+                f"rows with id {row.id!r} must hold the same inputs and expectations, but "
+                f"differ from line {first.line}",
+            )
     return rows
 
 
@@ -641,7 +667,7 @@ def _experiment_rows(name: str, queue: str | None, tags: Mapping[str, str]) -> l
         if tid in infos and all(infos[tid].tags.get(k) == v for k, v in tags.items())
     ]
     client = TracingClient()
-    rows = []
+    rows: list[DatasetRow] = []
     for start in range(0, len(wanted), _BATCH):
         chunk = wanted[start : start + _BATCH]
         traces = {t.info.trace_id: t for t in client.batch_get_traces(chunk)}

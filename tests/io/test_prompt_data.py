@@ -113,6 +113,7 @@ def test_jsonl_file_rows_keep_given_ids_and_hash_the_rest(tmp_path):
     assert rows[2].expectations == {}
     assert rows[0].tags == {"topic": "returns"}
     assert rows[0].trace_id is None
+    assert [DatasetRow.from_dict(json.loads(json.dumps(r.to_dict()))) for r in rows] == rows
 
 
 def test_a_hashed_id_ignores_key_order():
@@ -155,6 +156,22 @@ def test_csv_file_follows_the_trace_import_convention(tmp_path):
     assert rows[2].expectations == {"expected_response": "A plain expected answer"}
     # A row spanning two physical lines: the next row's line number still matches the file.
     assert [r.line for r in rows] == [2, 3, 4, 6]
+
+
+def test_csv_rows_sharing_an_id_are_one_row_as_in_the_trace_import(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "id,inputs,outputs,criterion,value,reviewer\n"
+        "a,Is it waterproof?,Yes,quality,pass,ana\n"
+        "a,Is it waterproof?,Yes,quality,fail,ben\n"
+        "b,Does it fit?,Maybe,quality,pass,ana\n",
+        encoding="utf-8",
+    )
+    rows = load_rows(parse_source(str(path)))
+    assert [(r.id, r.inputs, r.line) for r in rows] == [
+        ("a", {"question": "Is it waterproof?"}, 2),
+        ("b", {"question": "Does it fit?"}, 4),
+    ]
 
 
 def test_a_trace_import_file_is_a_dataset_file(tmp_path):
@@ -218,7 +235,7 @@ def test_a_malformed_csv_file_names_its_lines(tmp_path):
     assert [line for line, _ in problems] == [3, 4, 5]
     assert problems[0][1].startswith("missing inputs")
     assert "malformed" in problems[1][1]
-    assert "duplicate id 'x'" in problems[2][1]
+    assert "rows with id 'x' must hold the same inputs" in problems[2][1]
     bad_header = tmp_path / "header.csv"
     bad_header.write_text("id,input\na,b\n", encoding="utf-8")
     assert [line for line, _ in _problems(bad_header)] == [1, 1]
@@ -468,3 +485,21 @@ def test_split_rows_uses_the_alignment_hash_and_keeps_order():
         assert part and all(assign_split(r.id) == name for r in part)
         assert part == sorted(part, key=rows.index)
     assert split_rows(list(reversed(rows)))[2] == list(reversed(test))
+
+
+def test_a_trace_without_object_inputs_stays_a_row_the_mapping_check_names(
+    traced, experiment, monkeypatch
+):
+    import mlflow
+
+    # The environment, not mlflow.set_experiment: no active experiment outlives the test.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    with mlflow.start_span("app") as span:
+        span.set_inputs("just a text")
+    mlflow.flush_trace_async_logging()
+    rows = load_rows(parse_source("experiment:test"))
+    assert len(rows) == 5
+    odd = rows[-1]
+    assert odd.inputs == {"input": "just a text"} and odd.trace_id == odd.id
+    check = check_mapping(["message"], rows, resolve_mapping(["message"], rows))
+    assert check.missing_rows == {"message": (1, (5,))}

@@ -207,3 +207,35 @@ def test_latency_and_failure_knobs_apply_to_the_app(monkeypatch):
         app(seeded("Hi"), demo_failure_rate=1.0)
     stats = demo_stats()
     assert stats.calls == 3 and stats.failures == 1
+
+
+# --- the demo assets the seed reads ------------------------------------------------------------
+
+
+def test_demo_app_assets_follow_the_contract():
+    from core.models.demo_app import FALLBACK
+    from core.models.demo_app import HABITS as TABLE
+
+    prompt = json.loads((ASSETS / "app_prompt.json").read_text())
+    assert prompt["name"] == "northwind-support" and prompt["commit_message"]
+    assert "{{ message }}" in prompt["template"]
+    assert "\nCustomer message:\n" in prompt["template"]
+    assert app_rules(prompt["template"]) == AppRules((), ())  # the seed has no rules
+    rows = [json.loads(line) for line in (ASSETS / "app_inputs.jsonl").open()]
+    assert [r["id"] for r in rows] == [f"msg-{i:03d}" for i in range(1, 61)]
+    assert len({r["inputs"]["message"] for r in rows}) == 60
+    said = " ".join([FALLBACK] + [h.alternative for h in TABLE]).lower()
+    with_facts = with_response = 0
+    for row in rows:
+        assert set(row) <= {"id", "inputs", "expectations", "tags"} and row["tags"]["topic"]
+        expectations = row.get("expectations", {})
+        # MLflow's Correctness refuses a row with both.
+        assert len(expectations) <= 1
+        with_facts += "expected_facts" in expectations
+        with_response += "expected_response" in expectations
+        # Every expectation is something the application can say once the prompt is right.
+        for fact in expectations.get("expected_facts", []):
+            assert fact.lower() in said, (row["id"], fact)
+        if "expected_response" in expectations:
+            assert expectations["expected_response"].lower() in said, row["id"]
+    assert 25 <= with_facts <= 35 and 3 <= with_response <= 6

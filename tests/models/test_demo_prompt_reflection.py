@@ -212,6 +212,38 @@ def test_judge_reflection_is_unchanged_by_prompt_reflection():
     assert 'If the response contains "instant refund", the verdict is fail.' in text
 
 
+def mlflow_record(output: str, score: float, rationales: dict[str, str]) -> dict:
+    """One record as MLflow's GepaPromptOptimizer builds it (gepa renders it as markdown)."""
+    return {
+        "component_name": "northwind-support",
+        "trace": [{"name": "predict_fn", "inputs": {"message": "x"}, "outputs": output}],
+        "score": score,
+        "inputs": {"message": "x"},
+        "outputs": output,
+        "expectations": {"expected_facts": ["5-7 business days"]},
+        "rationales": rationales,
+        "index": 0,
+    }
+
+
+def test_mlflow_gepa_records_teach_from_rationales_that_do_not_state_a_pass():
+    judge_fail = rule_says("issued a full refund", "fail")
+    judge_pass = rule_says("I've started a return", "pass")
+    missing = '[demo stand-in] The response is not correct: it is missing "5-7 business days".'
+    new = reflect(
+        SEED,
+        [
+            mlflow_record(REFUND, 0.0, {"support_quality": judge_fail, "correctness": missing}),
+            # Mixed: the judge passed (its rationale says so), Correctness failed on a missing
+            # fact. Neither phrase is one to avoid.
+            mlflow_record(RETURN, 0.5, {"support_quality": judge_pass, "correctness": missing}),
+            mlflow_record(RETURN, 1.0, {"support_quality": judge_pass}),
+        ],
+    )
+    assert new.count("Never say") == 1
+    assert '- Never say "issued a full refund".' in new
+
+
 # --- Correctness stand-in -----------------------------------------------------------------------
 
 
