@@ -270,7 +270,7 @@ def _send_outputs(which: str) -> None:
     except AlignboardError as exc:
         ss["explorer_queue_error"] = str(exc)
         ss["explorer_queue_result"] = None
-    data.after_import()
+    data.after_send_outputs()
 
 
 if view.is_prompt:
@@ -314,10 +314,16 @@ if view.is_prompt:
             st.error(ss["explorer_queue_error"])
         elif ss.get("explorer_queue_result"):
             sent = ss["explorer_queue_result"]
+            versions = ", ".join((sent.get("prompt_versions") or {}).values())
             st.success(
-                f"Sent to review queue {sent.get('queue', '')}: "
-                f"{len(sent.get('trace_ids') or ())} output(s).",
+                f"Sent {len(sent.get('trace_ids') or ())} output(s) of {versions} to review "
+                f"queue {sent.get('queue')} for {', '.join(sent.get('reviewers') or [])} "
+                f"({sent.get('created', 0)} new trace(s)). They label them on the Label page; "
+                "the Agreement page then shows the judge's agreement with them.",
                 icon=":material/check_circle:",
+            )
+            st.page_link(
+                nav.page_path("label.py"), label="Go to Label", icon=":material/rate_review:"
             )
 
 # ---- validation uncertainty and proposals ----------------------------------------------

@@ -449,3 +449,11 @@ def after_prompt_alias() -> None:
     prompt_refs.clear()
     prompt_choice.clear()
     after_alias()
+
+
+def after_send_outputs() -> None:
+    """A run's outputs became traces in a (maybe new) review queue."""
+    after_import()
+    queues_for.clear()
+    queue_criteria.clear()
+    _queue.clear()

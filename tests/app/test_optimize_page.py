@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 from streamlit.testing.v1 import AppTest
 
+from core.labeling.queues import get_queue, queue_items
 from core.optimization import jobs
 from core.optimization import recorder as rec
 from core.optimization.engine import run_prompt_optimization
@@ -164,6 +165,18 @@ def test_the_run_explorer_opens_an_optimization_run_with_outputs_side_by_side(pr
     scores = next(df.value for df in at.dataframe if "seed score" in df.value.columns)
     assert list(scores["scorer"]) == ["support_quality v1", "overall (aggregated)"]
     assert scores["best score"].iloc[-1] == result.test_score_after
+    # Back to the humans: the best version's test outputs go to a review queue.
+    at.text_input(key="explorer_queue_name").set_value("optimized-v2")
+    at.multiselect(key="explorer_queue_reviewers").set_value(["dev.patel"])
+    next(b for b in at.button if b.label.startswith("Send the test outputs")).click().run()
+    _ok(at)
+    assert any(
+        f"Sent {result.test_size} output(s) of {PROMPT}@2 to review queue optimized-v2" in s.value
+        for s in at.success
+    ), [s.value for s in at.success]
+    queue = get_queue(prompt_demo, "optimized-v2")
+    assert queue.reviewers == ("dev.patel",) and queue.criteria == ("support_quality",)
+    assert len(queue_items(queue)) == result.test_size
     # Another candidate has no held-out outputs, and the page says why.
     seed_or_other = next(
         c for c in at.selectbox(key="explorer_candidate").options if "best" not in c
