@@ -20,9 +20,11 @@ from core.views.optimize import (
     OPTIMIZER_LABELS,
     SCORER_LABELS,
     SOURCE_KINDS,
+    dataset_name_for,
     default_field,
     default_judges,
     parse_tag_filter,
+    save_upload_as_dataset,
     source_text,
     uses_demo,
 )
@@ -97,7 +99,29 @@ st.caption(
     + (", ".join("{{ " + v + " }}" for v in prompt.variables) or "none")
 )
 
+
 # ---- 2. the dataset (outside the form: the mapping's fields come from it) --------------
+def _save_upload() -> None:
+    """Store the uploaded file as an evaluation dataset and optimize on it."""
+    upload = ss.get("optimize_upload")
+    if upload is None:
+        return
+    try:
+        saved = save_upload_as_dataset(
+            upload.getvalue(),
+            upload.name,
+            ss.get("optimize_upload_name") or dataset_name_for(upload.name),
+            experiment_id=ctx.experiment_id,
+        )
+    except AlignboardError as exc:
+        ss["optimize_upload_error"] = str(exc)
+        return
+    ss["optimize_upload_error"] = None
+    data.after_dataset_saved()
+    ss["optimize_source_kind"] = "dataset"
+    ss["optimize_dataset"] = saved.partition(":")[2]
+
+
 st.subheader("2. Dataset")
 kind = st.radio(
     "Source",
@@ -130,13 +154,31 @@ else:
     source = source_text(
         "file",
         path=st.text_input(
-            "File path (JSONL or CSV)",
+            "File path (JSONL or CSV) on the machine running the jobs",
             key="optimize_path",
             placeholder="/data/inputs.jsonl",
             help="One record per row with `inputs` as an object, optional `id` and "
             "`expectations`: the trace import format without outputs.",
         ),
     )
+    with st.container(border=True):
+        st.markdown("**Or upload a file** (it becomes an MLflow evaluation dataset)")
+        up = st.columns([2, 1, 1], vertical_alignment="bottom")
+        upload = up[0].file_uploader(
+            "JSONL or CSV", type=["jsonl", "json", "csv"], key="optimize_upload"
+        )
+        if upload is not None and not ss.get("optimize_upload_name"):
+            ss["optimize_upload_name"] = dataset_name_for(upload.name)
+        up[1].text_input("Dataset name", key="optimize_upload_name")
+        up[2].button(
+            "Save as dataset",
+            key="optimize_upload_save",
+            icon=":material/upload:",
+            disabled=upload is None,
+            on_click=_save_upload,
+        )
+if ss.get("optimize_upload_error"):
+    st.error(ss["optimize_upload_error"])
 try:
     tag_filter = parse_tag_filter(tags_text)
 except AlignboardError as exc:

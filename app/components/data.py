@@ -457,3 +457,9 @@ def after_send_outputs() -> None:
     queues_for.clear()
     queue_criteria.clear()
     _queue.clear()
+
+
+def after_dataset_saved() -> None:
+    """An evaluation dataset was created (an upload on the Optimize page)."""
+    eval_datasets.clear()
+    dataset_fields.clear()

@@ -236,3 +236,37 @@ def default_field(variable: str, paths: Sequence[str]) -> str | None:
 def uses_demo(models: Sequence[str]) -> bool:
     """True when any of ``models`` is a demo stand-in."""
     return any((m or "").strip().startswith(DEMO_PREFIX) for m in models)
+
+
+def dataset_name_for(filename: str) -> str:
+    """The evaluation dataset name an uploaded file gets by default (its stem)."""
+    from pathlib import Path
+
+    return Path(filename or "upload").stem.strip() or "upload"
+
+
+def save_upload_as_dataset(payload: bytes, filename: str, name: str, *, experiment_id: str) -> str:
+    """Store an uploaded JSONL/CSV file as an MLflow evaluation dataset of the experiment.
+
+    The rows go to MLflow rather than to a file on this server, so a job on any worker
+    host reads the same rows (``dataset:NAME``).
+
+    Returns:
+        The source text to optimize on: ``dataset:NAME``.
+
+    Raises:
+        ValidationError: an unreadable file (naming its bad lines), a file type other than
+            JSONL/CSV, or a name already taken.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from core.io.prompt_data import create_eval_dataset, load_rows, parse_source
+
+    suffix = Path(filename or "").suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="alignboard-upload-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(payload)
+        rows = load_rows(parse_source(str(path)))
+    create_eval_dataset(name, rows, experiment_id=str(experiment_id))
+    return f"dataset:{name.strip()}"

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.errors import ValidationError
 from core.labeling.queues import get_queue, queue_items
 from core.optimization import jobs
 from core.optimization import recorder as rec
@@ -228,3 +230,22 @@ def test_the_versions_page_says_when_two_prompt_versions_were_never_scored_toget
     _ok(at)
     notes = [i.value for i in at.info]
     assert any("never scored together" in n and "not built yet" in n for n in notes), notes
+
+
+def test_an_uploaded_file_becomes_an_evaluation_dataset_to_optimize_on(prompt_demo, tmp_path):
+    from core.views.optimize import eval_datasets, save_upload_as_dataset
+
+    rows = [{"id": f"u-{i:02d}", "inputs": {"message": f"Question {i}?"}} for i in range(30)]
+    payload = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    # The page's Save button calls exactly this with the uploaded bytes (AppTest cannot
+    # drive st.file_uploader); the page then selects the new dataset.
+    source = save_upload_as_dataset(payload, "support.jsonl", "support", experiment_id=prompt_demo)
+    assert source == "dataset:support"
+    assert eval_datasets(prompt_demo) == ["northwind-messages", "support"]
+    at = _page("optimize")
+    at.selectbox(key="optimize_dataset").set_value("support").run()
+    _ok(at)
+    assert "Question 0?" in [c.value for c in at.code][1]
+    # The name is taken now: a second save is refused with what to do.
+    with pytest.raises(ValidationError, match="already exists"):
+        save_upload_as_dataset(payload, "support.jsonl", "support", experiment_id=prompt_demo)
