@@ -141,8 +141,17 @@ if kind == "dataset":
     source = source_text("dataset", dataset=chosen or "")
 elif kind == "experiment":
     filters = st.columns(2)
-    queue = filters[0].text_input(
-        "Only traces in this review queue (optional)", key="optimize_queue"
+    queue_names = data.review_queues(ctx.experiment_id)
+    if ss.get("optimize_queue") not in ["", *queue_names]:
+        ss["optimize_queue"] = ""
+    queue = (
+        filters[0].selectbox(
+            "Only traces in this review queue",
+            ["", *queue_names],
+            key="optimize_queue",
+            format_func=lambda q: q or "(every trace)",
+        )
+        or ""
     )
     tags_text = filters[1].text_input(
         "Only traces with these tags (optional)",

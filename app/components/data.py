@@ -398,6 +398,14 @@ def eval_datasets(experiment_id: str) -> list[str]:
     return ov.eval_datasets(experiment_id)
 
 
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def review_queues(experiment_id: str) -> list[str]:
+    """Names of the experiment's review queues (the Optimize page's trace filter)."""
+    from core.labeling.queues import list_queues
+
+    return sorted(q.name for q in list_queues(experiment_id))
+
+
 @st.cache_data(ttl=30, max_entries=16, show_spinner="Reading the dataset...")
 def dataset_fields(
     source: str, queue: str | None, tags: tuple[tuple[str, str], ...]
@@ -457,6 +465,7 @@ def after_send_outputs() -> None:
     queues_for.clear()
     queue_criteria.clear()
     _queue.clear()
+    review_queues.clear()
 
 
 def after_dataset_saved() -> None:

@@ -249,3 +249,21 @@ def test_an_uploaded_file_becomes_an_evaluation_dataset_to_optimize_on(prompt_de
     # The name is taken now: a second save is refused with what to do.
     with pytest.raises(ValidationError, match="already exists"):
         save_upload_as_dataset(payload, "support.jsonl", "support", experiment_id=prompt_demo)
+
+
+def test_inputs_of_the_experiments_traces_filtered_by_a_queue_and_mapped_by_path(prompt_demo):
+    queue = get_queue(prompt_demo, "support-review")
+    at = _page("optimize")
+    at.radio(key="optimize_source_kind").set_value("experiment").run()
+    assert "support-review" in at.selectbox(key="optimize_queue").options
+    at.selectbox(key="optimize_queue").set_value("support-review").run()
+    assert not at.exception
+    shown = next(c.value for c in at.caption if c.value.startswith("`experiment:"))
+    assert f"{len(queue_items(queue))} rows" in shown and "messages.-1.content" in shown
+    # The traces hold chat messages: {{ message }} maps to the last message's content.
+    at.selectbox(key="optimize_map_message").set_value("messages.-1.content")
+    at.button(key="optimize_check").click().run()
+    _ok(at)
+    preview = [c.value for c in at.code][1]
+    assert "Customer message:\n" in preview and "{{" not in preview
+    assert not at.button(key="optimize_launch").disabled
