@@ -267,3 +267,26 @@ def test_inputs_of_the_experiments_traces_filtered_by_a_queue_and_mapped_by_path
     preview = [c.value for c in at.code][1]
     assert "Customer message:\n" in preview and "{{" not in preview
     assert not at.button(key="optimize_launch").disabled
+
+
+def test_cancel_in_the_progress_panel_stops_the_running_optimization(prompt_demo):
+    at = _page("optimize")
+    at.number_input(key="optimize_budget").set_value(20000)  # far more than the test waits
+    at.button(key="optimize_launch").click().run()
+    _ok(at)
+    run_id = at.session_state["optimize_run"]
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while jobs.status(run_id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Status"] == "running"
+    at.button(key="optimize_cancel").click().run()
+    assert not at.exception
+    assert jobs.status(run_id).cancel_requested
+    final = jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)
+    assert final.status == "cancelled", (final.status, final.error)
+    at.run()
+    _ok(at)
+    assert any(w.value.startswith("**Cancelled.**") for w in at.warning), [
+        w.value for w in at.warning
+    ]
