@@ -455,30 +455,20 @@ def _print_prompt_result(args: argparse.Namespace, d: dict[str, Any]) -> int:
     return 0
 
 
-def _link_prompt_to_experiment(name: str, experiment_id: str) -> None:
-    """List the prompt under the experiment (MLflow UI's Prompts tab), as MLflow does when
-    a prompt is registered inside an active experiment, but before the command exits."""
-    from mlflow import MlflowClient
-    from mlflow.prompt.constants import PROMPT_EXPERIMENT_IDS_TAG_KEY
-
-    client = MlflowClient()
-    ids = client.get_prompt(name).tags.get(PROMPT_EXPERIMENT_IDS_TAG_KEY, "")
-    known = [i for i in ids.strip(",").split(",") if i]
-    if experiment_id not in known:
-        value = "," + ",".join([*known, experiment_id]) + ","
-        client.set_prompt_tag(name, PROMPT_EXPERIMENT_IDS_TAG_KEY, value)
-
-
 def _cmd_prompt_register(args: argparse.Namespace) -> int:
     from core.store.prompts import register_prompt, set_prompt_alias
 
     with open(args.template_file, encoding="utf-8") as fh:
         template = fh.read()
-    info = register_prompt(args.name, template, commit_message=args.commit_message)
     if args.experiment:
+        import mlflow
+
         from core.store.experiments import get_experiment
 
-        _link_prompt_to_experiment(info.name, get_experiment(args.experiment).experiment_id)
+        # MLflow lists a prompt under the active experiment when it is registered (its
+        # Prompts tab), in a thread the interpreter waits for at exit.
+        mlflow.set_experiment(experiment_id=get_experiment(args.experiment).experiment_id)
+    info = register_prompt(args.name, template, commit_message=args.commit_message)
     if args.alias:
         set_prompt_alias(info.name, args.alias, info.version)
     d = {**info.to_dict(), "aliases": [args.alias] if args.alias else []}

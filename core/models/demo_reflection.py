@@ -1,8 +1,8 @@
-"""The demo model as GEPA's reflection model and as MemAlign's distillation model.
+"""The demo model as GEPA's reflection model, MetaPrompt's model, and MemAlign's distiller.
 
-Both read the examples they are shown and turn the phrases quoted in human rationales into
-rules of the one form the demo judge follows:
-``- If the response contains "PHRASE", the verdict is <human label>.``
+**Judge instructions** (alignment). Reflection and distillation read the examples they are
+shown and turn the phrases quoted in human rationales into rules of the one form the demo
+judge follows: ``- If the response contains "PHRASE", the verdict is <human label>.``
 
 * Reflection (GEPA): only examples the judge got wrong (``Judge verdict`` differs from
   ``Human label``) contribute; the new instruction is the current one plus one rule line per
@@ -11,6 +11,14 @@ rules of the one form the demo judge follows:
 * Distillation (MemAlign): one guideline per new phrase from the rationales of examples where
   judge and human differ, or of every example when no judge verdict is shown (MLflow shows
   none), with the ids of the examples it came from.
+
+**Application prompts** (prompt optimization, see the section below). Shown application
+outputs with the judges' verdicts and rationales, it turns the phrases quoted in the
+rationales of failing outputs (and in a failing human label's rationale) into
+``- Never say "PHRASE".`` lines, the rule form the ``demo:/app`` stand-in follows
+(:mod:`core.models.demo_app`). It answers gepa's reflection (our records and MLflow's
+``GepaPromptOptimizer`` records) in gepa's fenced format, and MLflow's ``MetaPromptOptimizer``
+with the JSON object it parses.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from core.models.demo_app import app_rules, is_marker_line, is_rule_line
 from core.models.demo_prompts import Prompt, decode_text, output_fields, render
 from core.models.demo_rules import (
     STAND_IN,
@@ -204,9 +213,10 @@ def answer_distillation(prompt: Prompt) -> str:
 #   ``Human label:`` / ``Human rationale:``;
 # * MLflow's ``GepaPromptOptimizer`` through gepa: ``## score`` (the aggregate over scorers),
 #   ``## outputs``, ``## rationales`` (``### <scorer>`` then its rationale) and ``## trace``.
-#   It does show the scorers' rationales, but no per-scorer verdict, so a rationale counts as
-#   failing when the record's aggregate score is below 1 and the rationale itself does not
-#   state a passing verdict ("... that means pass");
+#   It does show the scorers' rationales, but no per-scorer verdict or score and no human
+#   label (and each record twice: its trace spans repeat the inputs and outputs). So a
+#   rationale counts as failing when the record's aggregate score is below 1 and the
+#   rationale itself does not state a passing verdict ("... that means pass");
 # * MLflow's ``MetaPromptOptimizer``: ``CURRENT PROMPTS:`` (``Prompt name:``/``Template:``),
 #   then ``Example N:`` blocks with ``Output:``, ``Score:`` and ``Rationales:`` lines
 #   (``  - <scorer>: <rationale>``); the answer is a JSON object ``{prompt name: template}``.
@@ -301,10 +311,11 @@ def _examples(text: str, pattern: re.Pattern[str]) -> list[str]:
 
 
 def _feedback_record(output: str | None, feedback: str) -> AppRecord:
+    """Parse a ``Feedback`` section: the record's score, one block per judge, a human label."""
     record_score: float | None = None
     blocks: list[dict[str, str]] = []
     human: dict[str, str] = {}
-    current: dict[str, str] | None = None
+    current: dict[str, str] | None = None  # where the next unkeyed (continuation) line goes
     key = ""
     for line in feedback.splitlines():
         m = _FEEDBACK_KEY.match(line.strip())
@@ -315,17 +326,13 @@ def _feedback_record(output: str | None, feedback: str) -> AppRecord:
         key, value = m.group(1).lower(), m.group(2).strip()
         if key.startswith("human"):
             current = human
-        elif key == "judge" or (key != "score" and (current is None or current is human)):
-            current = {}
-            blocks.append(current)
-        elif key == "score" and current is None:
-            record_score = _score(value)
-            key = ""
+        elif key == "score" and not blocks:
+            record_score, current, key = _score(value), None, ""
             continue
-        elif current is not None and key in current:
+        elif key == "judge" or current is None or current is human or key in current:
+            # "Judge:" opens a block; so does a verdict shown without one, or a repeated key.
             current = {}
             blocks.append(current)
-        assert current is not None
         current[key] = value
     judges = tuple(
         JudgeFeedback(
@@ -373,8 +380,6 @@ def phrases_to_avoid(records: list[AppRecord], template: str) -> list[str]:
     Correctness does, teaches nothing to avoid) and when no ``Never`` rule of ``template``
     already covers it.
     """
-    from core.models.demo_app import app_rules
-
     known = [p.lower() for p in app_rules(template).never]
     found: list[str] = []
     for record in records:
@@ -403,8 +408,6 @@ def never_rule(phrase: str) -> str:
 def _insert_lines(text: str, new: list[str]) -> str:
     # Rules go with the existing rules, else just before the customer-message marker, so the
     # message stays last in the prompt; else at the end.
-    from core.models.demo_app import is_marker_line, is_rule_line
-
     lines = text.split("\n")
     rule_rows = [i for i, line in enumerate(lines) if is_rule_line(line)]
     if rule_rows:
@@ -483,7 +486,13 @@ def is_metaprompt(prompt: Prompt) -> bool:
 
 def _meta_prompts(text: str) -> dict[str, str]:
     block = text.split("CURRENT PROMPTS:\n", 1)[-1]
-    for end in ("\n\nEVALUATION EXAMPLES", "\n\nPROMPT ENGINEERING BEST PRACTICES:"):
+    # Zero-shot requests have an empty examples section, hence four newlines before the
+    # best practices; the template itself keeps any newlines it ends with.
+    for end in (
+        "\n\nEVALUATION EXAMPLES",
+        "\n\n\n\nPROMPT ENGINEERING BEST PRACTICES:",
+        "\n\nPROMPT ENGINEERING BEST PRACTICES:",
+    ):
         block = block.split(end, 1)[0]
     found = list(_META_PROMPTS.finditer(block))
     return {

@@ -667,15 +667,14 @@ def cancel(run_id: str) -> JobStatus:
     return status(run_id)
 
 
-def load_settings(run_id: str) -> AlignmentSettings:
-    """:func:`core.optimization.engine.load_settings`, the engine imported on first use."""
-    from core.optimization import engine
+def load_settings(run_id: str) -> AlignmentSettings | PromptSettings:
+    """The settings a job's run was created with: an alignment's or a prompt
+    optimization's (:func:`core.optimization.engine.load_any_settings`, the engine imported
+    on first use).
 
-    return engine.load_settings(run_id)
-
-
-def load_any_settings(run_id: str) -> AlignmentSettings | PromptSettings:
-    """:func:`core.optimization.engine.load_any_settings`, the engine imported on first use."""
+    Raises:
+        NotFoundError: no such run, or it is not an alignboard run.
+    """
     from core.optimization import engine
 
     settings: AlignmentSettings | PromptSettings = engine.load_any_settings(run_id)
@@ -714,7 +713,7 @@ def resume(run_id: str, *, detach: bool = True) -> str:
         else:
             made = f"judge version {current.judge_version}; start a new alignment"
         raise ValidationError(f"Run {run_id} already finished ({made} instead).")
-    load_any_settings(run_id)  # refuse early if the run is not an alignboard run
+    load_settings(run_id)  # refuse early if the run is not an alignboard run
     from mlflow import MlflowClient
     from mlflow.entities import RunTag
 

@@ -126,7 +126,8 @@ def _versions(settings: Any, result: Mapping[str, Any], which: str, run_id: str)
     if which in ("before", "both"):
         out["before"] = f"{name}@{settings.prompt.version}"
     if which in ("after", "both"):
-        version = result.get("prompt_version")
+        # A comparison of two existing versions (optimizer ``compare``) registers nothing.
+        version = result.get("prompt_version") or result.get("compared_version")
         if version is None:
             raise ValidationError(
                 f"Run {run_id} registered no new version of {name} (verdict: "

@@ -212,6 +212,36 @@ def test_judge_reflection_is_unchanged_by_prompt_reflection():
     assert 'If the response contains "instant refund", the verdict is fail.' in text
 
 
+def test_records_with_several_judges_and_multi_line_rationales_are_parsed():
+    from core.models.demo_reflection import parse_prompt_records, phrases_to_avoid
+
+    prompt = InstructionProposalSignature.prompt_renderer(
+        {
+            "current_instruction_doc": SEED,
+            "dataset_with_feedback": [
+                {
+                    "Inputs": "message: Refund?",
+                    "Application output": REFUND,
+                    "Feedback": "Score: 0.50\n"
+                    "Judge: tone v1\nJudge verdict: pass\n"
+                    'Judge rationale: Warm. It says "Sorry about that".\n'
+                    "Judge: support_quality v2\nJudge verdict: Fail\n"
+                    "Judge rationale: Breaks the returns policy:\n"
+                    'it says "issued a full refund".',
+                }
+            ],
+        }
+    )
+    [rec] = parse_prompt_records(prompt)
+    assert rec.score == 0.5 and rec.failing
+    assert [(j.judge, j.verdict) for j in rec.judges] == [
+        ("tone v1", "pass"),
+        ("support_quality v2", "Fail"),
+    ]
+    assert "issued a full refund" in rec.judges[1].rationale
+    assert phrases_to_avoid([rec], SEED) == ["issued a full refund"]
+
+
 def mlflow_record(output: str, score: float, rationales: dict[str, str]) -> dict:
     """One record as MLflow's GepaPromptOptimizer builds it (gepa renders it as markdown)."""
     return {
@@ -337,6 +367,18 @@ def test_reflection_on_the_aligned_judge_rationales_raises_the_pass_rate():
 # --- MLflow's own optimizers with the demo models ----------------------------------------------
 
 
+@pytest.fixture
+def mlflow_experiment(experiment, monkeypatch):
+    """MLflow's optimizers log into this test's experiment (artifacts under its own folder)."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    yield experiment
+    # Traces are exported in the background: finish while this test's store is still set,
+    # or they land in a default ./mlflow.db.
+    mlflow.flush_trace_async_logging()
+
+
 def _mlflow_optimize(optimizer):
     import mlflow
 
@@ -366,7 +408,7 @@ def _mlflow_optimize(optimizer):
     )
 
 
-def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(store_uri):
+def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(mlflow_experiment):
     from mlflow.genai.optimize.optimizers import GepaPromptOptimizer
 
     result = _mlflow_optimize(
@@ -378,7 +420,7 @@ def test_mlflow_gepa_prompt_optimizer_learns_from_the_scorer_rationales(store_ur
     assert "Never say" in template and "{{ message }}" in template
 
 
-def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
+def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(mlflow_experiment):
     from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
 
     result = _mlflow_optimize(MetaPromptOptimizer(reflection_model="demo:/reflect"))
@@ -387,3 +429,18 @@ def test_mlflow_metaprompt_optimizer_gets_a_json_answer_with_rules(store_uri):
     assert '- Never say "issued a full refund".' in template
     assert '- Never say "full card number".' in template
     assert result.final_eval_score > result.initial_eval_score
+
+
+def test_mlflow_metaprompt_zero_shot_gives_the_prompts_back_unchanged(mlflow_experiment):
+    import mlflow
+    from mlflow.genai.optimize.optimizers import MetaPromptOptimizer
+
+    prompt = mlflow.genai.register_prompt(name="northwind-support", template=SEED)
+    result = mlflow.genai.optimize_prompts(
+        predict_fn=lambda message: "",
+        train_data=[],
+        prompt_uris=[prompt.uri],
+        optimizer=MetaPromptOptimizer(reflection_model="demo:/reflect"),
+        scorers=[],
+    )
+    assert result.optimized_prompts[0].template == SEED

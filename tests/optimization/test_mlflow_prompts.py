@@ -222,6 +222,36 @@ def test_mlflow_gepa_cancel_stops_at_once_and_keeps_the_seed(
     assert not [n for n in _prompt_names() if "--alignboard-" in n]
 
 
+def test_mlflow_gepa_cancel_mid_search_returns_the_best_candidate_so_far(
+    prompt_demo: str, app_calls: AppCalls
+) -> None:
+    from mlflow import MlflowClient
+
+    from core.optimization import record
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.runners.mlflow_prompts import run_mlflow_gepa
+
+    outcomes: list[AlignmentOutcome] = []
+
+    def runner(task: Any, train: list, val: list, recorder: Any) -> AlignmentOutcome:
+        out = run_mlflow_gepa(task, train, val, StopAfter(recorder, 60))
+        outcomes.append(out)
+        return out
+
+    result = run_prompt_optimization(
+        _settings(prompt_demo, "mlflow-gepa", 400), runner=_watching(runner, app_calls)
+    )
+    out = outcomes[0]
+    assert result.status == "cancelled" and out.cancelled
+    assert 16 <= out.metric_calls < 70 and app_calls.calls == out.metric_calls
+    rec = record.read_run_record(MlflowClient(), result.run_id)
+    assert len(rec.candidates) >= 2
+    best = max(rec.candidates, key=lambda c: (c.val_score, -c.id))
+    assert out.candidate[PROMPT] == best.instructions
+    assert rec.extra["best_candidate_id"] == best.id
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]
+
+
 def test_baseline_runners_refuse_a_judge_task() -> None:
     from core.errors import ValidationError
     from core.optimization.runners.mlflow_prompts import run_metaprompt

@@ -154,9 +154,10 @@ class _Session:
         run_id = self.recorder.run_id
         self.scratch = {n: scratch_name(n, run_id) for n in self.seed}
         self.real = {v: k for k, v in self.scratch.items()}
-        self.mapping = s.mapping_dict
         self.app = parse_model(s.task_model, s.task_base_url)
         self.evaluator = self.task.make_evaluator()
+        # The evaluator's variable -> field mapping, so MLflow sees the values ours renders.
+        self.mapping: dict[str, str] = dict(self.evaluator.mapping)
         self.lock = threading.Lock()
         self.by_key: dict[str, list[DatasetRow]] = {}
         for row in self.rows:
@@ -765,8 +766,12 @@ def _run(
     if result is not None:
         best = session.to_real({pv.name: _text(pv.template) for pv in result.optimized_prompts})
     elif tracker is not None and (b := tracker.best_so_far()) is not None:
-        best = dict(b.components) or {next(iter(session.seed)): b.instructions}
-        best = {**session.seed, **best}
+        # Stopped early: the best candidate gepa had scored, as gepa itself would choose.
+        tracker.best_idx = b.id
+        best = {
+            **session.seed,
+            **(dict(b.components) or {next(iter(session.seed)): b.instructions}),
+        }
     else:
         best = dict(session.seed)
     extra: dict[str, Any] = {
@@ -862,7 +867,7 @@ def _write_metaprompt(
             "candidates": float(len(cands)),
         }
         session.recorder.log_metrics(metrics, step=i)
-    changed = best[first] != session.seed[first] or dict(best) != dict(session.seed)
+    changed = dict(best) != dict(session.seed)
     if changed and len(cands) < 2:
         # Proposed, never scored by MetaPrompt (no scores): still a candidate of the run.
         cands.append(_candidate(session, 1, best, [0], {}, 1, None))
@@ -912,6 +917,9 @@ def _outcome(
         "scratch_prompts": sorted(session.scratch.values()),
         "scratch_left": list(session.scratch_left),
         "eval_rounds": len(session.rounds),
+        # Judge verdicts our scorers answered from the run's verdict cache (the same
+        # cache our gepa uses), so a benchmark can tell what MLflow alone would have paid.
+        "evaluation": session.evaluator.metrics(),
         **extra,
     }
     if calls > budget:
