@@ -431,12 +431,6 @@ def prompt_runs(experiment_id: str, limit: int = pr.MAX_RUNS) -> list:
     return pr.list_prompt_runs(experiment_id, limit)
 
 
-@st.cache_data(ttl=60, max_entries=32, show_spinner="Loading both versions' scores...")
-def prompt_pair(name: str, version_a: int, version_b: int) -> pr.PromptPair:
-    """Held-out scores and outputs of two prompt versions, when a run scored both."""
-    return pr.compare_prompt_versions(name, version_a, version_b)
-
-
 def after_prompt_launch() -> None:
     """A prompt optimization was launched or cancelled."""
     prompt_runs.clear()
@@ -448,7 +442,6 @@ def after_prompt_job_end() -> None:
     prompt_runs.clear()
     prompt_refs.clear()
     prompt_choice.clear()
-    prompt_pair.clear()
     after_alias()
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from core.errors import NotFoundError
 from core.optimization import record
 from core.optimization import recorder as rec
-from core.optimization.jobs import KIND_PROMPT
+from core.optimization.jobs import KIND_PROMPT, TAG_PROMPT
 from core.store import config
 from core.views.formatting import interval
 
@@ -37,6 +37,8 @@ from core.views.formatting import interval
 #: this light module does not import; tests/views/test_prompt_runs.py keeps them equal).
 VERSION_TAG_RUN = "alignboard.run_id"
 VERSION_TAG_BASE = "alignboard.base_version"
+#: Optimizer name of a comparison run (``core.optimization.prompt_spec.COMPARE``).
+COMPARE = "compare"
 #: The aggregated score's key in ``TestMetrics.scores``.
 OVERALL = "overall"
 #: How many optimization runs a picker lists.
@@ -447,10 +449,37 @@ def _scoring_run(name: str, a: int, b: int) -> tuple[str | None, bool]:
     return None, False
 
 
-def compare_prompt_versions(name: str, version_a: int, version_b: int) -> PromptPair:
-    """Held-out scores and outputs of two prompt versions, when a finished optimization run
-    compared exactly those two (the newer version's ``alignboard.run_id`` and
-    ``alignboard.base_version`` tags name the run and the older version).
+def _compare_run(experiment_id: str, name: str, a: int, b: int) -> tuple[str | None, bool]:
+    """The newest finished comparison run (optimizer ``compare``: two existing versions
+    scored on the held-out rows, nothing optimized) of exactly ``a`` and ``b``."""
+    if "'" in name:
+        return None, False  # not a name the filter can quote (the registry refuses them)
+    runs = _client().search_runs(
+        [str(experiment_id)],
+        filter_string=(
+            f"tags.`{rec.TAG_KIND}` = '{KIND_PROMPT}' AND tags.`{TAG_PROMPT}` = '{name}' "
+            f"AND params.optimizer = '{COMPARE}' AND tags.`{rec.TAG_STATUS}` = 'finished'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=MAX_RUNS,
+    )
+    for run in runs:
+        params = run.data.params
+        pair = (params.get("prompt"), params.get("compare_version"))
+        if pair == (f"{name}@{a}", str(b)):
+            return run.info.run_id, False
+        if pair == (f"{name}@{b}", str(a)):
+            return run.info.run_id, True
+    return None, False
+
+
+def compare_prompt_versions(
+    name: str, version_a: int, version_b: int, experiment_id: str | None = None
+) -> PromptPair:
+    """Held-out scores and outputs of two prompt versions, when a finished run compared
+    exactly those two: the optimization that made one from the other (the newer version's
+    ``alignboard.run_id`` and ``alignboard.base_version`` tags), else, in
+    ``experiment_id``, a comparison run of the two (optimizer ``compare``).
 
     Raises:
         NotFoundError: either version does not exist.
@@ -465,6 +494,8 @@ def compare_prompt_versions(name: str, version_a: int, version_b: int) -> Prompt
         _version_tags(name, a)
         return PromptPair(name, a, b, note="The same version on both sides.")
     run_id, swap = _scoring_run(name, a, b)
+    if run_id is None and experiment_id is not None:
+        run_id, swap = _compare_run(experiment_id, name, a, b)
     if run_id is None:
         return PromptPair(name, a, b, note=never)
     client = _client()

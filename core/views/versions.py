@@ -560,7 +560,11 @@ def compare_versions(
     a = version_side(experiment_id, kind, name, version_a)
     b = version_side(experiment_id, kind, name, version_b)
     ops = word_diff(a.text, b.text)
-    pair = compare_prompt_versions(name, a.version, b.version) if kind == "prompt" else None
+    pair = (
+        compare_prompt_versions(name, a.version, b.version, experiment_id)
+        if kind == "prompt"
+        else None
+    )
     return VersionComparison(kind, name, a, b, tuple(ops), diff_stats(ops), pair)
 
 

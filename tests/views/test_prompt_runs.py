@@ -209,3 +209,39 @@ def test_version_tag_names_are_the_registrars():
     assert pr.VERSION_TAG_RUN == prompt_task.VERSION_TAG_RUN
     assert pr.VERSION_TAG_BASE == prompt_task.VERSION_TAG_BASE
     assert pr.KIND_PROMPT == prompt_task.KIND_PROMPT
+
+
+def test_a_comparison_run_of_two_existing_versions_is_found_in_its_experiment(prompt_run):
+    from mlflow import MlflowClient
+
+    from core.optimization import record
+    from core.optimization import recorder as rec
+
+    eid, result = prompt_run
+    v3 = register_prompt(PROMPT, "Answer briefly.\n\n{{ message }}", commit_message="by hand")
+    client = MlflowClient()
+    # A finished comparison run (optimizer compare) of v2 against v3, as the engine records
+    # one: its test metrics hold both versions' outputs (here the optimization's, reused).
+    run = client.create_run(
+        eid,
+        tags={
+            rec.TAG_KIND: pr.KIND_PROMPT,
+            rec.TAG_STATUS: "finished",
+            rec.TAG_OPTIMIZER: pr.COMPARE,
+            "alignboard.prompt": PROMPT,
+        },
+    )
+    recorder = rec.MlflowRunRecorder(run.info.run_id, client)
+    recorder.log_params(
+        {"optimizer": pr.COMPARE, "prompt": f"{PROMPT}@2", "compare_version": str(v3.version)}
+    )
+    record.write_test_metrics(recorder, record.read_test_metrics(client, result.run_id))
+    pair = pr.compare_prompt_versions(PROMPT, 2, v3.version, eid)
+    assert pair.scored and pair.run_id == run.info.run_id
+    assert (pair.outputs.seed_label, pair.outputs.label) == ("v2", f"v{v3.version}")
+    back = pr.compare_prompt_versions(PROMPT, v3.version, 2, eid)
+    assert back.run_id == run.info.run_id
+    assert back.scores[0].before == pair.scores[0].after
+    # Outside its experiment (or without one) nothing links the two versions.
+    assert not pr.compare_prompt_versions(PROMPT, 2, v3.version).scored
+    assert compare_versions(eid, "prompt", PROMPT, 2, v3.version).prompt_pair == pair
