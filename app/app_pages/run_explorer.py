@@ -375,7 +375,8 @@ if guard is not None and not guard.empty:
         st.caption(
             f"{len(guard.proposals)} proposals from the reflection model: {accepted} accepted, "
             f"{len(rejected)} rejected, {len(guard.degenerate)} of them as degenerate before "
-            f"any evaluation ({guard.saved_metric_calls} judge evaluations saved)."
+            f"any evaluation ({guard.saved_metric_calls} "
+            f"{'row' if view.is_prompt else 'judge'} evaluations saved)."
         )
         if rejected:
             st.dataframe(

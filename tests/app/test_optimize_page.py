@@ -128,7 +128,7 @@ def test_launch_starts_exactly_one_run_with_the_forms_settings(prompt_demo):
     assert len(list_prompt_runs(prompt_demo)) == 1
 
 
-def _optimized(eid: str):
+def _optimized(eid: str, optimizer: str = "gepa"):
     settings = build_prompt_settings(
         eid,
         prompts=[f"{PROMPT}@production"],
@@ -137,6 +137,7 @@ def _optimized(eid: str):
         judges=["support_quality@production"],
         max_metric_calls=80,
         workers=4,
+        optimizer=optimizer,
     )
     return run_prompt_optimization(settings)
 
@@ -191,6 +192,19 @@ def test_the_run_explorer_opens_an_optimization_run_with_outputs_side_by_side(pr
         "exist only for the seed and the best" in i.value or "This is the seed" in i.value
         for i in at.info
     )
+
+
+@pytest.mark.parametrize("optimizer", ["mlflow-gepa", "metaprompt"])
+def test_baseline_optimizer_runs_open_with_the_same_views(prompt_demo, optimizer):
+    result = _optimized(prompt_demo, optimizer)
+    assert result.status == "finished" and result.prompt_version is not None
+    at = _page("run_explorer", run=result.run_id)
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Optimizer"] == optimizer
+    subheaders = [s.value for s in at.subheader]
+    assert {"Iterations", "Lineage", "Outputs side by side"} <= set(subheaders)
+    outputs = [c for c in at.code if c.value.startswith("[demo stand-in] ")]
+    assert len(outputs) == 2 * result.test_size
 
 
 def test_the_versions_page_compares_two_prompt_versions_and_promotes_one(prompt_demo):
