@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from core.views.formatting import number
-from core.views.prompt_runs import ScorerVerdict, SideBySide, score_rows
+from core.views.prompt_runs import ScorerScore, ScorerVerdict, SideBySide, score_rows
 
 
 def _verdicts(verdicts: Sequence[ScorerVerdict]) -> None:
@@ -52,7 +52,7 @@ def side_by_side(side: SideBySide, key: str) -> None:
                     _verdicts(verdicts)
 
 
-def scores_table(scores, before: str, after: str, key: str) -> None:
+def scores_table(scores: Sequence[ScorerScore], before: str, after: str, key: str) -> None:
     """Per-scorer held-out scores with 95% intervals, ``before`` and ``after`` columns."""
     st.dataframe(
         score_rows(scores, before, after),
