@@ -319,6 +319,13 @@ with st.form("optimize_form", border=True):
         placeholder="None",
         help="They use each row's expectations; rows without them are skipped.",
     )
+    if not judge_choices:
+        st.caption(
+            "No judge is registered in this experiment yet: align one on the Align page "
+            "first (the point is to optimize against a judge your experts agree with), or "
+            "use a built-in scorer."
+        )
+        st.page_link(nav.page_path("align.py"), label="Go to Align", icon=":material/tune:")
     knobs = st.columns(4)
     knobs[0].number_input(
         "Budget (metric calls, 0 = auto)",

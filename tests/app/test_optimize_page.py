@@ -304,3 +304,17 @@ def test_cancel_in_the_progress_panel_stops_the_running_optimization(prompt_demo
     assert any(w.value.startswith("**Cancelled.**") for w in at.warning), [
         w.value for w in at.warning
     ]
+
+
+def test_without_a_registered_judge_the_page_points_to_align_or_a_builtin_scorer(demo_store):
+    at = _page("optimize")
+    assert not at.exception
+    assert at.multiselect(key="optimize_judges").options == []
+    assert any("No judge is registered in this experiment yet" in c.value for c in at.caption)
+    (err,) = [e.value for e in at.error]
+    assert "Choose at least one scorer" in err
+    assert at.button(key="optimize_launch").disabled
+    at.multiselect(key="optimize_scorers").set_value(["correctness"])
+    at.button(key="optimize_check").click().run()
+    _ok(at)
+    assert not at.button(key="optimize_launch").disabled
