@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 
@@ -29,7 +30,7 @@ from core.views.optimize import (
     uses_demo,
 )
 from core.views.overview import DEMO_NOTE
-from core.views.prompt_runs import prompt_label
+from core.views.prompt_runs import prompt_label, same_active_run
 from core.views.runs import metric_series, run_verdict
 
 ctx = shell.require_context()
@@ -56,6 +57,8 @@ init_page_state(
         "register_worse": False,
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
+        # Created with the session's state, before any callback can run.
+        "launch_lock": threading.Lock(),
     },
 )
 st.title("Optimize")
@@ -248,22 +251,40 @@ def _form_settings():
 
 def _launch(token: str) -> None:
     """Check and launch what the form holds now (Launch submits the form first)."""
-    if ss.get("optimize_token") != token:
-        # A second click on a form already launched (a double click): nothing more to do.
-        return
+    # The two submissions of a double click can run their callbacks at the same time (seen
+    # in Chromium): the token is checked and spent under the session's own lock.
+    with ss["optimize_launch_lock"]:
+        if ss.get("optimize_token") != token:
+            # A second click on a form already launched: nothing more to do.
+            return
+        _launch_now()
+        # Spent only now: a click cut short before launching can be repeated.
+        ss["optimize_token"] = uuid.uuid4().hex
+    data.after_prompt_launch()
+
+
+def _launch_now() -> None:
     try:
         settings = _form_settings()
         check = data.prompt_check(settings)  # the same check the page shows, cached
-        if check.ok:
+        # Read afresh: the second click of a double click must see the run the first made.
+        same = same_active_run(settings)
+        if same is not None and not ss.get(_alongside_key(same)):
+            ss["optimize_message"] = (
+                f"Not launched: run `{same}` with exactly these settings is still going "
+                "(see Progress below). Tick 'Run another alongside it' to start a second one."
+            )
+        elif check.ok:
             ss["optimize_run"] = jobs.launch(settings, check=list(check.findings))
             ss["optimize_message"] = None
         else:
             ss["optimize_message"] = "Not launched: fix the pre-flight errors shown above first."
     except AlignboardError as exc:
         ss["optimize_message"] = str(exc)
-    # Spent only now: a click cut short before launching can be repeated.
-    ss["optimize_token"] = uuid.uuid4().hex
-    data.after_prompt_launch()
+
+
+def _alongside_key(run_id: str) -> str:
+    return f"optimize_alongside_{run_id}"
 
 
 def _cancel(run_id: str) -> None:
@@ -388,6 +409,14 @@ with st.form("optimize_form", border=True):
             check = data.prompt_check(settings)
     except AlignboardError as exc:
         settings, check, settings_error = None, None, str(exc)
+    same = data.same_active_prompt_run(settings) if settings is not None else None
+    if same is not None:
+        st.warning(
+            f"Run `{same}` with exactly these settings is still going (see Progress below): "
+            "launching again repeats it.",
+            icon=":material/sync:",
+        )
+        st.checkbox("Run another alongside it", key=_alongside_key(same))
     models = [ss["optimize_task_model"], ss["optimize_reflection"]]
     if uses_demo(models):
         st.info(

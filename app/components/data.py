@@ -431,9 +431,16 @@ def prompt_runs(experiment_id: str, limit: int = pr.MAX_RUNS) -> list:
     return pr.list_prompt_runs(experiment_id, limit)
 
 
+@st.cache_data(ttl=3, max_entries=8, show_spinner=False)
+def same_active_prompt_run(settings) -> str | None:
+    """An active prompt run with exactly these settings (the page asks before another)."""
+    return pr.same_active_run(settings)
+
+
 def after_prompt_launch() -> None:
     """A prompt optimization was launched or cancelled."""
     prompt_runs.clear()
+    same_active_prompt_run.clear()
     overview.clear()
 
 

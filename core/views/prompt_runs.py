@@ -426,6 +426,25 @@ def list_prompt_runs(experiment_id: str, max_results: int = MAX_RUNS) -> list[An
     return jobs.list_jobs(experiment_id, max_results, kind=KIND_PROMPT)
 
 
+def same_active_run(settings: Any) -> str | None:
+    """The newest queued or running prompt run with exactly these settings, if any.
+
+    Launching the same prompt, data, scorers, budget and seed again repeats that run (the
+    second click of a double click does exactly that): the Optimize page asks first.
+    """
+    from core.optimization.engine import load_any_settings
+
+    for job in list_prompt_runs(settings.experiment_id):
+        if not job.active:
+            continue
+        try:
+            if load_any_settings(job.run_id) == settings:
+                return str(job.run_id)
+        except NotFoundError:
+            continue
+    return None
+
+
 # --- two prompt versions ------------------------------------------------------------------
 
 

@@ -318,3 +318,34 @@ def test_without_a_registered_judge_the_page_points_to_align_or_a_builtin_scorer
     at.button(key="optimize_check").click().run()
     _ok(at)
     assert not at.button(key="optimize_launch").disabled
+
+
+def test_launching_the_same_settings_again_while_they_run_asks_first(prompt_demo):
+    at = _page("optimize")
+    at.number_input(key="optimize_budget").set_value(20000)  # keeps the first job running
+    at.button(key="optimize_launch").click().run()
+    _ok(at)
+    first = at.session_state["optimize_run"]
+    launched = [first]
+    try:
+        # The second click of a double click (same settings): nothing more is started.
+        at.button(key="optimize_launch").click().run()
+        assert [j.run_id for j in list_prompt_runs(prompt_demo)] == [first]
+        assert any("Not launched" in e.value and first in e.value for e in at.error)
+        assert any(first in w.value for w in at.warning)
+        # Asked and confirmed, a second run of the same settings starts.
+        at.checkbox(key=f"optimize_alongside_{first}").check()
+        at.button(key="optimize_launch").click().run()
+        second = at.session_state["optimize_run"]
+        launched.append(second)
+        assert second != first and len(list_prompt_runs(prompt_demo)) == 2
+        # Other settings are not a repeat: they launch at once.
+        at.number_input(key="optimize_seed").set_value(7)
+        at.button(key="optimize_launch").click().run()
+        launched.append(at.session_state["optimize_run"])
+        assert len(set(launched)) == 3 == len(list_prompt_runs(prompt_demo))
+    finally:
+        for run_id in launched:
+            jobs.cancel(run_id)
+        for run_id in launched:
+            jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)
