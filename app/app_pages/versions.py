@@ -12,6 +12,8 @@ from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.store.prompts import set_prompt_alias
 from core.views.formatting import interval, number, percent, when_ms
+from core.views.optimize import DEMO_APP_NOTE
+from core.views.overview import DEMO_NOTE
 from core.views.versions import (
     Metrics,
     VersionComparison,
@@ -182,9 +184,11 @@ if subject.kind == "prompt":
         )
     else:
         st.caption(
-            f"From run `{pair.run_id}`, which optimized one of these versions into the other: "
-            "mean judge score in [0, 1] on the held-out inputs, with bootstrap 95% intervals."
+            f"From run `{pair.run_id}`, which scored both versions on the same held-out "
+            "inputs: mean judge score in [0, 1], with bootstrap 95% intervals."
         )
+        if (pair.task_model or "").startswith("demo:/"):
+            st.info(DEMO_NOTE + " " + DEMO_APP_NOTE, icon=":material/science:")
         prompt_outputs.scores_table(
             pair.scores, f"v{pair.version_a}", f"v{pair.version_b}", key="versions_prompt_scores"
         )

@@ -210,6 +210,8 @@ class PromptPair:
     """B's outputs next to A's on the run's held-out inputs (``seed`` = A)."""
     note: str | None = None
     """Why there are no scores (never scored together, run not finished...)."""
+    task_model: str | None = None
+    """The application model that run called (``demo:/app`` is the stand-in)."""
 
     @property
     def scored(self) -> bool:
@@ -226,6 +228,7 @@ class PromptPair:
             "scores": [s.to_dict() for s in self.scores],
             "outputs": self.outputs.to_dict() if self.outputs else None,
             "note": self.note,
+            "task_model": self.task_model,
         }
 
 
@@ -541,7 +544,15 @@ def compare_prompt_versions(
         seed_label=f"v{a}",
         swap=swap,
     )
-    return PromptPair(name, a, b, run_id, build_scores(test, swap=swap), outputs)
+    return PromptPair(
+        name,
+        a,
+        b,
+        run_id,
+        build_scores(test, swap=swap),
+        outputs,
+        task_model=run.data.params.get("task_model"),
+    )
 
 
 def score_rows(scores: Sequence[ScorerScore], before: str, after: str) -> list[dict[str, Any]]:

@@ -217,6 +217,7 @@ def test_the_versions_page_compares_two_prompt_versions_and_promotes_one(prompt_
     htmls = [h.proto.body for h in at.get("html")]
     assert "<ins" in htmls[1] and "Never say" in htmls[1]
     assert "Held-out judge scores" in [s.value for s in at.subheader]
+    assert any("stand-in application" in i.value for i in at.info)
     scores = next(df.value for df in at.dataframe if "v1 score" in df.value.columns)
     assert scores["v2 score"].iloc[-1] == result.test_score_after
     outputs = [c.value for c in at.code if c.value.startswith("[demo stand-in] ")]

@@ -121,7 +121,7 @@ def test_a_prompt_runs_view_names_templates_and_the_registered_prompt_version(pr
 def test_two_versions_an_optimization_compared_show_its_scores_and_outputs(prompt_run):
     eid, result = prompt_run
     pair = pr.compare_prompt_versions(PROMPT, 1, 2)
-    assert pair.scored and pair.run_id == result.run_id
+    assert pair.scored and pair.run_id == result.run_id and pair.task_model == "demo:/app"
     overall = next(s for s in pair.scores if s.is_overall)
     assert (overall.before, overall.after) == (result.test_score_before, result.test_score_after)
     assert pair.outputs.label == "v2" and pair.outputs.seed_label == "v1"
