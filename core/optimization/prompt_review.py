@@ -331,7 +331,9 @@ def human_labels_on_outputs(
 
     out: dict[tuple[str, str], tuple[Any, str | None]] = {}
     for name in dict.fromkeys(criteria):
-        for info in iter_trace_infos(str(experiment_id), filter_string=label_filter(name)):
+        # Only output traces: the store skips every other labeled trace of the experiment.
+        where = f"{label_filter(name)} AND tag.`{TAG_OUTPUT_SHA}` LIKE '%'"
+        for info in iter_trace_infos(str(experiment_id), filter_string=where):
             tags = info.tags or {}
             key = (tags.get(TAG_ROW), tags.get(TAG_OUTPUT_SHA))
             if not key[0] or not key[1] or key in out:

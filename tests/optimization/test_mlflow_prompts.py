@@ -21,18 +21,17 @@ PROMPT = "northwind-support"
 
 
 def _settings(experiment_id: str, optimizer: str, budget: int = 40, **kw: Any) -> Any:
+    args: dict[str, Any] = {
+        "prompts": [f"{PROMPT}@production"],
+        "dataset": "dataset:northwind-messages",
+        "task_model": "demo:/app",
+        "judges": ["support_quality@production"],
+        "reflection_model": "demo:/reflect",
+        "workers": 4,
+        "mapping": {"message": "message"},
+    }
     return build_prompt_settings(
-        experiment_id,
-        prompts=[f"{PROMPT}@production"],
-        dataset="dataset:northwind-messages",
-        task_model="demo:/app",
-        judges=["support_quality@production"],
-        optimizer=optimizer,
-        reflection_model="demo:/reflect",
-        max_metric_calls=budget,
-        workers=4,
-        mapping={"message": "message"},
-        **kw,
+        experiment_id, optimizer=optimizer, max_metric_calls=budget, **{**args, **kw}
     )
 
 
@@ -44,6 +43,7 @@ class AppCalls:
         self.on = False
         self.calls = 0
         self.texts: list[str] = []
+        self.messages: list[list[dict]] = []
         self.lock = threading.Lock()
 
 
@@ -60,6 +60,7 @@ def app_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[AppCalls]:
             with seen.lock:
                 seen.calls += 1
                 seen.texts.append("\n".join(str(m.get("content")) for m in messages))
+                seen.messages.append([dict(m) for m in messages])
         return real(model, messages, **kw)
 
     monkeypatch.setattr(completion, "complete", counting)
@@ -155,6 +156,12 @@ def test_mlflow_gepa_runs_on_the_demo_and_records_what_the_explorer_reads(
     assert len(view.candidates) >= 2 and view.candidates[1].parent_ids == (0,)
     assert all(c.parent_ids for c in view.candidates[1:])
     assert any(p["status"] == "accepted" for p in rec.proposals)
+    # The live chart's series, as our gepa logs them.
+    from core.views.runs import metric_series
+
+    points = metric_series(result.run_id).points
+    assert points[0].val_score is not None and points[0].pareto_aggregate is not None
+    assert max(p.best_val_score or 0 for p in points) == max(c.val_score for c in rec.candidates)
     # MLflow's evaluation made no traces anywhere (tracing is off for the call).
     assert _trace_count() == traces
 
@@ -169,13 +176,14 @@ def test_metaprompt_runs_on_the_demo_within_its_budget(
     result = run_prompt_optimization(
         _settings(prompt_demo, "metaprompt", budget), runner=_watching(run_metaprompt, app_calls)
     )
-    _view, rec = _check_run(prompt_demo, result, "metaprompt", budget, app_calls)
+    view, rec = _check_run(prompt_demo, result, "metaprompt", budget, app_calls)
     # One pass: the seed and its proposal, each scored on the same 15 rows (budget // 2).
     assert result.metric_calls == 30 and rec.extra["overshoot"] == 0
     assert [c.id for c in rec.candidates] == [0, 1]
     assert set(rec.candidates[0].val_scores) == set(rec.candidates[1].val_scores)
     assert len(rec.candidates[0].val_scores) == 15
     assert rec.candidates[1].val_score > rec.candidates[0].val_score
+    assert view.best_id == 1 and rec.proposals[0]["status"] == "accepted"
     assert result.test_score_after > result.test_score_before
 
 
@@ -299,3 +307,72 @@ def test_mlflow_scores_each_row_exactly_as_our_evaluator(
     skipped = [r for r in ours if r.verdicts["correctness"].skipped]
     assert skipped and len(skipped) < len(ours)
     assert len({round(s, 6) for s in theirs.values()}) > 1
+
+
+def test_a_rejected_application_key_fails_the_run_and_leaves_no_scratch_prompt(
+    prompt_demo: str,
+) -> None:
+    """Over a real OpenAI-compatible server that rejects the key: the run stops with a
+    CredentialsError (MLflow would have scored the error text), registers nothing."""
+    from core.errors import CredentialsError
+    from core.optimization.engine import run_prompt_optimization
+    from core.store.prompts import list_prompt_versions
+    from tests.support.openai_server import openai_server
+
+    with openai_server(fault_rate=1.0, fault_kinds=("401",)) as server:
+        settings = _settings(
+            prompt_demo,
+            "mlflow-gepa",
+            100,
+            task_model="openai:/app",
+            task_base_url=server.base_url,
+        )
+        with pytest.raises(CredentialsError):
+            run_prompt_optimization(settings)
+        # It stopped at the first evaluation round (one call per row in flight, no more).
+        assert 0 < server.served()["401"] <= 16
+    assert [v.version for v in list_prompt_versions(PROMPT)] == [1]
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]
+
+
+def test_two_prompts_of_one_app_are_optimized_together(
+    prompt_demo: str, app_calls: AppCalls
+) -> None:
+    """Several prompts: each gets a scratch copy, predict_fn formats them all (the first as
+    the system message), the candidate keeps both components."""
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.runners.mlflow_prompts import run_metaprompt
+    from core.store.prompts import register_prompt
+
+    style = "Answer in the voice of Northwind Outfitters: short sentences, no jargon."
+    register_prompt("northwind-style", style)
+    settings = _settings(
+        prompt_demo, "metaprompt", 30, prompts=["northwind-style@1", f"{PROMPT}@production"]
+    )
+    result = run_prompt_optimization(settings, runner=_watching(run_metaprompt, app_calls))
+    assert result.status == "finished"
+    assert set(result.templates) == {"northwind-style", PROMPT}
+    assert app_calls.messages and all(
+        [x["role"] for x in m] == ["system", "user"] for m in app_calls.messages
+    )
+    # The seed's round (15 rows) ran with the style prompt as it is registered.
+    assert sum(1 for m in app_calls.messages if m[0]["content"] == style) >= 15
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]
+
+
+def test_a_scratch_copy_left_by_a_killed_attempt_is_reused_and_deleted(
+    prompt_demo: str,
+) -> None:
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.prompt_task import create_prompt_run
+    from core.optimization.runners.mlflow_prompts import scratch_name
+    from core.store.prompts import register_prompt
+
+    settings = _settings(prompt_demo, "metaprompt", 30)
+    run_id = create_prompt_run(settings)
+    # What a kill -9 in the middle of an earlier attempt of this run leaves behind.
+    register_prompt(scratch_name(PROMPT, run_id), "half-optimized {{ message }}")
+    result = run_prompt_optimization(settings, run_id=run_id, resume=True)
+    assert result.status == "finished" and result.prompt_version == 2
+    assert "half-optimized" not in result.template
+    assert not [n for n in _prompt_names() if "--alignboard-" in n]

@@ -39,8 +39,15 @@ def _last_json(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _settings(experiment_id: str, **kw):
+def _settings(experiment_id: str, *, full_budget: bool = False, **kw):
+    """The demo optimization; ``full_budget`` keeps searching after a perfect validation
+    score (a job the test acts on must still be running)."""
+    import inspect
+
     from core.optimization.prompt_preflight import build_prompt_settings
+
+    if full_budget and "stop_at_score" in inspect.signature(build_prompt_settings).parameters:
+        kw["stop_at_score"] = None  # the stop at a perfect score is on by default
 
     return build_prompt_settings(
         experiment_id,
@@ -224,7 +231,7 @@ def test_detached_optimization_finishes_and_status_reports_the_prompt(prompt_dem
 
 @pytest.mark.slow
 def test_cancel_stops_a_running_optimization_and_keeps_the_best_so_far(slow_demo):
-    run_id = jobs.launch(_settings(slow_demo, max_metric_calls=400, workers=2))
+    run_id = jobs.launch(_settings(slow_demo, full_budget=True, max_metric_calls=400, workers=2))
     wait_for(
         lambda: _status_if(run_id, lambda s: s.status == "running" and (s.iteration or 0) >= 1),
         120,
@@ -249,7 +256,7 @@ def test_cancel_stops_a_running_optimization_and_keeps_the_best_so_far(slow_demo
 def test_killed_optimization_is_interrupted_then_resumed_without_redoing_iterations(
     slow_demo,
 ):
-    run_id = jobs.launch(_settings(slow_demo, max_metric_calls=300, workers=2))
+    run_id = jobs.launch(_settings(slow_demo, full_budget=True, max_metric_calls=300, workers=2))
     wait_for(lambda: (jobs.status(run_id).iteration or 0) >= 2, 150, "two iterations")
     pid = jobs.status(run_id).pid
     assert pid

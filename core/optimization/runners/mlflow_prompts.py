@@ -90,7 +90,7 @@ HEARTBEAT_EVERY = 10
 
 
 class _Stopped(Exception):
-    """A cancel or a systemic failure: end the search now."""
+    """A cancel was asked for: end the search now (the best candidate so far stands)."""
 
 
 def scratch_name(prompt_name: str, run_id: str) -> str:
@@ -528,9 +528,12 @@ class GepaTracker:
             self.candidates.setdefault(idx, cand)
             best = self.best_so_far()
             cands = [self.candidates[i] for i in sorted(self.candidates)]
+        pareto = _pareto(cands, self.val_ids)
         metrics = {
             "val_score": float(event["average_score"]),
             "best_val_score": best.val_score if best else 0.0,
+            "pareto_aggregate": pareto.aggregate,
+            "pareto_front_size": float(len(pareto.frontier)),
             "candidates": float(len(cands)),
             **self._metrics(),
         }
@@ -892,6 +895,8 @@ def _write_metaprompt(
     record.write_proposals(session.recorder, [proposal])
     return {
         "candidates": len(cands),
+        # MetaPrompt keeps its proposal whatever it scored.
+        "best_candidate_id": 1 if changed and len(cands) > 1 else 0,
         "proposal_changed": changed,
         "val_score_seed": cands[0].val_score if cands else None,
         "val_score_best": cands[-1].val_score if cands else None,
