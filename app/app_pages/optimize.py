@@ -60,6 +60,8 @@ init_page_state(
         # Created with the session's state, before any callback can run.
         "launch_lock": threading.Lock(),
     },
+    # A link (?prompt=NAME&ref=NAME@3, e.g. from the Versions page) picks that version.
+    query_params={"prompt": "prompt", "ref": "ref"},
 )
 st.title("Optimize")
 st.caption(

@@ -275,6 +275,17 @@ def _send_outputs(which: str) -> None:
 
 if view.is_prompt:
     st.subheader("Outputs side by side")
+    if info.prompt_name and info.prompt_version and info.base_version:
+        st.page_link(
+            nav.page_path("versions.py"),
+            label=f"Compare v{info.base_version} and v{info.prompt_version} on the Versions page",
+            icon=":material/compare_arrows:",
+            query_params={
+                "prompt": info.prompt_name,
+                "a": str(info.base_version),
+                "b": str(info.prompt_version),
+            },
+        )
     chosen_id = ss.get("explorer_candidate") if view.has_candidates else None
     side = build_outputs(
         view.run_record.test if view.run_record is not None else None,

@@ -31,7 +31,12 @@ PRODUCTION = "production"
 ctx = shell.require_context()
 st.title("Versions")
 ss = st.session_state
-init_page_state("versions", {"flash": None, "error": None, "undo": None, "promote": None})
+# A link (?prompt=NAME&a=1&b=2, e.g. from the Run explorer) opens that prompt's versions.
+linked = init_page_state(
+    "versions",
+    {"flash": None, "error": None, "undo": None, "promote": None},
+    query_params={"prompt": "link_prompt", "a": "link_a", "b": "link_b"},
+)
 
 subjects = data.version_subjects(ctx.experiment_id)
 if not subjects:
@@ -42,6 +47,14 @@ if not subjects:
     st.stop()
 
 by_label = {s.label: s for s in subjects}
+if "prompt" in linked:
+    wanted = next((s for s in subjects if s.kind == "prompt" and s.name == linked["prompt"]), None)
+    if wanted is not None:
+        ss["versions_subject"] = wanted.label
+        ss["versions_shown"] = (wanted.kind, wanted.name)  # keep the linked versions below
+        for param in ("a", "b"):
+            if (linked.get(param) or ss.get(f"versions_link_{param}") or "").isdigit():
+                ss[f"versions_{param}"] = int(ss[f"versions_link_{param}"])
 if ss.get("versions_subject") not in by_label:
     ss["versions_subject"] = next(iter(by_label))
 subject = by_label[st.selectbox("Judge or prompt", list(by_label), key="versions_subject")]
@@ -307,6 +320,12 @@ def _promote() -> None:
 
 
 if subject.kind == "prompt":
+    st.page_link(
+        nav.page_path("optimize.py"),
+        label=f"Optimize from v{vb}",
+        icon=":material/auto_fix_high:",
+        query_params={"prompt": subject.name, "ref": f"{subject.name}@{vb}"},
+    )
     with st.container(border=True):
         st.markdown(f"**Promote to {PRODUCTION}**")
         pending = ss.get("versions_promote")

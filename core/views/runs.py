@@ -335,6 +335,8 @@ class RunInfo:
     """Prompt optimization runs: the optimized prompt."""
     prompt_version: int | None = None
     """Prompt optimization runs: the version registered, once there is one."""
+    base_version: int | None = None
+    """Prompt optimization runs: the version the run started from."""
 
     @property
     def active(self) -> bool:
@@ -925,6 +927,8 @@ def run_info(run_id: str) -> RunInfo:
         kind=tags.get(rec.TAG_KIND) or rec.KIND_ALIGNMENT,
         prompt_name=tags.get(TAG_PROMPT) or None,
         prompt_version=_int(tags.get(TAG_PROMPT_VERSION)),
+        # The params name the prompts as "name@3[,other@1]": the first is the run's prompt.
+        base_version=_int(params.get("prompt", "").split(",")[0].rpartition("@")[2] or None),
     )
 
 

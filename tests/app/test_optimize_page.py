@@ -353,3 +353,27 @@ def test_launching_the_same_settings_again_while_they_run_asks_first(prompt_demo
             jobs.cancel(run_id)
         for run_id in launched:
             jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)
+
+
+def test_links_open_a_runs_two_versions_and_optimize_from_a_version(prompt_demo):
+    from core.store.prompts import register_prompt
+
+    result = _optimized(prompt_demo)
+    register_prompt(PROMPT, "Answer briefly.\n\n{{ message }}")  # v3: the newest now
+    at = _page("run_explorer", run=result.run_id)
+    _ok(at)
+    (link,) = [p.proto for p in at.get("page_link") if p.proto.page.endswith("versions")]
+    assert link.query_string == f"prompt={PROMPT}&a=1&b=2"
+    # Followed, the link opens exactly those two versions (not the newest two).
+    at = _page("versions", prompt=PROMPT, a="1", b="2")
+    _ok(at)
+    assert at.selectbox(key="versions_subject").value.startswith(f"prompt: {PROMPT}")
+    assert (at.selectbox(key="versions_a").value, at.selectbox(key="versions_b").value) == (1, 2)
+    assert "Held-out judge scores" in [s.value for s in at.subheader]
+    (optimize,) = [p.proto for p in at.get("page_link") if p.proto.page.endswith("optimize")]
+    assert optimize.query_string == f"prompt={PROMPT}&ref={PROMPT}%402"
+    # The Optimize page opened from it starts from that version.
+    at = _page("optimize", prompt=PROMPT, ref=f"{PROMPT}@2")
+    _ok(at)
+    assert at.selectbox(key="optimize_ref").value == f"{PROMPT}@2"
+    assert "Never say" in at.code[0].value

@@ -106,6 +106,7 @@ def test_a_prompt_runs_view_names_templates_and_the_registered_prompt_version(pr
     view = load_run_view(result.run_id)
     assert view.is_prompt and view.labels == PROMPT_LABELS
     assert view.info.prompt_name == PROMPT and view.info.prompt_version == 2
+    assert view.info.base_version == 1
     # The seed is the registered v1 template; the final text is what v2 holds.
     assert view.seed_instructions == load_prompt(f"{PROMPT}@1").template
     assert view.final_instructions == load_prompt(f"{PROMPT}@2").template
