@@ -1,6 +1,7 @@
 """In a real Chromium: launch a prompt optimization from the Optimize page on the demo
 (a double click starts one run), wait for it to finish, and find its chart, a template
-diff and the outputs side by side in the Run explorer."""
+diff and the outputs side by side in the Run explorer, then both versions on the Versions
+page."""
 
 from __future__ import annotations
 
@@ -92,4 +93,14 @@ def test_an_optimization_launched_from_the_page_shows_chart_diff_and_outputs(pag
         2 * test_size
     )
     screenshot(page, "optimize-03-run-explorer")
+
+    # On to the Versions page: the run's two versions, their scores and outputs.
+    page.get_by_role("link", name=f"Compare v1 and v{final.prompt_version}").click()
+    wait_idle(page)
+    page.get_by_text("Held-out judge scores").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert main.locator("ins").filter(has_text=re.compile("Never")).count() >= 1
+    outputs = main.locator('[data-testid="stCode"]').filter(has_text="[demo stand-in] ")
+    assert outputs.count() == 2 * test_size
+    screenshot(page, "optimize-04-versions")
     assert not page.recorder.errors, page.recorder.errors  # type: ignore[attr-defined]
