@@ -12,10 +12,12 @@ the Versions page show:
   every held-out input. Only the seed and the best were run on the test split, so any
   other candidate gets an explanation instead of rows;
 - :func:`list_prompt_runs` / :func:`prompt_label`: the experiment's optimization runs,
-  for the Optimize page and the Run explorer's run picker;
+  for the Optimize page and the Run explorer's run picker; :func:`same_active_run`: an
+  active run a launch would merely repeat;
 - :func:`compare_prompt_versions`: the scores and outputs of two prompt versions when a
-  finished optimization run compared exactly those two (found through the version tags
-  the registrar writes), or why there are none.
+  finished run compared exactly those two (the optimization that made one from the other,
+  found through the version tags the registrar writes, or a comparison run of the two),
+  or why there are none.
 
 Everything is built from the record, never from HTML: pages show outputs as text.
 """
