@@ -123,6 +123,21 @@ def test_status_names_match_the_prompt_task_and_read_without_mlflow(prompt_demo)
     assert out["judge_name"] == "support_quality"
 
 
+def test_list_jobs_lists_prompt_runs_apart_from_alignments(prompt_demo):
+    from core.optimization.prompt_task import create_prompt_run
+
+    client = MlflowClient()
+    alignment = client.create_run(
+        prompt_demo, tags={rec.TAG_KIND: rec.KIND_ALIGNMENT, rec.TAG_STATUS: "finished"}
+    ).info.run_id
+    prompt_runs = [create_prompt_run(_settings(prompt_demo), "finished") for _ in range(2)]
+    listed = jobs.list_jobs(prompt_demo, kind=jobs.KIND_PROMPT)
+    assert [j.run_id for j in listed] == prompt_runs[::-1]  # newest first
+    assert all(j.is_prompt and j.prompt_name == PROMPT for j in listed)
+    assert alignment in [j.run_id for j in jobs.list_jobs(prompt_demo)]
+    assert not set(prompt_runs) & {j.run_id for j in jobs.list_jobs(prompt_demo)}
+
+
 def test_the_test_split_never_reaches_the_optimizer(prompt_demo):
     """Every row the optimizer's adapter evaluates is in train or val; the test rows are
     scored only after it returned, by the task's held-out step."""
