@@ -491,6 +491,9 @@ if ss.get("optimize_message"):
 # ---- 7. live progress ------------------------------------------------------------------
 all_runs = data.prompt_runs(ctx.experiment_id)
 watched = ss.get("optimize_run") or next((r.run_id for r in all_runs if r.active), None)
+if watched is not None and watched not in {r.run_id for r in all_runs}:
+    # A run of another experiment (the sidebar moved on) or of a store that is gone.
+    watched = next((r.run_id for r in all_runs if r.active), None)
 if watched is not None:
     # Keep following it once it ends, or the panel would vanish.
     ss["optimize_run"] = watched
