@@ -1,4 +1,5 @@
-"""Run explorer: what one alignment did, iteration by iteration and candidate by candidate."""
+"""Run explorer: what one alignment or prompt optimization did, iteration by iteration and
+candidate by candidate; for prompts, the outputs of both prompts side by side."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import re
 
 import streamlit as st
 
-from app.components import charts, data, nav, run_charts, shell
+from app.components import charts, data, nav, prompt_outputs, run_charts, shell
 from app.components.state import init_page_state, set_query_param
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.runners.memalign_versions import unalign
 from core.views.diffs import diff_html
 from core.views.formatting import interval, number, percent, when
+from core.views.optimize import DEMO_APP_NOTE
 from core.views.overview import DEMO_NOTE
+from core.views.prompt_runs import build_outputs, build_scores, prompt_label
 from core.views.runs import build_guard_view
 
 ctx = shell.require_context()
@@ -29,13 +32,21 @@ def _trace_link(trace_id: str) -> str:
 
 
 # ---- which run -------------------------------------------------------------------------
-all_jobs = data.jobs(ctx.experiment_id)
+# Alignments and prompt optimizations, newest first.
+all_jobs = sorted(
+    [*data.jobs(ctx.experiment_id), *data.prompt_runs(ctx.experiment_id)],
+    key=lambda j: j.started or 0,
+    reverse=True,
+)
 by_id = {j.run_id: j for j in all_jobs}
 ids = list(by_id)
 if ss.get("explorer_run") and ss["explorer_run"] not in by_id:
     ids.insert(0, ss["explorer_run"])  # e.g. a run of another experiment, by link
 if not ids:
-    st.info("No alignment runs in this experiment yet. Launch one on the Align page.")
+    st.info(
+        "No alignment runs or prompt optimizations in this experiment yet. Launch one on the "
+        "Align or Optimize page."
+    )
     st.page_link(nav.page_path("align.py"), label="Go to Align", icon=":material/tune:")
     st.stop()
 if ss.get("explorer_run") not in ids:
@@ -50,8 +61,11 @@ def _label(rid: str) -> str:
     j = by_id.get(rid)
     if j is None:
         return rid
-    version = f" v{j.judge_version}" if j.judge_version else ""
-    return f"{when(j.started)} · {j.optimizer} · {j.judge_name}{version} · {j.status} · {rid[:8]}"
+    if getattr(j, "is_prompt", False):
+        what = f"optimize {prompt_label(j)}"
+    else:
+        what = f"{j.judge_name}" + (f" v{j.judge_version}" if j.judge_version else "")
+    return f"{when(j.started)} · {j.optimizer} · {what} · {j.status} · {rid[:8]}"
 
 
 run_id = st.selectbox("Run", ids, key="explorer_run", format_func=_label, on_change=_on_pick)
@@ -64,15 +78,18 @@ except AlignboardError as exc:
 # read afresh, a finished one is read once.
 view = data.run_view(run_id, f"{status.status}:{status.iteration}")
 info = view.info
+words = view.labels  # judge- or prompt-flavoured names of what the run evolves and scores
 
 # ---- header ----------------------------------------------------------------------------
-models = [info.params.get(k, "") for k in ("judge_model", "reflection_model")]
+model_key = "task_model" if view.is_prompt else "judge_model"
+models = [info.params.get(k, "") for k in (model_key, "reflection_model")]
 if any(m.startswith("demo:/") for m in models):
-    st.info("**This run used the demo model.** " + DEMO_NOTE, icon=":material/science:")
+    note = DEMO_NOTE + (" " + DEMO_APP_NOTE if view.is_prompt else "")
+    st.info("**This run used the demo model.** " + note, icon=":material/science:")
 if status.active:
     st.warning(
         f"This run is still {status.status}: what follows is its state so far. "
-        "Watch it live on the Align page.",
+        f"Watch it live on the {'Optimize' if view.is_prompt else 'Align'} page.",
         icon=":material/hourglass_top:",
     )
     st.button("Refresh", key="explorer_refresh", icon=":material/refresh:")
@@ -85,7 +102,8 @@ if view.verdict_text:
 m = st.columns(5)
 m[0].metric("Status", status.status)
 m[1].metric("Optimizer", info.optimizer or "-")
-m[2].metric("Judge version", f"v{info.judge_version}" if info.judge_version else "-")
+made = info.prompt_version if view.is_prompt else info.judge_version
+m[2].metric(words.version, f"v{made}" if made else "-")
 if view.is_memalign:
     # MemAlign spends no judge calls while aligning: its budget means nothing here.
     m[3].metric("Guidelines", len(view.guidelines))
@@ -96,9 +114,15 @@ else:
         f"{status.metric_calls or 0:,}" + (f" / {info.budget:,}" if info.budget else ""),
     )
     m[4].metric("Candidates", len(view.candidates) if view.has_candidates else "-")
+what = (
+    f"prompt `{info.prompt_name}` from {info.params.get('prompt', '?')} · scored by "
+    f"{info.params.get('judges', '?')} · "
+    if view.is_prompt
+    else ""
+)
 st.caption(
-    f"Run `{info.run_id}` ({info.name}) · judge model `{models[0]}` · reflection model "
-    f"`{models[1]}`"
+    f"Run `{info.run_id}` ({info.name}) · {what}{words.model} `{models[0]}` · reflection "
+    f"model `{models[1]}`"
 )
 
 # ---- iterations ------------------------------------------------------------------------
@@ -106,10 +130,21 @@ if view.has_candidates:
     st.subheader("Iterations")
     st.caption(
         "Each point is a candidate, at the metric calls spent when it was found; the green "
-        "step line is the best validation score so far, the dotted one the Pareto aggregate "
-        "(mean over validation examples of the best score any candidate reached)."
+        f"step line is the best validation score ({words.score}) so far, the dotted one the "
+        "Pareto aggregate (mean over validation examples of the best score any candidate "
+        "reached)."
     )
-    st.plotly_chart(run_charts.iteration_chart(view.progress), key="explorer_iterations")
+    st.plotly_chart(
+        run_charts.iteration_chart(
+            view.progress,
+            title=(
+                "Validation judge score by budget"
+                if view.is_prompt
+                else "Validation score by budget"
+            ),
+        ),
+        key="explorer_iterations",
+    )
 
     st.subheader("Pareto frontier")
     fm = view.frontier
@@ -124,8 +159,8 @@ if view.has_candidates:
             [
                 {
                     "example": f"ex{j + 1}",
-                    "trace": _trace_link(tid),
-                    "trace id": tid,
+                    "trace": None if view.is_prompt else _trace_link(tid),
+                    f"{words.example} id": tid,
                     "best score": fm.best_scores[j],
                     "candidates at best": ", ".join(
                         f"#{cid}"
@@ -138,7 +173,10 @@ if view.has_candidates:
             hide_index=True,
             key="explorer_examples",
             column_config={
-                "trace": st.column_config.LinkColumn("trace", display_text="open", width="small")
+                # Prompt runs' examples are dataset rows, not traces: the column is hidden.
+                "trace": None
+                if view.is_prompt
+                else st.column_config.LinkColumn("trace", display_text="open", width="small")
             },
         )
 
@@ -158,7 +196,7 @@ if view.has_candidates:
 
     cid = st.selectbox("Candidate", list(cands), key="explorer_candidate", format_func=_cand_label)
     cand = cands[cid]
-    st.markdown("**Instructions**")
+    st.markdown(f"**{words.text}**")
     st.code(cand.instructions, language=None, wrap_lines=True)
     parent = cand.parent_ids[0] if cand.parent_ids else None
     diffs = [("parent", view.diff(cid, parent)), ("seed", view.diff(cid, view.seed_id))]
@@ -196,8 +234,8 @@ if view.has_candidates:
                 st.dataframe(
                     [
                         {
-                            "trace": _trace_link(o.trace_id),
-                            "trace id": o.trace_id,
+                            "trace": None if view.is_prompt else _trace_link(o.trace_id),
+                            f"{words.example} id": o.trace_id,
                             "parent": o.parent_score,
                             "this": o.score,
                         }
@@ -206,11 +244,98 @@ if view.has_candidates:
                     hide_index=True,
                     key=key,
                     column_config={
-                        "trace": st.column_config.LinkColumn(display_text="open", width="small")
+                        "trace": None
+                        if view.is_prompt
+                        else st.column_config.LinkColumn(display_text="open", width="small")
                     },
                 )
 elif not view.is_memalign:
     st.caption("This run recorded no candidates (yet): nothing to chart per iteration.")
+
+
+# ---- prompt runs: outputs side by side -------------------------------------------------
+def _send_outputs(which: str) -> None:
+    from core.optimization import prompt_review
+
+    try:
+        result = prompt_review.send_outputs_to_queue(
+            ctx.experiment_id,
+            run_id,
+            which=which,
+            queue=ss.get("explorer_queue_name") or "",
+            reviewers=list(ss.get("explorer_queue_reviewers") or []),
+        )
+        ss["explorer_queue_result"] = result.to_dict()
+        ss["explorer_queue_error"] = None
+    except AlignboardError as exc:
+        ss["explorer_queue_error"] = str(exc)
+        ss["explorer_queue_result"] = None
+    data.after_send_outputs()
+
+
+if view.is_prompt:
+    st.subheader("Outputs side by side")
+    if info.prompt_name and info.prompt_version and info.base_version:
+        st.page_link(
+            nav.page_path("versions.py"),
+            label=f"Compare v{info.base_version} and v{info.prompt_version} on the Versions page",
+            icon=":material/compare_arrows:",
+            query_params={
+                "prompt": info.prompt_name,
+                "a": str(info.base_version),
+                "b": str(info.prompt_version),
+            },
+        )
+    chosen_id = ss.get("explorer_candidate") if view.has_candidates else None
+    side = build_outputs(
+        view.run_record.test if view.run_record is not None else None,
+        candidate_id=chosen_id,
+        best_id=view.best_id,
+        seed_id=view.seed_id,
+        label=None
+        if chosen_id is None
+        else f"#{chosen_id}" + (" (best)" if chosen_id == view.best_id else ""),
+    )
+    if not side.available:
+        st.info(side.note or "No held-out outputs.", icon=":material/info:")
+    else:
+        prompt_outputs.side_by_side(side, key="explorer_pair")
+        with st.form("explorer_queue_form", border=True):
+            st.markdown(
+                f"**Send the test outputs of this version ({side.label}) to a review queue**"
+            )
+            st.caption(
+                "Creates an MLflow trace per held-out output (tagged with the prompt version and "
+                "this run) in a review queue, so experts can check whether the judge's praise holds."
+            )
+            qcols = st.columns(2)
+            qcols[0].text_input(
+                "Queue name", key="explorer_queue_name", placeholder="northwind-v2-review"
+            )
+            qcols[1].multiselect(
+                "Reviewers", data.reviewers(ctx.experiment_id), key="explorer_queue_reviewers"
+            )
+            st.form_submit_button(
+                "Send the test outputs of this version to a review queue",
+                icon=":material/outbox:",
+                on_click=_send_outputs,
+                args=("after",),
+            )
+        if ss.get("explorer_queue_error"):
+            st.error(ss["explorer_queue_error"])
+        elif ss.get("explorer_queue_result"):
+            sent = ss["explorer_queue_result"]
+            versions = ", ".join((sent.get("prompt_versions") or {}).values())
+            st.success(
+                f"Sent {len(sent.get('trace_ids') or ())} output(s) of {versions} to review "
+                f"queue {sent.get('queue')} for {', '.join(sent.get('reviewers') or [])} "
+                f"({sent.get('created', 0)} new trace(s)). They label them on the Label page; "
+                "the Agreement page then shows the judge's agreement with them.",
+                icon=":material/check_circle:",
+            )
+            st.page_link(
+                nav.page_path("label.py"), label="Go to Label", icon=":material/rate_review:"
+            )
 
 # ---- validation uncertainty and proposals ----------------------------------------------
 guard = build_guard_view(view.run_record) if view.run_record is not None else None
@@ -261,7 +386,8 @@ if guard is not None and not guard.empty:
         st.caption(
             f"{len(guard.proposals)} proposals from the reflection model: {accepted} accepted, "
             f"{len(rejected)} rejected, {len(guard.degenerate)} of them as degenerate before "
-            f"any evaluation ({guard.saved_metric_calls} judge evaluations saved)."
+            f"any evaluation ({guard.saved_metric_calls} "
+            f"{'row' if view.is_prompt else 'judge'} evaluations saved)."
         )
         if rejected:
             st.dataframe(
@@ -303,7 +429,17 @@ if guard is not None and not guard.empty:
 # ---- test split ------------------------------------------------------------------------
 st.subheader("Test split: before and after")
 test = view.test
-if not test.available:
+scores = build_scores(view.run_record.test if view.run_record is not None else None)
+if view.is_prompt:
+    if not scores:
+        st.caption(test.note or "No held-out scores yet (they are computed when the run ends).")
+    else:
+        st.caption(
+            "Mean judge score (in [0, 1]) of the seed prompt's and the best prompt's outputs on "
+            "the held-out inputs the optimizer never saw, with bootstrap 95% intervals."
+        )
+        prompt_outputs.scores_table(scores, "seed", "best", key="explorer_prompt_scores")
+elif not test.available:
     st.caption(test.note or "No test-split scores recorded.")
 else:
     st.caption(
@@ -448,5 +584,5 @@ if view.is_memalign:
         )
 
 # ---- final instructions ----------------------------------------------------------------
-st.subheader("Aligned instructions")
+st.subheader(words.final)
 st.code(view.final_instructions or "(not written yet)", language=None, wrap_lines=True)

@@ -7,10 +7,13 @@ from typing import Literal
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import charts, data, nav, shell
+from app.components import charts, data, nav, prompt_outputs, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
+from core.store.prompts import set_prompt_alias
 from core.views.formatting import interval, number, percent, when_ms
+from core.views.optimize import DEMO_APP_NOTE
+from core.views.overview import DEMO_NOTE
 from core.views.versions import (
     Metrics,
     VersionComparison,
@@ -22,10 +25,18 @@ from core.views.versions import (
     side_html,
 )
 
+#: The alias applications deploy (promotion is always explicit, never a run's doing).
+PRODUCTION = "production"
+
 ctx = shell.require_context()
 st.title("Versions")
 ss = st.session_state
-init_page_state("versions", {"flash": None, "error": None, "undo": None})
+# A link (?prompt=NAME&a=1&b=2, e.g. from the Run explorer) opens that prompt's versions.
+linked = init_page_state(
+    "versions",
+    {"flash": None, "error": None, "undo": None, "promote": None},
+    query_params={"prompt": "link_prompt", "a": "link_a", "b": "link_b"},
+)
 
 subjects = data.version_subjects(ctx.experiment_id)
 if not subjects:
@@ -36,6 +47,14 @@ if not subjects:
     st.stop()
 
 by_label = {s.label: s for s in subjects}
+if "prompt" in linked:
+    wanted = next((s for s in subjects if s.kind == "prompt" and s.name == linked["prompt"]), None)
+    if wanted is not None:
+        ss["versions_subject"] = wanted.label
+        ss["versions_shown"] = (wanted.kind, wanted.name)  # keep the linked versions below
+        for param in ("a", "b"):
+            if (linked.get(param) or ss.get(f"versions_link_{param}") or "").isdigit():
+                ss[f"versions_{param}"] = int(ss[f"versions_link_{param}"])
 if ss.get("versions_subject") not in by_label:
     ss["versions_subject"] = next(iter(by_label))
 subject = by_label[st.selectbox("Judge or prompt", list(by_label), key="versions_subject")]
@@ -52,12 +71,15 @@ def _version_label(version: int) -> str:
 
 
 # Defaults: the previous version on the left, the latest on the right. Reset when the
-# subject changes and the remembered versions do not exist for it.
+# subject changes (another judge's or prompt's v1 is not this one's) or the remembered
+# versions do not exist for it.
+changed = ss.get("versions_shown") != (subject.kind, subject.name)
+ss["versions_shown"] = (subject.kind, subject.name)
 for key, default in (
     ("versions_a", numbers[max(len(numbers) - 2, 0)]),
     ("versions_b", numbers[-1]),
 ):
-    if ss.get(key) not in numbers:
+    if changed or ss.get(key) not in numbers:
         ss[key] = default
 pick = st.columns(2)
 va = pick[0].selectbox("Version A", numbers, key="versions_a", format_func=_version_label)
@@ -163,33 +185,59 @@ for col, side, which in sides:
         # side_html escapes every word of the text; only our <ins>/<del> markup remains.
         st.html(side_html(cmp.ops, which))
 
-st.subheader("Held-out agreement")
-left, right = st.columns(2, gap="medium")
-for col, side, which in ((left, cmp.a, "a"), (right, cmp.b, "b")):
-    with col:
-        st.markdown(f"**v{side.version}**")
-        _metrics(side, key=f"versions_confusion_{which}")
-rows = cmp.metric_rows()
-if rows and cmp.a.metrics and cmp.b.metrics:
-    st.dataframe(
-        [
-            {
-                "metric": r.metric,
-                # Counts read as counts, scores with the Run explorer's three decimals.
-                **{
-                    head: number(v, digits=0 if r.metric == "test traces" else 3)
-                    for head, v in (
-                        (f"v{cmp.a.version}", r.a),
-                        (f"v{cmp.b.version}", r.b),
-                        ("B - A", r.delta),
-                    )
-                },
-            }
-            for r in rows
-        ],
-        hide_index=True,
-        key="versions_metric_table",
-    )
+if subject.kind == "prompt":
+    # Prompts are scored by the judges on the same held-out inputs, when a run did so.
+    st.subheader("Held-out judge scores")
+    pair = cmp.prompt_pair
+    if pair is None or not pair.scored:
+        st.info(
+            (pair.note if pair is not None else None)
+            or f"v{cmp.a.version} and v{cmp.b.version} were never scored together.",
+            icon=":material/info:",
+        )
+    else:
+        st.caption(
+            f"From run `{pair.run_id}`, which scored both versions on the same held-out "
+            "inputs: mean judge score in [0, 1], with bootstrap 95% intervals."
+        )
+        if (pair.task_model or "").startswith("demo:/"):
+            st.info(DEMO_NOTE + " " + DEMO_APP_NOTE, icon=":material/science:")
+        prompt_outputs.scores_table(
+            pair.scores, f"v{pair.version_a}", f"v{pair.version_b}", key="versions_prompt_scores"
+        )
+        st.subheader("Outputs side by side")
+        if pair.outputs is not None and pair.outputs.available:
+            prompt_outputs.side_by_side(pair.outputs, key="versions_pair")
+        else:
+            st.caption((pair.outputs.note if pair.outputs else None) or "No outputs recorded.")
+else:
+    st.subheader("Held-out agreement")
+    left, right = st.columns(2, gap="medium")
+    for col, side, which in ((left, cmp.a, "a"), (right, cmp.b, "b")):
+        with col:
+            st.markdown(f"**v{side.version}**")
+            _metrics(side, key=f"versions_confusion_{which}")
+    rows = cmp.metric_rows()
+    if rows and cmp.a.metrics and cmp.b.metrics:
+        st.dataframe(
+            [
+                {
+                    "metric": r.metric,
+                    # Counts read as counts, scores with the Run explorer's three decimals.
+                    **{
+                        head: number(v, digits=0 if r.metric == "test traces" else 3)
+                        for head, v in (
+                            (f"v{cmp.a.version}", r.a),
+                            (f"v{cmp.b.version}", r.b),
+                            ("B - A", r.delta),
+                        )
+                    },
+                }
+                for r in rows
+            ],
+            hide_index=True,
+            key="versions_metric_table",
+        )
 
 # ---- aliases -----------------------------------------------------------------------------
 st.subheader("Aliases")
@@ -245,6 +293,70 @@ def _undo() -> None:
     ss["versions_error"] = None
     ss["versions_flash"] = f"Undone: {change.alias} points at v{change.version} again."
 
+
+def _ask_promote(version: int) -> None:
+    ss["versions_promote"] = (subject.name, version)
+    ss["versions_error"] = ss["versions_flash"] = None
+
+
+def _cancel_promote() -> None:
+    ss["versions_promote"] = None
+
+
+def _promote() -> None:
+    name, version = ss["versions_promote"]
+    previous = current.get(PRODUCTION)
+    try:
+        set_prompt_alias(name, PRODUCTION, version)
+    except AlignboardError as exc:
+        ss["versions_error"], ss["versions_flash"] = str(exc), None
+        return
+    data.after_prompt_alias()
+    ss["versions_promote"] = None
+    ss["versions_error"] = None
+    was = "" if previous is None else f" (was v{previous})"
+    ss["versions_flash"] = f"{PRODUCTION} now points at v{version}{was}."
+    ss["versions_undo"] = ("prompt", name, PRODUCTION, previous)
+
+
+if subject.kind == "prompt":
+    st.page_link(
+        nav.page_path("optimize.py"),
+        label=f"Optimize from v{vb}",
+        icon=":material/auto_fix_high:",
+        query_params={"prompt": subject.name, "ref": f"{subject.name}@{vb}"},
+    )
+    with st.container(border=True):
+        st.markdown(f"**Promote to {PRODUCTION}**")
+        pending = ss.get("versions_promote")
+        now_on = current.get(PRODUCTION)
+        if pending and pending[0] == subject.name:
+            st.warning(
+                f"Point {PRODUCTION} of {subject.name} at v{pending[1]} (now "
+                f"{'v' + str(now_on) if now_on is not None else 'unset'})? Applications that "
+                f"load prompts:/{subject.name}@{PRODUCTION} get v{pending[1]} from their next "
+                "load.",
+                icon=":material/help:",
+            )
+            confirm = st.columns([1, 1, 4])
+            confirm[0].button(
+                "Yes, promote",
+                key="versions_promote_confirm",
+                type="primary",
+                on_click=_promote,
+                icon=":material/rocket_launch:",
+            )
+            confirm[1].button("Cancel", key="versions_promote_cancel", on_click=_cancel_promote)
+        else:
+            st.button(
+                f"Promote v{vb} to {PRODUCTION}",
+                key="versions_promote_ask",
+                on_click=_ask_promote,
+                args=(vb,),
+                disabled=now_on == vb,
+                icon=":material/upgrade:",
+                help=f"v{vb} is already {PRODUCTION}." if now_on == vb else "Asks first.",
+            )
 
 set_col, rb_col = st.columns(2, gap="large")
 with set_col, st.form("versions_alias_form", border=True):

@@ -359,3 +359,116 @@ def judge_versions(experiment_id: str, judge_name: str) -> list:
     from core.optimization.registry import list_versions
 
     return list_versions(experiment_id, judge_name)
+
+
+# --- prompt optimization: Optimize, Run explorer and Versions pages ---------------------
+
+# Imported with their section (appended to this module) rather than at the top.
+from core.views import optimize as ov  # noqa: E402
+from core.views import prompt_runs as pr  # noqa: E402
+
+
+@st.cache_data(ttl=30, max_entries=8, show_spinner=False)
+def prompt_names() -> list[str]:
+    """Every prompt in the Prompt Registry."""
+    return ov.prompt_names()
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def prompt_refs(name: str) -> list[ov.RefChoice]:
+    """A prompt's aliases and versions, as the Optimize page offers them."""
+    return ov.prompt_refs(name)
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def prompt_choice(ref: str) -> ov.PromptChoiceView:
+    """The prompt version a reference names now (template, variables)."""
+    return ov.prompt_choice(ref)
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def judge_refs(experiment_id: str) -> list[ov.RefChoice]:
+    """Registered judge versions and aliases of the experiment."""
+    return ov.judge_refs(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def eval_datasets(experiment_id: str) -> list[str]:
+    """The experiment's MLflow evaluation datasets."""
+    return ov.eval_datasets(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def review_queues(experiment_id: str) -> list[str]:
+    """Names of the experiment's review queues (the Optimize page's trace filter)."""
+    from core.labeling.queues import list_queues
+
+    return sorted(q.name for q in list_queues(experiment_id))
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner="Reading the dataset...")
+def dataset_fields(
+    source: str, queue: str | None, tags: tuple[tuple[str, str], ...]
+) -> ov.DatasetFields:
+    """Rows and input field paths of a dataset source (errors as data)."""
+    return ov.dataset_fields(source, queue, dict(tags))
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def prompt_check(settings):
+    """Pre-flight, estimate and preview of a prompt optimization (``PromptCheck``).
+
+    No spinner of its own: the Launch callback calls it too, where none can be drawn.
+    """
+    from core.optimization.prompt_preflight import check_prompt_optimization
+
+    return check_prompt_optimization(settings)
+
+
+@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
+def prompt_runs(experiment_id: str, limit: int = pr.MAX_RUNS) -> list:
+    """The experiment's prompt optimization runs (``JobStatus``), newest first."""
+    return pr.list_prompt_runs(experiment_id, limit)
+
+
+@st.cache_data(ttl=3, max_entries=8, show_spinner=False)
+def same_active_prompt_run(settings) -> str | None:
+    """An active prompt run with exactly these settings (the page asks before another)."""
+    return pr.same_active_run(settings)
+
+
+def after_prompt_launch() -> None:
+    """A prompt optimization was launched or cancelled."""
+    prompt_runs.clear()
+    same_active_prompt_run.clear()
+    overview.clear()
+
+
+def after_prompt_job_end() -> None:
+    """A prompt optimization ended: it may have registered a prompt version and alias."""
+    prompt_runs.clear()
+    prompt_refs.clear()
+    prompt_choice.clear()
+    after_alias()
+
+
+def after_prompt_alias() -> None:
+    """A prompt alias moved (e.g. promoted to production)."""
+    prompt_refs.clear()
+    prompt_choice.clear()
+    after_alias()
+
+
+def after_send_outputs() -> None:
+    """A run's outputs became traces in a (maybe new) review queue."""
+    after_import()
+    queues_for.clear()
+    queue_criteria.clear()
+    _queue.clear()
+    review_queues.clear()
+
+
+def after_dataset_saved() -> None:
+    """An evaluation dataset was created (an upload on the Optimize page)."""
+    eval_datasets.clear()
+    dataset_fields.clear()

@@ -35,6 +35,7 @@ PAGES: list[PageSpec] = [
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
     PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),
     PageSpec("align.py", "Align", ":material/tune:", "Align", "align"),
+    PageSpec("optimize.py", "Optimize", ":material/auto_fix_high:", "Align", "optimize"),
     PageSpec("run_explorer.py", "Run explorer", ":material/query_stats:", "Align", "run_explorer"),
 ]
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from core.errors import NotFoundError
 from core.optimization import record
+from core.optimization.jobs import KIND_PROMPT, TAG_PROMPT, TAG_PROMPT_VERSION
 from core.optimization.verdict import IMPROVED, WORSE, describe
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_diff
@@ -328,11 +329,66 @@ class RunInfo:
     budget: int | None = None
     """The metric-call budget in force, once the job has started."""
     error: str | None = None
+    kind: str = "alignment"
+    """The run's ``alignboard.kind``: ``alignment`` or ``prompt_optimization``."""
+    prompt_name: str | None = None
+    """Prompt optimization runs: the optimized prompt."""
+    prompt_version: int | None = None
+    """Prompt optimization runs: the version registered, once there is one."""
+    base_version: int | None = None
+    """Prompt optimization runs: the version the run started from."""
 
     @property
     def active(self) -> bool:
         """True while queued or running."""
         return self.status in ("queued", "running")
+
+    @property
+    def is_prompt(self) -> bool:
+        """True for a prompt optimization run."""
+        return self.kind == KIND_PROMPT
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """The words the Run explorer uses for what a run evolves and how it is scored: a
+    judge's instructions scored by agreement with humans, or an application prompt
+    scored by the judges' verdicts on its outputs."""
+
+    text: str
+    """What a candidate is (``Instructions``, ``Template``)."""
+    example: str
+    """One validation example (``trace``, ``input``)."""
+    score: str
+    """What the validation score measures."""
+    model: str
+    """The model the candidate runs on (``judge model``, ``application model``)."""
+    version: str
+    """What a finished run registers (``Judge version``, ``Prompt version``)."""
+    best: str
+    """The run's result (``aligned judge``, ``best prompt``)."""
+    final: str
+    """The heading of the result's text."""
+
+
+JUDGE_LABELS = RunLabels(
+    text="Instructions",
+    example="trace",
+    score="agreement with the human labels",
+    model="judge model",
+    version="Judge version",
+    best="aligned judge",
+    final="Aligned instructions",
+)
+PROMPT_LABELS = RunLabels(
+    text="Template",
+    example="input",
+    score="judge score of the application's outputs",
+    model="application model",
+    version="Prompt version",
+    best="best prompt",
+    final="Best prompt template",
+)
 
 
 @dataclass(frozen=True)
@@ -378,6 +434,16 @@ class RunView:
     def is_memalign(self) -> bool:
         """True for a MemAlign run (guidelines and episodes)."""
         return self.info.optimizer == "memalign"
+
+    @property
+    def is_prompt(self) -> bool:
+        """True for a prompt optimization run (candidates are prompt templates)."""
+        return self.info.is_prompt
+
+    @property
+    def labels(self) -> RunLabels:
+        """The words for this run's kind (:data:`JUDGE_LABELS`, :data:`PROMPT_LABELS`)."""
+        return PROMPT_LABELS if self.is_prompt else JUDGE_LABELS
 
     @property
     def has_candidates(self) -> bool:
@@ -798,6 +864,9 @@ def build_run_view(info: RunInfo, artifacts: Mapping[str, Any] | record.RunRecor
     cands = build_candidates(raw, calls, pareto.frontier, best)
     budget = info.budget or _int(info.params.get("max_metric_calls"))
     seed_instr = str((rec.settings.get("judge") or {}).get("instructions") or "")
+    if not seed_instr:
+        # A prompt run's settings name the prompt by version: its seed is candidate 0.
+        seed_instr = next((c.instructions for c in cands if c.is_seed), "")
     return RunView(
         info=info,
         settings=rec.settings,
@@ -855,6 +924,11 @@ def run_info(run_id: str) -> RunInfo:
         params=params,
         budget=_int(tags.get(rec.TAG_BUDGET)),
         error=tags.get(rec.TAG_ERROR) or None,
+        kind=tags.get(rec.TAG_KIND) or rec.KIND_ALIGNMENT,
+        prompt_name=tags.get(TAG_PROMPT) or None,
+        prompt_version=_int(tags.get(TAG_PROMPT_VERSION)),
+        # The params name the prompts as "name@3[,other@1]": the first is the run's prompt.
+        base_version=_int(params.get("prompt", "").split(",")[0].rpartition("@")[2] or None),
     )
 
 

@@ -4,8 +4,11 @@ A version's text is a judge's instructions or a prompt's template. Its held-out 
 come from the run it came from: the ``after`` report of that run's ``test_metrics.json``
 (the aligned judge scored on the test split). A judge version registered without such an
 artifact falls back to the scalar test metrics recorded at registration; a prompt version
-has numbers only when an alignboard run links it (MLflow's ``mlflow.linkedPrompts`` run
-tag) and that run wrote ``test_metrics.json``.
+has judge scores when a finished prompt optimization run compared it with the other
+version shown (:func:`core.views.prompt_runs.compare_prompt_versions`, found through the
+``alignboard.run_id`` / ``alignboard.base_version`` tags the registrar writes): the
+per-scorer held-out scores with intervals and both versions' outputs side by side
+(``VersionComparison.prompt_pair``).
 
 Aliases (e.g. ``production``) live in MLflow: experiment tags for judges (see
 :mod:`core.optimization.registry`), MLflow's own prompt aliases for prompts.
@@ -22,6 +25,7 @@ from core.optimization import record, registry
 from core.optimization import recorder as rec
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_html, diff_stats, word_diff
+from core.views.prompt_runs import VERSION_TAG_RUN, PromptPair, compare_prompt_versions
 from core.views.runs import MetricRow
 
 __all__ = [
@@ -182,6 +186,8 @@ class VersionComparison:
     """Word diff from ``a.text`` to ``b.text``."""
     stats: DiffStats | None = None
     """Words added, removed, unchanged."""
+    prompt_pair: PromptPair | None = None
+    """Prompts: both versions' held-out judge scores and outputs, or why there are none."""
 
     @property
     def identical(self) -> bool:
@@ -213,6 +219,7 @@ class VersionComparison:
             "b": self.b.to_dict(),
             "ops": [op.to_dict() for op in self.ops],
             "stats": self.stats.to_dict() if self.stats else None,
+            "prompt_pair": self.prompt_pair.to_dict() if self.prompt_pair else None,
         }
 
 
@@ -492,13 +499,19 @@ def _prompt_side(experiment_id: str, name: str, version: int) -> VersionSide:
     if pv is None:
         raise NotFoundError(f"Prompt {name!r} has no version {version}.")
     template = pv.template if isinstance(pv.template, str) else json.dumps(pv.template, indent=1)
-    run_id = _linked_run(experiment_id, name, int(version))
-    missing: str | None
-    metrics, missing = None, "no run in this experiment links this prompt version"
-    if run_id:
-        after, before, missing = _run_report(run_id)
-        if after:
-            metrics = metrics_from_report(after, experiment_id, None, before)
+    tags = dict(getattr(pv, "tags", None) or {})
+    # A version an alignboard optimization registered names its run; judge scores for
+    # prompts are the pair's (VersionComparison.prompt_pair), not agreement metrics.
+    run_id = tags.get(VERSION_TAG_RUN)
+    missing: str | None = None
+    metrics = None
+    if run_id is None:
+        run_id = _linked_run(experiment_id, name, int(version))
+        missing = "no run in this experiment links this prompt version"
+        if run_id:
+            after, before, missing = _run_report(run_id)
+            if after:
+                metrics = metrics_from_report(after, experiment_id, None, before)
     run_name, run_status = _run_info(run_id)
     return VersionSide(
         kind="prompt",
@@ -508,6 +521,7 @@ def _prompt_side(experiment_id: str, name: str, version: int) -> VersionSide:
         run_id=run_id,
         run_name=run_name,
         run_status=run_status,
+        optimizer=tags.get("alignboard.optimizer"),
         created_ms=getattr(pv, "creation_timestamp", None),
         aliases=tuple(sorted(pv.aliases or [])),
         note=pv.commit_message,
@@ -546,7 +560,12 @@ def compare_versions(
     a = version_side(experiment_id, kind, name, version_a)
     b = version_side(experiment_id, kind, name, version_b)
     ops = word_diff(a.text, b.text)
-    return VersionComparison(kind, name, a, b, tuple(ops), diff_stats(ops))
+    pair = (
+        compare_prompt_versions(name, a.version, b.version, experiment_id)
+        if kind == "prompt"
+        else None
+    )
+    return VersionComparison(kind, name, a, b, tuple(ops), diff_stats(ops), pair)
 
 
 # --- aliases ---------------------------------------------------------------------------

@@ -91,7 +91,8 @@ def test_alias_set_and_rollback_through_the_page(versions):
     assert registry.get_alias(eid, CRITERION, "production") == v2
 
 
-def test_versions_page_without_any_judge_says_how_to_get_one(demo_store):
+def test_versions_page_without_any_judge_says_how_to_get_one(experiment):
+    # An empty store: the demo one holds the demo app's registered prompt.
     at = _page()
     _ok(at)
     assert "No judge or prompt is registered yet" in at.info[0].value

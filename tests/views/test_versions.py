@@ -87,7 +87,11 @@ def test_side_by_side_html_escapes_the_text_and_marks_only_its_own_side():
 
 def test_subjects_and_version_summaries(two_versions):
     eid, result, v2 = two_versions
-    assert [(s.kind, s.name, s.latest) for s in list_subjects(eid)] == [("judge", CRITERION, v2)]
+    # The demo seed registers the demo app's prompt too (judges first, then prompts).
+    assert [(s.kind, s.name, s.latest) for s in list_subjects(eid)] == [
+        ("judge", CRITERION, v2),
+        ("prompt", "northwind-support", 1),
+    ]
     summaries = list_version_summaries(eid, "judge", CRITERION)
     assert [s.version for s in summaries] == [result.judge_version, v2]
     assert summaries[0].label.startswith(f"v{result.judge_version} · gepa")
