@@ -28,6 +28,91 @@ from core.views.versions import (
 #: The alias applications deploy (promotion is always explicit, never a run's doing).
 PRODUCTION = "production"
 
+
+def _launch_comparison(name: str, a: int, b: int) -> None:
+    """Callback: score versions a and b together as a job (one core call)."""
+    from core.optimization import jobs
+
+    ss = st.session_state
+    d = ss.get("versions_cmp_defaults") or {}
+    try:
+        run_id = jobs.launch_comparison(
+            ctx.experiment_id,
+            name,
+            a,
+            b,
+            dataset=ss.get("versions_cmp_dataset") or d.get("dataset", ""),
+            task_model=ss.get("versions_cmp_model") or d.get("task_model", ""),
+            judges=[j for j in ss.get("versions_cmp_judges") or () if j],
+            scorers=d.get("scorers") or (),
+            mapping=dict(d.get("mapping") or ()),
+            task_base_url=d.get("task_base_url"),
+        )
+    except AlignboardError as exc:
+        ss["versions_cmp_error"] = str(exc)
+        return
+    ss["versions_cmp_error"] = None
+    ss["versions_cmp_run"] = (name, a, b, run_id)
+
+
+def _score_together(name: str, a: int, b: int) -> None:
+    """Offer to score the two versions on held-out inputs, and follow that job."""
+    from core.optimization import jobs
+
+    ss = st.session_state
+    running = ss.get("versions_cmp_run")
+    if running and tuple(running[:3]) == (name, a, b):
+        run_id = running[3]
+        first = jobs.status(run_id)
+        if first.status == "finished":
+            # Scored: the comparison read before this point is stale; read it afresh.
+            ss["versions_cmp_run"] = None
+            data.version_comparison.clear()
+            st.rerun()
+
+        @st.fragment(run_every=2 if first.active else None)
+        def _follow() -> None:
+            now = jobs.status(run_id)
+            if first.active and not now.active:
+                # Finished: the comparison now finds this run.
+                data.version_comparison.clear()
+                st.rerun()
+            st.caption(f"Scoring v{a} and v{b} together: run `{run_id}`, status **{now.status}**.")
+            if now.status in ("failed", "interrupted"):
+                st.error(now.error or f"The comparison run {now.status}.")
+
+        _follow()
+        return
+    defaults = data.comparison_defaults(ctx.experiment_id, name)
+    if defaults is None:
+        st.caption(
+            "To score them together, optimize this prompt once on the Optimize page: the "
+            "comparison reuses that run's dataset, application model and judges."
+        )
+        return
+    ss["versions_cmp_defaults"] = defaults.to_dict()
+    with st.form("versions_cmp_form", border=True):
+        st.markdown(f"**Score v{a} and v{b} together on held-out inputs**")
+        st.text_input("Dataset source", value=defaults.dataset, key="versions_cmp_dataset")
+        st.text_input("Application model", value=defaults.task_model, key="versions_cmp_model")
+        st.multiselect(
+            "Judges",
+            list(defaults.judges),
+            default=list(defaults.judges),
+            key="versions_cmp_judges",
+        )
+        st.caption(
+            f"From run `{defaults.run_id}`. Both versions run on the held-out rows of this "
+            "dataset and are scored by these judges, as a background job; nothing is "
+            "registered."
+        )
+        st.form_submit_button(
+            "Score both", icon=":material/balance:", on_click=_launch_comparison, args=(name, a, b)
+        )
+    if ss.get("versions_cmp_error"):
+        st.error(ss["versions_cmp_error"])
+
+
 ctx = shell.require_context()
 st.title("Versions")
 ss = st.session_state
@@ -195,6 +280,8 @@ if subject.kind == "prompt":
             or f"v{cmp.a.version} and v{cmp.b.version} were never scored together.",
             icon=":material/info:",
         )
+        if cmp.a.version != cmp.b.version:
+            _score_together(subject.name, cmp.a.version, cmp.b.version)
     else:
         st.caption(
             f"From run `{pair.run_id}`, which scored both versions on the same held-out "

@@ -286,6 +286,12 @@ def version_comparison(
     return vc.compare_versions(experiment_id, kind, name, version_a, version_b)
 
 
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def comparison_defaults(experiment_id: str, name: str):
+    """What an on-demand comparison of two versions of ``name`` runs on (or None)."""
+    return pr.comparison_defaults(experiment_id, name)
+
+
 def after_alias() -> None:
     """An alias moved: clear what shows aliases."""
     version_subjects.clear()

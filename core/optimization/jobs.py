@@ -765,3 +765,43 @@ def wait(run_id: str, timeout_s: float = 600, poll_s: float = 0.5) -> JobStatus:
         if not current.active or time.monotonic() > deadline:
             return current
         time.sleep(poll_s)
+
+
+def launch_comparison(
+    experiment_id: str,
+    prompt: str,
+    version_a: int,
+    version_b: int,
+    *,
+    dataset: str,
+    task_model: str,
+    judges: Sequence[str],
+    scorers: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
+    task_base_url: str | None = None,
+) -> str:
+    """Score two versions of a prompt on the held-out rows of ``dataset`` as a background
+    job (the Versions page's "score them together"); nothing is optimized or registered.
+
+    Returns:
+        The comparison run's id (optimizer ``compare``).
+
+    Raises:
+        ValidationError: pre-flight refused it (every finding is in the message).
+        NotFoundError: the prompt, a version or a judge does not exist.
+    """
+    from core.optimization.prompt_preflight import build_comparison_settings
+
+    settings = build_comparison_settings(
+        experiment_id,
+        prompt,
+        version_a,
+        version_b,
+        dataset=dataset,
+        task_model=task_model,
+        judges=judges,
+        scorers=scorers,
+        mapping=mapping,
+        task_base_url=task_base_url,
+    )
+    return launch(settings)

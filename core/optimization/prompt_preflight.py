@@ -251,7 +251,7 @@ def build_comparison_settings(
         workers=workers,
         alias=None,
     )
-    return replace(base, optimizer=COMPARE, compare_version=int(version_b))
+    return replace(base, optimizer="compare", compare_version=int(version_b))
 
 
 def load_rows_for(settings: PromptSettings) -> list[DatasetRow]:

@@ -32,6 +32,7 @@ from core.errors import NotFoundError
 from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.jobs import KIND_PROMPT, TAG_PROMPT
+from core.optimization.prompt_spec import COMPARE
 from core.store import config
 from core.views.formatting import interval
 
@@ -39,8 +40,6 @@ from core.views.formatting import interval
 #: this light module does not import; tests/views/test_prompt_runs.py keeps them equal).
 VERSION_TAG_RUN = "alignboard.run_id"
 VERSION_TAG_BASE = "alignboard.base_version"
-#: Optimizer name of a comparison run (``core.optimization.prompt_spec.COMPARE``).
-COMPARE = "compare"
 #: The aggregated score's key in ``TestMetrics.scores``.
 OVERALL = "overall"
 #: How many optimization runs a picker lists.
@@ -497,6 +496,52 @@ def _compare_run(experiment_id: str, name: str, a: int, b: int) -> tuple[str | N
     return None, False
 
 
+@dataclass(frozen=True)
+class ComparisonDefaults:
+    """What an on-demand comparison of two versions of a prompt runs on: the dataset,
+    application model and judges of the prompt's newest finished optimization."""
+
+    dataset: str
+    task_model: str
+    judges: tuple[str, ...]
+    scorers: tuple[str, ...] = ()
+    mapping: tuple[tuple[str, str], ...] = ()
+    task_base_url: str | None = None
+    run_id: str | None = None
+    """The run these come from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def comparison_defaults(experiment_id: str, name: str) -> ComparisonDefaults | None:
+    """The settings of ``name``'s newest finished optimization in the experiment, as the
+    defaults of a comparison (None when it was never optimized here)."""
+    from core.optimization.engine import load_any_settings
+    from core.optimization.prompt_spec import PromptSettings
+
+    for job in list_prompt_runs(experiment_id):
+        if job.status != "finished" or getattr(job, "prompt_name", None) != name:
+            continue
+        try:
+            s = load_any_settings(job.run_id)
+        except NotFoundError:
+            continue
+        if not isinstance(s, PromptSettings):
+            continue
+        return ComparisonDefaults(
+            dataset=s.dataset,
+            task_model=s.task_model,
+            judges=tuple(f"{j.name}@{j.version}" for j in s.judges),
+            scorers=s.scorers,
+            mapping=s.mapping,
+            task_base_url=s.task_base_url,
+            run_id=job.run_id,
+        )
+    return None
+
+
 def compare_prompt_versions(
     name: str, version_a: int, version_b: int, experiment_id: str | None = None
 ) -> PromptPair:
@@ -511,8 +556,7 @@ def compare_prompt_versions(
     a, b = int(version_a), int(version_b)
     never = (
         f"v{a} and v{b} were never scored together: no finished optimization run compared "
-        "exactly these two versions on the same held-out inputs. Scoring two versions on "
-        "demand is not built yet; compare a version with the one it was optimized from."
+        "exactly these two versions on the same held-out inputs. Score them together below."
     )
     if a == b:
         _version_tags(name, a)

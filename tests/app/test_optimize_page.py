@@ -244,7 +244,39 @@ def test_the_versions_page_says_when_two_prompt_versions_were_never_scored_toget
     at.selectbox(key="versions_subject").set_value(label).run()
     _ok(at)
     notes = [i.value for i in at.info]
-    assert any("never scored together" in n and "not built yet" in n for n in notes), notes
+    assert any("never scored together" in n for n in notes), notes
+    # Never optimized here: nothing to take a dataset and judges from, and it says so.
+    assert any("optimize this prompt once" in c.value for c in at.caption)
+
+
+def test_two_versions_never_scored_together_are_scored_on_demand_as_a_job(prompt_demo):
+    import time
+
+    from core.optimization import jobs
+    from core.store.prompts import register_prompt
+
+    result = _optimized(prompt_demo)  # v2, from v1: the comparison's defaults come from this run
+    v3 = register_prompt(PROMPT, load_prompt(f"{PROMPT}@1").template + '\n- Never say "sorry".')
+    at = _page("versions", prompt=PROMPT, a="1", b=str(v3.version))
+    _ok(at)
+    assert any("never scored together" in i.value for i in at.info)
+    assert at.text_input(key="versions_cmp_dataset").value == "dataset:northwind-messages"
+    assert at.multiselect(key="versions_cmp_judges").value == ["support_quality@1"]
+    at.button(key="FormSubmitter:versions_cmp_form-Score both").click().run()
+    _ok(at)
+    run_id = at.session_state["versions_cmp_run"][3]
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while jobs.status(run_id).active and time.monotonic() < deadline:
+        time.sleep(1)
+    assert jobs.status(run_id).status == "finished"
+    at.run()
+    _ok(at)
+    scores = next(df.value for df in at.dataframe if "v1 score" in df.value.columns)
+    assert f"v{v3.version} score" in scores.columns
+    outputs = [c.value for c in at.code if c.value.startswith("[demo stand-in] ")]
+    assert outputs and not any("sorry" in o.lower() for o in outputs[1::2])
+    # Nothing was registered by the comparison; the optimization's version is still v2.
+    assert load_prompt(PROMPT).version == v3.version and result.prompt_version == 2
 
 
 def test_an_uploaded_file_becomes_an_evaluation_dataset_to_optimize_on(prompt_demo, tmp_path):

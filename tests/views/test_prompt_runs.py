@@ -145,7 +145,7 @@ def test_versions_no_run_compared_say_they_were_never_scored_together(prompt_run
     for a, b in ((1, v3.version), (2, v3.version)):
         pair = pr.compare_prompt_versions(PROMPT, a, b)
         assert not pair.scored and pair.outputs is None and pair.run_id is None
-        assert "never scored together" in pair.note and "not built yet" in pair.note
+        assert "never scored together" in pair.note and "Score them together" in pair.note
 
 
 def test_builders_read_record_dicts_and_swap_sides():
