@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 
@@ -64,6 +65,7 @@ init_page_state(
         "register_worse": False,
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
+        "launch_lock": threading.Lock(),
     },
 )
 st.title("Align")
@@ -103,9 +105,19 @@ def _form_settings(crit):
 
 def _launch(crit, token: str) -> None:
     """Check and launch what the form holds now (Launch submits the form first)."""
-    if ss.get("align_token") != token:
-        # A second click on a form already launched (a double click): nothing more to do.
-        return
+    # The two submissions of a double click can run their callbacks at the same time (seen
+    # in Chromium on the Optimize page): the token is checked and spent under a lock.
+    with ss["align_launch_lock"]:
+        if ss.get("align_token") != token:
+            # A second click on a form already launched: nothing more to do.
+            return
+        _launch_now(crit)
+        # Spent only now: a click cut short before launching can be repeated.
+        ss["align_token"] = uuid.uuid4().hex
+    data.after_launch()
+
+
+def _launch_now(crit) -> None:
     try:
         settings = _form_settings(crit)
         check = data.alignment_check(settings)  # the same check the page shows, cached
@@ -118,9 +130,6 @@ def _launch(crit, token: str) -> None:
             ss["align_message"] = "Not launched: fix the pre-flight errors shown above first."
     except AlignboardError as exc:
         ss["align_message"] = str(exc)
-    # Spent only now: a click cut short before launching can be repeated.
-    ss["align_token"] = uuid.uuid4().hex
-    data.after_launch()
 
 
 def _concurrent_key(run_id: str) -> str:
