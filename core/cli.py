@@ -35,6 +35,12 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
             f"Seeded {experiment!r}: {res.traces_written} traces, "
             f"{res.labels_written} labels, queue {res.queue!r}."
         )
+        if res.prompt_name:
+            human += (
+                f" Application prompt {res.prompt_name!r} v{res.prompt_version}"
+                f" (alias production), evaluation dataset {res.dataset_name!r}"
+                f" ({res.dataset_rows_written} rows)."
+            )
     _print(args, res.to_dict(), human)
     return 0
 
