@@ -205,7 +205,12 @@ def test_sigterm_to_a_launched_job_records_it_interrupted(store_uri, monkeypatch
     run_id = jobs.launch(settings)
     running = wait_for(lambda: _status_if(run_id, lambda s: s.status == "running"), 120, "run")
     os.kill(running.pid, signal.SIGTERM)
-    final = wait_for(lambda: _status_if(run_id, lambda s: s.status != "running"), 60, "stop")
+    try:
+        final = wait_for(lambda: _status_if(run_id, lambda s: s.status != "running"), 60, "stop")
+    except AssertionError as exc:
+        # Seen once under a full suite's load (not reproduced in 8 runs alone or 6 at once):
+        # keep what the job wrote, so the next occurrence says where it was.
+        raise AssertionError(f"{exc}\njob log:\n{jobs.log_path(run_id).read_text()[-4000:]}")
     assert final.status == "interrupted", (final, jobs.log_path(run_id).read_text())
     # Recorded by the job itself on its way out (the SIGTERM handler), not by the pid probe.
     assert "stopped (signal)" in (final.error or ""), final.error
