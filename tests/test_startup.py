@@ -210,7 +210,8 @@ def test_sigterm_to_a_launched_job_records_it_interrupted(store_uri, monkeypatch
     except AssertionError as exc:
         # Seen once under a full suite's load (not reproduced in 8 runs alone or 6 at once):
         # keep what the job wrote, so the next occurrence says where it was.
-        raise AssertionError(f"{exc}\njob log:\n{jobs.log_path(run_id).read_text()[-4000:]}")
+        log = jobs.log_path(run_id).read_text()[-4000:]
+        raise AssertionError(f"{exc}\njob log:\n{log}") from exc
     assert final.status == "interrupted", (final, jobs.log_path(run_id).read_text())
     # Recorded by the job itself on its way out (the SIGTERM handler), not by the pid probe.
     assert "stopped (signal)" in (final.error or ""), final.error
