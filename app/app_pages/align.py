@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import data, nav, run_charts, shell
+from app.components import data, run_progress, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
@@ -23,7 +23,7 @@ from core.optimization.settings import (
 )
 from core.views.formatting import duration, number, when
 from core.views.overview import DEMO_NOTE
-from core.views.runs import metric_series, run_verdict
+from core.views.runs import run_verdict
 
 # The advanced section's model servers: (label, session key, what the server serves).
 _BASE_URL_INPUTS = (
@@ -378,49 +378,27 @@ else:
             # The job just ended: redraw the whole page once, which stops the polling.
             data.after_job_end()
             st.rerun()
-        head = st.columns([3, 1], vertical_alignment="center")
-        head[0].markdown(
-            f"**{now.judge_name or 'judge'}** · {now.optimizer or ''} · run `{run_id}` · "
-            f"status **{now.status}**"
-            + (
-                ""
-                if now.heartbeat_age_s is None
-                else f" · heartbeat {duration(now.heartbeat_age_s, 0)} ago"
-            )
-        )
-        head[1].page_link(
-            nav.page_path("run_explorer.py"),
-            label="Open in Run explorer",
-            icon=":material/query_stats:",
-            query_params={"run": run_id},
-        )
-        calls, cap = now.metric_calls or 0, now.budget or 0
+        run_progress.header(now, run_id, f"**{now.judge_name or 'judge'}** · {now.optimizer or ''}")
         if now.optimizer == "memalign":
             st.caption(
                 f"MemAlign step {now.iteration or 0}: it spends no judge calls while aligning, "
                 "so the budget does not apply."
             )
-        elif cap:
-            st.progress(min(calls / cap, 1.0), text=f"{calls:,} / {cap:,} metric calls used")
+        else:
+            run_progress.budget_bar(now)
         k = st.columns(3)
         k[0].metric("Iteration", now.iteration if now.iteration is not None else "-")
         k[1].metric("Current best (val)", number(now.best_score, 3, missing="-"))
         k[2].metric("Judge version", "-" if now.judge_version is None else f"v{now.judge_version}")
-        series = metric_series(run_id)
-        if not series.empty:
-            st.plotly_chart(run_charts.live_chart(series), key="align_live_chart")
+        run_progress.live_chart(run_id, "align_live_chart")
         if now.active:
-            st.button(
-                "Cancel",
+            run_progress.cancel_button(
+                now,
+                run_id,
                 key="align_cancel",
-                icon=":material/stop_circle:",
                 on_click=_cancel,
-                args=(run_id,),
-                disabled=now.cancel_requested,
                 help="Stops at the next iteration boundary; the best candidate so far is kept.",
             )
-            if now.cancel_requested:
-                st.caption("Cancel requested: the job stops at its next iteration boundary.")
         elif now.status == "finished":
             verdict = run_verdict(run_id)
             if verdict.registered is False:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import data, nav, run_charts, shell
+from app.components import data, nav, run_progress, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
@@ -31,7 +31,7 @@ from core.views.optimize import (
 )
 from core.views.overview import DEMO_NOTE
 from core.views.prompt_runs import prompt_label, same_active_run
-from core.views.runs import metric_series, run_verdict
+from core.views.runs import run_verdict
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -515,45 +515,23 @@ else:
             # The job just ended: redraw the whole page once, which stops the polling.
             data.after_prompt_job_end()
             st.rerun()
-        head = st.columns([3, 1], vertical_alignment="center")
-        head[0].markdown(
-            f"**{now.optimizer or 'optimization'}** · run `{run_id}` · status **{now.status}**"
-            + (
-                ""
-                if now.heartbeat_age_s is None
-                else f" · heartbeat {duration(now.heartbeat_age_s, 0)} ago"
-            )
-        )
-        head[1].page_link(
-            nav.page_path("run_explorer.py"),
-            label="Open in Run explorer",
-            icon=":material/query_stats:",
-            query_params={"run": run_id},
-        )
-        calls, cap = now.metric_calls or 0, now.budget or 0
-        if cap:
-            st.progress(min(calls / cap, 1.0), text=f"{calls:,} / {cap:,} metric calls used")
+        run_progress.header(now, run_id, f"**{now.optimizer or 'optimization'}**")
+        calls, cap = run_progress.budget_bar(now)
         k = st.columns(4)
         k[0].metric("Status", now.status)
         k[1].metric("Iteration", now.iteration if now.iteration is not None else "-")
         k[2].metric("Best validation score", number(now.best_score, 3, missing="-"))
         k[3].metric("Calls used / budget", f"{calls:,} / {cap:,}" if cap else f"{calls:,}")
-        series = metric_series(run_id)
-        if not series.empty:
-            st.plotly_chart(run_charts.live_chart(series), key="optimize_live_chart")
+        run_progress.live_chart(run_id, "optimize_live_chart")
         if now.active:
-            st.button(
-                "Cancel",
+            run_progress.cancel_button(
+                now,
+                run_id,
                 key="optimize_cancel",
-                icon=":material/stop_circle:",
                 on_click=_cancel,
-                args=(run_id,),
-                disabled=now.cancel_requested,
                 help="Stops at the next iteration boundary; the best prompt so far is kept "
                 "and scored on the held-out inputs.",
             )
-            if now.cancel_requested:
-                st.caption("Cancel requested: the job stops at its next iteration boundary.")
         elif now.status == "finished":
             verdict = run_verdict(run_id)
             if now.prompt_version is None:

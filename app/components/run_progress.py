@@ -1,0 +1,64 @@
+"""The live progress panel's shared pieces (Align and Optimize pages): the run's header
+line with its Run explorer link, the budget bar, the live chart and the Cancel button."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from app.components import nav, run_charts
+from core.views.formatting import duration
+from core.views.runs import metric_series
+
+
+def header(now: Any, run_id: str, title: str) -> None:
+    """``title · run id · status · heartbeat``, and a link to the run in the Run explorer."""
+    head = st.columns([3, 1], vertical_alignment="center")
+    head[0].markdown(
+        f"{title} · run `{run_id}` · status **{now.status}**"
+        + (
+            ""
+            if now.heartbeat_age_s is None
+            else f" · heartbeat {duration(now.heartbeat_age_s, 0)} ago"
+        )
+    )
+    head[1].page_link(
+        nav.page_path("run_explorer.py"),
+        label="Open in Run explorer",
+        icon=":material/query_stats:",
+        query_params={"run": run_id},
+    )
+
+
+def budget_bar(now: Any) -> tuple[int, int]:
+    """The metric calls used against the budget (when there is one); returns both."""
+    calls, cap = now.metric_calls or 0, now.budget or 0
+    if cap:
+        st.progress(min(calls / cap, 1.0), text=f"{calls:,} / {cap:,} metric calls used")
+    return calls, cap
+
+
+def live_chart(run_id: str, key: str) -> None:
+    """The run's per-iteration metrics so far."""
+    series = metric_series(run_id)
+    if not series.empty:
+        st.plotly_chart(run_charts.live_chart(series), key=key)
+
+
+def cancel_button(
+    now: Any, run_id: str, *, key: str, on_click: Callable[[str], None], help: str
+) -> None:
+    """Cancel (disabled once asked), and what a requested cancel means."""
+    st.button(
+        "Cancel",
+        key=key,
+        icon=":material/stop_circle:",
+        on_click=on_click,
+        args=(run_id,),
+        disabled=now.cancel_requested,
+        help=help,
+    )
+    if now.cancel_requested:
+        st.caption("Cancel requested: the job stops at its next iteration boundary.")
