@@ -373,7 +373,8 @@ def check_scoring(settings: ScoreSettings) -> ScoreCheck:
                     f"trace; its instructions must mention one of {', '.join(_VARIABLES)}.",
                 )
             )
-        for var in _missing_variables(exp, ids, variables):
+        # An empty selection is refused already; no trace to fill anything says nothing more.
+        for var in _missing_variables(exp, ids, variables) if ids else ():
             errors.append(
                 Finding(
                     "error",
