@@ -18,7 +18,7 @@ resume), with its own run (kind :data:`KIND_SCORE`):
    (``batch_get_traces``: root inputs and outputs, expectations) and evaluates them with
    :class:`~core.optimization.judging.JudgeEvaluator` (``workers`` calls in flight,
    bounded retries, a failure counted, not fatal; a rejected key stops the run). The
-   traces go through in units of one round of the workers, three units in flight at once
+   traces go through in units of one round of the workers, four units in flight at once
    on the evaluator's one pool, so its workers never wait for a unit to be read, and the
    verdicts of a finished unit are written while the next ones are judged: writes (5-15
    ms each on sqlite) overlap the calls instead of following them.
@@ -85,7 +85,7 @@ T = TypeVar("T")
 #: Trace infos (or traces) read per database call.
 _READ_BATCH = 100
 #: Units of traces judged at once: one being written while the next ones are judged.
-_AHEAD = 3
+_AHEAD = 4
 #: The template variables a trace fills from its root span and assessments.
 _INPUTS, _OUTPUTS, _EXPECTATIONS = "{{ inputs }}", "{{ outputs }}", "{{ expectations }}"
 #: MLflow's agent-as-judge variable: the whole trace, which every trace fills.
