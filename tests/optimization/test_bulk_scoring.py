@@ -276,3 +276,19 @@ def test_score_records_round_trip_and_older_results_still_read():
     # A result written before a field existed (and one with a field it does not know).
     old = {k: v for k, v in result.to_dict().items() if k != "write_seconds"}
     assert ScoreResult.from_dict({**old, "future_field": 1}).write_seconds == 0.0
+
+
+def test_a_second_active_scoring_of_the_same_version_is_refused(prompt_demo):
+    from core.optimization.bulk_scoring import create_score_run
+
+    settings = _settings(prompt_demo, limit=5)
+    first = create_score_run(settings, "queued", check=check_scoring(settings))
+    with pytest.raises(ValidationError, match=f"already queued \\(run {first}\\)"):
+        create_score_run(settings, "queued", check=check_scoring(settings))
+    v2 = _register(prompt_demo, "Is {{ outputs }} a good answer to {{ inputs }}?")
+    other = build_score_settings(prompt_demo, f"{JUDGE}@{v2}", TraceSelection(mode="all"))
+    assert create_score_run(other, "queued")  # another version: no overlap of verdicts
+    from core.optimization.recorder import set_status
+
+    set_status(MlflowClient(), first, "finished")  # once it ended, the version is free
+    assert create_score_run(settings, "queued", check=check_scoring(settings))
