@@ -34,6 +34,7 @@ PAGES: list[PageSpec] = [
     PageSpec("label.py", "Label", ":material/rate_review:", "Review", "label"),
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
     PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),
+    PageSpec("scores.py", "Score", ":material/fact_check:", "Analyze", "score"),
     PageSpec("align.py", "Align", ":material/tune:", "Align", "align"),
     PageSpec("optimize.py", "Optimize", ":material/auto_fix_high:", "Align", "optimize"),
     PageSpec("run_explorer.py", "Run explorer", ":material/query_stats:", "Align", "run_explorer"),

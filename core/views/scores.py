@@ -563,3 +563,101 @@ def _utc(ms: int) -> str:
     if not ms:
         return ""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---- the judge behind the verdicts -----------------------------------------------------
+
+
+def version_model(experiment_id: str, judge_name: str, version: int) -> str | None:
+    """The model URI a registered judge version calls (``demo:/judge``), None when unknown.
+
+    Only for saying so where its verdicts are shown: a version that no longer loads (a
+    deleted scorer) is unknown, not an error.
+    """
+    from core.optimization.registry import load_version
+
+    try:
+        judge = load_version(experiment_id, judge_name, version)
+    except Exception:  # a scorer that cannot load: nothing to say
+        return None
+    model = getattr(judge, "model", None)
+    return str(model) if model else None
+
+
+def is_demo_model(model: str | None) -> bool:
+    """Whether a model URI is the offline demo stand-in (``demo:/...``)."""
+    return bool(model) and str(model).startswith("demo:/")
+
+
+# ---- the launch form -------------------------------------------------------------------
+
+#: How the page names each selection mode.
+MODE_LABELS: dict[str, str] = {
+    "unlabeled": "Unlabeled",
+    "all": "All",
+    "labeled": "Labeled (a split)",
+    "queue": "A review queue",
+}
+
+
+def parse_tags(text: str | None) -> dict[str, str]:
+    """``"env=prod, app=shop"`` -> ``{"env": "prod", "app": "shop"}`` (empty text: none).
+
+    Raises:
+        ValidationError: a part without ``=`` or with an empty key (the message names it).
+    """
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError(f"Tag filter {part!r}: write key=value, separated by commas.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def day_start_ms(day: Any) -> int:
+    """Epoch ms of 00:00 UTC on a ``datetime.date``."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def form_selection(
+    mode: str,
+    *,
+    queue: str | None = None,
+    split: str = "all",
+    days: tuple[Any, ...] = (),
+    tags: str = "",
+    limit: int | None = None,
+) -> Any:
+    """The ``TraceSelection`` the Score page's form describes.
+
+    Args:
+        mode: unlabeled, all, labeled or queue.
+        queue: The queue (mode ``queue``).
+        split: The split (mode ``labeled``).
+        days: ``()`` (any time), ``(first day,)`` or ``(first day, last day)``
+            (``datetime.date``, UTC, both included).
+        tags: ``key=value`` pairs, comma separated (:func:`parse_tags`).
+        limit: At most this many traces; None or 0 for no limit.
+
+    Raises:
+        ValidationError: a malformed tag filter, or a queue mode without a queue.
+    """
+    from core.optimization.score_spec import TraceSelection
+
+    if mode == "queue" and not queue:
+        raise ValidationError("Pick the review queue whose traces to score.")
+    since = day_start_ms(days[0]) if days else None
+    until = day_start_ms(days[-1] + timedelta(days=1)) if len(days) > 1 else None
+    return TraceSelection(
+        mode=mode,  # checked by build_score_settings
+        queue=queue if mode == "queue" else None,
+        since_ms=since,
+        until_ms=until,
+        tags=parse_tags(tags),
+        split=split if mode == "labeled" else "all",
+        limit=limit or None,
+    )
