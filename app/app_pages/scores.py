@@ -132,6 +132,8 @@ else:
     if ss.get("score_ref") not in {r.ref for r in refs}:
         ss["score_ref"] = refs[0].ref
     by_ref = {r.ref: r for r in refs}
+    if not ss.get("score_mode"):  # a segmented control can be clicked off: back to default
+        ss["score_mode"] = "unlabeled"
     row = st.columns([2, 2, 1], vertical_alignment="bottom")
     row[0].selectbox(
         "Judge version",
@@ -149,8 +151,7 @@ else:
         "Labeled: traces the humans labeled, to measure the judge against them.",
     )
     row[2].number_input("Workers", 1, 64, key="score_workers", help="Judge calls at once.")
-    mode = ss["score_mode"] or "unlabeled"
-    ss["score_mode"] = mode
+    mode = ss["score_mode"]
     narrow = st.columns(4, vertical_alignment="bottom")
     if mode == "labeled":
         narrow[0].selectbox("Split", ["all", "train", "val", "test"], key="score_split")
@@ -216,6 +217,15 @@ if watched is not None:
     st.subheader("2. Progress")
     first = jobs.status(watched)
     polling = first.active
+    was = ss.get("score_seen")
+    if any(j.run_id == watched and j.status != first.status for j in all_jobs) or (
+        was is not None and was[0] == watched and was[1] != first.status
+    ):
+        # The job moved on since the page last looked (it ended, or died): what the cached
+        # reads say about its runs and verdicts is behind.
+        data.after_score_end()
+        all_jobs = data.score_jobs(ctx.experiment_id)
+    ss["score_seen"] = (watched, first.status)
 
     @st.fragment(run_every=1 if polling else None)
     def _live(run_id: str) -> None:
@@ -296,15 +306,24 @@ if sv.is_demo_model(data.judge_model(ctx.experiment_id, crit.name, version)):
     top[1].info(f"**These are the demo judge's verdicts.** {DEMO_NOTE}", icon=":material/science:")
 
 st.markdown("**Distribution**")
-dist_by = st.segmented_control(
-    "Group by",
-    ["version", "day", "week", "run"],
-    key="score_dist_by",
-    format_func=lambda g: "scoring run" if g == "run" else g,
-    help="Day and week: by the trace's request time (UTC). Per version: every version side "
-    "by side; otherwise the version picked above.",
+for key, default in (
+    ("score_dist_by", "version"),
+    ("score_drift_by", "batch"),
+    ("score_agreement", "all"),
+):
+    if not ss.get(key):  # a segmented control clicked off: back to its default
+        ss[key] = default
+dist_by = (
+    st.segmented_control(
+        "Group by",
+        ["version", "day", "week", "run"],
+        key="score_dist_by",
+        format_func=lambda g: "scoring run" if g == "run" else g,
+        help="Day and week: by the trace's request time (UTC). Per version: every version side "
+        "by side; otherwise the version picked above.",
+    )
+    or "version"
 )
-dist_by = dist_by or "version"
 rows = sv.distribution(
     vs, cast(sv.DistributionBy, dist_by), version=None if dist_by == "version" else version
 )
@@ -314,15 +333,17 @@ st.plotly_chart(
 
 st.markdown("**Agreement with the humans over time (drift)**")
 d = st.columns([2, 1], vertical_alignment="bottom")
-drift_by = d[0].segmented_control(
-    "Period",
-    list(sv.DRIFT_BY),
-    key="score_drift_by",
-    format_func=lambda g: _PERIODS[g],
-    help="Week: by trace request time. Batch: consecutive labeled traces in arrival order. "
-    "Run: the scoring run that wrote the verdict.",
+drift_by = (
+    d[0].segmented_control(
+        "Period",
+        list(sv.DRIFT_BY),
+        key="score_drift_by",
+        format_func=lambda g: _PERIODS[g],
+        help="Week: by trace request time. Batch: consecutive labeled traces in arrival order. "
+        "Run: the scoring run that wrote the verdict.",
+    )
+    or "batch"
 )
-drift_by = drift_by or "batch"
 if drift_by == "batch":
     d[1].number_input("Traces per batch", 2, 10_000, key="score_batch")
 result = sv.drift(vs, version, cast(sv.DriftBy, drift_by), batch_size=int(ss["score_batch"]))

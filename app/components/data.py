@@ -503,8 +503,8 @@ def judge_model(experiment_id: str, judge_name: str, version: int) -> str | None
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
 def score_jobs(experiment_id: str, limit: int = 20) -> list:
     """The experiment's bulk-scoring jobs (``JobStatus``), newest first."""
-    from core.optimization.bulk_scoring import KIND_SCORE
     from core.optimization.jobs import list_jobs
+    from core.optimization.score_spec import KIND_SCORE
 
     return list_jobs(experiment_id, limit, kind=KIND_SCORE)
 

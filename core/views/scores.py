@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from core.agreement import AgreementReport, compare
 from core.errors import ValidationError
@@ -646,14 +646,14 @@ def form_selection(
     Raises:
         ValidationError: a malformed tag filter, or a queue mode without a queue.
     """
-    from core.optimization.score_spec import TraceSelection
+    from core.optimization.score_spec import SelectionMode, TraceSelection
 
     if mode == "queue" and not queue:
         raise ValidationError("Pick the review queue whose traces to score.")
     since = day_start_ms(days[0]) if days else None
     until = day_start_ms(days[-1] + timedelta(days=1)) if len(days) > 1 else None
     return TraceSelection(
-        mode=mode,  # checked by build_score_settings
+        mode=cast(SelectionMode, mode),  # checked by build_score_settings
         queue=queue if mode == "queue" else None,
         since_ms=since,
         until_ms=until,
