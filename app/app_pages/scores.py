@@ -121,8 +121,8 @@ def _resume(run_id: str) -> None:
     data.after_score_launch()
 
 
-# ---- 1. launch -------------------------------------------------------------------------
-st.subheader("1. Score traces")
+# ---- launch -------------------------------------------------------------------------
+st.subheader("Score traces")
 if not refs:
     st.info(
         f"No registered version of {crit.name} yet: align one on the Align page, then score "
@@ -134,7 +134,7 @@ else:
     by_ref = {r.ref: r for r in refs}
     if not ss.get("score_mode"):  # a segmented control can be clicked off: back to default
         ss["score_mode"] = "unlabeled"
-    row = st.columns([2, 2, 1], vertical_alignment="bottom")
+    row = st.columns([3, 1], vertical_alignment="bottom")
     row[0].selectbox(
         "Judge version",
         list(by_ref),
@@ -142,7 +142,8 @@ else:
         format_func=lambda r: by_ref[r].label,
         help="An alias (production) is resolved to its version when you launch.",
     )
-    row[1].segmented_control(
+    row[1].number_input("Workers", 1, 64, key="score_workers", help="Judge calls at once.")
+    st.segmented_control(
         "Traces",
         list(sv.MODE_LABELS),
         key="score_mode",
@@ -150,7 +151,6 @@ else:
         help="Unlabeled: no human label for this criterion yet (what a judge is for). "
         "Labeled: traces the humans labeled, to measure the judge against them.",
     )
-    row[2].number_input("Workers", 1, 64, key="score_workers", help="Judge calls at once.")
     mode = ss["score_mode"]
     narrow = st.columns(4, vertical_alignment="bottom")
     if mode == "labeled":
@@ -209,12 +209,12 @@ else:
     if ss.get("score_message"):
         st.error(ss["score_message"])
 
-# ---- 2. progress -----------------------------------------------------------------------
+# ---- progress -----------------------------------------------------------------------
 all_jobs = data.score_jobs(ctx.experiment_id)
 watched = ss.get("score_run") or next((j.run_id for j in all_jobs if j.active), None)
 if watched is not None:
     ss["score_run"] = watched
-    st.subheader("2. Progress")
+    st.subheader("Progress")
     first = jobs.status(watched)
     polling = first.active
     was = ss.get("score_seen")
@@ -288,8 +288,8 @@ if all_jobs:
             key="score_runs",
         )
 
-# ---- 3. results ------------------------------------------------------------------------
-st.subheader("3. Verdicts")
+# ---- results ------------------------------------------------------------------------
+st.subheader("Verdicts")
 vs = data.verdicts(ctx.experiment_id, crit)
 if not vs.verdicts:
     st.info(f"No verdicts of a registered {crit.name} version yet: score some traces above.")
