@@ -373,7 +373,8 @@ def check_scoring(settings: ScoreSettings) -> ScoreCheck:
                     f"trace; its instructions must mention one of {', '.join(_VARIABLES)}.",
                 )
             )
-        for var in _missing_variables(exp, ids, variables):
+        # An empty selection is refused already; no trace to fill anything says nothing more.
+        for var in _missing_variables(exp, ids, variables) if ids else ():
             errors.append(
                 Finding(
                     "error",
@@ -619,6 +620,7 @@ class _Tally:
     failed: int = 0
     skipped: int = 0
     missing: int = 0
+    write_seconds: float = 0.0
     values: Counter[str] = field(default_factory=Counter)
 
 
@@ -675,6 +677,7 @@ def _score(
                 verdicts = pending.popleft().result()  # CredentialsError ends the run
                 if not cancelled:
                     submit_next()
+                writing = time.monotonic()
                 for trace_id, verdict in verdicts:
                     if not verdict.ok:
                         tally.failed += 1
@@ -682,6 +685,7 @@ def _score(
                     write_verdict(trace_id, name, version, verdict, metadata=meta)
                     tally.scored += 1
                     tally.values[value_key(verdict.value)] += 1
+                tally.write_seconds += time.monotonic() - writing
                 step += 1
                 recorder.log_metrics(_counts(tally, total), step=step)
                 recorder.heartbeat()
@@ -704,6 +708,7 @@ def _score(
             "wall_seconds": wall,
             "llm_calls": stats.calls,
             "llm_retries": stats.retries,
+            "write_seconds": tally.write_seconds,
         },
         step=step,
     )
@@ -724,6 +729,7 @@ def _score(
         retries=stats.retries,
         resumed=resume,
         warnings=[f.to_dict() for f in check.findings if f.level == "warning"],
+        write_seconds=round(tally.write_seconds, 3),
     )
     record.write_result(recorder, result)
     recorder.set_status(result.status)

@@ -602,6 +602,8 @@ class ScoreResult:
     """True when this continued an earlier, interrupted attempt."""
     warnings: list[dict[str, str]] = field(default_factory=list)
     """Pre-flight warnings."""
+    write_seconds: float = 0.0
+    """Time spent writing verdicts (while later batches were being judged)."""
 
     @property
     def n_done(self) -> int:
