@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
@@ -203,9 +203,7 @@ def load_verdicts(experiment_id: str, criterion: Criterion) -> Verdicts:
 
 
 def _with_human(v: Verdict, human: Any, rationale: str) -> Verdict:
-    d = asdict(v)
-    d.update(human=human, human_rationale=rationale)
-    return Verdict(**d)
+    return replace(v, human=human, human_rationale=rationale)
 
 
 # ---- periods ---------------------------------------------------------------------------

@@ -266,3 +266,24 @@ def test_trace_rows_filter_by_verdict_and_agreement():
     assert trace_rows(vs, 2)[0].trace_id == "tr-103"  # full id, text
     with pytest.raises(ValidationError, match="agreement filter"):
         trace_rows(vs, 1, agreement="maybe")  # type: ignore[arg-type]
+
+
+def test_the_launch_form_becomes_a_trace_selection():
+    from datetime import date
+
+    from core.views.scores import form_selection, parse_tags
+
+    assert parse_tags(" env=prod, app = shop ,") == {"env": "prod", "app": "shop"}
+    with pytest.raises(ValidationError, match="key=value"):
+        parse_tags("env")
+    sel = form_selection(
+        "labeled", split="test", days=(date(2026, 11, 2), date(2026, 11, 8)), tags="env=prod"
+    )
+    assert (sel.mode, sel.split, sel.tags, sel.limit) == ("labeled", "test", {"env": "prod"}, None)
+    # Both days included: until is the start of the day after the last one (exclusive).
+    assert sel.since_ms == _ms(2026, 11, 2, 0) and sel.until_ms == _ms(2026, 11, 9, 0)
+    one_day = form_selection("all", days=(date(2026, 11, 2),), limit=50, split="test")
+    assert one_day.until_ms is None and one_day.limit == 50 and one_day.split == "all"
+    with pytest.raises(ValidationError, match="queue"):
+        form_selection("queue")
+    assert form_selection("queue", queue="support-review").queue == "support-review"
