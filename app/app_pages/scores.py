@@ -225,6 +225,8 @@ if watched is not None:
         # reads say about its runs and verdicts is behind.
         data.after_score_end()
         all_jobs = data.score_jobs(ctx.experiment_id)
+        if not first.active and first.judge_version is not None:
+            ss["score_version"] = first.judge_version  # show what the job just wrote
     ss["score_seen"] = (watched, first.status)
 
     @st.fragment(run_every=1 if polling else None)
@@ -418,7 +420,7 @@ st.dataframe(
             "verdict": r.verdict,
             "rationale": r.rationale,
             "human": r.human,
-            "agrees": r.agrees,
+            "agrees": {True: "yes", False: "no", None: ""}[r.agrees],
         }
         for r in table
     ],
@@ -429,7 +431,7 @@ st.dataframe(
         "trace id": st.column_config.TextColumn(width="medium"),
         "request": st.column_config.TextColumn(width="medium"),
         "rationale": st.column_config.TextColumn(width="large"),
-        "agrees": st.column_config.CheckboxColumn(),
+        "agrees": st.column_config.TextColumn(width="small"),
     },
 )
 st.page_link(nav.page_path("agreement.py"), label="Compare raters on the Agreement page")

@@ -101,7 +101,7 @@ def distribution_chart(rows: list, values: list[str], *, title: str = "") -> go.
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         yaxis={"title": "share of verdicts", "tickformat": ".0%", "range": [0, 1]},
         xaxis={"title": title, "type": "category"},
-        legend={"orientation": "h", "y": 1.12},
+        legend={"orientation": "h", "y": 1.12, "traceorder": "normal"},
     )
     return fig
 
@@ -167,7 +167,8 @@ def drift_chart(drift) -> go.Figure:
                 y=value,
                 line={"dash": "dot", "color": color, "width": 1},
                 annotation_text=f"overall {name} {number(value)}",
-                annotation_position="top left",
+                # Accuracy is usually the higher of the two: its label above, kappa's below.
+                annotation_position="top left" if metric == "accuracy" else "bottom left",
             )
     fig.update_layout(
         height=360,
