@@ -488,7 +488,7 @@ def after_dataset_saved() -> None:
 from core.views import scores as sv  # noqa: E402
 
 
-@st.cache_data(ttl=15, max_entries=16, show_spinner="Reading the verdicts...")
+@st.cache_data(ttl=30, max_entries=16, show_spinner="Reading the verdicts...")
 def verdicts(experiment_id: str, criterion: Criterion) -> sv.Verdicts:
     """Every verdict of the criterion's judge, with each trace's human label."""
     return sv.load_verdicts(experiment_id, criterion)
