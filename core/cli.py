@@ -309,6 +309,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     progress = f"iteration {st.iteration}" if st.iteration is not None else "no iteration yet"
     calls = f", {st.metric_calls}/{st.budget} metric calls" if st.metric_calls is not None else ""
     human = f"{st.run_id}: {st.status} ({progress}{calls})"
+    if st.is_score:
+        human = (
+            f"{st.run_id}: {st.status}: scoring {st.judge_name} v{st.judge_version}, "
+            f"{st.n_scored or 0} scored, {st.n_skipped or 0} already scored, "
+            f"{st.n_failed or 0} failed of {st.n_total if st.n_total is not None else '?'}"
+        )
     if st.verdict is not None:
         significance = ""
         if st.significant is not None:

@@ -14,17 +14,17 @@ resume), with its own run (kind :data:`KIND_SCORE`):
    version, empty selection, a judge whose template variables the selected traces cannot
    fill, a missing credential. It also selects the traces (:func:`select_traces`), which
    the run records (``score_traces.json``) so that a resume judges the same set.
-2. :func:`run_scoring` judges the traces batch by batch. Each batch reads its traces
+2. :func:`run_scoring` judges the traces. Each unit reads its traces
    (``batch_get_traces``: root inputs and outputs, expectations) and evaluates them with
    :class:`~core.optimization.judging.JudgeEvaluator` (``workers`` calls in flight,
-   bounded retries, a failure counted, not fatal; a rejected key stops the run). Two
-   batches are in flight at once on the evaluator's one pool, so its workers never wait
-   for a batch to be read, and the verdicts of a finished batch are written while the
-   next ones are judged: writes (5-15 ms each on sqlite) overlap the calls instead of
-   following them.
+   bounded retries, a failure counted, not fatal; a rejected key stops the run). The
+   traces go through in units of one round of the workers, three units in flight at once
+   on the evaluator's one pool, so its workers never wait for a unit to be read, and the
+   verdicts of a finished unit are written while the next ones are judged: writes (5-15
+   ms each on sqlite) overlap the calls instead of following them.
 3. Idempotent: traces that already carry this version's verdict are skipped, so a second
    run over the same traces writes nothing, and a resumed run skips what the dead one
-   wrote. The cancel tag is read between batches; the batches already in flight are
+   wrote. The cancel tag is read after every batch (``batch_size`` traces); the units in flight are
    finished and written (they are paid for).
 4. The summary (:class:`~core.optimization.record.ScoreResult`) goes to ``result.json``;
    cumulative counts are metrics at each batch (``n_scored``, ``n_skipped``,
@@ -83,8 +83,8 @@ log = logging.getLogger(__name__)
 
 #: Trace infos (or traces) read per database call.
 _READ_BATCH = 100
-#: Batches judged at once: one being written while the next ones are judged.
-_AHEAD = 2
+#: Units of traces judged at once: one being written while the next ones are judged.
+_AHEAD = 3
 #: The template variables a trace fills from its root span and assessments.
 _INPUTS, _OUTPUTS, _EXPECTATIONS = "{{ inputs }}", "{{ outputs }}", "{{ expectations }}"
 #: MLflow's agent-as-judge variable: the whole trace, which every trace fills.
@@ -652,31 +652,36 @@ def _score(
     recorder.log_metrics(_counts(tally, total), step=step)
     cancelled = False
 
-    def judge(batch: list[str]) -> list[tuple[str, Verdict]]:
-        examples = _examples(batch)
-        tally.missing += len(batch) - len(examples)  # one writer of it: this batch's thread
+    def judge(unit: list[str]) -> tuple[list[tuple[str, Verdict]], int]:
+        examples = _examples(unit)
         verdicts = evaluator.evaluate(candidate, examples)
-        return [(e.trace_id, v) for e, v in zip(examples, verdicts, strict=True)]
+        pairs = [(e.trace_id, v) for e, v in zip(examples, verdicts, strict=True)]
+        return pairs, len(unit) - len(examples)
 
-    batches = _batches(todo, settings.batch_size)
-    # Two batch threads feed the evaluator's one pool of ``workers``: while one batch's
-    # last calls finish (and its verdicts are written here), the next one's are queued.
-    pool = ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="score-batch")
-    pending: deque[Future[list[tuple[str, Verdict]]]] = deque()
+    # Traces are judged in small units (one round of the workers each), ``_AHEAD`` units at
+    # once on the evaluator's one pool: its workers always have the next unit's calls
+    # queued, and each unit's verdicts are written here as soon as it returns, while the
+    # next ones are judged; the run's tail is one unit's writes, not a whole batch's.
+    # Metrics, heartbeat and the cancel check come once per ``batch_size`` traces.
+    units = _batches(todo, max(1, min(settings.batch_size, settings.workers)))
+    pool = ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="score-unit")
+    pending: deque[Future[tuple[list[tuple[str, Verdict]], int]]] = deque()
 
     def submit_next() -> None:
-        batch = next(batches, None)
-        if batch:
-            pending.append(pool.submit(judge, batch))
+        unit = next(units, None)
+        if unit:
+            pending.append(pool.submit(judge, unit))
 
     try:
         with track_usage():
             for _ in range(_AHEAD):
                 submit_next()
+            since_log = 0
             while pending:
-                verdicts = pending.popleft().result()  # CredentialsError ends the run
+                verdicts, missing = pending.popleft().result()  # CredentialsError ends it
                 if not cancelled:
                     submit_next()
+                tally.missing += missing
                 writing = time.monotonic()
                 for trace_id, verdict in verdicts:
                     if not verdict.ok:
@@ -686,11 +691,15 @@ def _score(
                     tally.scored += 1
                     tally.values[value_key(verdict.value)] += 1
                 tally.write_seconds += time.monotonic() - writing
+                since_log += len(verdicts) + missing
+                if since_log < settings.batch_size and pending:
+                    continue
+                since_log = 0
                 step += 1
                 recorder.log_metrics(_counts(tally, total), step=step)
                 recorder.heartbeat()
                 if not cancelled and recorder.should_stop():
-                    # Finish (and write) the batches already being judged, start no more.
+                    # Finish (and write) the units already being judged, start no more.
                     cancelled = True
     except CredentialsError:
         for fut in pending:

@@ -113,7 +113,7 @@ class ScoreSettings:
     workers: int = 8
     """Judge calls in flight at once."""
     batch_size: int = 50
-    """Traces read, judged and written per batch (cancel is checked between batches)."""
+    """Traces per batch: metrics, heartbeat and the cancel check come once per batch."""
     kind: str = SCORE
     """Always ``score``: tells these settings from an alignment's or a prompt run's."""
 

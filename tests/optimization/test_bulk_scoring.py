@@ -264,3 +264,15 @@ def test_settings_round_trip_and_describe():
     assert ScoreSettings.from_dict(json.loads(settings.to_json())) == settings
     assert sel.describe() == "labeled traces (test split), tag env=prod, at most 5"
     assert TraceSelection(since_ms=1767225600000).describe() == "unlabeled traces since 2026-01-01"
+
+
+def test_score_records_round_trip_and_older_results_still_read():
+    from core.optimization.record import ScoreResult, ScoreTraces
+
+    traces = ScoreTraces(("t1", "t2"), "all traces")
+    assert ScoreTraces.from_dict(json.loads(json.dumps(traces.to_dict()))) == traces
+    result = ScoreResult("r", "finished", JUDGE, 2, f"{JUDGE}/v2", 5, 3, 1, 1, {"pass": 3})
+    assert ScoreResult.from_dict(result.to_dict()) == result and result.n_done == 5
+    # A result written before a field existed (and one with a field it does not know).
+    old = {k: v for k, v in result.to_dict().items() if k != "write_seconds"}
+    assert ScoreResult.from_dict({**old, "future_field": 1}).write_seconds == 0.0
