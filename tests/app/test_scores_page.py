@@ -114,3 +114,26 @@ def test_an_empty_selection_is_refused_and_writes_nothing(prompt_demo):
     assert at.session_state["score_run"] is None
     assert _score_runs(prompt_demo) == []
     assert _judge_feedback(prompt_demo) == before
+
+
+def test_cancel_from_the_page_stops_the_job_and_offers_resume(prompt_demo, monkeypatch):
+    # A slow demo judge (the job process inherits the variable), one call at a time.
+    monkeypatch.setenv("ALIGNBOARD_DEMO_LATENCY_MS", "150")
+    at = _score(score_mode="all", score_workers=1)
+    at.button(key="score_launch").click().run()
+    _ok(at)
+    run_id = at.session_state["score_run"]
+    deadline = time.monotonic() + 60
+    while jobs.status(run_id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    at.button(key="score_cancel").click().run()
+    _ok(at)
+    final = jobs.wait(run_id, timeout_s=60, poll_s=0.3)
+    assert final.status == "cancelled", final
+    assert (final.n_scored or 0) < 84
+    at.run()
+    assert any("Cancelled" in w.value for w in at.warning)
+    assert at.button(key="score_resume").label == "Resume"
+    # What was written before the cancel is shown; nothing more.
+    assert len(_frame(at, "verdict")) == final.n_scored == _judge_feedback(prompt_demo)
