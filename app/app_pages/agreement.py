@@ -69,6 +69,10 @@ def _scoring_ended(run_id: str) -> None:
     ss["agree_predicted"] = Rater.judge(source_id)
 
 
+if ss.get("agree_score_experiment", ctx.experiment_id) != ctx.experiment_id:
+    # Another experiment picked in the sidebar: the job watched before is not its own.
+    ss["agree_score_run"] = None
+ss["agree_score_experiment"] = ctx.experiment_id
 _watched = ss["agree_score_run"]
 if _watched and ss["agree_score_seen"] != _watched and not jobs.status(_watched).active:
     _scoring_ended(_watched)

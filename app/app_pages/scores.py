@@ -47,6 +47,10 @@ init_page_state(
     },
     {"run": "run"},
 )
+if ss.get("score_experiment", ctx.experiment_id) != ctx.experiment_id:
+    # Another experiment picked in the sidebar: its jobs, not the one watched before.
+    ss["score_run"] = None
+ss["score_experiment"] = ctx.experiment_id
 ss.setdefault("score_token", uuid.uuid4().hex)
 ss.setdefault("score_launch_lock", threading.Lock())
 

@@ -19,7 +19,7 @@ from core.optimization import jobs
 from tests.support.judges import log_judge_verdict
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGES = ["overview", "traces", "label", "agreement"]
+PAGES = ["overview", "traces", "label", "agreement", "scores"]
 CRIT = "support_quality"
 
 
