@@ -18,7 +18,7 @@ resume), with its own run (kind :data:`KIND_SCORE`):
    (``batch_get_traces``: root inputs and outputs, expectations) and evaluates them with
    :class:`~core.optimization.judging.JudgeEvaluator` (``workers`` calls in flight,
    bounded retries, a failure counted, not fatal; a rejected key stops the run). The
-   traces go through in units of one round of the workers, three units in flight at once
+   traces go through in units of one round of the workers, four units in flight at once
    on the evaluator's one pool, so its workers never wait for a unit to be read, and the
    verdicts of a finished unit are written while the next ones are judged: writes (5-15
    ms each on sqlite) overlap the calls instead of following them.
@@ -43,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import CredentialsError, NotFoundError, ValidationError
 from core.optimization import record
@@ -80,11 +80,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Trace infos (or traces) read per database call.
 _READ_BATCH = 100
 #: Units of traces judged at once: one being written while the next ones are judged.
-_AHEAD = 3
+_AHEAD = 4
 #: The template variables a trace fills from its root span and assessments.
 _INPUTS, _OUTPUTS, _EXPECTATIONS = "{{ inputs }}", "{{ outputs }}", "{{ expectations }}"
 #: MLflow's agent-as-judge variable: the whole trace, which every trace fills.
@@ -624,9 +625,9 @@ class _Tally:
     values: Counter[str] = field(default_factory=Counter)
 
 
-def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(ids), size):
-        yield list(ids[i : i + size])
+def _batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
 
 
 def _score(
@@ -652,24 +653,44 @@ def _score(
     recorder.log_metrics(_counts(tally, total), step=step)
     cancelled = False
 
-    def judge(unit: list[str]) -> tuple[list[tuple[str, Verdict]], int]:
-        examples = _examples(unit)
-        verdicts = evaluator.evaluate(candidate, examples)
-        pairs = [(e.trace_id, v) for e, v in zip(examples, verdicts, strict=True)]
-        return pairs, len(unit) - len(examples)
+    def judge(unit: list[Example]) -> list[tuple[str, Verdict]]:
+        verdicts = evaluator.evaluate(candidate, unit)
+        return [(e.trace_id, v) for e, v in zip(unit, verdicts, strict=True)]
 
-    # Traces are judged in small units (one round of the workers each), ``_AHEAD`` units at
-    # once on the evaluator's one pool: its workers always have the next unit's calls
-    # queued, and each unit's verdicts are written here as soon as it returns, while the
-    # next ones are judged; the run's tail is one unit's writes, not a whole batch's.
-    # Metrics, heartbeat and the cancel check come once per ``batch_size`` traces.
-    units = _batches(todo, max(1, min(settings.batch_size, settings.workers)))
+    # The traces are read a batch at a time, two batches ahead, by one reader thread
+    # (few read transactions: on sqlite a reader holds up the writer's commit), and judged
+    # in small units (one round of the workers each), ``_AHEAD`` units at once on the
+    # evaluator's one pool: its workers always have the next unit's calls queued, and each
+    # unit's verdicts are written here as soon as it returns, while the next ones are
+    # judged; the run's tail is one unit's writes, not a whole batch's. Metrics, heartbeat
+    # and the cancel check come once per ``batch_size`` traces.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read")
+    chunks = _batches(todo, settings.batch_size)
+    reads: deque[Future[list[Example]]] = deque()
+
+    def read_ahead() -> None:
+        chunk = next(chunks, None)
+        if chunk:
+            reads.append(reader.submit(_examples, chunk))
+
+    def example_units() -> Iterator[list[Example]]:
+        read_ahead()
+        read_ahead()
+        while reads:
+            examples = reads.popleft().result()
+            read_ahead()
+            yield from _batches(examples, max(1, min(settings.batch_size, settings.workers)))
+
+    units = example_units()
     pool = ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="score-unit")
-    pending: deque[Future[tuple[list[tuple[str, Verdict]], int]]] = deque()
+    pending: deque[Future[list[tuple[str, Verdict]]]] = deque()
+    submitted = 0
 
     def submit_next() -> None:
+        nonlocal submitted
         unit = next(units, None)
         if unit:
+            submitted += len(unit)
             pending.append(pool.submit(judge, unit))
 
     try:
@@ -678,10 +699,9 @@ def _score(
                 submit_next()
             since_log = 0
             while pending:
-                verdicts, missing = pending.popleft().result()  # CredentialsError ends it
+                verdicts = pending.popleft().result()  # CredentialsError ends the run
                 if not cancelled:
                     submit_next()
-                tally.missing += missing
                 writing = time.monotonic()
                 for trace_id, verdict in verdicts:
                     if not verdict.ok:
@@ -691,7 +711,7 @@ def _score(
                     tally.scored += 1
                     tally.values[value_key(verdict.value)] += 1
                 tally.write_seconds += time.monotonic() - writing
-                since_log += len(verdicts) + missing
+                since_log += len(verdicts)
                 if since_log < settings.batch_size and pending:
                     continue
                 since_log = 0
@@ -707,7 +727,10 @@ def _score(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        reader.shutdown(wait=True, cancel_futures=True)
         evaluator.close()
+    # Traces deleted since the selection: nothing to judge (counted as done).
+    tally.missing = len(todo) - submitted if not cancelled else 0
     wall = round(time.monotonic() - started, 3)
     stats = evaluator.stats
     recorder.log_metrics(
