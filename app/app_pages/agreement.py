@@ -8,7 +8,8 @@ from app.components import charts, data, nav, shell
 from app.components.state import init_page_state
 from core.agreement.reviewers import ReviewerMatrix
 from core.errors import AlignboardError
-from core.optimization.scoring import score_version
+from core.optimization import jobs
+from core.optimization.scoring import version_source_id
 from core.views.agreement import (
     SPLIT_CHOICES,
     Rater,
@@ -21,7 +22,7 @@ from core.views.agreement import (
 )
 from core.views.formatting import interval, number
 
-init_page_state("agree", {"score_msg": None})
+init_page_state("agree", {"score_msg": None, "score_run": None, "score_seen": None})
 ctx = shell.require_context()
 st.title("Agreement")
 crits = data.criteria(ctx.experiment_id)
@@ -42,6 +43,39 @@ split = top[1].segmented_control(
     "on train, pick on val, and report on test.",
 )
 split = split or "all"
+
+
+def _scoring_ended(run_id: str) -> None:
+    """A "Score version" job ended: say what it did and compare that version with the humans.
+
+    Runs before the raters' pickers are drawn (so it may set them) and before the ratings
+    are read (so they include the new verdicts).
+    """
+    now = jobs.status(run_id)
+    ss["agree_score_seen"] = run_id
+    data.after_score_end()
+    if now.status != "finished":
+        ss["agree_score_msg"] = ("error", f"Scoring {now.status}: {now.error or 'no reason given'}")
+        return
+    source_id = version_source_id(now.judge_name or crit.name, int(now.judge_version or 0))
+    failed = f", {now.n_failed} failed" if now.n_failed else ""
+    ss["agree_score_msg"] = (
+        "ok",
+        f"{source_id}: judged {now.n_scored or 0} trace(s), {now.n_skipped or 0} already "
+        f"judged{failed}.",
+    )
+    # Show the version just measured against the humans.
+    ss["agree_reference"] = Rater.humans()
+    ss["agree_predicted"] = Rater.judge(source_id)
+
+
+if ss.get("agree_score_experiment", ctx.experiment_id) != ctx.experiment_id:
+    # Another experiment picked in the sidebar: the job watched before is not its own.
+    ss["agree_score_run"] = None
+ss["agree_score_experiment"] = ctx.experiment_id
+_watched = ss["agree_score_run"]
+if _watched and ss["agree_score_seen"] != _watched and not jobs.status(_watched).active:
+    _scoring_ended(_watched)
 ratings = data.ratings(ctx.experiment_id, crit)
 
 
@@ -93,21 +127,26 @@ versions = data.judge_versions(ctx.experiment_id, crit.name)
 
 
 def _score_version() -> None:
+    """Launch a bulk-scoring job of the version on the split's labeled traces."""
+    from core.optimization.bulk_scoring import build_score_settings, check_scoring
+    from core.optimization.score_spec import TraceSelection
+
     version = ss["agree_score_version"]
+    selection = TraceSelection(mode="labeled", split=ss["agree_split"] or "all")
     try:
-        res = score_version(ctx.experiment_id, crit.name, version, ss["agree_split"] or "all")
+        settings = build_score_settings(ctx.experiment_id, f"{crit.name}@{version}", selection)
+        check = check_scoring(settings)
+        errors = [f.message for f in check.findings if f.level == "error"]
+        if errors:
+            ss["agree_score_msg"] = ("error", " ".join(errors))
+            return
+        ss["agree_score_run"] = jobs.launch(settings, check=check)
     except AlignboardError as exc:
         ss["agree_score_msg"] = ("error", str(exc))
         return
-    failed = f", {res.failed} failed" if res.failed else ""
-    ss["agree_score_msg"] = (
-        "ok",
-        f"{res.source_id}: judged {res.scored} trace(s), {res.already} already judged{failed}.",
-    )
-    data.ratings.clear()
-    # Show the version just measured against the humans.
-    ss["agree_reference"] = Rater.humans()
-    ss["agree_predicted"] = Rater.judge(res.source_id)
+    ss["agree_score_msg"] = None
+    ss["agree_score_seen"] = None
+    data.after_score_launch()
 
 
 if versions:
@@ -119,10 +158,27 @@ if versions:
             index=len(versions) - 1,
             format_func=lambda n: f"{crit.name} v{n}",
             key="agree_score_version",
-            help="Runs that version on the labeled traces of the split and stores its "
-            "verdicts as judge feedback; it then appears below as a rater.",
+            help="Scores that version on the labeled traces of the split, as a background "
+            "job (traces it already judged are skipped), and stores its verdicts as judge "
+            "feedback; it then appears below as a rater.",
         )
         row[1].form_submit_button("Score version", on_click=_score_version)
+    if _watched and ss["agree_score_seen"] != _watched:
+
+        @st.fragment(run_every=1)
+        def _scoring(run_id: str) -> None:
+            now = jobs.status(run_id)
+            if not now.active:
+                st.rerun()  # the whole page: it reports the end and compares the version
+            total = now.n_total or 0
+            done = (now.n_scored or 0) + (now.n_skipped or 0) + (now.n_failed or 0)
+            st.progress(
+                min(done / total, 1.0) if total else 0.0,
+                text=f"Scoring {now.judge_name} v{now.judge_version}: {done:,} / {total:,} "
+                f"traces ({now.status})",
+            )
+
+        _scoring(_watched)
     kind, msg = ss["agree_score_msg"] or (None, None)
     if kind == "error":
         st.error(msg)

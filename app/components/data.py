@@ -246,6 +246,7 @@ def after_label(trace_id: str, experiment_id: str, criterion: str, reviewer: str
     trace_page.clear()
     overview.clear()
     ratings.clear()
+    verdicts.clear()  # the Score page shows each verdict's human label
 
 
 def after_import() -> None:
@@ -258,6 +259,7 @@ def after_import() -> None:
     _work_list_stamp.clear()
     _done.clear()
     ratings.clear()
+    verdicts.clear()
 
 
 # --- Versions page -----------------------------------------------------------------------
@@ -478,3 +480,56 @@ def after_dataset_saved() -> None:
     """An evaluation dataset was created (an upload on the Optimize page)."""
     eval_datasets.clear()
     dataset_fields.clear()
+
+
+# --- bulk scoring: Score and Agreement pages --------------------------------------------
+
+# Imported with its section (appended to this module) rather than at the top.
+from core.views import scores as sv  # noqa: E402
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner="Reading the verdicts...")
+def verdicts(experiment_id: str, criterion: Criterion) -> sv.Verdicts:
+    """Every verdict of the criterion's judge, with each trace's human label."""
+    return sv.load_verdicts(experiment_id, criterion)
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner=False)
+def judge_model(experiment_id: str, judge_name: str, version: int) -> str | None:
+    """The model a registered judge version calls (to say when it is the demo)."""
+    return sv.version_model(experiment_id, judge_name, version)
+
+
+@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
+def score_jobs(experiment_id: str, limit: int = 20) -> list:
+    """The experiment's bulk-scoring jobs (``JobStatus``), newest first."""
+    from core.optimization.jobs import list_jobs
+    from core.optimization.score_spec import KIND_SCORE
+
+    return list_jobs(experiment_id, limit, kind=KIND_SCORE)
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner=False)
+def score_check(settings):
+    """Pre-flight of a bulk scoring (``ScoreCheck``: findings, selected, already scored).
+
+    No spinner of its own: the Launch callback calls it too, where none can be drawn.
+    """
+    from core.optimization.bulk_scoring import check_scoring
+
+    return check_scoring(settings)
+
+
+def after_score_launch() -> None:
+    """A bulk scoring was launched or cancelled."""
+    score_jobs.clear()
+    overview.clear()
+
+
+def after_score_end() -> None:
+    """A bulk scoring ended: it wrote verdicts."""
+    score_jobs.clear()
+    score_check.clear()
+    verdicts.clear()
+    ratings.clear()
+    overview.clear()

@@ -33,6 +33,7 @@ PAGES: list[PageSpec] = [
     PageSpec("traces.py", "Traces", ":material/table_rows:", "Review", "traces"),
     PageSpec("label.py", "Label", ":material/rate_review:", "Review", "label"),
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
+    PageSpec("scores.py", "Score", ":material/fact_check:", "Analyze", "score"),
     PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),
     PageSpec("align.py", "Align", ":material/tune:", "Align", "align"),
     PageSpec("optimize.py", "Optimize", ":material/auto_fix_high:", "Align", "optimize"),

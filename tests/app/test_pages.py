@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import mlflow
@@ -12,11 +13,13 @@ from streamlit.testing.v1 import AppTest
 from core.agreement import cohen_kappa
 from core.labeling.labels import current_labels, get_label
 from core.labeling.session import load_session
+from core.labeling.splits import assign_split
 from core.labeling.traces import count_traces
+from core.optimization import jobs
 from tests.support.judges import log_judge_verdict
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-PAGES = ["overview", "traces", "label", "agreement"]
+PAGES = ["overview", "traces", "label", "agreement", "scores"]
 CRIT = "support_quality"
 
 
@@ -314,9 +317,23 @@ def test_agreement_page_scores_a_registered_version_and_compares_it(demo_store):
     at.segmented_control(key="agree_split").set_value("test").run()
     at.selectbox(key="agree_score_version").set_value(version)
     submit = next(b for b in at.button if b.label == "Score version")
+    started = time.monotonic()
     submit.click().run()
+    assert time.monotonic() - started < 15, "scoring runs as a job, not in the page"
     _ok(at)
-    assert any(f"support_quality/v{version}: judged" in s.value for s in at.success)
+    run_id = at.session_state["agree_score_run"]
+    assert run_id and any("Scoring support_quality" in p.proto.text for p in at.get("progress"))
+    final = jobs.wait(run_id, timeout_s=90, poll_s=0.3)
+    assert final.status == "finished", final.error
+    test_labeled = sum(
+        1 for t in current_labels(demo_store, CRIT) if assign_split(t.trace_id) == "test"
+    )
+    assert final.n_total is not None and 0 < final.n_total <= test_labeled
+    at.run()
+    _ok(at)
+    assert any(
+        f"support_quality/v{version}: judged {final.n_scored}" in s.value for s in at.success
+    )
     predicted = at.selectbox(key="agree_predicted")
     assert predicted.value.name == f"support_quality/v{version}"
     assert {m.label for m in at.metric} >= {"TPR", "TNR"}
