@@ -478,3 +478,33 @@ def after_dataset_saved() -> None:
     """An evaluation dataset was created (an upload on the Optimize page)."""
     eval_datasets.clear()
     dataset_fields.clear()
+
+
+# --- Traces page: Label next (active labeling) ---------------------------------------------
+
+from core.views import active as active_view  # noqa: E402
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def criterion_queues(experiment_id: str, criterion: str) -> list[str]:
+    """Names of the experiment's review queues that ask for ``criterion``, oldest first."""
+    from core.labeling.queues import list_queues
+
+    return [q.name for q in list_queues(experiment_id) if criterion in q.criteria]
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner="Ranking the unlabeled traces...")
+def label_next(experiment_id: str, criterion: str, queue: str, n: int) -> active_view.LabelNext:
+    """The ``n`` most informative unlabeled traces not yet in ``queue``, with reasons."""
+    return active_view.label_next(experiment_id, criterion, queue, n)
+
+
+def after_fill_queue() -> None:
+    """Traces were added to a (maybe new) review queue."""
+    label_next.clear()
+    criterion_queues.clear()
+    review_queues.clear()
+    queues_for.clear()
+    queue_criteria.clear()
+    _queue.clear()
+    _work_list_stamp.clear()

@@ -39,12 +39,16 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from core.labeling.criteria import Criterion
 
 #: Neighbours consulted by the "neighbours disagree" signal.
 DEFAULT_K = 5
@@ -504,6 +508,10 @@ class PoolData:
     verdicts: dict[str, list[Verdict]] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    previews: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Pool trace id -> MLflow's (request, response) previews."""
+    excluded: int = 0
+    """Unlabeled traces left out because they are in ``exclude``."""
 
 
 def read_pool(experiment_id: str, criterion: str, *, exclude: Iterable[str] = ()) -> PoolData:
@@ -527,7 +535,9 @@ def read_pool(experiment_id: str, criterion: str, *, exclude: Iterable[str] = ()
             vs = judge_verdicts(info.assessments or [], criterion)
             if vs:
                 data.verdicts[tid] = vs
+            data.previews[tid] = (info.request_preview or "", info.response_preview or "")
         else:
+            data.excluded += 1
             continue
         data.texts[tid] = f"{info.request_preview or ''}\n{info.response_preview or ''}"
         source = (info.tags or {}).get(SOURCE_ID_TAG)
@@ -558,13 +568,32 @@ def informative_ranking(
         NotFoundError: unknown criterion.
         ValidationError: unknown pool.
     """
-    from core.labeling.criteria import display_value, get_criterion
+    return rank_pool(
+        *load_pool(experiment_id, criterion, pool=pool, exclude_queue=exclude_queue), k=k
+    )
+
+
+def load_pool(
+    experiment_id: str,
+    criterion: str,
+    *,
+    pool: Literal["unlabeled"] = "unlabeled",
+    exclude_queue: str | None = None,
+) -> tuple[Criterion, PoolData]:
+    """The criterion and its pool data (see :func:`informative_ranking`)."""
+    from core.labeling.criteria import get_criterion
 
     if pool != "unlabeled":
         raise ValidationError(f"Unknown pool {pool!r}; the pool is 'unlabeled'.")
     crit = get_criterion(experiment_id, criterion)
     exclude = _queue_trace_ids(experiment_id, exclude_queue) if exclude_queue else set()
-    data = read_pool(experiment_id, crit.name, exclude=exclude)
+    return crit, read_pool(experiment_id, crit.name, exclude=exclude)
+
+
+def rank_pool(crit: Criterion, data: PoolData, *, k: int = DEFAULT_K) -> Ranking:
+    """:func:`rank` applied to pool data read for ``crit``."""
+    from core.labeling.criteria import display_value
+
     return rank(
         data.pool,
         data.texts,
@@ -653,6 +682,9 @@ def fill_queue(
         if merged != list(queue.reviewers):
             queue = assign_reviewers(queue, merged)
     picks = rank_informative(experiment_id, criterion, limit=n, exclude_queue=name)
-    if picks:
-        add_traces(queue, [p.trace_id for p in picks])
+    for pick in picks:
+        # One call per trace, each at a later millisecond: the queue's working order is
+        # attach time (then trace id), so reviewers meet the most informative first.
+        add_traces(queue, [pick.trace_id])
+        time.sleep(0.002)
     return picks
