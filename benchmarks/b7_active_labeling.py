@@ -135,7 +135,10 @@ def _align(experiment_id: str, criterion: Any, seed: int, budget: int) -> Any:
         seed=seed,
         register_if_worse=True,  # every aligned judge becomes a version the pool is scored with
     )
-    return run_alignment(settings)
+    try:
+        return run_alignment(settings)
+    except Exception as exc:  # recorded as a failed point; the other points still count
+        return exc
 
 
 def _score_pool(criterion: Any, result: Any, trace_ids: list[str]) -> int:
@@ -149,7 +152,7 @@ def _score_pool(criterion: Any, result: Any, trace_ids: list[str]) -> int:
     from core.optimization.scoring import version_source_id
     from core.optimization.spec import Example, JudgeSpec
 
-    if not trace_ids or result.judge_version is None:
+    if not trace_ids or isinstance(result, Exception) or result.judge_version is None:
         return 0
     examples = []
     client = TracingClient()
@@ -191,6 +194,22 @@ def _score_pool(criterion: Any, result: Any, trace_ids: list[str]) -> int:
 
 
 def _point(result: Any, strategy: str, seed: int, n: int, **extra: Any) -> dict[str, Any]:
+    if isinstance(result, Exception):
+        print(f"  seed {seed} {strategy} N={n}: alignment failed: {result!r}", flush=True)
+        return {
+            "strategy": strategy,
+            "seed": seed,
+            "n": n,
+            "accuracy": None,
+            "kappa": None,
+            "error": f"{type(result).__name__}: {result}",
+            **extra,
+        }
+    print(
+        f"  seed {seed} {strategy} N={n}: accuracy {result.test_accuracy_after}, "
+        f"kappa {result.test_kappa_after} ({result.verdict})",
+        flush=True,
+    )
     return {
         "strategy": strategy,
         "seed": seed,
@@ -337,7 +356,8 @@ def run(quick: bool = False, **overrides: Any) -> dict[str, Any]:
         for strategy in STRATEGIES:
             points.extend(run_strategy(strategy, seed, cfg))
     rows = _summary(points, cfg["sizes"])
-    n_test = next((p["test_size"] for p in points), 0)
+    n_test = next((p["test_size"] for p in points if p.get("test_size")), 0)
+    failed = [p for p in points if p.get("error")]
     note = STAND_IN.format(n_test=n_test)
     print_table(
         f"B7 active labeling: held-out agreement after N labels "
@@ -362,6 +382,8 @@ def run(quick: bool = False, **overrides: Any) -> dict[str, Any]:
         paired,
         ["N", "accuracy_diff_mean", "active_better", "ties", "arrival_better"],
     )
+    if failed:
+        print(f"{len(failed)} alignment(s) failed (see points[].error).", flush=True)
     print(note, flush=True)
     return {
         "benchmark": "b7_active_labeling",
@@ -370,6 +392,7 @@ def run(quick: bool = False, **overrides: Any) -> dict[str, Any]:
         "rows": rows,
         "paired": paired,
         "points": points,
+        "failed_alignments": len(failed),
         "wall_s": time.perf_counter() - started,
     }
 
