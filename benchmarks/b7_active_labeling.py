@@ -193,6 +193,17 @@ def _score_pool(criterion: Any, result: Any, trace_ids: list[str]) -> int:
     return written
 
 
+def _canonical(criterion: Any, value: Any) -> Any:
+    from core.labeling.criteria import normalize_value
+
+    return normalize_value(criterion, value)
+
+
+def _judge_errors(verdicts: dict[str, list], truth: dict[str, Any], pool: list[str]) -> set[str]:
+    """Pool traces whose newest judge verdict differs from the hidden human label."""
+    return {t for t in pool if verdicts.get(t) and verdicts[t][-1].value != truth.get(t)}
+
+
 def _point(result: Any, strategy: str, seed: int, n: int, **extra: Any) -> dict[str, Any]:
     if isinstance(result, Exception):
         print(f"  seed {seed} {strategy} N={n}: alignment failed: {result!r}", flush=True)
@@ -232,7 +243,7 @@ def _point(result: Any, strategy: str, seed: int, n: int, **extra: Any) -> dict[
 
 def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """One curve: a fresh store, the seed's first N0 labels, then ``strategy`` up to each N."""
-    from core.labeling.active import load_pool, rank_pool
+    from core.labeling.active import consolidate_values, load_pool, rank_pool
 
     points: list[dict[str, Any]] = []
     with temp_store(f"alignboard-b7-{strategy}-{seed}-"):
@@ -247,6 +258,11 @@ def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str
         start = random.Random(seed).sample(pool, cfg["n0"])
         _reveal(crit, hidden, start)
         labeled = list(start)
+        truth = consolidate_values(
+            (tid, lab["reviewer"], _canonical(crit, lab["value"]))
+            for tid, labs in hidden.items()
+            for lab in labs
+        )
         rest = [t for t in pool if t not in set(start)]  # arrival order
         if strategy == "active":
             result = _align(exp_id, crit, seed, cfg["budget"])
@@ -267,10 +283,21 @@ def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str
                 top = [p for p in ranking.picks if p.trace_id in hidden][:want]
                 batch = [p.trace_id for p in top]
                 picked_signals = [list(p.signals) for p in top]
+                errors = _judge_errors(pool_data.verdicts, truth, rest)
             _reveal(crit, hidden, batch)
             labeled += batch
             rest = [t for t in rest if t not in set(batch)]
             result = _align(exp_id, crit, seed, cfg["budget"])
+            if strategy == "active":
+                # Does the ranking find the judge's mistakes? Share of the picks on which
+                # the newest verdict differs from the (hidden) human label, against the
+                # share over the whole remaining pool.
+                extra_err = {
+                    "picked_judge_wrong": sum(t in errors for t in batch) / max(1, len(batch)),
+                    "pool_judge_wrong": len(errors) / max(1, len(rest) + len(batch)),
+                }
+            else:
+                extra_err = {}
             signal_counts = {
                 s: sum(s in sig for sig in picked_signals)
                 for s in ("versions", "neighbours", "unsure")
@@ -283,6 +310,7 @@ def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str
                     len(labeled),
                     batch=len(batch),
                     batch_signals=signal_counts if strategy == "active" else None,
+                    **extra_err,
                     batch_no_signal=(
                         sum(not sig for sig in picked_signals) if strategy == "active" else None
                     ),
@@ -310,6 +338,9 @@ def _summary(points: list[dict[str, Any]], sizes: tuple[int, ...]) -> list[dict[
                 row[f"{metric}_mean"] = statistics.fmean(vals) if vals else None
                 row[f"{metric}_min"] = min(vals) if vals else None
                 row[f"{metric}_max"] = max(vals) if vals else None
+            for key in ("picked_judge_wrong", "pool_judge_wrong"):
+                vals = [p[key] for p in got if p.get(key) is not None]
+                row[key] = statistics.fmean(vals) if vals else None
             rows.append(row)
     return rows
 
@@ -374,6 +405,8 @@ def run(quick: bool = False, **overrides: Any) -> dict[str, Any]:
             "kappa_mean",
             "kappa_min",
             "kappa_max",
+            "picked_judge_wrong",
+            "pool_judge_wrong",
         ],
     )
     paired = _paired(points, cfg["sizes"])
