@@ -27,7 +27,9 @@ order. Traces with no signal at all come last, in arrival order, with the reason
 
 **Similarity** is local and deterministic, no model call: TF-IDF cosine over each trace's
 input and output text (MLflow's request and response previews: no spans are loaded),
-words lower-cased, the ``MAX_TERMS`` terms found in most traces kept, computed with numpy.
+words lower-cased, the ``MAX_TERMS`` terms found in most traces kept, computed with numpy;
+the newest ``MAX_NEIGHBOURS`` labeled traces are the candidate neighbours (memory stays
+bounded on large stores).
 
 **Human labels** of a neighbour are consolidated as the alignment does it (the majority
 value of its reviewers; a tie goes to the reviewer with most labels of the criterion, then
@@ -41,7 +43,7 @@ import math
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,6 +56,10 @@ if TYPE_CHECKING:
 DEFAULT_K = 5
 #: Vocabulary kept for TF-IDF (the terms in most traces), to bound memory on large pools.
 MAX_TERMS = 4096
+#: Labeled traces consulted as neighbours at most (the newest ones).
+MAX_NEIGHBOURS = 5000
+#: Pool traces vectorised at once.
+CHUNK = 512
 #: Metadata keys read as the judge's certainty in its own verdict, in [0, 1].
 CONFIDENCE_KEYS = ("confidence", "alignboard.confidence")
 #: Metadata keys read as the judge's probability that the trace passes, in [0, 1].
@@ -127,33 +133,42 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall((text or "").lower())
 
 
-def tfidf_matrix(texts: Sequence[str], max_terms: int = MAX_TERMS) -> Any:
-    """Rows of L2-normalised TF-IDF vectors (numpy, float32), one per text.
+class TfIdf:
+    """TF-IDF fitted on a set of texts; :meth:`vectors` turns texts into unit rows.
 
     IDF is smoothed (``log((1 + n) / (1 + df)) + 1``); the ``max_terms`` terms with the
     highest document frequency are kept (ties by the term), so the result is the same on
     every run. A text with no kept word is a zero row (similar to nothing).
     """
-    import numpy as np
 
-    docs = [Counter(tokens(t)) for t in texts]
-    df: Counter[str] = Counter()
-    for d in docs:
-        df.update(d.keys())
-    vocab = sorted(df, key=lambda t: (-df[t], t))[:max_terms]
-    col = {t: i for i, t in enumerate(vocab)}
-    n = len(docs)
-    idf = np.array([math.log((1 + n) / (1 + df[t])) + 1.0 for t in vocab], dtype=np.float32)
-    m = np.zeros((n, len(vocab)), dtype=np.float32)
-    for i, d in enumerate(docs):
-        for term, count in d.items():
-            j = col.get(term)
-            if j is not None:
-                m[i, j] = count
-    m *= idf
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    np.divide(m, norms, out=m, where=norms > 0)
-    return m
+    def __init__(self, texts: Iterable[str], max_terms: int = MAX_TERMS) -> None:
+        import numpy as np
+
+        df: Counter[str] = Counter()
+        n = 0
+        for text in texts:
+            df.update(set(tokens(text)))
+            n += 1
+        vocab = sorted(df, key=lambda t: (-df[t], t))[:max_terms]
+        self.columns = {t: i for i, t in enumerate(vocab)}
+        self.idf = np.array(
+            [math.log((1 + n) / (1 + df[t])) + 1.0 for t in vocab], dtype=np.float32
+        )
+
+    def vectors(self, texts: Sequence[str]) -> Any:
+        """L2-normalised TF-IDF rows (numpy, float32), one per text."""
+        import numpy as np
+
+        m = np.zeros((len(texts), len(self.columns)), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for term, count in Counter(tokens(text)).items():
+                j = self.columns.get(term)
+                if j is not None:
+                    m[i, j] = count
+        m *= self.idf
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        np.divide(m, norms, out=m, where=norms > 0)
+        return m
 
 
 def similarities(query_texts: Sequence[str], ref_texts: Sequence[str]) -> Any:
@@ -165,9 +180,28 @@ def similarities(query_texts: Sequence[str], ref_texts: Sequence[str]) -> Any:
 
     if not query_texts or not ref_texts:
         return np.zeros((len(query_texts), len(ref_texts)), dtype=np.float32)
-    m = tfidf_matrix([*query_texts, *ref_texts])
-    q = len(query_texts)
-    return m[:q] @ m[q:].T
+    model = TfIdf([*query_texts, *ref_texts])
+    return model.vectors(query_texts) @ model.vectors(ref_texts).T
+
+
+def _similarity_rows(
+    pool_texts: Sequence[str], ref_texts: Sequence[str], chunk: int = CHUNK
+) -> Iterator[Any]:
+    """Each pool text's similarities to the reference texts, one row at a time.
+
+    Memory stays bounded: the references are vectorised once, the pool ``chunk`` texts at
+    a time.
+    """
+    import numpy as np
+
+    if not ref_texts:
+        for _ in pool_texts:
+            yield np.zeros(0, dtype=np.float32)
+        return
+    model = TfIdf([*pool_texts, *ref_texts])
+    refs_t = model.vectors(ref_texts).T
+    for start in range(0, len(pool_texts), chunk):
+        yield from model.vectors(pool_texts[start : start + chunk]) @ refs_t
 
 
 # --- labels and values ----------------------------------------------------------------
@@ -284,14 +318,15 @@ def rank(
         raise ValidationError(f"k must be at least 1, got {k}.")
     pool = list(dict.fromkeys(trace_ids))
     in_pool = set(pool)
-    labeled = [t for t in labels if t not in in_pool]
+    # The newest labeled traces are the neighbours (bounded, so memory is too).
+    labeled = [t for t in labels if t not in in_pool][-MAX_NEIGHBOURS:]
     names = names or {}
     sc = _Scale(numeric, *scale)
 
     def name(trace_id: str) -> str:
         return names.get(trace_id) or trace_id
 
-    sims = similarities([texts.get(t, "") for t in pool], [texts.get(t, "") for t in labeled])
+    rows = _similarity_rows([texts.get(t, "") for t in pool], [texts.get(t, "") for t in labeled])
     scored: list[tuple[float, float, int, Pick]] = []
     unscored: list[Pick] = []
     exposes_certainty = False
@@ -301,7 +336,7 @@ def rank(
         vs = sorted(verdicts.get(trace_id, ()), key=lambda v: v.version)
         versions_seen.update(v.version for v in vs)
         with_verdicts += bool(vs)
-        row = sims[i] if len(labeled) else np.zeros(0, dtype=np.float32)
+        row = next(rows)
         novelty = float(1.0 - row.max()) if len(labeled) else 1.0
         reasons: list[str] = []
         signals: list[str] = []
@@ -328,7 +363,9 @@ def rank(
         # 2. The newest verdict against the labels of the most similar labeled traces.
         if vs and len(labeled):
             newest = vs[-1]
-            order = np.argsort(-row, kind="stable")[:k]
+            # The k most similar (ties by position, so the order is reproducible).
+            top = np.argpartition(-row, k - 1)[:k] if len(row) > k else np.arange(len(row))
+            order = sorted(top.tolist(), key=lambda j: (-row[j], j))
             near = [int(j) for j in order if row[j] > 0]
             if near:
                 found = _neighbour_signal(newest, near, row, labeled, labels, sc, show, name)
