@@ -9,8 +9,8 @@ with a real model):
   alignment is scored on); the labels of every train/val trace are hidden (the *pool*:
   the demo file keeps them, so a pick can be "revealed" as if a reviewer labeled it); the
   demo's unlabeled traces are left out (nobody could reveal them);
-* per seed, the same ``N0`` random pool traces are revealed first; the seed also seeds
-  gepa;
+* per seed, the same ``N0`` random pool traces are revealed first (redrawn until they
+  hold a train and a validation trace, which gepa needs); the seed also seeds gepa;
 * **arrival**: the next traces in the file's order are revealed until N are labeled, and
   the judge is aligned (gepa, from the criterion's seed instructions) on those N;
 * **active**: align on the labels so far, score every still-hidden pool trace with the
@@ -110,6 +110,21 @@ def _import_hidden() -> dict[str, Any]:
         "hidden": hidden,
         "n_test": n_test,
     }
+
+
+def _start_set(pool: list[str], n0: int, seed: int) -> list[str]:
+    """The seed's first ``n0`` labels: a random draw holding a train and a val trace.
+
+    gepa needs both (with no validation example it fails on an internal assertion), so
+    draws without them are redrawn; the draw depends on the seed only.
+    """
+    from core.labeling.splits import assign_split
+
+    rng = random.Random(seed)
+    while True:
+        start = rng.sample(pool, n0)
+        if {"train", "val"} <= {assign_split(t) for t in start}:
+            return start
 
 
 def _reveal(criterion: Any, hidden: dict[str, list[dict]], trace_ids: list[str]) -> None:
@@ -255,7 +270,7 @@ def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str
             data["hidden"],
         )
         sizes = [n for n in cfg["sizes"] if n <= len(pool)]
-        start = random.Random(seed).sample(pool, cfg["n0"])
+        start = _start_set(pool, cfg["n0"], seed)
         _reveal(crit, hidden, start)
         labeled = list(start)
         truth = consolidate_values(
