@@ -1,4 +1,4 @@
-"""Run every benchmark (B0, B1, B2, B3, B5) in one process; print the tables, write one JSON.
+"""Run every benchmark (B0, B1, B2, B3, B5, B6) in one process; print the tables, write one JSON.
 
 ``python benchmarks/run_all.py --quick --out benchmarks/results/latest.json`` is what
 ``make bench`` runs (under five minutes on a 2-core machine).
@@ -13,7 +13,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import b0_startup, b1_gepa_speed, b2_memalign, b3_labeling_scale, b5_prompt_speed
+from benchmarks import (
+    b0_startup,
+    b1_gepa_speed,
+    b2_memalign,
+    b3_labeling_scale,
+    b5_prompt_speed,
+    b6_bulk_scoring,
+)
 from benchmarks.common import arg_parser, write_json
 
 
@@ -21,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python benchmarks/run_all.py [--quick] [--latency-ms N] --out F``."""
     p = arg_parser(__doc__.splitlines()[0])
     p.add_argument(
-        "--only", choices=("b0", "b1", "b2", "b3", "b5"), nargs="+", help="run only these"
+        "--only", choices=("b0", "b1", "b2", "b3", "b5", "b6"), nargs="+", help="run only these"
     )
     args = p.parse_args(argv)
-    wanted = set(args.only or ("b0", "b1", "b2", "b3", "b5"))
+    wanted = set(args.only or ("b0", "b1", "b2", "b3", "b5", "b6"))
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "latency_ms": args.latency_ms}
     if "b0" in wanted:
@@ -39,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         results["b3"] = b3_labeling_scale.run(sizes)
     if "b5" in wanted:
         results["b5"] = b5_prompt_speed.run(args.latency_ms, args.quick)
+    if "b6" in wanted:
+        results["b6"] = b6_bulk_scoring.run(args.latency_ms, args.quick)
     if not args.only:  # B7 (quality, not speed); alone: python benchmarks/b7_active_labeling.py
         from benchmarks import b7_active_labeling
 

@@ -66,10 +66,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from core.io.export import export_labels
+    from core.errors import ValidationError
     from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
+    if args.format == "mlflow-dataset":
+        return _export_dataset(args, exp.experiment_id)
+    if args.dataset:
+        raise ValidationError("--dataset goes with --format mlflow-dataset.")
+    if not args.file:
+        raise ValidationError("Name the file to write (alignboard export FILE ...).")
+    from core.io.export import export_labels
+
     fmt: Literal["csv", "jsonl"] = args.format or (
         "csv" if str(args.file).endswith(".csv") else "jsonl"
     )
@@ -83,6 +91,40 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _print(
         args, {"rows": n, "file": str(args.file), "format": fmt}, f"Wrote {n} rows to {args.file}."
     )
+    return 0
+
+
+def _export_dataset(args: argparse.Namespace, experiment_id: str) -> int:
+    from core.errors import ValidationError
+    from core.io.export import export_eval_dataset
+    from core.labeling.criteria import get_criterion
+    from core.labeling.labels import current_labels
+    from core.optimization.dataset import consolidate
+
+    if args.file:
+        raise ValidationError(
+            "--format mlflow-dataset writes to the store, not a file: drop FILE and name the "
+            "dataset with --dataset NAME."
+        )
+    if not args.dataset:
+        raise ValidationError("Name the evaluation dataset: --dataset NAME.")
+    if not args.criterion:
+        raise ValidationError(
+            "Name the criterion whose labels become expectations: --criterion NAME."
+        )
+    if args.history:
+        raise ValidationError("--history does not apply to --format mlflow-dataset.")
+    criterion = get_criterion(experiment_id, args.criterion)  # names what exists
+    chosen = consolidate(current_labels(experiment_id, criterion.name))
+    res = export_eval_dataset(experiment_id, criterion.name, args.dataset, chosen)
+    payload = {**res.to_dict(), "format": "mlflow-dataset", "criterion": criterion.name}
+    human = (
+        f"{'Created' if res.created else 'Updated'} evaluation dataset {res.name!r} "
+        f"({res.dataset_id}): {res.records} records of {criterion.name!r} labels."
+    )
+    if res.duplicates:
+        human += f" {len(res.duplicates)} trace(s) with the same inputs as another were left out."
+    _print(args, payload, human)
     return 0
 
 
@@ -223,6 +265,8 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
     d = res.to_dict()
     if d.get("kind") == "prompt":
         return _print_prompt_result(args, d)
+    if "n_scored" in d:
+        return _print_score_result(args, d)
     pct = _pct
 
     registered = (
@@ -265,6 +309,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     progress = f"iteration {st.iteration}" if st.iteration is not None else "no iteration yet"
     calls = f", {st.metric_calls}/{st.budget} metric calls" if st.metric_calls is not None else ""
     human = f"{st.run_id}: {st.status} ({progress}{calls})"
+    if st.is_score:
+        human = (
+            f"{st.run_id}: {st.status}: scoring {st.judge_name} v{st.judge_version}, "
+            f"{st.n_scored or 0} scored, {st.n_skipped or 0} already scored, "
+            f"{st.n_failed or 0} failed of {st.n_total if st.n_total is not None else '?'}"
+        )
     if st.verdict is not None:
         significance = ""
         if st.significant is not None:
@@ -409,13 +459,104 @@ def _stop_score(text: str) -> float | None:
 class PreflightRefused(Exception):
     """Pre-flight found errors: nothing was written; every finding is in ``findings``."""
 
-    def __init__(self, findings: Sequence[Any]) -> None:
+    def __init__(self, findings: Sequence[Any], what: str = "Prompt optimization") -> None:
         errors = [f for f in findings if f.level == "error"]
         super().__init__(
-            f"Prompt optimization refused before spending anything ({len(errors)} "
+            f"{what} refused before spending anything ({len(errors)} "
             "problem(s)); nothing was written:\n" + "\n".join(f"- {f.message}" for f in errors)
         )
         self.findings = list(findings)
+
+
+def _date_ms(text: str | None, flag: str) -> int | None:
+    """``--since``/``--until``: a date (``2026-01-31``, midnight UTC) or an ISO date and
+    time (UTC unless it names its offset), as epoch milliseconds."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    from core.errors import ValidationError
+
+    try:
+        stamp = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ValidationError(
+            f"{flag} takes a date (2026-01-31) or an ISO date and time; got {text!r}."
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000)
+
+
+def _score_settings(args: argparse.Namespace):
+    from core.optimization.bulk_scoring import build_score_settings
+    from core.optimization.score_spec import SelectionMode, TraceSelection
+    from core.store.experiments import get_experiment
+
+    exp = get_experiment(args.experiment)
+    mode: SelectionMode = "unlabeled"
+    if args.all:
+        mode = "all"
+    elif args.labeled:
+        mode = "labeled"
+    elif args.queue:
+        mode = "queue"
+    selection = TraceSelection(
+        mode=mode,
+        queue=args.queue,
+        since_ms=_date_ms(args.since, "--since"),
+        until_ms=_date_ms(args.until, "--until"),
+        tags=_pairs(args.tag, "--tag", "env=prod"),
+        split=args.split or "all",
+        limit=args.limit,
+    )
+    return build_score_settings(
+        exp.experiment_id, args.judge, selection, workers=args.workers, batch_size=args.batch_size
+    )
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from core.optimization.worker import prepare_job_process
+
+    # Scores in this process (or launches the job): a job process like the worker.
+    prepare_job_process()
+    from core.optimization.bulk_scoring import check_scoring, create_score_run, run_scoring
+    from core.optimization.jobs import launch, log_path
+
+    settings = _score_settings(args)
+    # Pre-flight once, before anything is written; the run records the selected traces.
+    check = check_scoring(settings)
+    if not check.ok:
+        raise PreflightRefused(check.findings, "Scoring")
+    for f in check.findings:
+        print(f"warning: {f.message}", file=sys.stderr)
+    if args.detach:
+        run_id = launch(settings, check=check)
+        payload = {
+            "run_id": run_id,
+            "status": "queued",
+            "judge_version": settings.judge_version,
+            "n_selected": check.n_selected,
+            "log": str(log_path(run_id)),
+        }
+        _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
+        return 0
+    run_id = create_score_run(settings, "queued", check=check)
+    return _print_score_result(args, run_scoring(settings, run_id=run_id).to_dict())
+
+
+def _print_score_result(args: argparse.Namespace, d: dict[str, Any]) -> int:
+    counts = ", ".join(f"{k} {n}" for k, n in (d.get("value_counts") or {}).items())
+    human = (
+        f"Run {d['run_id']} {d['status']}: {d['judge_name']} v{d['judge_version']} scored "
+        f"{d['n_scored']} of {d['n_selected']} traces"
+        + (f" ({counts})" if counts else "")
+        + f"; {d['n_skipped']} already scored, {d['n_failed']} failed "
+        f"({d['wall_seconds']:.1f} s). Verdicts are feedback {d['judge_name']!r} from "
+        f"{d['source_id']}."
+    )
+    _print(args, d, human)
+    return 0
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
@@ -543,8 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, parent=sub):
-        p = parent.add_parser(name, help=help_, parents=[common])
+    def add(
+        name: str,
+        fn: Callable[[argparse.Namespace], int],
+        help_: str,
+        parent=sub,
+        description: str | None = None,
+    ):
+        p = parent.add_parser(name, help=help_, parents=[common], description=description or help_)
         p.set_defaults(func=fn)
         return p
 
@@ -558,11 +705,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--on-existing", choices=["error", "skip"], default="error")
 
-    p = add("export", _cmd_export, "export labels to CSV or JSONL")
-    p.add_argument("file")
+    p = add(
+        "export",
+        _cmd_export,
+        "export labels to CSV or JSONL, or labeled traces to an MLflow evaluation dataset",
+        description="Export labels to a CSV or JSONL file, or (--format mlflow-dataset "
+        "--dataset NAME --criterion C) a criterion's labeled traces to an MLflow evaluation "
+        "dataset: one record per labeled trace with its inputs, outputs and the consolidated "
+        "human label as expectations ({C: value, C_rationale: rationale}). Exporting again "
+        "into the same dataset updates its records (MLflow merges them by inputs).",
+    )
+    p.add_argument("file", nargs="?", help="CSV or JSONL file to write (not with mlflow-dataset)")
     p.add_argument("--experiment", required=True)
-    p.add_argument("--format", choices=["csv", "jsonl"])
-    p.add_argument("--criterion")
+    p.add_argument(
+        "--format",
+        choices=["csv", "jsonl", "mlflow-dataset"],
+        help="csv, jsonl (default: from FILE's extension) or mlflow-dataset (an MLflow "
+        "evaluation dataset in the store, named by --dataset)",
+    )
+    p.add_argument("--dataset", help="mlflow-dataset: the evaluation dataset to create or update")
+    p.add_argument("--criterion", help="only this criterion (required for mlflow-dataset)")
     p.add_argument("--history", action="store_true", help="include overridden labels")
 
     crit = sub.add_parser("criterion", help="label criteria (MLflow label schemas)")
@@ -634,6 +796,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="register the aligned judge even if it scores worse than the seed on held-out traces",
     )
+
+    p = add(
+        "score",
+        _cmd_score,
+        "score traces with a registered judge version (an MLflow run writing LLM_JUDGE feedback)",
+        description="Run a registered judge version on a set of traces and write each verdict "
+        "on its trace as MLflow LLM_JUDGE feedback named after the judge (source NAME/vN). "
+        "Idempotent: traces that already carry this version's verdict are skipped. By default "
+        "the traces without a human label for the judge's criterion.",
+    )
+    p.add_argument("--experiment", required=True, help="experiment holding the traces and judge")
+    p.add_argument("--judge", required=True, help="NAME, NAME@VERSION or NAME@ALIAS")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--unlabeled", action="store_true", help="traces without a human label (default)"
+    )
+    which.add_argument("--all", action="store_true", help="every trace")
+    which.add_argument("--labeled", action="store_true", help="traces with a human label")
+    which.add_argument("--queue", metavar="Q", help="the traces of review queue Q")
+    p.add_argument(
+        "--split", choices=["all", "train", "val", "test"], help="with --labeled: one split"
+    )
+    p.add_argument("--since", metavar="DATE", help="traces requested at or after DATE (UTC)")
+    p.add_argument("--until", metavar="DATE", help="traces requested before DATE (UTC)")
+    p.add_argument(
+        "--tag", action="append", metavar="K=V", help="traces with this tag; repeat for more"
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="at most N traces (the oldest)")
+    p.add_argument("--workers", type=int, default=8, help="judge calls in flight (8)")
+    p.add_argument(
+        "--batch-size", type=int, default=50, help="traces per batch; cancel between them (50)"
+    )
+    p.add_argument("--detach", action="store_true", help="run as a background job")
 
     from core.optimization.prompt_spec import AGGREGATIONS, BUILTIN_SCORERS, PROMPT_OPTIMIZERS
 
@@ -765,7 +960,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(args, exc)
         return 2
     except Exception as exc:
-        if args.command not in ("align", "optimize", "resume"):
+        if args.command not in ("align", "optimize", "resume", "score"):
             raise
         # A crashed alignment is already recorded as failed in its run; say so briefly.
         _print_error(args, exc)

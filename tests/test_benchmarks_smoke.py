@@ -155,3 +155,20 @@ def test_b5_runs_with_tiny_settings_and_counts_calls_by_kind(tmp_path):
     assert isinstance(b5["ratios"]["b_over_a_total"], float)
     assert set(b5["goals"]) == {"a_2x_faster_than_b", "a_gain_at_least_b", "met"}
     assert "(b)/(a) =" in b5["explanation"]
+
+
+def test_b6_scores_through_the_job_path_and_a_second_run_writes_nothing():
+    from benchmarks import b6_bulk_scoring
+
+    result = b6_bulk_scoring.run(latency_ms=0, traces=30, workers=4, launch_traces=4)
+    a, b, c = result["a"], result["b"], result["c"]
+    assert a["status"] == "finished" and a["n_scored"] == 30 and a["n_failed"] == 0
+    assert sum(a["value_counts"].values()) == 30 and a["llm_calls"] == 30
+    assert a["writes_per_s"] > 0 and a["write_seconds"] > 0
+    # Idempotent: the second run judges nothing and writes nothing.
+    assert (b["n_scored"], b["n_skipped"], b["llm_calls"]) == (0, 30, 0)
+    # One job through jobs.launch and a real worker process.
+    assert c["status"] == "finished" and c["n_scored"] == 4
+    assert c["launch_to_finished_s"] >= c["job_wall_s"] > 0
+    assert result["floor_s"] == 0 and result["ratio"] is None  # no latency: no floor
+    assert set(result["goals"]) == {"a_within_1_3x_of_floor"}

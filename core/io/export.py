@@ -1,13 +1,18 @@
-"""Exporting labels (and the traces they are on) to CSV or JSON Lines.
+"""Exporting labels (and the traces they are on) to CSV or JSON Lines, or as an MLflow
+evaluation dataset.
 
 The JSON Lines export of current labels is in the import format: importing it into
 another experiment recreates the same traces, expectations and labels.
+:func:`export_eval_dataset` turns a criterion's labeled traces into an MLflow evaluation
+dataset (inputs, outputs, the human label as expectations).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,3 +172,134 @@ def export_labels(
                     writer.writerow(row)
                 rows += 1
     return rows
+
+
+#: Record tags of an exported evaluation dataset: the trace and reviewer each came from.
+TRACE_ID_TAG = "alignboard.trace_id"
+REVIEWER_TAG = "alignboard.reviewer"
+_DATASET_BATCH = 100
+
+
+@dataclass(frozen=True)
+class DatasetExport:
+    """What :func:`export_eval_dataset` wrote."""
+
+    dataset_id: str
+    """MLflow's id of the evaluation dataset."""
+    name: str
+    """Its name."""
+    records: int
+    """Records written or updated (one per labeled trace)."""
+    created: bool
+    """False when the dataset existed and its records were merged (updated in place)."""
+    duplicates: tuple[str, ...] = ()
+    """Labeled traces left out because an earlier trace has the same inputs (MLflow keys
+    records by their inputs)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        d = asdict(self)
+        d["duplicates"] = list(self.duplicates)
+        return d
+
+
+def _as_dict(value: Any, key: str) -> dict[str, Any]:
+    # MLflow's dataset records want mappings; a bare value is wrapped under one key.
+    return dict(value) if isinstance(value, dict) else {key: value}
+
+
+def export_eval_dataset(
+    experiment_id: str,
+    criterion: str,
+    name: str,
+    chosen: Mapping[str, Label],
+) -> DatasetExport:
+    """Write a criterion's labeled traces as an MLflow evaluation dataset.
+
+    One record per labeled trace: the root span's ``inputs`` and ``outputs``, and the
+    consolidated human label as expectations ``{criterion: value,
+    criterion + "_rationale": rationale}`` (the rationale only when there is one); record
+    tags name the trace and the reviewer, and its source is the trace. Idempotent by
+    record: MLflow merges records by their inputs, so exporting again into the same
+    dataset updates its records (a relabel changes the expectation) instead of adding
+    copies; traces whose inputs an earlier trace already has are left out and listed.
+
+    Args:
+        experiment_id: The experiment holding the traces (and the dataset's link).
+        criterion: The criterion whose labels become expectations.
+        name: The dataset's name (created, or merged into when it exists).
+        chosen: trace id -> the one label the trace gets
+            (``core.optimization.dataset.consolidate`` of its current labels).
+
+    Raises:
+        ValidationError: nothing is labeled for the criterion, no name, several datasets
+            share the name, or MLflow refuses the records.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from core.io.prompt_data import _client, _datasets_named
+
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("Name the evaluation dataset to write (--dataset NAME).")
+    name = name.strip()
+    if not chosen:
+        raise ValidationError(
+            f"No trace is labeled for {criterion!r} in this experiment: nothing to export. "
+            "Label some traces first (Label page, or import labels)."
+        )
+    config.configure()
+    tracing = TracingClient()
+    ids = list(chosen)
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for start in range(0, len(ids), _DATASET_BATCH):
+        batch = ids[start : start + _DATASET_BATCH]
+        traces = {t.info.trace_id: t for t in tracing.batch_get_traces(batch)}
+        for trace_id in batch:
+            trace = traces.get(trace_id)
+            if trace is None:
+                continue
+            inputs, outputs = _root_io(trace)
+            key = json.dumps(inputs, sort_keys=True, default=str)
+            if key in seen:
+                duplicates.append(trace_id)
+                continue
+            seen.add(key)
+            label = chosen[trace_id]
+            expectations: dict[str, Any] = {criterion: label.value}
+            if label.rationale:
+                expectations[f"{criterion}_rationale"] = label.rationale
+            records.append(
+                {
+                    "inputs": _as_dict(inputs, "inputs"),
+                    "outputs": _as_dict(outputs, "response"),
+                    "expectations": expectations,
+                    "tags": {TRACE_ID_TAG: trace_id, REVIEWER_TAG: label.reviewer},
+                    "source": {"source_type": "TRACE", "source_data": {"trace_id": trace_id}},
+                }
+            )
+    client = _client()
+    found = _datasets_named(client, name)
+    if len(found) > 1:
+        raise ValidationError(f"{len(found)} evaluation datasets are already named {name!r}.")
+    try:
+        if found:
+            dataset = found[0]
+        else:
+            from mlflow.genai.datasets import create_dataset
+
+            dataset = create_dataset(name=name, experiment_id=[str(experiment_id)])
+        for start in range(0, len(records), 500):
+            dataset.merge_records(records[start : start + 500])
+    except MlflowException as exc:
+        raise ValidationError(
+            f"MLflow refused the records of dataset {name!r}: {exc.message}"
+        ) from exc
+    return DatasetExport(
+        dataset_id=str(dataset.dataset_id),
+        name=name,
+        records=len(records),
+        created=not found,
+        duplicates=tuple(duplicates),
+    )

@@ -304,7 +304,8 @@ def run_prompt_optimization(
 
 def load_any_settings(run_id: str) -> Any:
     """The settings a run was created with: :class:`AlignmentSettings` for an alignment,
-    :class:`core.optimization.prompt_spec.PromptSettings` for a prompt optimization.
+    :class:`core.optimization.prompt_spec.PromptSettings` for a prompt optimization,
+    :class:`core.optimization.score_spec.ScoreSettings` for a bulk scoring run.
 
     Raises:
         NotFoundError: no such run, or it is not an alignboard run.
@@ -312,6 +313,7 @@ def load_any_settings(run_id: str) -> Any:
     import json
 
     from core.optimization.prompt_spec import PromptSettings, is_prompt_settings
+    from core.optimization.score_spec import ScoreSettings, is_score_settings
 
     config.configure()
     client = MlflowClient()
@@ -325,6 +327,8 @@ def load_any_settings(run_id: str) -> Any:
             f"Run {run_id} has no {rec.SETTINGS_ARTIFACT}: it is not an alignboard run."
         )
     d = json.loads(text)
+    if is_score_settings(d):
+        return ScoreSettings.from_dict(d)
     if is_prompt_settings(d):
         return PromptSettings.from_dict(d)
     return AlignmentSettings.from_dict(d)

@@ -36,11 +36,13 @@ from core.errors import NotFoundError, ValidationError
 from core.optimization import recorder as rec
 from core.optimization.preflight import Finding, refuse_on_errors
 from core.optimization.prompt_spec import PromptSettings
+from core.optimization.score_spec import KIND_SCORE, TAG_SCORE_VERSION, ScoreSettings
 from core.optimization.spec import AlignmentSettings
 from core.store import config, run_reads
 from core.store.run_reads import RunSnapshot
 
 if TYPE_CHECKING:
+    from core.optimization.bulk_scoring import ScoreCheck
     from core.optimization.prompt_preflight import PromptCheck
     from core.optimization.settings import AlignmentCheck
 
@@ -128,11 +130,24 @@ class JobStatus:
     """Prompt runs: the seed prompt's mean held-out score, once scored."""
     test_score_after: float | None = None
     """Prompt runs: the best prompt's mean held-out score, once scored."""
+    n_total: int | None = None
+    """Scoring runs: traces selected (None for other kinds, and before the first batch)."""
+    n_scored: int | None = None
+    """Scoring runs: verdicts written so far."""
+    n_skipped: int | None = None
+    """Scoring runs: traces that already carried the version's verdict."""
+    n_failed: int | None = None
+    """Scoring runs: traces whose judge call failed after retries."""
 
     @property
     def is_prompt(self) -> bool:
         """True for a prompt optimization run."""
         return self.kind == KIND_PROMPT
+
+    @property
+    def is_score(self) -> bool:
+        """True for a bulk scoring run."""
+        return self.kind == KIND_SCORE
 
     @property
     def active(self) -> bool:
@@ -219,12 +234,12 @@ def _spawn(run_id: str, *, resume: bool) -> int:
 
 
 def launch(
-    settings: AlignmentSettings | PromptSettings,
+    settings: AlignmentSettings | PromptSettings | ScoreSettings,
     *,
-    check: bool | AlignmentCheck | PromptCheck | Sequence[Finding] = True,
+    check: bool | AlignmentCheck | PromptCheck | ScoreCheck | Sequence[Finding] = True,
     allow_concurrent: bool = False,
 ) -> str:
-    """Start an alignment or a prompt optimization as a background process.
+    """Start an alignment, a prompt optimization or a bulk scoring as a background process.
 
     Args:
         settings: What to align (:class:`AlignmentSettings`) or which prompt to optimize
@@ -238,7 +253,9 @@ def launch(
         allow_concurrent: Alignments: start even while a run for the same experiment and
             judge is queued or running (refused otherwise: one click, one run). Prompt
             optimizations never collide (each registers its own version), so it is
-            ignored for them.
+            ignored for them. Scoring: start even while another scoring of the same
+            judge version is active (refused otherwise: both would judge the same traces).
+            A :class:`ScoreCheck` for ``check`` also hands on the selected traces.
 
     Returns:
         The run id; follow it with :func:`status`.
@@ -248,7 +265,9 @@ def launch(
             (nothing was created).
     """
     config.configure()
-    if isinstance(settings, PromptSettings):
+    if isinstance(settings, ScoreSettings):
+        run_id = _create_score_run(settings, check, allow_concurrent)
+    elif isinstance(settings, PromptSettings):
         run_id = _create_prompt_run(settings, check)
     else:
         run_id = _create_alignment_run(settings, check, allow_concurrent)
@@ -263,7 +282,7 @@ def _given_findings(check: Any) -> list[Finding]:
 
 def _create_alignment_run(
     settings: AlignmentSettings,
-    check: bool | AlignmentCheck | PromptCheck | Sequence[Finding],
+    check: Any,
     allow_concurrent: bool,
 ) -> str:
     from core.optimization.engine import create_run, load_and_check
@@ -279,9 +298,24 @@ def _create_alignment_run(
     )
 
 
-def _create_prompt_run(
-    settings: PromptSettings, check: bool | AlignmentCheck | PromptCheck | Sequence[Finding]
-) -> str:
+def _create_score_run(settings: ScoreSettings, check: Any, allow_concurrent: bool) -> str:
+    from core.optimization.bulk_scoring import ScoreCheck, check_scoring, create_score_run
+
+    if check is True:
+        check = check_scoring(settings)
+    elif check is not False and not isinstance(check, ScoreCheck):
+        # Findings alone: the job selects the traces itself.
+        refuse_on_errors(_given_findings(check), "Scoring")
+        check = None
+    return create_score_run(
+        settings,
+        "queued",
+        check=check if isinstance(check, ScoreCheck) else None,
+        allow_concurrent=allow_concurrent,
+    )
+
+
+def _create_prompt_run(settings: PromptSettings, check: Any) -> str:
     from core.optimization.prompt_preflight import preflight_prompt
     from core.optimization.prompt_task import create_prompt_run
 
@@ -295,8 +329,15 @@ def _create_prompt_run(
     return create_prompt_run(settings, "queued", findings=findings)
 
 
-def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
-    """The alignment runs of ``judge_name`` that are queued or running, oldest first.
+def active_runs(
+    experiment_id: str,
+    judge_name: str,
+    *,
+    kind: str = rec.KIND_ALIGNMENT,
+    tags: Mapping[str, str] | None = None,
+) -> list[JobStatus]:
+    """The runs of ``kind`` (alignments by default) for ``judge_name`` that are queued or
+    running, oldest first; ``tags`` narrows them further (e.g. a scoring run's version).
 
     Dead ones (their process is gone) are recorded ``interrupted`` and left out.
     """
@@ -305,13 +346,14 @@ def active_runs(experiment_id: str, judge_name: str) -> list[JobStatus]:
     config.configure()
     client = MlflowClient()
     found: list[Any] = []
+    extra = "".join(f" AND tags.`{k}` = '{v}'" for k, v in sorted((tags or {}).items()))
     for state in ("queued", "running"):
         found += client.search_runs(
             [str(experiment_id)],
             filter_string=(
-                f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND "
+                f"tags.`{rec.TAG_KIND}` = '{kind}' AND "
                 f"tags.`{rec.TAG_JUDGE}` = '{judge_name}' AND "
-                f"tags.`{rec.TAG_STATUS}` = '{state}'"
+                f"tags.`{rec.TAG_STATUS}` = '{state}'" + extra
             ),
             max_results=100,
         )
@@ -587,7 +629,9 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
         ended = now
     kind = tags.get(rec.TAG_KIND) or None
     prompt = kind == KIND_PROMPT
-    version = _int(tags.get(rec.TAG_JUDGE_VERSION))
+    score = kind == KIND_SCORE
+    # A scoring run names the version it scores; it registers none.
+    version = _int(tags.get(TAG_SCORE_VERSION if score else rec.TAG_JUDGE_VERSION))
     prompt_version = _int(tags.get(TAG_PROMPT_VERSION)) if prompt else None
     verdict = tags.get(rec.TAG_VERDICT) or None
     return JobStatus(
@@ -609,14 +653,22 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
         host=host,
         verdict=verdict,
         significant=_significant(metrics) if verdict else None,
-        registered=_registered(prompt_version if prompt else version, verdict, state),
+        registered=None
+        if score
+        else _registered(prompt_version if prompt else version, verdict, state),
         kind=kind,
         prompt_name=(tags.get(TAG_PROMPT) or None) if prompt else None,
         base_version=_base_version(run.params, tags.get(TAG_PROMPT)) if prompt else None,
         prompt_version=prompt_version,
         test_score_before=metrics.get(_SCORE_BEFORE) if prompt else None,
         test_score_after=metrics.get(_SCORE_AFTER) if prompt else None,
+        **(_score_counts(metrics) if score else {}),
     )
+
+
+def _score_counts(metrics: Mapping[str, float]) -> dict[str, int | None]:
+    """A scoring run's progress, from its cumulative per-batch metrics."""
+    return {k: _int(metrics.get(k)) for k in ("n_total", "n_scored", "n_skipped", "n_failed")}
 
 
 def _base_version(params: Mapping[str, str], name: str | None) -> int | None:
@@ -667,9 +719,9 @@ def cancel(run_id: str) -> JobStatus:
     return status(run_id)
 
 
-def load_settings(run_id: str) -> AlignmentSettings | PromptSettings:
-    """The settings a job's run was created with: an alignment's or a prompt
-    optimization's (:func:`core.optimization.engine.load_any_settings`, the engine imported
+def load_settings(run_id: str) -> AlignmentSettings | PromptSettings | ScoreSettings:
+    """The settings a job's run was created with: an alignment's, a prompt
+    optimization's or a bulk scoring run's (:func:`core.optimization.engine.load_any_settings`, the engine imported
     on first use).
 
     Raises:
@@ -677,7 +729,7 @@ def load_settings(run_id: str) -> AlignmentSettings | PromptSettings:
     """
     from core.optimization import engine
 
-    settings: AlignmentSettings | PromptSettings = engine.load_any_settings(run_id)
+    settings: AlignmentSettings | PromptSettings | ScoreSettings = engine.load_any_settings(run_id)
     return settings
 
 
@@ -708,7 +760,9 @@ def resume(run_id: str, *, detach: bool = True) -> str:
             f"ago); cancel it first with: alignboard cancel {run_id}"
         )
     if current.status == "finished":
-        if current.is_prompt:
+        if current.is_score:
+            made = f"{current.n_scored} verdicts written; start a new scoring run"
+        elif current.is_prompt:
             made = f"prompt version {current.prompt_version}; start a new optimization"
         else:
             made = f"judge version {current.judge_version}; start a new alignment"
@@ -744,7 +798,8 @@ def list_jobs(
     experiment_id: str, max_results: int = 100, *, kind: str = rec.KIND_ALIGNMENT
 ) -> list[JobStatus]:
     """The experiment's jobs of one ``kind`` (alignments by default; :data:`KIND_PROMPT`
-    for prompt optimizations), newest first (dead ones reported interrupted)."""
+    for prompt optimizations, :data:`KIND_SCORE` for bulk scoring), newest first (dead
+    ones reported interrupted)."""
     from mlflow import MlflowClient
 
     config.configure()

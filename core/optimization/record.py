@@ -24,6 +24,10 @@ Artifact (written by; record type; read by the Run explorer unless said otherwis
 - ``guidelines.json``, ``episodes.json`` (memalign runners; MemAlign memory)
 - ``unaligned_traces.json`` (memalign unalign; trace ids)
 - ``mlflow_gepa.json``, ``simba.json`` (MLflow baseline runners; totals)
+- bulk scoring runs (:mod:`core.optimization.bulk_scoring`): ``settings.json``
+  (:class:`core.optimization.score_spec.ScoreSettings`), ``preflight.json``,
+  ``score_traces.json`` (:class:`ScoreTraces`: the selected trace ids, fixed at launch so a
+  resume judges the same set) and ``result.json`` (:class:`ScoreResult`)
 
 Records written before this module existed still read (``tests/fixtures/runs/*_v0``):
 :meth:`Candidate.from_dict` accepts MLflow GEPA's old ``idx``-keyed candidates with
@@ -45,6 +49,7 @@ from core.optimization.spec import AlignmentSettings, RunRecorder
 
 if TYPE_CHECKING:
     from core.optimization.prompt_spec import PromptSettings
+    from core.optimization.score_spec import ScoreSettings
 
 SETTINGS = "settings.json"
 PREFLIGHT = "preflight.json"
@@ -64,6 +69,8 @@ EPISODES = "episodes.json"
 UNALIGNED = "unaligned_traces.json"
 MLFLOW_GEPA_TOTALS = "mlflow_gepa.json"
 SIMBA_TOTALS = "simba.json"
+#: Bulk scoring: the trace ids the launch selected (:class:`ScoreTraces`).
+SCORE_TRACES = "score_traces.json"
 
 #: Everything a run view reads (JSON unless the name ends in ``.txt``).
 ARTIFACTS: tuple[str, ...] = (
@@ -540,6 +547,81 @@ class AlignmentResult:
 
 
 @dataclass(frozen=True)
+class ScoreTraces:
+    """The traces a bulk scoring run judges, selected once at launch."""
+
+    trace_ids: tuple[str, ...] = ()
+    """Selected trace ids, oldest first (already judged ones included: they are skipped)."""
+    selection: str = ""
+    """The selection in words (``TraceSelection.describe``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {"trace_ids": list(self.trace_ids), "selection": self.selection}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ScoreTraces:
+        """Inverse of :meth:`to_dict`."""
+        d = d or {}
+        return cls(tuple(str(t) for t in d.get("trace_ids") or ()), str(d.get("selection") or ""))
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What one bulk scoring run did (``result.json``; also ``alignboard score --json``)."""
+
+    run_id: str
+    """The MLflow run recording it."""
+    status: str
+    """finished, or cancelled (the batches judged before the cancel are written)."""
+    judge_name: str
+    """The judge (= criterion, = feedback) name."""
+    judge_version: int
+    """The version whose verdicts were written."""
+    source_id: str
+    """Feedback source id of the verdicts (``name/vN``)."""
+    n_selected: int
+    """Traces the selection holds."""
+    n_scored: int
+    """Traces judged and written by this attempt."""
+    n_skipped: int
+    """Traces that already carried this version's verdict (not judged again)."""
+    n_failed: int
+    """Traces whose judge call failed after retries (nothing written for them)."""
+    value_counts: dict[str, int] = field(default_factory=dict)
+    """Verdicts written by this attempt, per value (``pass``/``fail`` for pass/fail)."""
+    wall_seconds: float = 0.0
+    """Wall time of this process's work on the run."""
+    selection: str = ""
+    """The selection in words."""
+    llm_calls: int = 0
+    """Judge calls made (retries included)."""
+    retries: int = 0
+    """Judge calls that were retries."""
+    resumed: bool = False
+    """True when this continued an earlier, interrupted attempt."""
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """Pre-flight warnings."""
+    write_seconds: float = 0.0
+    """Time spent writing verdicts (while later batches were being judged)."""
+
+    @property
+    def n_done(self) -> int:
+        """Traces accounted for: scored, skipped or failed."""
+        return self.n_scored + self.n_skipped + self.n_failed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ScoreResult:
+        """Read a result back (fields an older run did not write get their defaults)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """Everything one run recorded, parsed; missing parts are empty."""
 
@@ -677,8 +759,11 @@ def read_test_metrics(client: Any, run_id: str) -> TestMetrics | None:
 # --- writing ----------------------------------------------------------------------------
 
 
-def write_settings(recorder: RunRecorder, settings: AlignmentSettings | PromptSettings) -> None:
-    """Write ``settings.json`` (an alignment's or a prompt optimization's settings)."""
+def write_settings(
+    recorder: RunRecorder, settings: AlignmentSettings | PromptSettings | ScoreSettings
+) -> None:
+    """Write ``settings.json`` (an alignment's, a prompt optimization's or a bulk scoring
+    run's settings)."""
     recorder.log_text(SETTINGS, settings.to_json())
 
 
@@ -722,11 +807,34 @@ def write_test_metrics(recorder: RunRecorder, metrics: TestMetrics) -> None:
     recorder.log_json(TEST_METRICS, metrics.to_dict())
 
 
-def write_result(recorder: RunRecorder, result: AlignmentResult | Mapping[str, Any]) -> None:
+def write_result(
+    recorder: RunRecorder, result: AlignmentResult | ScoreResult | Mapping[str, Any]
+) -> None:
     """Write ``result.json``."""
     recorder.log_json(
-        RESULT, result.to_dict() if isinstance(result, AlignmentResult) else dict(result)
+        RESULT,
+        result.to_dict() if isinstance(result, AlignmentResult | ScoreResult) else dict(result),
     )
+
+
+def write_score_traces(recorder: RunRecorder, traces: ScoreTraces) -> None:
+    """Write ``score_traces.json`` (a bulk scoring run's selection, fixed at launch)."""
+    recorder.log_json(SCORE_TRACES, traces.to_dict())
+
+
+def read_score_traces(client: Any, run_id: str) -> ScoreTraces | None:
+    """A bulk scoring run's recorded selection; None when it has none yet."""
+    got = read_artifacts(client, run_id, [SCORE_TRACES]).get(SCORE_TRACES)
+    return None if got is None else ScoreTraces.from_dict(got)
+
+
+def read_result(client: Any, run_id: str) -> dict[str, Any] | None:
+    """A run's ``result.json`` as a dict; None before the run ended (or unreadable)."""
+    try:
+        got = read_artifacts(client, run_id, [RESULT]).get(RESULT)
+    except Exception:
+        return None
+    return dict(got) if isinstance(got, Mapping) else None
 
 
 def write_outcome_extra(recorder: RunRecorder, extra: Mapping[str, Any]) -> None:

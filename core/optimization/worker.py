@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from core.optimization.engine import AlignmentResult
     from core.optimization.prompt_task import PromptResult
+    from core.optimization.record import ScoreResult
 
 
 class RedactingStream:
@@ -72,9 +73,9 @@ def prepare_job_process() -> None:
     install_log_redaction()
 
 
-def run_job(run_id: str, *, resume: bool = False) -> AlignmentResult | PromptResult:
-    """Run the job recorded in ``run_id`` in this process: an alignment or a prompt
-    optimization, whichever its settings describe.
+def run_job(run_id: str, *, resume: bool = False) -> AlignmentResult | PromptResult | ScoreResult:
+    """Run the job recorded in ``run_id`` in this process: an alignment, a prompt
+    optimization or a bulk scoring, whichever its settings describe.
 
     Args:
         run_id: A run created as ``queued`` by :func:`core.optimization.engine.create_run`
@@ -84,8 +85,8 @@ def run_job(run_id: str, *, resume: bool = False) -> AlignmentResult | PromptRes
             evaluator its cache).
 
     Returns:
-        What the run did (:class:`AlignmentResult` or :class:`PromptResult`); the run
-        records the same.
+        What the run did (:class:`AlignmentResult`, :class:`PromptResult` or
+        :class:`ScoreResult`); the run records the same.
 
     Raises:
         NotFoundError: no such run, or it is not an alignboard run.
@@ -97,10 +98,15 @@ def run_job(run_id: str, *, resume: bool = False) -> AlignmentResult | PromptRes
         run_prompt_optimization,
     )
     from core.optimization.prompt_spec import PromptSettings
+    from core.optimization.score_spec import ScoreSettings
     from core.store import config
 
     config.configure()
     settings = load_any_settings(run_id)
+    if isinstance(settings, ScoreSettings):
+        from core.optimization.bulk_scoring import run_scoring
+
+        return run_scoring(settings, run_id=run_id, resume=resume)
     if isinstance(settings, PromptSettings):
         result: PromptResult = run_prompt_optimization(settings, run_id=run_id, resume=resume)
         return result
@@ -119,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one job from the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m core.optimization.worker",
-        description="Run one alignboard job (an alignment or prompt optimization run).",
+        description="Run one alignboard job (an alignment, prompt optimization or scoring run).",
     )
     parser.add_argument("run_id", help="the job's MLflow run")
     parser.add_argument("--resume", action="store_true", help="continue an earlier attempt")
