@@ -248,3 +248,45 @@ def test_fill_queue_refuses_bad_requests(demo_store):
         fill_queue(demo_store, J, "  ", 3)
     with pytest.raises(ValidationError):
         rank_informative(demo_store, J, pool="all")  # type: ignore[arg-type]
+
+
+def test_bulk_scored_versions_feed_the_ranking(prompt_demo):
+    """Two registered versions scored in bulk (the scoring job's own code, in process):
+    where they disagree, the ranking says so with their real verdicts."""
+    from core.labeling.criteria import get_criterion
+    from core.optimization.bulk_scoring import TraceSelection, build_score_settings, run_scoring
+    from core.optimization.judging import build_judge
+    from core.optimization.registry import register_version
+    from core.optimization.spec import JudgeSpec
+
+    seed = get_criterion(prompt_demo, J).instructions  # v1 is the aligned judge
+    v2 = register_version(
+        build_judge(JudgeSpec(J, seed, "pass_fail", "demo:/judge")),
+        prompt_demo,
+        run_id=None,
+        test_metrics={},
+    )
+    for ref in (f"{J}@production", f"{J}@{v2}"):
+        settings = build_score_settings(prompt_demo, ref, TraceSelection(mode="unlabeled"))
+        assert run_scoring(settings).n_scored == 21
+
+    ranking = informative_ranking(prompt_demo, J)
+    assert ranking.n_with_verdicts == 21 and ranking.versions == (1, v2)
+    by_trace = {p.trace_id: p for p in ranking.picks}
+    disagree = []
+    for trace_id, pick in by_trace.items():
+        vs = {
+            v.version: v.value
+            for v in judge_verdicts(mlflow.get_trace(trace_id).info.assessments, J)
+        }
+        assert set(vs) == {1, v2}
+        if vs[1] != vs[v2]:
+            disagree.append(trace_id)
+            show = {True: "Pass", False: "Fail"}
+            assert f"{J} v1 says {show[vs[1]]}, v{v2} says {show[vs[v2]]}" in pick.reasons
+        else:
+            assert "versions" not in pick.signals
+    assert disagree, "the aligned and the seed judge should disagree somewhere on the demo"
+    scores = [p.score for p in ranking.picks]
+    assert scores == sorted(scores, reverse=True)
+    assert all(by_trace[t].score >= 1 for t in disagree)
