@@ -14,8 +14,8 @@ with a real model):
 * **arrival**: the next traces in the file's order are revealed until N are labeled, and
   the judge is aligned (gepa, from the criterion's seed instructions) on those N;
 * **active**: align on the labels so far, score every still-hidden pool trace with the
-  aligned version (LLM_JUDGE feedback under its version's source id, as
-  ``core.optimization.scoring`` writes it), rank the pool with ``core.labeling.active``
+  aligned version (``core.optimization.bulk_scoring.run_scoring`` on the unlabeled
+  traces: LLM_JUDGE feedback under the version's source id), rank the pool with ``core.labeling.active``
   (the Traces page's ranking, its neighbours restricted to the labels revealed so far: the
   test labels inform neither training nor the choice), reveal the top of the ranking up
   to the next N, realign from the seed instructions on those N; repeat.
@@ -156,56 +156,19 @@ def _align(experiment_id: str, criterion: Any, seed: int, budget: int) -> Any:
         return exc
 
 
-def _score_pool(criterion: Any, result: Any, trace_ids: list[str]) -> int:
-    """Score the still-hidden pool traces with the aligned version; log its verdicts."""
-    import mlflow
-    from mlflow.entities import AssessmentSource
-    from mlflow.tracing.client import TracingClient
+def _score_pool(experiment_id: str, criterion: Any, result: Any) -> int:
+    """Score every still-hidden (unlabeled) pool trace with the aligned version, through
+    the bulk-scoring job's own code (in process); returns the verdicts written."""
+    from core.optimization.bulk_scoring import TraceSelection, build_score_settings, run_scoring
 
-    from core.labeling.splits import assign_split
-    from core.optimization.judging import JudgeEvaluator
-    from core.optimization.scoring import version_source_id
-    from core.optimization.spec import Example, JudgeSpec
-
-    if not trace_ids or isinstance(result, Exception) or result.judge_version is None:
+    if isinstance(result, Exception) or result.judge_version is None:
         return 0
-    examples = []
-    client = TracingClient()
-    for start in range(0, len(trace_ids), 100):
-        for trace in client.batch_get_traces(trace_ids[start : start + 100]):
-            spans = list(trace.data.spans)
-            root = next((s for s in spans if s.parent_id is None), spans[0])
-            examples.append(
-                Example(
-                    trace.info.trace_id,
-                    root.inputs,
-                    root.outputs,
-                    {},
-                    None,
-                    None,
-                    "",
-                    assign_split(trace.info.trace_id),
-                    "",
-                )
-            )
-    spec = JudgeSpec(criterion.name, result.instructions, criterion.kind, JUDGE_MODEL)
-    verdicts = JudgeEvaluator(spec, workers=8, cache=None).evaluate(result.instructions, examples)
-    source = AssessmentSource(
-        source_type="LLM_JUDGE", source_id=version_source_id(criterion.name, result.judge_version)
+    settings = build_score_settings(
+        experiment_id,
+        f"{criterion.name}@{result.judge_version}",
+        TraceSelection(mode="unlabeled"),
     )
-    written = 0
-    for ex, v in zip(examples, verdicts, strict=True):
-        if v.error:
-            continue
-        mlflow.log_feedback(
-            trace_id=ex.trace_id,
-            name=criterion.name,
-            value=v.value,
-            source=source,
-            rationale=v.rationale,
-        )
-        written += 1
-    return written
+    return run_scoring(settings).n_scored
 
 
 def _canonical(criterion: Any, value: Any) -> Any:
@@ -288,7 +251,7 @@ def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str
             if strategy == "arrival":
                 batch = rest[:want]
             else:
-                _score_pool(crit, result, rest)
+                _score_pool(exp_id, crit, result)
                 # The ranking's neighbours are the revealed labels only: the test split's
                 # labels are held out from the choice as well as from training.
                 crit_obj, pool_data = load_pool(exp_id, crit.name)
