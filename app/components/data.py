@@ -494,14 +494,19 @@ def criterion_queues(experiment_id: str, criterion: str) -> list[str]:
 
 
 @st.cache_data(ttl=15, max_entries=16, show_spinner="Ranking the unlabeled traces...")
+def _label_next(experiment_id: str, criterion: str, queue: str) -> active_view.LabelNext:
+    return active_view.label_next(experiment_id, criterion, queue, None)
+
+
 def label_next(experiment_id: str, criterion: str, queue: str, n: int) -> active_view.LabelNext:
-    """The ``n`` most informative unlabeled traces not yet in ``queue``, with reasons."""
-    return active_view.label_next(experiment_id, criterion, queue, n)
+    """The ``n`` most informative unlabeled traces not yet in ``queue``, with reasons (the
+    ranking is cached whatever ``n``: changing N re-ranks nothing)."""
+    return _label_next(experiment_id, criterion, queue).top(n)
 
 
 def after_fill_queue() -> None:
     """Traces were added to a (maybe new) review queue."""
-    label_next.clear()
+    _label_next.clear()
     criterion_queues.clear()
     review_queues.clear()
     queues_for.clear()

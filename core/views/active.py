@@ -7,7 +7,7 @@ first, the button's label, and the message after a queue was filled.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.views.formatting import preview_text
@@ -86,6 +86,10 @@ class LabelNext:
             text += f" {self.n_in_queue:,} unlabeled traces are in the queue already."
         return text
 
+    def top(self, n: int) -> LabelNext:
+        """The same view cut to its first ``n`` rows (the ranking is read once for any N)."""
+        return replace(self, n=n, rows=self.rows[: max(0, n)])
+
     def table(self) -> list[dict[str, Any]]:
         """The rows as the dataframe's records."""
         return [
@@ -101,8 +105,16 @@ class LabelNext:
         ]
 
 
-def label_next(experiment_id: str, criterion: str, queue: str, n: int = DEFAULT_N) -> LabelNext:
+def label_next(
+    experiment_id: str, criterion: str, queue: str, n: int | None = DEFAULT_N
+) -> LabelNext:
     """The ``n`` most informative unlabeled traces of ``criterion`` not yet in ``queue``.
+
+    Args:
+        experiment_id: The experiment.
+        criterion: The criterion (= the judge's name).
+        queue: The queue to fill (its traces are left out; it need not exist yet).
+        n: Rows to build; None for the whole pool (cut it later with :meth:`LabelNext.top`).
 
     Raises:
         NotFoundError: unknown criterion.
@@ -111,12 +123,13 @@ def label_next(experiment_id: str, criterion: str, queue: str, n: int = DEFAULT_
     from core.errors import ValidationError
     from core.labeling.active import load_pool, rank_pool
 
-    if n < 1:
+    if n is not None and n < 1:
         raise ValidationError(f"Ask for at least one trace (n = {n}).")
     crit, data = load_pool(experiment_id, criterion, exclude_queue=queue or None)
     ranking = rank_pool(crit, data)
     rows = []
-    for i, pick in enumerate(ranking.picks[:n], start=1):
+    picks = ranking.picks if n is None else ranking.picks[:n]
+    for i, pick in enumerate(picks, start=1):
         request, response = data.previews.get(pick.trace_id, ("", ""))
         rows.append(
             NextRow(
@@ -132,7 +145,7 @@ def label_next(experiment_id: str, criterion: str, queue: str, n: int = DEFAULT_
     return LabelNext(
         criterion=crit.name,
         queue=queue,
-        n=n,
+        n=len(rows) if n is None else n,
         rows=rows,
         notes=ranking.notes,
         n_pool=ranking.n_pool,

@@ -47,3 +47,12 @@ def test_messages_and_bad_n(demo_store):
     assert "Nothing to add" in added_message(0, "x")
     with pytest.raises(ValidationError):
         label_next(demo_store, CRIT, "x", 0)
+
+
+def test_the_whole_pool_once_then_cut_to_any_n(demo_store):
+    whole = label_next(demo_store, CRIT, "q", None)
+    assert len(whole.rows) == 21 and whole.n == 21
+    five = whole.top(5)
+    assert five.rows == whole.rows[:5] and five.n == 5
+    assert five.button_label.startswith("Add the 5 most informative")
+    assert label_next(demo_store, CRIT, "q", 5).rows == five.rows
