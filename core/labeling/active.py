@@ -439,7 +439,7 @@ def _neighbour_signal(
             return None
         listed = _listed(against, name)
         return share, (
-            f"judge says {show(verdict.value)}; the {len(ids)} most similar labeled traces "
+            f"judge (v{verdict.version}) says {show(verdict.value)}; the {len(ids)} most similar labeled traces "
             f"average {mean:.3g} ({listed})"
         )
     votes = Counter(_key(v) for v in values)
@@ -450,7 +450,7 @@ def _neighbour_signal(
     against = [t for t, v in zip(ids, values, strict=True) if _key(v) == top]
     share = n_top / len(values)
     return share, (
-        f"judge says {show(verdict.value)}; {n_top} of the {len(values)} most similar "
+        f"judge (v{verdict.version}) says {show(verdict.value)}; {n_top} of the {len(values)} most similar "
         f"labeled traces were labeled {show(majority)} ({_listed(against, name)})"
     )
 

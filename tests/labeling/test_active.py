@@ -86,7 +86,7 @@ def test_verdict_against_the_majority_of_similar_labeled_traces_ranks_first():
     assert first.signals == ("neighbours",)
     assert first.score == pytest.approx(0.8)
     assert first.reasons == (
-        "judge says pass; 4 of the 5 most similar labeled traces were labeled fail "
+        "judge (v2) says pass; 4 of the 5 most similar labeled traces were labeled fail "
         "(nw-00, nw-01, nw-02, ...)",
     )
     assert ranking.picks[1].trace_id == "p-agree"
@@ -119,6 +119,30 @@ def test_numeric_verdict_in_the_middle_of_its_scale_is_least_sure():
     assert ranking.picks[0].reasons == ("judge unsure: v1 gave 3, the middle of its 1-5 scale",)
     assert ranking.picks[1].score == pytest.approx(0.5)
     assert ranking.picks[2].reasons == (NO_SIGNAL,)  # at the end of the scale: sure
+
+
+def test_numeric_verdict_far_from_the_similar_traces_mean_ranks_first():
+    texts = {"odd": "stove leaking gas smell", "fine": "boots refund label"}
+    labels = {}
+    for i, value in enumerate((4.0, 5.0, 5.0, 4.0, 5.0)):
+        texts[f"s{i}"] = f"stove leaking gas {i}"
+        labels[f"s{i}"] = value
+    verdicts = {"odd": [_v(1, 1.0)], "fine": [_v(1, 1.0)]}
+    ranking = rank(
+        ["fine", "odd"],
+        texts,
+        verdicts,
+        labels,
+        judge="safety",
+        numeric=True,
+        scale=(1, 5),
+        show=lambda v: f"{v:g}",
+    )
+    assert ranking.picks[0].trace_id == "odd"
+    assert ranking.picks[0].reasons == (
+        "judge (v1) says 1; the 5 most similar labeled traces average 4.6 (s0, s1, s2, ...)",
+    )
+    assert ranking.picks[1].reasons == (NO_SIGNAL,)  # nothing labeled like it
 
 
 def test_confidence_and_probability_metadata():
