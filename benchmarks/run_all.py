@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         results["b5"] = b5_prompt_speed.run(args.latency_ms, args.quick)
     if "b6" in wanted:
         results["b6"] = b6_bulk_scoring.run(args.latency_ms, args.quick)
+    if not args.only:  # B7 (quality, not speed); alone: python benchmarks/b7_active_labeling.py
+        from benchmarks import b7_active_labeling
+
+        results["b7"] = b7_active_labeling.run(args.quick)
     results["total_seconds"] = time.perf_counter() - started
     print(f"all benchmarks: {results['total_seconds']:.1f} s", flush=True)
     write_json(args.out, results)

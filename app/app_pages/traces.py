@@ -1,4 +1,5 @@
-"""Traces: browse and filter the experiment's traces, import a file, export labels."""
+"""Traces: browse and filter the experiment's traces, pick the most informative ones to
+label next (active labeling), import a file, export labels."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from app.components import data, nav, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.io.uploads import UploadPreview, export_bytes, import_upload
+from core.labeling.active import fill_queue
 from core.labeling.criteria import display_value
+from core.views import active as active_view
 from core.views.formatting import duration, preview_text, when_ms
 
 PAGE_SIZE = 25
@@ -18,7 +21,17 @@ SHOW = {"All": None, "Unlabeled": False, "Labeled": True}
 ANY = "(any)"
 
 ctx = shell.require_context()
-init_page_state("traces", {"tokens": [None], "import_result": None, "import_error": None})
+init_page_state(
+    "traces",
+    {
+        "tokens": [None],
+        "import_result": None,
+        "import_error": None,
+        "next_n": active_view.DEFAULT_N,
+        "next_result": None,
+        "next_error": None,
+    },
+)
 st.title("Traces")
 crits = data.criteria(ctx.experiment_id)
 ss = st.session_state
@@ -234,3 +247,87 @@ e[2].download_button(
     icon=":material/download:",
     on_click="ignore",
 )
+
+# ---- label next (active labeling) ------------------------------------------------------
+NEW_QUEUE = "(new queue)"
+
+
+def _fill_queue(criterion: str, queue: str, n: int, reviewers: tuple[str, ...]) -> None:
+    try:
+        picks = fill_queue(ctx.experiment_id, criterion, queue, n, reviewers=reviewers)
+    except AlignboardError as exc:
+        ss["traces_next_error"] = str(exc)
+        ss["traces_next_result"] = None
+        return
+    data.after_fill_queue()
+    ss["traces_next_error"] = None
+    ss["traces_next_result"] = active_view.added_message(len(picks), queue)
+    ss["traces_next_queue"] = queue  # the queue exists now: keep filling it
+    ss["traces_next_new"] = ""
+
+
+with st.expander("Label next: the most informative unlabeled traces", icon=":material/target:"):
+    if not crit_names:
+        st.info("Create a criterion first: the ranking is per criterion.")
+    else:
+        st.caption(
+            "Traces where a label teaches most come first: two judge versions disagree, the "
+            "judge's verdict differs from the humans' labels on the most similar traces, or "
+            "the judge is unsure. Each row says why it was picked."
+        )
+        a = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
+        next_crit = a[0].selectbox("Criterion", crit_names, key="traces_next_criterion")
+        n = int(a[1].number_input("N", min_value=1, max_value=500, step=1, key="traces_next_n"))
+        existing = data.criterion_queues(ctx.experiment_id, next_crit)
+        choice = a[2].selectbox("Queue", [NEW_QUEUE, *existing], key="traces_next_queue")
+        default_name = f"{next_crit}-next"
+        new_name = a[3].text_input(
+            "New queue name",
+            key="traces_next_new",
+            placeholder=default_name,
+            disabled=choice != NEW_QUEUE,
+        )
+        queue = (new_name.strip() or default_name) if choice == NEW_QUEUE else choice
+        assign = st.multiselect(
+            "Assign reviewers (optional; added to the queue's reviewers)",
+            data.reviewers(ctx.experiment_id),
+            key="traces_next_reviewers",
+            accept_new_options=True,
+        )
+        view: active_view.LabelNext | None
+        try:
+            view = data.label_next(ctx.experiment_id, next_crit, queue, n)
+        except AlignboardError as exc:
+            view = None
+            st.error(str(exc))
+        if view is not None:
+            st.caption(view.summary)
+            for note in view.notes:
+                st.info(note)
+            if view.rows:
+                st.dataframe(
+                    view.table(),
+                    hide_index=True,
+                    key="traces_next_table",
+                    column_config={
+                        "rank": st.column_config.NumberColumn(width="small"),
+                        "trace": st.column_config.TextColumn(width="small"),
+                        "why": st.column_config.TextColumn("why it was picked", width="large"),
+                        "score": st.column_config.NumberColumn(format="%.2f", width="small"),
+                        "request": st.column_config.TextColumn(width="medium"),
+                        "response": st.column_config.TextColumn(width="medium"),
+                    },
+                )
+            st.button(
+                view.button_label,
+                key="traces_next_add",
+                type="primary",
+                disabled=not view.rows,
+                on_click=_fill_queue,
+                args=(next_crit, queue, n, tuple(assign)),
+                icon=":material/playlist_add:",
+            )
+    if ss["traces_next_error"]:
+        st.error(ss["traces_next_error"])
+    elif ss["traces_next_result"]:
+        st.success(ss["traces_next_result"])

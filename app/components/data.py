@@ -533,3 +533,37 @@ def after_score_end() -> None:
     verdicts.clear()
     ratings.clear()
     overview.clear()
+
+# --- Traces page: Label next (active labeling) ---------------------------------------------
+
+from core.views import active as active_view  # noqa: E402
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def criterion_queues(experiment_id: str, criterion: str) -> list[str]:
+    """Names of the experiment's review queues that ask for ``criterion``, oldest first."""
+    from core.labeling.queues import list_queues
+
+    return [q.name for q in list_queues(experiment_id) if criterion in q.criteria]
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner="Ranking the unlabeled traces...")
+def _label_next(experiment_id: str, criterion: str, queue: str) -> active_view.LabelNext:
+    return active_view.label_next(experiment_id, criterion, queue, None)
+
+
+def label_next(experiment_id: str, criterion: str, queue: str, n: int) -> active_view.LabelNext:
+    """The ``n`` most informative unlabeled traces not yet in ``queue``, with reasons (the
+    ranking is cached whatever ``n``: changing N re-ranks nothing)."""
+    return _label_next(experiment_id, criterion, queue).top(n)
+
+
+def after_fill_queue() -> None:
+    """Traces were added to a (maybe new) review queue."""
+    _label_next.clear()
+    criterion_queues.clear()
+    review_queues.clear()
+    queues_for.clear()
+    queue_criteria.clear()
+    _queue.clear()
+    _work_list_stamp.clear()
