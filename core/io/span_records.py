@@ -550,3 +550,50 @@ def _resolve(spans: list[_Raw]) -> list[ImportSpan]:
             )
         )
     return out
+
+
+def export_fields(trace: Any) -> dict[str, Any]:
+    """What an export line adds for a trace so a re-import rebuilds it: its ``timestamp``
+    (ISO-8601, UTC) and, for a trace of more than one span, its ``spans`` (flat shape).
+
+    The root span's inputs and outputs are left out of ``spans``: they are the record's
+    own ``inputs``/``outputs``. Only the span attributes that are not MLflow's are kept.
+
+    Args:
+        trace: An MLflow ``Trace`` read with its spans.
+    """
+    from datetime import UTC, datetime
+
+    out: dict[str, Any] = {}
+    request_ms = getattr(trace.info, "request_time", None)
+    if isinstance(request_ms, int):
+        when = datetime.fromtimestamp(request_ms / 1000, tz=UTC)
+        out["timestamp"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    spans = list(trace.data.spans)
+    if len(spans) < 2:
+        return out
+    t0 = min(s.start_time_ns for s in spans)
+    rows = []
+    for s in spans:
+        row: dict[str, Any] = {"span_id": s.span_id, "parent_id": s.parent_id, "name": s.name}
+        if s.span_type:
+            row["span_type"] = str(s.span_type)
+        if s.parent_id is not None:
+            row["inputs"] = s.inputs
+            row["outputs"] = s.outputs
+        row["start_ms"] = (s.start_time_ns - t0) / 1e6
+        if s.end_time_ns is not None:
+            row["duration_ms"] = (s.end_time_ns - s.start_time_ns) / 1e6
+        attributes = {
+            k: v for k, v in (s.attributes or {}).items() if not str(k).startswith("mlflow.")
+        }
+        if attributes:
+            row["attributes"] = attributes
+        code = getattr(getattr(s.status, "status_code", None), "value", "OK")
+        if code == "ERROR":
+            row["status"] = "ERROR"
+            if s.status.description:
+                row["status_message"] = s.status.description
+        rows.append(row)
+    out["spans"] = rows
+    return out
