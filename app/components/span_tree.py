@@ -62,9 +62,14 @@ def _fields(heading: str, fields: Sequence[Field]) -> str:
     return "".join(parts)
 
 
-def _tool_call(call: ToolCall) -> str:
-    what = "Tool call" if call.result is not None else "Requested tool call"
-    parts = [f'<div class="ab-tool" style="{_LABEL}">{_e(what)}: <b>{_e(call.name)}</b></div>']
+def _tool_call(call: ToolCall, span_name: str) -> str:
+    parts = []
+    if call.result is None or call.name != span_name:
+        # A TOOL span's own call is named by its summary already.
+        what = "Tool call" if call.result is not None else "Requested tool call"
+        parts.append(
+            f'<div class="ab-tool" style="{_LABEL}">{_e(what)}: <b>{_e(call.name)}</b></div>'
+        )
     if call.arguments is not None:
         parts += [_label("Arguments"), _text(call.arguments)]
     if call.result is not None:
@@ -90,7 +95,7 @@ def _body(node: SpanNode, *, is_root: bool) -> str:
     else:
         parts.append(_fields("Inputs", node.inputs))
         parts.append(_fields("Outputs", node.outputs))
-    parts.extend(_tool_call(c) for c in node.tool_calls)
+    parts.extend(_tool_call(c, node.name) for c in node.tool_calls)
     parts.extend(_document(i, d) for i, d in enumerate(node.documents, start=1))
     if node.attributes:
         inner = "".join(_label(f.title) + _text(f.text) for f in node.attributes)
