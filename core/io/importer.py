@@ -7,7 +7,14 @@ Record format (one JSON object per line)::
      "outputs": {...} or "an answer",          # a string becomes {"response": ...}
      "expectations": {...},                    # optional ground truth
      "tags": {"key": "value"},                 # optional
-     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "..."}]}
+     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "..."}],
+     "timestamp": "2026-03-02T14:05:00Z",      # optional request time (or epoch ms)
+     "spans": {...} or [...]}                  # optional span tree, see below
+
+``spans`` holds an agent's steps, nested (a root with ``children``) or flat (``span_id`` /
+``parent_id``), validated by :mod:`core.io.span_records` (its docstring has the fields
+and rules); the record's ``inputs``/``outputs`` are its root span's. Each span becomes a
+real MLflow span with its parent link, type, inputs/outputs, attributes, status and times.
 
 CSV columns: ``id, inputs, outputs, expectations, tags, criterion, value, rationale,
 reviewer``; rows sharing an ``id`` are one trace with several labels.
