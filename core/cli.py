@@ -41,6 +41,11 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
                 f" (alias production), evaluation dataset {res.dataset_name!r}"
                 f" ({res.dataset_rows_written} rows)."
             )
+        if res.agent_traces_written:
+            human += (
+                f" Agent demo: {res.agent_traces_written} traces with spans and "
+                f"{res.agent_labels_written} labels in experiment 'northwind-agent'."
+            )
     _print(args, res.to_dict(), human)
     return 0
 
