@@ -80,6 +80,8 @@ EXPECTATION_SOURCE = "alignboard-import"
 #: Traces per ``log_spans`` call: large enough to amortise a transaction / HTTP request,
 #: small enough to keep one request's body a few MB.
 BATCH_TRACES = 500
+#: Spans per ``log_spans`` call at most (plus one trace's): agent traces carry many.
+BATCH_SPANS = 5_000
 _ID_CHUNK = 100
 #: Assessment writes in flight against a remote tracking server.
 ASSESSMENT_WORKERS = 8
@@ -350,23 +352,25 @@ def _write(
     # One millisecond apart and ending now: list order (by time) follows file order.
     # A record with a timestamp keeps it (imported production traces keep their times).
     base_ns = time.time_ns() - n * 1_000_000
-    for start in range(0, n, BATCH_TRACES):
-        chunk = todo[start : start + BATCH_TRACES]
-        spans = []
-        for offset, (trace_id, rec) in enumerate(chunk):
-            tags = {IMPORT_BATCH_TAG: batch_id}
-            if rec.source_id:
-                tags[SOURCE_ID_TAG] = rec.source_id
-            begin = (
-                rec.timestamp_ms * 1_000_000
-                if rec.timestamp_ms is not None
-                else base_ns + (start + offset) * 1_000_000
-            )
-            spans.extend(build_spans(trace_id, rec, begin, tags))
-        # Record the ids before the call: if it fails after a partial commit (an HTTP
-        # timeout behind a server), clean-up still tries to delete them.
-        written.extend(t for t, _ in chunk)
-        client.log_spans(experiment_id, spans)
+    spans: list[Span] = []
+    chunk: list[str] = []
+    for index, (trace_id, rec) in enumerate(todo):
+        tags = {IMPORT_BATCH_TAG: batch_id}
+        if rec.source_id:
+            tags[SOURCE_ID_TAG] = rec.source_id
+        begin = (
+            rec.timestamp_ms * 1_000_000
+            if rec.timestamp_ms is not None
+            else base_ns + index * 1_000_000
+        )
+        spans.extend(build_spans(trace_id, rec, begin, tags))
+        chunk.append(trace_id)
+        if len(chunk) >= BATCH_TRACES or len(spans) >= BATCH_SPANS or index == n - 1:
+            # Record the ids before the call: if it fails after a partial commit (an HTTP
+            # timeout behind a server), clean-up still tries to delete them.
+            written.extend(chunk)
+            client.log_spans(experiment_id, spans)
+            spans, chunk = [], []
     assessments: list[tuple[str, Expectation | Feedback]] = []
     for trace_id, rec in todo:
         for name, value in rec.expectations.items():

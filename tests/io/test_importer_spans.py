@@ -473,3 +473,24 @@ def test_the_parsed_record_holds_its_spans_root_first_with_times(tmp_path):
     ]
     assert rec.timestamp_ms is None
     assert rec.to_dict()["spans"][1]["name"] == "get_tracking"
+
+
+def test_agent_traces_are_written_in_batches_bounded_by_spans(tmp_path, exp, monkeypatch):
+    from mlflow.tracing.client import TracingClient
+
+    import core.io.importer as importer
+
+    calls: list[int] = []
+    real = TracingClient.log_spans
+
+    def counting(self, location, spans):
+        calls.append(len(spans))
+        return real(self, location, spans)
+
+    monkeypatch.setattr(importer, "BATCH_SPANS", 6)
+    monkeypatch.setattr(TracingClient, "log_spans", counting)
+    recs = [{**NESTED, "id": f"a{i}"} for i in range(5)]
+    res = import_file(_jsonl(tmp_path / "b.jsonl", recs), exp.name)
+    assert res.traces_written == 5 and count_traces(exp.experiment_id) == 5
+    # Two traces (10 spans) reach the bound; the last trace goes alone.
+    assert calls == [10, 10, 5]
