@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +142,9 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
 
 
-def check_spans(add: Any, record_id: str | None, raw: Any) -> list[ImportSpan] | None:
+def check_spans(
+    add: Callable[[str], None], record_id: str | None, raw: Any
+) -> list[ImportSpan] | None:
     """Validate a record's ``spans`` value; return its spans, root first, or None.
 
     Args:

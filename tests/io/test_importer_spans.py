@@ -494,3 +494,14 @@ def test_agent_traces_are_written_in_batches_bounded_by_spans(tmp_path, exp, mon
     assert res.traces_written == 5 and count_traces(exp.experiment_id) == 5
     # Two traces (10 spans) reach the bound; the last trace goes alone.
     assert calls == [10, 10, 5]
+
+
+def test_a_tree_nested_too_deep_to_parse_is_refused_not_a_crash(tmp_path):
+    deep = '{"name": "r", "children": [' * 3000 + '{"name": "leaf"}' + "]}" * 3000
+    path = tmp_path / "deep.jsonl"
+    path.write_text(
+        json.dumps(OK_LINE) + "\n" + '{"inputs": "q", "outputs": "a", "spans": ' + deep + "}\n",
+        encoding="utf-8",
+    )
+    parsed = parse_import_file(path)
+    assert [(e.line, e.reason) for e in parsed.errors] == [(2, "JSON nested too deeply to read")]
