@@ -20,7 +20,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.labeling.traces import SpanView, TraceDetail
-from core.views.transcript import DEFAULT_PREVIEW_CHARS, Block, Text, blocks_for, make_text
+from core.views.transcript import (
+    DEFAULT_PREVIEW_CHARS,
+    Block,
+    Text,
+    blocks_for,
+    is_chat,
+    make_text,
+)
 
 #: Metadata keys that name where a retrieved document came from, best first.
 SOURCE_KEYS = ("doc_uri", "source", "url", "uri", "path", "title", "id", "chunk_id")
@@ -148,10 +155,49 @@ def _block_text(block: Block) -> str:
     return readable(block.data)
 
 
+def _message_with_calls(message: Any) -> Any:
+    """A chat message whose tool calls are written into its text (``-> get_tracking(...)``)."""
+    if not isinstance(message, Mapping) or not isinstance(message.get("tool_calls"), list):
+        return message
+    calls = [c for c in (_call(raw, DEFAULT_PREVIEW_CHARS) for raw in message["tool_calls"]) if c]
+    if not calls:
+        return message
+    lines = [
+        f"-> {c.name}({' '.join(c.arguments.full.splitlines()) if c.arguments else ''})"
+        for c in calls
+    ]
+    content = message.get("content")
+    text = content if isinstance(content, str) and content.strip() else ""
+    return {**message, "content": "\n".join([text, *lines] if text else lines)}
+
+
+def _calls_as_text(value: Any) -> Any:
+    """``value`` with every chat message's tool calls readable (a chat, or one under a key)."""
+    if is_chat(value):
+        return [_message_with_calls(m) for m in value]
+    if isinstance(value, Mapping):
+        if isinstance(value.get("choices"), list):
+            return {
+                **value,
+                "choices": [
+                    {**c, "message": _message_with_calls(c.get("message"))}
+                    if isinstance(c, Mapping)
+                    else c
+                    for c in value["choices"]
+                ],
+            }
+        return {k: _calls_as_text(v) if is_chat(v) else v for k, v in value.items()}
+    return value
+
+
 def fields(value: Any, limit: int = DEFAULT_PREVIEW_CHARS) -> tuple[Field, ...]:
-    """A span's inputs or outputs as readable fields (one per top-level key)."""
+    """A span's inputs or outputs as readable fields (one per top-level key).
+
+    Chat messages read as ``[role] text``; a message's tool calls as ``-> name(args)``.
+    """
     if value is None:
         return ()
+    value = _calls_as_text(value)
     if isinstance(value, Mapping) and value and all(_plain(v) for v in value.values()):
         # A few plain values read best together.
         return (Field("", make_text(readable(value), limit)),)

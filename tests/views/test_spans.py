@@ -200,6 +200,22 @@ def test_inputs_and_outputs_read_as_text_and_long_ones_are_cut_short():
     (nested,) = fields({"rows": [{"x": 1}]})
     assert json.loads(nested.text.full) == [{"x": 1}]
     assert fields(None) == ()
+    # An assistant turn that only calls a tool reads as the call.
+    (calls,) = fields(
+        {
+            "messages": [
+                {"role": "user", "content": "where?"},
+                COMPLETION_WITH_CALLS["choices"][0]["message"],
+                {"role": "tool", "tool_call_id": "call_1", "content": "lost in transit"},
+            ]
+        }
+    )
+    assert calls.text.full == (
+        "[user] where?\n\n[assistant] -> get_tracking(tracking_number: 1Z9 verbose: true)"
+        "\n\n[tool] lost in transit"
+    )
+    (requested,) = fields(COMPLETION_WITH_CALLS)
+    assert "-> get_tracking(" in requested.text.full
     (long,) = fields("word " * 500, limit=100)
     assert long.text.truncated and len(long.text.preview) <= 100
     assert long.text.full == "word " * 500
