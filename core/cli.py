@@ -24,7 +24,7 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> Non
 
 
 def _cmd_seed_demo(args: argparse.Namespace) -> int:
-    from core.io.demo_seed import DEMO_EXPERIMENT, seed_demo
+    from core.io.demo_seed import AGENT_EXPERIMENT, DEMO_EXPERIMENT, seed_demo
 
     experiment = args.experiment or DEMO_EXPERIMENT
     res = seed_demo(experiment)
@@ -40,6 +40,11 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
                 f" Application prompt {res.prompt_name!r} v{res.prompt_version}"
                 f" (alias production), evaluation dataset {res.dataset_name!r}"
                 f" ({res.dataset_rows_written} rows)."
+            )
+        if res.agent_traces_written:
+            human += (
+                f" Agent demo: {res.agent_traces_written} traces with spans and "
+                f"{res.agent_labels_written} labels in experiment {AGENT_EXPERIMENT!r}."
             )
     _print(args, res.to_dict(), human)
     return 0

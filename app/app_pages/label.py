@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components import data, keys, shell
+from app.components.span_tree import render_span_tree
 from app.components.state import init_page_state, set_query_param
 from app.components.trace_render import render_trace
 from core.errors import AlignboardError
@@ -20,6 +21,7 @@ from core.labeling.session import (
     submit_label,
     value_options,
 )
+from core.views.spans import shows_tree, span_tree
 from core.views.transcript import trace_view
 
 POLICY_TEXT = {
@@ -227,6 +229,11 @@ nav[3].caption(f"Trace `{trace_id}` · {status}")
 left, right = st.columns([3, 2], gap="large")
 with left:
     render_trace(trace_view(detail.inputs, detail.outputs), key=f"label_{trace_id}")
+    # An agent's steps (tool calls, retrievals) under the conversation; a trace of one
+    # span has nothing more to show.
+    spans = span_tree(detail)
+    if shows_tree(spans):
+        render_span_tree(spans)
 
 with right:
     st.subheader(crit.name)

@@ -3,7 +3,9 @@
 **Trace content is only ever passed to text elements** (``st.text``, ``st.json``), never
 to ``st.markdown``, ``st.caption``, ``st.html`` or a label: HTML, scripts and markdown in
 a trace show up literally and cannot run or restyle the page. Headings come from our own
-strings, or from field names that passed ``Block.title_is_safe``.
+strings, or from field names that passed ``Block.title_is_safe``. The one exception is the
+span tree (:mod:`app.components.span_tree`): Streamlit cannot nest expanders, so it is
+``st.html`` markup in which every text has been through ``html.escape``.
 """
 
 from __future__ import annotations

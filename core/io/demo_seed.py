@@ -1,6 +1,7 @@
 """Seeding the demo: support-assistant traces, a criterion, expert labels, a queue, and the
 demo application's prompt (Prompt Registry) and input dataset (an MLflow evaluation
-dataset) for prompt optimization.
+dataset) for prompt optimization; and, in a second experiment, an order-tracking agent's
+traces with their spans (tool calls, retrieved documents) and a ``{{ trace }}`` criterion.
 
 Seeding is idempotent: every step checks what is already there, so ``make run`` can
 call it on every start and a half-finished seed (a killed process) completes next time.
@@ -40,6 +41,12 @@ APP_INPUTS_FILE = "app_inputs.jsonl"
 DEMO_PROMPT_ALIAS = "production"
 #: The MLflow evaluation dataset holding the demo inputs; source ``dataset:northwind-messages``.
 DEMO_DATASET = "northwind-messages"
+#: The second demo experiment: Northwind's order-tracking agent, traces with spans.
+AGENT_EXPERIMENT = "northwind-agent"
+#: Its traces (nested spans, labels) and its criterion, ``agent_groundedness``.
+AGENT_TRACES_FILE = "agent_traces.jsonl"
+AGENT_CRITERIA_FILE = "agent_criteria.json"
+AGENT_QUEUE = "agent-review"
 
 
 def assets_dir() -> Path:
@@ -72,13 +79,21 @@ class SeedResult:
     """The demo evaluation dataset; None when the assets have none."""
     dataset_rows_written: int = 0
     """Dataset rows written (upserted) by this call."""
+    agent_experiment_id: str | None = None
+    """The agent demo experiment; None when the assets have no agent traces (or it was skipped)."""
+    agent_traces_written: int = 0
+    """Agent traces imported by this call."""
+    agent_labels_written: int = 0
+    """Agent trace labels imported by this call."""
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
         return asdict(self)
 
 
-def seed_demo(experiment_name: str = DEMO_EXPERIMENT) -> SeedResult:
+def seed_demo(
+    experiment_name: str = DEMO_EXPERIMENT, *, agent_experiment: str | None = AGENT_EXPERIMENT
+) -> SeedResult:
     """Load the demo data into ``experiment_name`` unless it is already there.
 
     Creates the criterion from ``assets/demo/criteria.json``, imports
@@ -86,7 +101,9 @@ def seed_demo(experiment_name: str = DEMO_EXPERIMENT) -> SeedResult:
     holding every trace, assigned to the demo reviewers. Then registers the demo
     application prompt from ``app_prompt.json`` (version 1, alias ``production``) and
     writes ``app_inputs.jsonl`` as the evaluation dataset ``northwind-messages``, when
-    those files exist.
+    those files exist. Last, the agent demo: ``agent_traces.jsonl`` (traces with spans)
+    and the criterion of ``agent_criteria.json`` into the experiment ``agent_experiment``
+    (None skips it) with its own queue; the first experiment gets nothing of it.
     """
     config.configure()
     exp = get_or_create_experiment(experiment_name)
@@ -97,9 +114,12 @@ def seed_demo(experiment_name: str = DEMO_EXPERIMENT) -> SeedResult:
     demo = assets_dir() / "demo"
     prompt_name, prompt_version, registered, prompt_changed = _seed_prompt(demo / APP_PROMPT_FILE)
     dataset_name, rows_written = _seed_dataset(demo / APP_INPUTS_FILE, exp.experiment_id)
+    agent_id, agent_traces, agent_labels, agent_changed = (
+        _seed_agent(demo, agent_experiment) if agent_experiment else (None, 0, 0, False)
+    )
     return SeedResult(
         exp.experiment_id,
-        traces_done and not prompt_changed and not rows_written,
+        traces_done and not prompt_changed and not rows_written and not agent_changed,
         traces_written,
         labels_written,
         DEMO_QUEUE,
@@ -108,15 +128,52 @@ def seed_demo(experiment_name: str = DEMO_EXPERIMENT) -> SeedResult:
         prompt_registered=registered,
         dataset_name=dataset_name,
         dataset_rows_written=rows_written,
+        agent_experiment_id=agent_id,
+        agent_traces_written=agent_traces,
+        agent_labels_written=agent_labels,
     )
 
 
 def _seed_traces(experiment_id: str, experiment_name: str) -> tuple[int, int]:
+    demo = assets_dir() / "demo"
+    return _seed_experiment(
+        experiment_id,
+        experiment_name,
+        demo / "criteria.json",
+        demo / "support_traces.jsonl",
+        DEMO_QUEUE,
+    )
+
+
+def _seed_agent(demo: Path, experiment_name: str) -> tuple[str | None, int, int, bool]:
+    """Seed the agent demo experiment once: (experiment id, traces, labels, anything written)."""
+    if not (demo / AGENT_TRACES_FILE).is_file() or not (demo / AGENT_CRITERIA_FILE).is_file():
+        return None, 0, 0, False
+    exp = get_or_create_experiment(experiment_name)
+    if exp.tags.get(SEEDED_TAG) == "1":
+        return exp.experiment_id, 0, 0, False
+    traces, labels = _seed_experiment(
+        exp.experiment_id,
+        experiment_name,
+        demo / AGENT_CRITERIA_FILE,
+        demo / AGENT_TRACES_FILE,
+        AGENT_QUEUE,
+    )
+    return exp.experiment_id, traces, labels, True
+
+
+def _seed_experiment(
+    experiment_id: str,
+    experiment_name: str,
+    criteria_file: Path,
+    traces_file: Path,
+    queue_name: str,
+) -> tuple[int, int]:
+    """Criteria, traces (skipping those already there) and a queue of every trace; then the tag."""
     import mlflow
 
-    demo = assets_dir() / "demo"
     existing = {c.name for c in list_criteria(experiment_id)}
-    criteria = json.loads((demo / "criteria.json").read_text(encoding="utf-8"))
+    criteria = json.loads(criteria_file.read_text(encoding="utf-8"))
     for spec in criteria:
         if spec["name"] not in existing:
             create_criterion(
@@ -128,13 +185,13 @@ def _seed_traces(experiment_id: str, experiment_name: str) -> tuple[int, int]:
                 positive_label=spec.get("positive_label", "Pass"),
                 negative_label=spec.get("negative_label", "Fail"),
             )
-    result = import_file(demo / "support_traces.jsonl", experiment_name, on_existing="skip")
+    result = import_file(traces_file, experiment_name, on_existing="skip")
 
     try:
-        queue = get_queue(experiment_id, DEMO_QUEUE)
+        queue = get_queue(experiment_id, queue_name)
     except NotFoundError:
         queue = create_queue(
-            experiment_id, DEMO_QUEUE, [c["name"] for c in criteria], DEMO_REVIEWERS
+            experiment_id, queue_name, [c["name"] for c in criteria], DEMO_REVIEWERS
         )
     add_traces(queue, all_trace_ids(experiment_id))
     mlflow.MlflowClient().set_experiment_tag(experiment_id, SEEDED_TAG, "1")

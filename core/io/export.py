@@ -21,6 +21,7 @@ from mlflow.tracing.client import TracingClient
 
 from core.errors import ValidationError
 from core.io.formats import CSV_COLUMNS
+from core.io.span_records import export_fields
 from core.labeling.labels import Label, current_from_assessments, is_human_feedback, to_label
 from core.labeling.traces import SOURCE_ID_TAG, user_tags
 from core.store import config
@@ -131,6 +132,8 @@ def export_labels(
                     record["expectations"] = expectations
                 if tags:
                     record["tags"] = tags
+                # Its time and, for an agent trace, its spans: a re-import rebuilds it.
+                record.update(export_fields(trace))
                 record["labels"] = [
                     {
                         "criterion": lab.criterion,

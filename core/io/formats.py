@@ -72,6 +72,10 @@ def _parse_jsonl(errs: RowErrors, data: bytes, criteria) -> list[ImportRecord]:
         except json.JSONDecodeError as exc:
             errs.add(n, f"malformed JSON: {exc.msg} at column {exc.colno}")
             continue
+        except RecursionError:
+            # A span tree (or any value) nested thousands deep: refuse it, do not crash.
+            errs.add(n, "JSON nested too deeply to read")
+            continue
         rec = check_record(errs, n, obj, criteria)
         if rec is not None:
             records.append(rec)

@@ -7,7 +7,14 @@ Record format (one JSON object per line)::
      "outputs": {...} or "an answer",          # a string becomes {"response": ...}
      "expectations": {...},                    # optional ground truth
      "tags": {"key": "value"},                 # optional
-     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "..."}]}
+     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "..."}],
+     "timestamp": "2026-03-02T14:05:00Z",      # optional request time (or epoch ms)
+     "spans": {...} or [...]}                  # optional span tree, see below
+
+``spans`` holds an agent's steps, nested (a root with ``children``) or flat (``span_id`` /
+``parent_id``), validated by :mod:`core.io.span_records` (its docstring has the fields
+and rules); the record's ``inputs``/``outputs`` are its root span's. Each span becomes a
+real MLflow span with its parent link, type, inputs/outputs, attributes, status and times.
 
 CSV columns: ``id, inputs, outputs, expectations, tags, criterion, value, rationale,
 reviewer``; rows sharing an ``id`` are one trace with several labels.
@@ -59,6 +66,8 @@ __all__ = [
     "IMPORT_SPAN_NAME",
     "ImportResult",
     "ParsedImport",
+    "build_root_span",
+    "build_spans",
     "import_file",
     "import_records",
     "parse_import_file",
@@ -71,6 +80,8 @@ EXPECTATION_SOURCE = "alignboard-import"
 #: Traces per ``log_spans`` call: large enough to amortise a transaction / HTTP request,
 #: small enough to keep one request's body a few MB.
 BATCH_TRACES = 500
+#: Spans per ``log_spans`` call at most (plus one trace's): agent traces carry many.
+BATCH_SPANS = 5_000
 _ID_CHUNK = 100
 #: Assessment writes in flight against a remote tracking server.
 ASSESSMENT_WORKERS = 8
@@ -111,36 +122,100 @@ def _json_attr(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _span_id(hex_trace_id: str, key: str) -> int:
+    # Any non-zero 64-bit span id works; deriving it from the trace id keeps re-runs equal.
+    return int(hashlib.sha256(f"{hex_trace_id}{key}".encode()).hexdigest()[:16], 16) or 1
+
+
+def _status(code: str, message: str) -> Status:
+    if code == "ERROR":
+        return Status(StatusCode.ERROR, message or None)
+    return Status(StatusCode.OK)
+
+
 def build_root_span(
     trace_id: str, record: ImportRecord, start_ns: int, extra_tags: dict[str, str]
 ) -> Span:
-    """Build the finished root span (type CHAIN) that holds one record's inputs/outputs.
+    """Build the finished root span that holds one record's inputs/outputs.
 
-    Trace tags travel as ``mlflow.traceTag.<key>`` root-span attributes, which the
-    tracking store turns into trace tags in the same transaction as the span.
+    Its type is CHAIN unless the record's spans say otherwise. Trace tags travel as
+    ``mlflow.traceTag.<key>`` root-span attributes, which the tracking store turns into
+    trace tags in the same transaction as the span.
+    """
+    return build_spans(trace_id, record, start_ns, extra_tags)[0]
+
+
+def build_spans(
+    trace_id: str, record: ImportRecord, start_ns: int, extra_tags: dict[str, str]
+) -> list[Span]:
+    """Build every finished span of one record: the root, then its descendants (pre-order).
+
+    A record without ``spans`` is one root span of type CHAIN lasting 1 microsecond.
+    Otherwise each span keeps its name, type, inputs, outputs, attributes, status and
+    times (``start_ns`` is the trace's start) and its parent link, so MLflow reads the
+    tree back as the file gave it.
     """
     hex_id = trace_id.removeprefix("tr-")
-    # Any non-zero 64-bit span id works; deriving it from the trace id keeps re-runs equal.
-    span_id = int(hashlib.sha256(hex_id.encode()).hexdigest()[:16], 16) or 1
+    trace_int = int(hex_id, 16)
     tags = {**record.tags, **extra_tags}
-    attributes = {
-        SpanAttributeKey.REQUEST_ID: _json_attr(trace_id),
-        SpanAttributeKey.SPAN_TYPE: _json_attr("CHAIN"),
-        SpanAttributeKey.INPUTS: _json_attr(record.inputs),
-        SpanAttributeKey.OUTPUTS: _json_attr(record.outputs),
-        **{f"mlflow.traceTag.{k}": _json_attr(v) for k, v in tags.items()},
-    }
-    otel = ReadableSpan(
-        name=record.name or IMPORT_SPAN_NAME,
-        context=build_otel_context(int(hex_id, 16), span_id),
-        parent=None,
-        start_time=start_ns,
-        end_time=start_ns + 1_000,
-        attributes=attributes,
-        status=Status(StatusCode.OK),
-        resource=Resource.get_empty(),
-    )
-    return Span(otel)
+    tag_attrs = {f"mlflow.traceTag.{k}": _json_attr(v) for k, v in tags.items()}
+    root_id = _span_id(hex_id, "")
+    if not record.spans:
+        attributes = {
+            SpanAttributeKey.REQUEST_ID: _json_attr(trace_id),
+            SpanAttributeKey.SPAN_TYPE: _json_attr("CHAIN"),
+            SpanAttributeKey.INPUTS: _json_attr(record.inputs),
+            SpanAttributeKey.OUTPUTS: _json_attr(record.outputs),
+            **tag_attrs,
+        }
+        otel = ReadableSpan(
+            name=record.name or IMPORT_SPAN_NAME,
+            context=build_otel_context(trace_int, root_id),
+            parent=None,
+            start_time=start_ns,
+            end_time=start_ns + 1_000,
+            attributes=attributes,
+            status=Status(StatusCode.OK),
+            resource=Resource.get_empty(),
+        )
+        return [Span(otel)]
+    ids: list[int] = []
+    used: set[int] = set()
+    out: list[Span] = []
+    for i, span in enumerate(record.spans):
+        # The root keeps the id a one-span import gives it; children hash their position.
+        sid = root_id if i == 0 else _span_id(hex_id, f":{i}:{span.key}")
+        while sid in used:
+            sid = (sid + 1) % (1 << 64) or 1
+        used.add(sid)
+        ids.append(sid)
+        is_root = span.parent is None
+        attributes = {
+            SpanAttributeKey.REQUEST_ID: _json_attr(trace_id),
+            SpanAttributeKey.SPAN_TYPE: _json_attr(span.span_type),
+            **{str(k): _json_attr(v) for k, v in span.attributes.items()},
+            **(tag_attrs if is_root else {}),
+        }
+        # A span the file gave no inputs (or outputs) has none, as MLflow's own spans.
+        inputs = record.inputs if is_root else span.inputs
+        outputs = record.outputs if is_root else span.outputs
+        if is_root or span.has_inputs:
+            attributes[SpanAttributeKey.INPUTS] = _json_attr(inputs)
+        if is_root or span.has_outputs:
+            attributes[SpanAttributeKey.OUTPUTS] = _json_attr(outputs)
+        begin = start_ns + span.start_ns
+        otel = ReadableSpan(
+            name=record.name if is_root and record.name else span.name,
+            context=build_otel_context(trace_int, sid),
+            parent=None if span.parent is None else build_otel_context(trace_int, ids[span.parent]),
+            start_time=begin,
+            end_time=begin + span.duration_ns,
+            attributes=attributes,
+            status=_status(span.status, span.status_message),
+            resource=Resource.get_empty(),
+        )
+        out.append(Span(otel))
+    return out
 
 
 def _stored_infos(client: TracingClient, experiment_id: str, trace_ids: list[str]):
@@ -275,21 +350,27 @@ def _write(
     batch_id = uuid.uuid4().hex
     n = len(todo)
     # One millisecond apart and ending now: list order (by time) follows file order.
+    # A record with a timestamp keeps it (imported production traces keep their times).
     base_ns = time.time_ns() - n * 1_000_000
-    for start in range(0, n, BATCH_TRACES):
-        chunk = todo[start : start + BATCH_TRACES]
-        spans = []
-        for offset, (trace_id, rec) in enumerate(chunk):
-            tags = {IMPORT_BATCH_TAG: batch_id}
-            if rec.source_id:
-                tags[SOURCE_ID_TAG] = rec.source_id
-            spans.append(
-                build_root_span(trace_id, rec, base_ns + (start + offset) * 1_000_000, tags)
-            )
-        # Record the ids before the call: if it fails after a partial commit (an HTTP
-        # timeout behind a server), clean-up still tries to delete them.
-        written.extend(t for t, _ in chunk)
-        client.log_spans(experiment_id, spans)
+    spans: list[Span] = []
+    chunk: list[str] = []
+    for index, (trace_id, rec) in enumerate(todo):
+        tags = {IMPORT_BATCH_TAG: batch_id}
+        if rec.source_id:
+            tags[SOURCE_ID_TAG] = rec.source_id
+        begin = (
+            rec.timestamp_ms * 1_000_000
+            if rec.timestamp_ms is not None
+            else base_ns + index * 1_000_000
+        )
+        spans.extend(build_spans(trace_id, rec, begin, tags))
+        chunk.append(trace_id)
+        if len(chunk) >= BATCH_TRACES or len(spans) >= BATCH_SPANS or index == n - 1:
+            # Record the ids before the call: if it fails after a partial commit (an HTTP
+            # timeout behind a server), clean-up still tries to delete them.
+            written.extend(chunk)
+            client.log_spans(experiment_id, spans)
+            spans, chunk = [], []
     assessments: list[tuple[str, Expectation | Feedback]] = []
     for trace_id, rec in todo:
         for name, value in rec.expectations.items():

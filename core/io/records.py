@@ -8,13 +8,15 @@ with its line number, so a user fixes a file in one pass. File formats live in
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_TRACE_TAG_VAL_LENGTH, _validate_trace_tag
 
 from core.errors import ImportFileError, RowError, ValidationError
+from core.io.span_records import ImportSpan, check_spans
 from core.labeling.criteria import Criterion, normalize_value
 from core.labeling.labels import MAX_RATIONALE_CHARS, MAX_REVIEWER_CHARS, check_rationale
 
@@ -26,10 +28,24 @@ MAX_LABELS_PER_RECORD = 1_000
 MAX_TAGS_PER_RECORD = 100
 MAX_ID_CHARS = 250
 MAX_NAME_CHARS = 250
+#: Earliest and latest record timestamp accepted (epoch ms): 1973-03-03 (a smaller number is
+#: almost surely seconds, not milliseconds) to 9999-12-31.
+MIN_TIMESTAMP_MS = 100_000_000_000
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 #: Tag keys alignboard writes itself.
 RESERVED_TAG_PREFIXES = ("mlflow.", "alignboard.")
 
-RECORD_FIELDS = ("id", "name", "inputs", "outputs", "expectations", "tags", "labels")
+RECORD_FIELDS = (
+    "id",
+    "name",
+    "timestamp",
+    "inputs",
+    "outputs",
+    "expectations",
+    "tags",
+    "labels",
+    "spans",
+)
 LABEL_FIELDS = ("criterion", "value", "rationale", "reviewer")
 
 
@@ -61,6 +77,10 @@ class ImportRecord:
     labels: list[ImportLabel] = field(default_factory=list)
     name: str | None = None
     """Root span name (default ``alignboard_import``)."""
+    spans: list[ImportSpan] = field(default_factory=list)
+    """The trace's spans, root first (pre-order); empty for a trace of one span."""
+    timestamp_ms: int | None = None
+    """The trace's request time (epoch ms) from the record's ``timestamp``, if given."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -255,8 +275,26 @@ def check_record(
         not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS
     ):
         errs.add(line, f"name must be a non-empty string of at most {MAX_NAME_CHARS} characters")
-    inputs = _coerce_io(errs, line, "inputs", obj.get("inputs"), "question")
-    outputs = _coerce_io(errs, line, "outputs", obj.get("outputs"), "response")
+    timestamp_ms = _check_timestamp(errs, line, obj.get("timestamp"))
+    spans: list[ImportSpan] = []
+    if "spans" in obj:
+        checked = check_spans(
+            lambda reason: errs.add(line, reason),
+            source_id.strip() if isinstance(source_id, str) else None,
+            obj["spans"],
+        )
+        spans = checked or []
+    if spans:
+        inputs, outputs, name = _root_fields(errs, line, obj, spans)
+    elif "spans" in obj:
+        # Bad spans were reported; inputs/outputs may have been meant to come from the root.
+        inputs = outputs = {}
+        for key, text_key in (("inputs", "question"), ("outputs", "response")):
+            if obj.get(key) is not None:
+                _coerce_io(errs, line, key, obj[key], text_key)
+    else:
+        inputs = _coerce_io(errs, line, "inputs", obj.get("inputs"), "question")
+        outputs = _coerce_io(errs, line, "outputs", obj.get("outputs"), "response")
     expectations = obj.get("expectations")
     if expectations is None:
         expectations = {}
@@ -293,7 +331,86 @@ def check_record(
         tags=tags,
         labels=labels,
         name=name.strip() if isinstance(name, str) else None,
+        spans=spans,
+        timestamp_ms=timestamp_ms,
     )
+
+
+def _check_timestamp(errs: RowErrors, line: int, value: Any) -> int | None:
+    """The record's request time as epoch ms: ISO-8601 (UTC unless it says) or epoch ms."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            errs.add(
+                line,
+                f"timestamp {value[:40]!r} is not ISO-8601 (e.g. 2026-03-02T14:05:00Z) "
+                "nor a number of epoch milliseconds",
+            )
+            return None
+        if when.tzinfo is None:
+            # A time without a zone is read as UTC, the zone tracing backends export in.
+            when = when.replace(tzinfo=UTC)
+        ms = int(when.timestamp() * 1000)
+    elif isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        errs.add(
+            line,
+            f"timestamp must be an ISO-8601 string or epoch milliseconds, got {_type(value)}",
+        )
+        return None
+    else:
+        ms = int(value)
+    if not MIN_TIMESTAMP_MS <= ms <= MAX_TIMESTAMP_MS:
+        hint = " (seconds? give milliseconds)" if 0 < ms < MIN_TIMESTAMP_MS else ""
+        errs.add(line, f"timestamp {value!r} is out of range{hint}: 1973 to 9999 accepted")
+        return None
+    return ms
+
+
+def _root_fields(
+    errs: RowErrors, line: int, obj: dict[str, Any], spans: list[ImportSpan]
+) -> tuple[dict | None, dict | None, Any]:
+    """The record's inputs, outputs and name, which are its root span's.
+
+    Given once (on the record or on the root span) they are taken from where they are;
+    given twice they must agree, so nothing a file says is silently dropped.
+    """
+    root = spans[0]
+    found: dict[str, dict | None] = {}
+    for key, text_key, has in (
+        ("inputs", "question", root.has_inputs),
+        ("outputs", "response", root.has_outputs),
+    ):
+        top = obj.get(key)
+        own = root.inputs if key == "inputs" else root.outputs
+        if top is not None and has and own is not None:
+            a = _coerce_io(errs, line, key, top, text_key)
+            b = _coerce_io(RowErrors(), line, key, own, text_key)
+            if a is not None and a != b:
+                errs.add(
+                    line,
+                    f"{key} differs from the root span's {key}; the record's {key} are the "
+                    "root span's: give them once (on the record or on the root span)",
+                )
+                a = None
+            found[key] = a
+        elif top is not None:
+            found[key] = _coerce_io(errs, line, key, top, text_key)
+        else:
+            found[key] = _coerce_io(
+                errs, line, f"{key} (of the record or its root span)", own, text_key
+            )
+    name = obj.get("name")
+    if name is not None and isinstance(name, str) and name.strip() != root.name:
+        errs.add(
+            line,
+            f"name {name.strip()!r} differs from the root span's name {root.name!r}; "
+            "the record's name is its root span's: give it once",
+        )
+    spans[0] = replace(root, inputs=found["inputs"], outputs=found["outputs"])
+    return found["inputs"], found["outputs"], name if name is not None else root.name
 
 
 def check_duplicate_labels(errs: RowErrors, labels: list[ImportLabel]) -> None:

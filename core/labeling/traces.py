@@ -92,6 +92,11 @@ class SpanView:
     start_ns: int
     end_ns: int | None
     parent_id: str | None
+    status: str = "OK"
+    """``OK``, ``ERROR`` or ``UNSET``."""
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """The span's own attributes (MLflow's ``mlflow.*`` ones left out)."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +358,23 @@ def _span_type(span: Any) -> str | None:
         return None
 
 
+def _span_status(span: Any) -> dict[str, Any]:
+    """A span's status and its own attributes, for :class:`SpanView`."""
+    status = getattr(span, "status", None)
+    code = getattr(getattr(status, "status_code", None), "value", None) or "OK"
+    try:
+        attributes = {
+            k: v for k, v in (span.attributes or {}).items() if not str(k).startswith("mlflow.")
+        }
+    except Exception:
+        attributes = {}
+    return {
+        "status": str(code),
+        "status_message": str(getattr(status, "description", "") or ""),
+        "attributes": attributes,
+    }
+
+
 def get_trace(trace_id: str) -> TraceDetail:
     """Return one trace with its spans, expectations, human labels and judge feedback.
 
@@ -378,6 +400,7 @@ def get_trace(trace_id: str) -> TraceDetail:
             start_ns=s.start_time_ns,
             end_ns=s.end_time_ns,
             parent_id=s.parent_id,
+            **_span_status(s),
         )
         for s in spans
     ]
