@@ -74,6 +74,7 @@ def preflight(
     findings += _check_credentials(settings)
     findings += _check_base_urls(settings)
     findings += _check_labels(settings, examples, label_names)
+    findings += _check_trace(settings, examples)
     findings += _check_reviewers(settings, examples, labels)
     return sorted(findings, key=lambda f: f.level != "error")
 
@@ -309,6 +310,29 @@ def _check_labels(
                 )
             )
     return out
+
+
+def _check_trace(settings: AlignmentSettings, examples: Sequence[Example]) -> list[Finding]:
+    """A ``{{ trace }}`` judge is fine; on traces that are one span each it has nothing
+    beyond the inputs and outputs to look at (and pays for the tool calls anyway)."""
+    from core.optimization.trace_spans import uses_trace
+
+    if not uses_trace(settings.judge.instructions):
+        return []
+    known = [e for e in examples if e.span_count]
+    single = [e for e in known if e.span_count == 1]
+    if not known or len(single) < len(known):
+        return []
+    return [
+        _warning(
+            "trace_single_span",
+            f"Judge {settings.judge.name!r} reads {{{{ trace }}}}, but every one of the "
+            f"{len(known)} labeled traces has a single span: there is nothing beyond the "
+            "inputs and outputs for it to look at, and each verdict still costs several "
+            "tool-calling rounds. Use {{ inputs }} and {{ outputs }} instead, or label traces "
+            "recorded with their spans (tool calls, retrievals).",
+        )
+    ]
 
 
 def _hashable(value: Any) -> Any:
