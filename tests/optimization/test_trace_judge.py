@@ -63,20 +63,27 @@ def _agent_trace(order: str, status: str) -> str:
     return root.trace_id
 
 
-def _make_agent_data(experiment_id: str, n: int = 30) -> dict[str, str]:
-    """``n`` labeled agent traces; lost and delivered alternate within each split, so every
-    split holds both. Returns trace id -> status."""
+#: Fewest traces per split: enough lost parcels on validation for the selection's sign test
+#: (4 wins over the seed) and both kinds on test.
+MIN_PER_SPLIT = {"train": 12, "val": 7, "test": 6}
+
+
+def _make_agent_data(experiment_id: str) -> dict[str, str]:
+    """Labeled agent traces, at least :data:`MIN_PER_SPLIT` per split; within each split
+    two of three parcels are lost in transit. Returns trace id -> tool status."""
     mlflow.set_experiment(experiment_id=experiment_id)
     crit = create_criterion(experiment_id, CRITERION, "pass_fail", SEED)
     per_split: Counter[str] = Counter()
     statuses: dict[str, str] = {}
-    for i in range(n):
+    i = 0
+    while any(per_split[k] < n for k, n in MIN_PER_SPLIT.items()):
+        i += 1
         # The split is a function of the trace id, known when the root span starts; the
         # tool's output is chosen after, alternating per split.
         with mlflow.start_span(name="support_agent", span_type="AGENT") as root:
             order = f"NW-{1000 + i}"
             split = assign_split(root.trace_id)
-            status = "lost in transit" if per_split[split] % 2 == 0 else "delivered"
+            status = "delivered" if per_split[split] % 3 == 2 else "lost in transit"
             per_split[split] += 1
             root.set_inputs({"question": f"Hi, where is my parcel {order}?"})
             with mlflow.start_span(name="get_tracking", span_type="TOOL") as tool:
@@ -97,7 +104,7 @@ def _make_agent_data(experiment_id: str, n: int = 30) -> dict[str, str]:
 
 @pytest.fixture
 def agent_data(experiment):
-    """The experiment id and trace id -> tool status of 30 labeled agent traces."""
+    """The experiment id and trace id -> tool status of the labeled agent traces."""
     return experiment.experiment_id, _make_agent_data(experiment.experiment_id)
 
 
@@ -182,11 +189,12 @@ def test_the_mlflow_loop_stays_within_its_iteration_limit(experiment, monkeypatc
 def test_evaluator_loads_each_trace_once_and_hides_the_labels(agent_data):
     experiment_id, statuses = agent_data
     examples = load_examples(experiment_id, CRITERION)
-    assert len(examples) == 30 and {e.span_count for e in examples} == {3}
+    n = len(statuses)
+    assert len(examples) == n and {e.span_count for e in examples} == {3}
     spec = JudgeSpec(CRITERION, SEED, "pass_fail", "demo:/judge")
     ev = JudgeEvaluator(spec, workers=4)
     seed_verdicts, ruled = ev.evaluate_many([(SEED, examples), (f"{SEED}\n{RULE}", examples)])
-    assert ev.traces.stats() == {"loads": 1, "loaded": 30, "entries": 30}
+    assert ev.traces.stats() == {"loads": 1, "loaded": n, "entries": n}
     assert all(v.value is True for v in seed_verdicts)
     assert [v.value for v in ruled] == [statuses[e.trace_id] != "lost in transit" for e in examples]
     ev.evaluate(f"{SEED}\n{RULE}\n- Be strict.", examples)
