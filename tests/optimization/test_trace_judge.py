@@ -29,7 +29,7 @@ from core.optimization.dataset import load_examples
 from core.optimization.engine import run_alignment
 from core.optimization.gepa_adapter import check_template
 from core.optimization.guards import check_proposal
-from core.optimization.judging import JudgeEvaluator
+from core.optimization.judging import JudgeEvaluator, build_judge
 from core.optimization.preflight import preflight
 from core.optimization.spec import TEMPLATE_VARIABLES, AlignmentSettings, JudgeSpec
 from core.optimization.trace_spans import TraceCache, spans_text, uses_trace
@@ -344,3 +344,23 @@ def test_memalign_aligns_a_trace_judge_on_tool_span_evidence(agent_data):
     artifacts = record.read_artifacts(MlflowClient(), result.run_id)
     texts = [g["text"] for g in artifacts.get(record.GUIDELINES) or []]
     assert any("lost in transit" in t for t in texts), texts
+
+
+def test_prompt_optimization_refuses_a_trace_judge_as_scorer(prompt_demo):
+    from core.optimization.prompt_preflight import build_prompt_settings, preflight_prompt
+    from core.optimization.registry import register_version
+
+    spec = JudgeSpec("support_quality", SEED, "pass_fail", "demo:/judge")
+    version = register_version(build_judge(spec), prompt_demo, run_id=None, test_metrics={})
+    settings = build_prompt_settings(
+        prompt_demo,
+        prompts=["northwind-support"],
+        dataset="dataset:northwind-messages",
+        task_model="demo:/app",
+        judges=[f"support_quality@{version}", "support_quality@production"],
+    )
+    _, findings = preflight_prompt(settings)
+    errors = {f.code: f.message for f in findings if f.level == "error"}
+    assert list(errors) == ["trace_judge_scorer"], findings
+    assert f"support_quality v{version} reads {{{{ trace }}}}" in errors["trace_judge_scorer"]
+    assert "no trace to read" in errors["trace_judge_scorer"]
