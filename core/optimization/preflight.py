@@ -438,6 +438,25 @@ def estimate(
         n_test: Labeled traces in the test split (default: the same as ``n_val``); the
             seed and the aligned judge are both scored on it.
     """
+    from dataclasses import replace
+
+    from core.optimization.trace_spans import uses_trace
+
+    found = _estimate(settings, n_train, n_val, n_test)
+    if not uses_trace(settings.judge.instructions):
+        return found
+    # The unit stays the judge evaluation; a trace judge's takes several model calls.
+    return replace(
+        found,
+        explanation=found.explanation
+        + " A {{ trace }} judge makes several model calls per evaluation (it reads the "
+        "spans through MLflow's tool calls; the demo stand-in makes 3).",
+    )
+
+
+def _estimate(
+    settings: AlignmentSettings, n_train: int, n_val: int, n_test: int | None
+) -> Estimate:
     n_test = n_val if n_test is None else n_test
     test_calls = 2 * n_test
     mb = max(settings.minibatch_size, 1)

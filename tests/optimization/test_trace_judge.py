@@ -30,7 +30,7 @@ from core.optimization.engine import run_alignment
 from core.optimization.gepa_adapter import check_template
 from core.optimization.guards import check_proposal
 from core.optimization.judging import JudgeEvaluator, build_judge
-from core.optimization.preflight import preflight
+from core.optimization.preflight import estimate, preflight
 from core.optimization.spec import TEMPLATE_VARIABLES, AlignmentSettings, JudgeSpec
 from core.optimization.trace_spans import TraceCache, spans_text, uses_trace
 
@@ -265,6 +265,9 @@ def test_preflight_accepts_trace_judges_and_warns_on_single_span_traces(agent_da
         "demo:/reflect",
     )
     assert "trace_single_span" not in {f.code for f in preflight(io, flat, labels=[])}
+    # The estimate says a trace judge's evaluation takes several model calls.
+    assert "several model calls" in estimate(_settings(experiment_id, "gepa"), 20, 7).explanation
+    assert "several model calls" not in estimate(io, 20, 7).explanation
 
 
 def test_a_proposal_must_keep_the_trace_variable():
