@@ -46,6 +46,7 @@ the request body. So:
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -62,6 +63,8 @@ from core.models.usage import install_usage_tracking, record_call
 from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec, ValueType
 from core.optimization.trace_spans import TraceCache, uses_trace
 from core.store import config
+
+_log = logging.getLogger(__name__)
 
 #: Cached verdicts kept at most (an LRU; each is a few hundred bytes).
 DEFAULT_CACHE_ENTRIES = 100_000
@@ -523,7 +526,12 @@ class JudgeEvaluator:
                         trace_ids.append(ex.trace_id)
             results.append(row)
         # A trace judge's traces, loaded once for the round (batched), before any call.
-        loaded = self.traces.get_many(trace_ids) if trace_ids else {}
+        loaded: dict[str, Any] = {}
+        if trace_ids:
+            try:
+                loaded = self.traces.get_many(trace_ids)
+            except Exception as exc:  # e.g. ids that are not trace ids: fail per example
+                _log.warning("Could not load traces for the judge: %s", redact(str(exc))[:300])
         self.last_misses = [sum(1 for t in todo if t[0] == i) for i in range(len(items))]
         calls_before = self.stats.calls
         depth = 0
