@@ -13,6 +13,11 @@ What it answers (see :func:`demo_answer`):
 * judging requests: rules in the instructions, else the base heuristic
   (:mod:`core.models.demo_rules`), in the format asked (:mod:`core.models.demo_judge`),
   including MLflow's built-in ``Correctness`` scorer;
+* ``{{ trace }}`` judges (MLflow's agent-as-judge, whose requests carry ``tools``): as a
+  trace judge it reads the spans through MLflow's tools, then applies its rules to all
+  span text (:mod:`core.models.demo_tools`): it answers with tool calls (``list_spans``,
+  then ``get_span`` for every span; ``finish_reason`` ``tool_calls``) until the results
+  are in, then judges, in three model calls per trace;
 * GEPA reflection on judge instructions and on application prompts, MLflow's MetaPrompt
   optimizer, and MemAlign distillation (:mod:`core.models.demo_reflection`);
 * embeddings (:mod:`core.models.demo_embedding`).
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import threading
 import time
@@ -41,7 +47,7 @@ from typing import Any
 
 from core.models.demo_app import answer_app
 from core.models.demo_embedding import DEFAULT_DIMENSIONS, embed_text
-from core.models.demo_judge import answer_judge
+from core.models.demo_judge import answer_judge, answer_trace_judge
 from core.models.demo_prompts import OutputField, Prompt, render
 from core.models.demo_reflection import (
     answer_distillation,
@@ -53,10 +59,19 @@ from core.models.demo_reflection import (
     is_prompt_reflection,
     is_reflection,
 )
+from core.models.demo_tools import has_tool_results, plan_tool_calls
 
 LATENCY_ENV = "ALIGNBOARD_DEMO_LATENCY_MS"
 FAILURE_RATE_ENV = "ALIGNBOARD_DEMO_FAILURE_RATE"
 SEED_ENV = "ALIGNBOARD_DEMO_SEED"
+
+
+def demo_tool_calls(messages: list[Any], tools: Any) -> list[dict[str, Any]] | None:
+    """The tool calls the demo model answers a request carrying ``tools`` with, or None
+    when it answers with text (see :func:`core.models.demo_tools.plan_tool_calls`)."""
+    if not tools:
+        return None
+    return plan_tool_calls(messages, tools)
 
 
 def demo_answer(messages: list[Any], response_format: Any = None, model: str = "") -> str:
@@ -73,6 +88,10 @@ def demo_answer(messages: list[Any], response_format: Any = None, model: str = "
     prompt = Prompt.from_messages(messages, response_format)
     if model.rsplit("/", 1)[-1].lower().startswith("app"):
         return answer_app(prompt)
+    if has_tool_results(messages):
+        # A trace judge after its tool calls: the tool results are trace content, never
+        # a request of another kind (a span could quote a reflection prompt).
+        return answer_trace_judge(prompt, messages)
     if is_distillation(prompt):
         return answer_distillation(prompt)
     # Prompt reflection first: its records carry "Judge verdict" lines that the judge
@@ -214,17 +233,24 @@ def _params(optional_params: dict | None, litellm_params: dict | None) -> dict:
     return merged
 
 
-def _build_response(model: str, text: str, prompt_chars: int) -> Any:
+def _build_response(
+    model: str, text: str, prompt_chars: int, tool_calls: list[dict[str, Any]] | None = None
+) -> Any:
     import litellm
 
+    if tool_calls:
+        message = litellm.Message(role="assistant", content=None, tool_calls=tool_calls)
+        text = json.dumps(tool_calls)  # for the token count only
+    else:
+        message = litellm.Message(role="assistant", content=text)
     # Rough token counts (4 characters a token) so callers that read usage see numbers.
     return litellm.ModelResponse(
         model=f"demo/{model}",
         choices=[
             litellm.Choices(
                 index=0,
-                finish_reason="stop",
-                message=litellm.Message(role="assistant", content=text),
+                finish_reason="tool_calls" if tool_calls else "stop",
+                message=message,
             )
         ],
         usage=litellm.Usage(
@@ -267,11 +293,14 @@ def _make_handler_class():
                 if failure:
                     _COUNTER.failed()
                     _raise_failure(failure, model)
-                text = demo_answer(messages, params.get("response_format"), str(model or ""))
                 chars = sum(len(Prompt.from_messages([m]).everything) for m in messages or [])
-                return _build_response(model, text, chars), _knob(
-                    params, "demo_latency_ms", LATENCY_ENV
-                )
+                calls = demo_tool_calls(messages, params.get("tools"))
+                if calls:
+                    response = _build_response(model, "", chars, tool_calls=calls)
+                else:
+                    text = demo_answer(messages, params.get("response_format"), str(model or ""))
+                    response = _build_response(model, text, chars)
+                return response, _knob(params, "demo_latency_ms", LATENCY_ENV)
             except BaseException:
                 _COUNTER.leave()
                 raise

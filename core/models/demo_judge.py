@@ -1,5 +1,9 @@
 """The demo model answering as a judge, in whatever format the judge asked for.
 
+As a trace judge (instructions with ``{{ trace }}``, see :mod:`core.models.demo_tools`): reads
+the spans through MLflow's tools, then applies its rules to all span text; the base
+heuristic judges the final response (:func:`answer_trace_judge`).
+
 Besides judges with instructions (rules, else the base heuristic), it answers MLflow's
 built-in ``Correctness`` scorer (``mlflow.genai.judges.is_correct``), whose request holds the
 question, a ``<claim>`` (the expected facts as ``- fact`` lines, or the expected response) and a
@@ -23,6 +27,7 @@ from core.models.demo_prompts import (
     verdict_field,
 )
 from core.models.demo_rules import STAND_IN, Decision, decide, polarity
+from core.models.demo_tools import SpanSeen, spans_seen
 
 _RANGE = re.compile(
     r"(?:from|between|scale of|range of|score of)\s+(-?\d+(?:\.\d+)?)\s*(?:-|–|to|and)\s*(-?\d+(?:\.\d+)?)"
@@ -204,3 +209,52 @@ def _plain(prompt: Prompt, decision: Decision) -> str:
     if re.search(r"\bonly\b|single word|one word", lowered):
         return word
     return f"{word}\n\n{decision.rationale}"
+
+
+def _final_response(prompt: Prompt, spans: list[SpanSeen]) -> tuple[str, str]:
+    """The response a trace judge's heuristic judges, and the raw text it came from: the
+    request's ``outputs`` when it has them, else the root span's outputs."""
+    user_only = Prompt(system="", user=prompt.user, everything=prompt.user)
+    response, raw = response_text(user_only)
+    if raw != prompt.user:
+        return response, raw
+    root = next((s for s in spans if s.is_root), None)
+    return (root.outputs if root else ""), ""
+
+
+def answer_trace_judge(prompt: Prompt, messages: list[Any]) -> str:
+    """Answer a ``{{ trace }}`` judge once the tools' results are in ``messages``.
+
+    Rules (from the system and user messages, never from tool results, so a span cannot
+    write its own verdict) are matched against everything the spans said; without a match
+    the base heuristic judges the final response.
+    """
+    spans = spans_seen(messages)
+    response, raw = _final_response(prompt, spans)
+    user = prompt.user.replace(raw, "\n") if raw else prompt.user
+    instructions = f"{prompt.system}\n{user}"
+    evidence = "\n".join(s.text for s in spans)
+    fields = output_fields(prompt)
+    target = verdict_field(fields)
+    decision = decide(instructions, response, accept=_acceptor(target), evidence=evidence)
+    read = f"{STAND_IN} As a trace judge, it read {len(spans)} span(s) through MLflow's tools."
+    if decision.rule is not None:
+        phrase = decision.rule.phrase.lower()
+        span = next((s for s in spans if phrase in s.text.lower()), None)
+        named = f'Span "{span.name}" ({span.span_type})' if span else "The trace"
+        rationale = (
+            f'{read} {named} contains "{decision.rule.phrase}", and the instructions say '
+            f"that means {decision.rule.verdict}."
+        )
+    else:
+        rationale = f"{read} {decision.rationale.removeprefix(STAND_IN).strip()}"
+    decision = Decision(decision.verdict, decision.rule, rationale)
+    value = typed_value(decision, target, instructions)
+    if not fields:
+        fields = [OutputField("result", "str"), OutputField("rationale")]
+        target = fields[0]
+    values: dict[str, Any] = {f.name: decision.rationale for f in fields if f is not target}
+    if target is not None:
+        values[target.name] = value
+    # MLflow parses the final answer of its tool loop as JSON, whatever the request said.
+    return render(fields, values, "json" if prompt.style == "plain" else prompt.style)

@@ -111,7 +111,14 @@ def base_verdict(response: str) -> Decision:
     )
 
 
-def decide(instructions: str, response: str, accept=lambda verdict: True) -> Decision:
+def decide(
+    instructions: str,
+    response: str,
+    accept=lambda verdict: True,
+    *,
+    evidence: str | None = None,
+    where: str = "The response",
+) -> Decision:
     """Decide a verdict: the first rule whose phrase the response contains, else the heuristic.
 
     Args:
@@ -119,14 +126,18 @@ def decide(instructions: str, response: str, accept=lambda verdict: True) -> Dec
         response: The response (outputs) being judged.
         accept: Predicate on a rule's verdict word; rules whose word the caller cannot use
             (not a category, not a boolean) are skipped.
+        evidence: Text the rules are matched against instead of the response (a trace
+            judge: everything the trace's spans said); the heuristic still judges the
+            response.
+        where: How the rationale names where a rule's phrase was found.
     """
-    lower = (response or "").lower()
+    lower = (response if evidence is None else evidence or "").lower()
     for rule in parse_rules(instructions):
         if rule.phrase.lower() in lower and accept(rule.verdict):
             return Decision(
                 rule.verdict,
                 rule,
-                f'{STAND_IN} The response contains "{rule.phrase}", and the instructions say '
+                f'{STAND_IN} {where} contains "{rule.phrase}", and the instructions say '
                 f"that means {rule.verdict}.",
             )
     return base_verdict(response)

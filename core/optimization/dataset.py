@@ -122,6 +122,7 @@ def load_examples(
                     reviewer=label.reviewer,
                     split=assign_split(trace_id),
                     label_version=label.assessment_id,
+                    span_count=len(trace.data.spans),
                 )
             )
     return examples

@@ -9,10 +9,15 @@ instructions on labeled examples (parallel, cached: :class:`JudgeEvaluator`) and
 agreement with the human label. The reflective dataset shows the reflection model, for each
 example, the judge's verdict and rationale **and the human label and rationale**, in lines
 ``Judge verdict:``, ``Judge rationale:``, ``Human label:``, ``Human rationale:`` (MLflow's
-own GEPA optimizer shows only "This trajectory got a score of True").
+own GEPA optimizer shows only "This trajectory got a score of True"). For a ``{{ trace }}``
+judge each record also has ``Trace spans``: the trace's non-root spans, TOOL and RETRIEVER
+first, one line each with inputs and outputs cut short
+(:func:`core.optimization.trace_spans.spans_text`, at most ``SPANS_TEXT_CHARS``
+characters), since the deciding evidence of an agent trace is often in a tool's output.
 
 Template variables. A candidate must keep the seed's MLflow template variables
-(``{{ inputs }}``, ``{{ outputs }}``, ``{{ expectations }}``) and may not invent others.
+(``{{ inputs }}``, ``{{ outputs }}``, ``{{ expectations }}``, ``{{ trace }}``) and may not
+invent others.
 Missing ones are re-appended on a line of their own and invented ones stripped
 (*repaired*); a candidate with nothing left but variables is *rejected* (score 0 on every
 example, with feedback saying why). Every decision is kept in :attr:`template_checks`.
@@ -45,6 +50,7 @@ from core.optimization.guards import GuardVerdict, check_proposal
 from core.optimization.judging import JudgeEvaluator, Verdict, instructions_key, score
 from core.optimization.record import NOT_BETTER_ON_MINIBATCH, Proposal
 from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec
+from core.optimization.trace_spans import spans_text, uses_trace
 
 COMPONENT = "instructions"
 _VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -189,6 +195,8 @@ class JudgeAdapter:
         self.val_ids = set(val_ids)
         self.value_range = value_range
         self.template_checks: dict[str, TemplateCheck] = {}
+        self.reads_trace = uses_trace(spec.instructions)
+        """Whether the judge reads ``{{ trace }}`` (reflection then sees the spans)."""
         self.rounds: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -302,18 +310,29 @@ class JudgeAdapter:
         eval_batch: EvaluationBatch,
         components_to_update: list[str],
     ) -> Mapping[str, Sequence[Mapping[str, Any]]]:
-        """One record per example: inputs, the response judged, and feedback carrying the
-        judge's verdict and rationale and the human's label and rationale."""
+        """One record per example: inputs, the response judged (for a ``{{ trace }}`` judge
+        also the trace's spans), and feedback carrying the judge's verdict and rationale and
+        the human's label and rationale."""
         records = []
-        for t in eval_batch.trajectories or []:
+        trajectories = list(eval_batch.trajectories or [])
+        traces: dict[str, Any] = {}
+        if self.reads_trace and trajectories:
+            # Already loaded for the evaluation: the evaluator's cache answers.
+            traces = self.evaluator.traces.get_many(t.example.trace_id for t in trajectories)
+        for t in trajectories:
             feedback = feedback_text(t.verdict, t.example, self.spec.value_type, t.score)
             if t.template.status != "ok":
                 feedback = f"{t.template.note}\n\n{feedback}"
             record: dict[str, Any] = {
                 "Inputs": _plain(t.example.inputs),
                 "Generated Outputs": _plain(t.example.outputs),
-                "Feedback": feedback,
             }
+            if self.reads_trace:
+                trace = traces.get(t.example.trace_id)
+                record["Trace spans"] = (
+                    spans_text(trace) if trace is not None else "(trace not in the store)"
+                )
+            record["Feedback"] = feedback
             if t.example.expectations:
                 record["Expectations"] = _plain(t.example.expectations)
             records.append(record)

@@ -18,7 +18,8 @@ the reason; every measure is kept):
     (template, examples and feedback) but not in the parent.
 ``dropped_template_variable``
     (c) It lacks a template variable of the seed (``{{ inputs }}``, ``{{ outputs }}``,
-    ``{{ expectations }}``; spacing inside the braces does not matter).
+    ``{{ expectations }}``, ``{{ trace }}``; spacing inside the braces does not matter). A
+    ``{{ trace }}`` judge that lost the variable would silently stop reading the spans.
 ``lost_parent_content``
     (b) It keeps fewer than :data:`MIN_PARENT_KEPT` (40%) of the parent's distinct
     content words (words of 3+ letters outside a stop-word list). Revisions that add rules

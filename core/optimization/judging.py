@@ -12,6 +12,14 @@ score is what MLflow will later run. :class:`JudgeEvaluator` adds what an optimi
   backoff, then returned as a failed :class:`Verdict` (``error`` set) - the run goes on;
 * authentication failures (401/403, missing key) raise ``CredentialsError`` and stop all.
 
+Trace judges. A judge whose instructions use ``{{ trace }}`` (MLflow's agent-as-judge) is
+called as MLflow calls it, ``judge(inputs=..., outputs=..., trace=<Trace>)``, and reads the
+spans through MLflow's judge tools. The evaluator loads each trace once
+(:class:`core.optimization.trace_spans.TraceCache`: one ``batch_get_traces`` per round
+for the traces it lacks, bounded) and hands the judge a copy without any feedback, so
+the human label it is scored against cannot reach it through the tools. The verdict cache
+key stays (instructions sha, trace id, label version): the trace is the trace id's.
+
 Retries. MLflow retries judge calls itself (10 times, minutes of backoff). For judges that
 reach the model through LiteLLM we switch MLflow's retries off with
 ``inference_params={"retry_policy": None, "num_retries": 0, "timeout": ...}`` on the
@@ -38,6 +46,7 @@ the request body. So:
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -47,12 +56,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeGuard
 
-from core.errors import CredentialsError, ValidationError
+from core.errors import CredentialsError, NotFoundError, ValidationError
 from core.models.secrets import redact, require_credentials
 from core.models.uris import parse_model
 from core.models.usage import install_usage_tracking, record_call
 from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec, ValueType
+from core.optimization.trace_spans import TraceCache, uses_trace
 from core.store import config
+
+_log = logging.getLogger(__name__)
 
 #: Cached verdicts kept at most (an LRU; each is a few hundred bytes).
 DEFAULT_CACHE_ENTRIES = 100_000
@@ -340,6 +352,7 @@ class JudgeEvaluator:
         retries: int = 3,
         backoff: float = 0.25,
         timeout: float | None = None,
+        traces: TraceCache | None = None,
     ) -> None:
         """Create an evaluator.
 
@@ -351,6 +364,8 @@ class JudgeEvaluator:
             backoff: First backoff in seconds, doubled per retry (with jitter).
             timeout: Seconds before one LiteLLM judge call is abandoned (default:
                 :func:`core.models.completion.default_timeout`).
+            traces: Where a ``{{ trace }}`` judge's traces come from (a new bounded cache
+                on the configured store by default; share one to load each trace once).
         """
         from core.models.completion import default_timeout
 
@@ -361,6 +376,8 @@ class JudgeEvaluator:
         self.backoff = backoff
         self.timeout = timeout or default_timeout()
         self.stats = EvaluatorStats(failed_trace_ids=set())
+        self.traces = traces if traces is not None else TraceCache()
+        """The traces a ``{{ trace }}`` judge reads (loaded once per trace id)."""
         self.last_round: RoundInfo | None = None
         self.last_misses: list[int] = []
         """Per item of the last :meth:`evaluate_many`: pairs not found in the cache."""
@@ -491,26 +508,40 @@ class JudgeEvaluator:
         started = time.monotonic()
         results: list[list[Verdict | None]] = []
         todo: list[tuple[int, int, Any, str | None, Example]] = []
+        trace_ids: list[str] = []
         for i, (candidate, examples) in enumerate(items):
             key = instructions_key(candidate) if isinstance(candidate, str) else None
             if isinstance(candidate, str):
                 judge = self._judge_for(candidate)
             else:
                 judge = self._evaluation_judge(candidate)
+            needs_trace = uses_trace(judge)
             row: list[Verdict | None] = []
             for j, ex in enumerate(examples):
                 hit = self.cache.get((key, ex.trace_id, ex.label_version)) if key else None
                 row.append(hit)
                 if hit is None:
                     todo.append((i, j, judge, key, ex))
+                    if needs_trace:
+                        trace_ids.append(ex.trace_id)
             results.append(row)
+        # A trace judge's traces, loaded once for the round (batched), before any call.
+        loaded: dict[str, Any] = {}
+        if trace_ids:
+            try:
+                loaded = self.traces.get_many(trace_ids)
+            except Exception as exc:  # e.g. ids that are not trace ids: fail per example
+                _log.warning("Could not load traces for the judge: %s", redact(str(exc))[:300])
         self.last_misses = [sum(1 for t in todo if t[0] == i) for i in range(len(items))]
         calls_before = self.stats.calls
         depth = 0
         if todo:
             stop = threading.Event()
             pool = self._executor()
-            futures = [pool.submit(self._run_one, judge, ex, stop) for _, _, judge, _, ex in todo]
+            futures = [
+                pool.submit(self._run_one, judge, ex, stop, loaded.get(ex.trace_id))
+                for _, _, judge, _, ex in todo
+            ]
             error: BaseException | None = None
             for (i, j, _, key, ex), fut in zip(todo, futures, strict=True):
                 try:
@@ -533,14 +564,24 @@ class JudgeEvaluator:
         )
         return [[v for v in row if v is not None] for row in results]
 
-    def _call(self, judge: Any, ex: Example) -> Any:
+    def _call(self, judge: Any, ex: Example, trace: Any = None) -> Any:
         kwargs: dict[str, Any] = {"inputs": ex.inputs, "outputs": ex.outputs}
         used = [v for v in TEMPLATE_VARIABLES if v in (getattr(judge, "instructions", "") or "")]
         if "{{ expectations }}" in used or ex.expectations:
             kwargs["expectations"] = ex.expectations or {}
+        if uses_trace(judge):
+            trace = trace if trace is not None else self.traces.get(ex.trace_id)
+            if trace is None:
+                raise NotFoundError(
+                    f"Trace {ex.trace_id} is not in the store: a judge using {{{{ trace }}}} "
+                    "reads the trace's spans, so it can only judge stored traces."
+                )
+            kwargs["trace"] = trace
         return judge(**kwargs)
 
-    def _run_one(self, judge: Any, ex: Example, stop: threading.Event) -> tuple[Verdict, int]:
+    def _run_one(
+        self, judge: Any, ex: Example, stop: threading.Event, trace: Any = None
+    ) -> tuple[Verdict, int]:
         # MLflow's gateway client retries by itself and LiteLLM never sees its calls.
         inner = getattr(judge, "_base_judge", judge)
         via_gateway = gateway_claims(getattr(inner, "model", None) or "")
@@ -554,7 +595,7 @@ class JudgeEvaluator:
                 self.stats.retries += 1 if attempt else 0
             start = time.time()
             try:
-                feedback = self._call(judge, ex)
+                feedback = self._call(judge, ex, trace)
                 error = getattr(feedback, "error", None)
                 if error is not None:
                     raise RuntimeError(getattr(error, "error_message", None) or str(error))

@@ -74,6 +74,7 @@ def preflight(
     findings += _check_credentials(settings)
     findings += _check_base_urls(settings)
     findings += _check_labels(settings, examples, label_names)
+    findings += _check_trace(settings, examples)
     findings += _check_reviewers(settings, examples, labels)
     return sorted(findings, key=lambda f: f.level != "error")
 
@@ -311,6 +312,29 @@ def _check_labels(
     return out
 
 
+def _check_trace(settings: AlignmentSettings, examples: Sequence[Example]) -> list[Finding]:
+    """A ``{{ trace }}`` judge is fine; on traces that are one span each it has nothing
+    beyond the inputs and outputs to look at (and pays for the tool calls anyway)."""
+    from core.optimization.trace_spans import uses_trace
+
+    if not uses_trace(settings.judge.instructions):
+        return []
+    known = [e for e in examples if e.span_count]
+    single = [e for e in known if e.span_count == 1]
+    if not known or len(single) < len(known):
+        return []
+    return [
+        _warning(
+            "trace_single_span",
+            f"Judge {settings.judge.name!r} reads {{{{ trace }}}}, but every one of the "
+            f"{len(known)} labeled traces has a single span: there is nothing beyond the "
+            "inputs and outputs for it to look at, and each verdict still costs several "
+            "tool-calling rounds. Use {{ inputs }} and {{ outputs }} instead, or label traces "
+            "recorded with their spans (tool calls, retrievals).",
+        )
+    ]
+
+
 def _hashable(value: Any) -> Any:
     try:
         hash(value)
@@ -414,6 +438,25 @@ def estimate(
         n_test: Labeled traces in the test split (default: the same as ``n_val``); the
             seed and the aligned judge are both scored on it.
     """
+    from dataclasses import replace
+
+    from core.optimization.trace_spans import uses_trace
+
+    found = _estimate(settings, n_train, n_val, n_test)
+    if not uses_trace(settings.judge.instructions):
+        return found
+    # The unit stays the judge evaluation; a trace judge's takes several model calls.
+    return replace(
+        found,
+        explanation=found.explanation
+        + " A {{ trace }} judge makes several model calls per evaluation (it reads the "
+        "spans through MLflow's tool calls; the demo stand-in makes 3).",
+    )
+
+
+def _estimate(
+    settings: AlignmentSettings, n_train: int, n_val: int, n_test: int | None
+) -> Estimate:
     n_test = n_val if n_test is None else n_test
     test_calls = 2 * n_test
     mb = max(settings.minibatch_size, 1)

@@ -364,6 +364,7 @@ def _unused_mapping(settings: PromptSettings, used: set[str]) -> list[Finding]:
 def check_judges(settings: PromptSettings) -> list[Finding]:
     """The judge versions exist, and their agreement with the humans is known and good."""
     from core.optimization.registry import list_versions
+    from core.optimization.trace_spans import uses_trace
 
     out: list[Finding] = []
     for j in settings.judges:
@@ -375,6 +376,17 @@ def check_judges(settings: PromptSettings) -> list[Finding]:
             out.append(
                 _error(
                     "judge_not_found", f"Judge {j.name!r} has no registered version {j.version}."
+                )
+            )
+            continue
+        if uses_trace(meta.instructions):
+            out.append(
+                _error(
+                    "trace_judge_scorer",
+                    f"{j.label} reads {{{{ trace }}}} (the spans of an agent's trace), but the "
+                    "outputs a prompt optimization scores are the application's replies, "
+                    "which have no trace to read. Score with a judge that uses "
+                    "{{ inputs }} and {{ outputs }}.",
                 )
             )
             continue

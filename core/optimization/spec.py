@@ -25,7 +25,15 @@ from typing import Any, Literal, Protocol
 OptimizerName = Literal["gepa", "memalign", "mlflow-gepa", "simba"]
 OPTIMIZERS: tuple[str, ...] = ("gepa", "memalign", "mlflow-gepa", "simba")
 ValueType = Literal["pass_fail", "categorical", "numeric"]
-TEMPLATE_VARIABLES: tuple[str, ...] = ("{{ inputs }}", "{{ outputs }}", "{{ expectations }}")
+#: MLflow's template variables alignboard judges use. ``{{ trace }}`` makes MLflow's
+#: agent-as-judge: the judge gets the trace and reads its spans through MLflow's tools
+#: (:mod:`core.optimization.trace_spans`).
+TEMPLATE_VARIABLES: tuple[str, ...] = (
+    "{{ inputs }}",
+    "{{ outputs }}",
+    "{{ expectations }}",
+    "{{ trace }}",
+)
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,9 @@ class Example:
     """Deterministic split by a hash of the trace id."""
     label_version: str
     """Assessment id of the label, so caches notice a relabel."""
+    span_count: int = 0
+    """Spans in the trace (0: not known), so pre-flight can tell a ``{{ trace }}`` judge
+    that single-span traces give it nothing beyond inputs and outputs."""
 
 
 class RunRecorder(Protocol):

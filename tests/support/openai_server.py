@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from core.models.demo import demo_answer
+from core.models.demo import demo_answer, demo_tool_calls
 from core.models.demo_embedding import DEFAULT_DIMENSIONS, embed_text
 
 FAULTS = ("429", "500", "401", "timeout", "malformed")
@@ -154,8 +154,13 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
 def _chat(body: dict, answer: Callable[[dict], str | None] | None = None) -> dict:
     text = answer(body) if answer is not None else None
-    if text is None:
+    # A request with tools (a {{ trace }} judge) gets the demo model's tool calls first.
+    calls = demo_tool_calls(body.get("messages") or [], body.get("tools")) if text is None else None
+    if text is None and not calls:
         text = demo_answer(body.get("messages") or [], body.get("response_format"))
+    message: dict = {"role": "assistant", "content": text}
+    if calls:
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
     return {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
@@ -164,8 +169,8 @@ def _chat(body: dict, answer: Callable[[dict], str | None] | None = None) -> dic
         "choices": [
             {
                 "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": text},
+                "finish_reason": "tool_calls" if calls else "stop",
+                "message": message,
             }
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
