@@ -1,4 +1,4 @@
-"""Run every benchmark (B0, B1, B2, B3, B5, B6) in one process; print the tables, write one JSON.
+"""Run every benchmark (B0, B1, B2, B3, B5, B6, B7) in one process; print the tables, write one JSON.
 
 ``python benchmarks/run_all.py --quick --out benchmarks/results/latest.json`` is what
 ``make bench`` runs (under five minutes on a 2-core machine).
@@ -20,6 +20,7 @@ from benchmarks import (
     b3_labeling_scale,
     b5_prompt_speed,
     b6_bulk_scoring,
+    b7_active_labeling,
 )
 from benchmarks.common import arg_parser, write_json
 
@@ -27,11 +28,10 @@ from benchmarks.common import arg_parser, write_json
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python benchmarks/run_all.py [--quick] [--latency-ms N] --out F``."""
     p = arg_parser(__doc__.splitlines()[0])
-    p.add_argument(
-        "--only", choices=("b0", "b1", "b2", "b3", "b5", "b6"), nargs="+", help="run only these"
-    )
+    names = ("b0", "b1", "b2", "b3", "b5", "b6", "b7")
+    p.add_argument("--only", choices=names, nargs="+", help="run only these")
     args = p.parse_args(argv)
-    wanted = set(args.only or ("b0", "b1", "b2", "b3", "b5", "b6"))
+    wanted = set(args.only or names)
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "latency_ms": args.latency_ms}
     if "b0" in wanted:
@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         results["b5"] = b5_prompt_speed.run(args.latency_ms, args.quick)
     if "b6" in wanted:
         results["b6"] = b6_bulk_scoring.run(args.latency_ms, args.quick)
-    if not args.only:  # B7 (quality, not speed); alone: python benchmarks/b7_active_labeling.py
-        from benchmarks import b7_active_labeling
-
+    if "b7" in wanted:  # quality of a labeling order on the demo stand-ins, not speed
         results["b7"] = b7_active_labeling.run(args.quick)
     results["total_seconds"] = time.perf_counter() - started
     print(f"all benchmarks: {results['total_seconds']:.1f} s", flush=True)

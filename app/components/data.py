@@ -534,6 +534,7 @@ def after_score_end() -> None:
     ratings.clear()
     overview.clear()
 
+
 # --- Traces page: Label next (active labeling) ---------------------------------------------
 
 from core.views import active as active_view  # noqa: E402
