@@ -296,15 +296,20 @@ def _check_labels(
         )
     counts = {s: sum(e.split == s for e in examples) for s in ("train", "val", "test")}
     for split, count in counts.items():
+        # gepa picks candidates on the validation split and reflects on train examples:
+        # with either empty it cannot run at all (gepa asserts), so refuse it up front.
+        fatal = settings.optimizer == "gepa" and split in ("train", "val")
         if count == 0:
             out.append(
-                _warning(
+                (_error if fatal else _warning)(
                     f"empty_{split}_split",
                     f"No labeled trace falls in the {split} split ({counts['train']} train, "
                     f"{counts['val']} val, {counts['test']} test). Label more traces; "
                     + (
                         "without a test split the before/after agreement cannot be measured."
                         if split == "test"
+                        else "gepa cannot run without it."
+                        if fatal
                         else "the optimizer has less to learn from."
                     ),
                 )

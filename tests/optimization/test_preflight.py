@@ -96,7 +96,8 @@ def test_single_label_value_is_a_warning(experiment):
     found = _codes(preflight(_settings(experiment), _examples(experiment.experiment_id, "quality")))
     assert found["single_label_value"].level == "warning"
     assert "True" in found["single_label_value"].message
-    assert not [f for f in found.values() if f.level == "error"]
+    # (These ten traces all hash to train: the split check has its own test below.)
+    assert not [f for f in found.values() if f.level == "error" and "split" not in f.code]
 
 
 def test_label_name_mismatch_lists_existing_label_names(labeled):
@@ -172,3 +173,19 @@ def test_estimate_scales_with_budget_and_latency(experiment):
     assert "default 10x train" in auto.explanation and auto.judge_calls == 400 + 24
     mem = estimate(_settings(experiment, "memalign"), n_train=40, n_val=12)
     assert mem.judge_calls == 24 and mem.embedding_calls >= 40
+
+
+def test_gepa_without_a_validation_or_train_split_is_refused(labeled):
+    """gepa cannot run without train and validation examples (it asserts deep inside);
+    pre-flight says so before anything is spent. Other optimizers only get a warning."""
+    from dataclasses import replace
+
+    experiment, _, _ = labeled
+    examples = [replace(e, split="train") for e in _examples(experiment.experiment_id, "quality")]
+    found = _codes(preflight(_settings(experiment), examples))
+    assert found["empty_val_split"].level == "error"
+    assert "gepa cannot run without it" in found["empty_val_split"].message
+    memalign = _codes(preflight(_settings(experiment, "memalign"), examples))
+    assert memalign["empty_val_split"].level == "warning"
+    only_val = [replace(e, split="val") for e in examples]
+    assert _codes(preflight(_settings(experiment), only_val))["empty_train_split"].level == "error"
