@@ -238,9 +238,8 @@ def export_eval_dataset(
         ValidationError: nothing is labeled for the criterion, no name, several datasets
             share the name, or MLflow refuses the records.
     """
-    from mlflow.exceptions import MlflowException
 
-    from core.io.prompt_data import _client, _datasets_named
+    from core.io.prompt_data import _client, _datasets_named, merge_into_dataset
 
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("Name the evaluation dataset to write (--dataset NAME).")
@@ -286,19 +285,7 @@ def export_eval_dataset(
     found = _datasets_named(client, name)
     if len(found) > 1:
         raise ValidationError(f"{len(found)} evaluation datasets are already named {name!r}.")
-    try:
-        if found:
-            dataset = found[0]
-        else:
-            from mlflow.genai.datasets import create_dataset
-
-            dataset = create_dataset(name=name, experiment_id=[str(experiment_id)])
-        for start in range(0, len(records), 500):
-            dataset.merge_records(records[start : start + 500])
-    except MlflowException as exc:
-        raise ValidationError(
-            f"MLflow refused the records of dataset {name!r}: {exc.message}"
-        ) from exc
+    dataset = merge_into_dataset(experiment_id, name, records, found[0] if found else None)
     return DatasetExport(
         dataset_id=str(dataset.dataset_id),
         name=name,

@@ -531,6 +531,31 @@ def _dataset_rows(name: str) -> list[DatasetRow]:
     return rows
 
 
+def merge_into_dataset(
+    experiment_id: str, name: str, records: list[dict[str, Any]], dataset: Any = None
+) -> Any:
+    """Merge records into the evaluation dataset ``dataset`` (created as ``name`` in the
+    experiment when None), 500 at a time (MLflow merges records with equal inputs).
+
+    Raises:
+        ValidationError: MLflow refused the records.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if dataset is None:
+            from mlflow.genai.datasets import create_dataset
+
+            dataset = create_dataset(name=name, experiment_id=[str(experiment_id)])
+        for start in range(0, len(records), 500):
+            dataset.merge_records(records[start : start + 500])
+    except MlflowException as exc:
+        raise ValidationError(
+            f"MLflow refused the records of dataset {name!r}: {exc.message}"
+        ) from exc
+    return dataset
+
+
 def create_eval_dataset(
     name: str,
     rows: Sequence[DatasetRow],
@@ -559,7 +584,6 @@ def create_eval_dataset(
         ValidationError: no rows, duplicate ids or inputs, the name is taken (without
             ``exist_ok``), or MLflow refuses the records.
     """
-    from mlflow.exceptions import MlflowException
 
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("An evaluation dataset needs a name.")
@@ -595,19 +619,7 @@ def create_eval_dataset(
         if row.trace_id:
             record["source"] = {"source_type": "TRACE", "source_data": {"trace_id": row.trace_id}}
         records.append(record)
-    try:
-        if found:
-            dataset = found[0]
-        else:
-            from mlflow.genai.datasets import create_dataset
-
-            dataset = create_dataset(name=name, experiment_id=[str(experiment_id)])
-        for start in range(0, len(records), 500):
-            dataset.merge_records(records[start : start + 500])
-    except MlflowException as exc:
-        raise ValidationError(
-            f"MLflow refused the records of dataset {name!r}: {exc.message}"
-        ) from exc
+    dataset = merge_into_dataset(experiment_id, name, records, found[0] if found else None)
     written = {
         (r.tags or {}).get(ROW_ID_TAG) for r in client.get_dataset(dataset.dataset_id).records
     }
