@@ -44,6 +44,7 @@ init_page_state(
         "batch": sv.DEFAULT_BATCH,
         "values": [],
         "agreement": "all",
+        "held_out": False,
     },
     {"run": "run"},
 )
@@ -352,11 +353,24 @@ drift_by = (
 )
 if drift_by == "batch":
     d[1].number_input("Traces per batch", 2, 10_000, key="score_batch")
-result = sv.drift(vs, version, cast(sv.DriftBy, drift_by), batch_size=int(ss["score_batch"]))
+held_out = st.toggle(
+    "Held-out traces only (test split)",
+    key="score_held_out",
+    help="Alignment learns from the train and validation splits, so a judge agrees best "
+    "with the humans there. The test split was never shown to an optimizer.",
+)
+result = sv.drift(
+    vs,
+    version,
+    cast(sv.DriftBy, drift_by),
+    batch_size=int(ss["score_batch"]),
+    held_out=held_out,
+)
 if result.overall is None:
     st.caption(
-        f"None of v{version}'s {len(mine):,} verdicts is on a trace the humans labeled: "
-        "score labeled traces (or label some of the scored ones) to see the drift."
+        f"None of v{version}'s {len(mine):,} verdicts is on a trace the humans labeled"
+        + (" in the test split" if held_out else "")
+        + ": score labeled traces (or label some of the scored ones) to see the drift."
     )
 else:
     o = result.overall

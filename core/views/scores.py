@@ -28,6 +28,7 @@ from core.agreement import AgreementReport, compare
 from core.errors import ValidationError
 from core.labeling.criteria import Criterion, display_value, normalize_value
 from core.labeling.labels import Label, current_from_assessments, iter_trace_infos, label_filter
+from core.labeling.splits import assign_split
 from core.optimization.dataset import consolidate
 from core.views.formatting import preview_text
 
@@ -441,6 +442,7 @@ def drift(
     min_pairs: int = MIN_PAIRS,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    held_out: bool = False,
 ) -> Drift:
     """Accuracy and Cohen's kappa (with bootstrap 95% CIs) of one version against the
     humans, per period, on the traces that have both a verdict and a human label.
@@ -455,6 +457,9 @@ def drift(
         min_pairs: Periods with fewer pairs are marked ``too_few`` (never dropped).
         n_bootstrap: Resamples of each interval (:func:`core.agreement.compare`).
         seed: Resampling seed (the same data and seed give the same figures).
+        held_out: Only traces of the test split: an alignment learns from the train and
+            validation splits (by trace id, :func:`core.labeling.splits.assign_split`), so
+            agreement there overstates how the judge does on traces it never saw.
 
     Raises:
         ValidationError: unknown grouping, or a batch size below 1.
@@ -466,7 +471,10 @@ def drift(
             f"Batch size must be a whole number of traces >= 1; got {batch_size!r}."
         )
     mine = verdicts.of_version(version)
-    pairs = sorted((v for v in mine if v.labeled), key=_arrival)
+    pairs = sorted(
+        (v for v in mine if v.labeled and (not held_out or assign_split(v.trace_id) == "test")),
+        key=_arrival,
+    )
     if by == "week":
         groups = _group_by(pairs, lambda v: week_of(v.request_ms), _rq_ms)
     elif by == "batch":

@@ -16,6 +16,7 @@ from core.agreement import compare
 from core.errors import ValidationError
 from core.labeling.criteria import Criterion, get_criterion
 from core.labeling.labels import current_labels, iter_trace_infos
+from core.labeling.splits import assign_split
 from core.optimization.dataset import consolidate
 from core.views.scores import (
     BEFORE_BULK,
@@ -136,6 +137,17 @@ def test_drift_per_batch_equals_compare_on_the_same_pairs(demo_store):
 
     by_run = drift(load_verdicts(demo_store, crit), 3, "run", n_bootstrap=0)
     assert [p.period for p in by_run.points] == ["run-x"] and by_run.points[0].n == 63
+
+    # Held out: only the test split's labeled traces, with compare's figures on them.
+    test = [t for t in labeled if assign_split(t) == "test"]
+    assert 0 < len(test) < len(labeled)
+    held = drift(load_verdicts(demo_store, crit), 3, "batch", n_bootstrap=200, held_out=True)
+    assert held.n_pairs == len(test) and held.overall is not None
+    want = compare(
+        {t: humans[t] for t in test}, {t: pred[t] for t in test}, "pass_fail", n_bootstrap=200
+    )
+    assert held.overall.accuracy == pytest.approx(want.accuracy)
+    assert held.overall.report.accuracy_ci == want.accuracy_ci
 
 
 # ---- pure: synthetic verdicts at chosen times ------------------------------------------
