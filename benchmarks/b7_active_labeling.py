@@ -221,7 +221,8 @@ def _point(result: Any, strategy: str, seed: int, n: int, **extra: Any) -> dict[
 
 def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """One curve: a fresh store, the seed's first N0 labels, then ``strategy`` up to each N."""
-    from core.labeling.active import consolidate_values, load_pool, rank_pool
+    from core.labeling.active import load_pool, rank_pool
+    from core.labeling.consolidation import consolidate_values
 
     points: list[dict[str, Any]] = []
     with temp_store(f"alignboard-b7-{strategy}-{seed}-"):

@@ -102,9 +102,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _export_dataset(args: argparse.Namespace, experiment_id: str) -> int:
     from core.errors import ValidationError
     from core.io.export import export_eval_dataset
+    from core.labeling.consolidation import consolidate
     from core.labeling.criteria import get_criterion
     from core.labeling.labels import current_labels
-    from core.optimization.dataset import consolidate
 
     if args.file:
         raise ValidationError(

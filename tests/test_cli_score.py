@@ -18,9 +18,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from core.labeling.consolidation import consolidate
 from core.labeling.labels import current_labels
 from core.optimization import jobs
-from core.optimization.dataset import consolidate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "alignboard-demo"

@@ -31,10 +31,9 @@ words lower-cased, the ``MAX_TERMS`` terms found in most traces kept, computed w
 the newest ``MAX_NEIGHBOURS`` labeled traces are the candidate neighbours (memory stays
 bounded on large stores).
 
-**Human labels** of a neighbour are consolidated as the alignment does it (the majority
-value of its reviewers; a tie goes to the reviewer with most labels of the criterion, then
-by name: the rule of ``core.optimization.dataset.consolidate``, restated here because
-labeling sits below optimization).
+**Human labels** of a neighbour are consolidated as the alignment does it
+(:mod:`core.labeling.consolidation`: the majority value of its reviewers; a tie goes to the
+reviewer with most labels of the criterion, then by name).
 """
 
 from __future__ import annotations
@@ -42,12 +41,13 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import ValidationError
+from core.labeling.consolidation import consolidate_values, vote_key
 
 if TYPE_CHECKING:
     from core.labeling.criteria import Criterion
@@ -207,34 +207,6 @@ def _similarity_rows(
 # --- labels and values ----------------------------------------------------------------
 
 
-def consolidate_values(labels: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
-    """One human value per trace from ``(trace_id, reviewer, value)`` triples.
-
-    The majority value wins; a tie goes to the value of the reviewer with the most labels
-    overall, then by reviewer name (the alignment's consolidation rule).
-    """
-    rows = list(labels)
-    per_reviewer = Counter(r for _, r, _ in rows)
-    by_trace: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for trace_id, reviewer, value in rows:
-        by_trace[trace_id].append((reviewer, value))
-    out: dict[str, Any] = {}
-    for trace_id, group in by_trace.items():
-        votes = Counter(_key(v) for _, v in group)
-        top = max(votes.values())
-        winners = [
-            (r, v)
-            for r, v in sorted(group, key=lambda rv: (-per_reviewer[rv[0]], rv[0]))
-            if votes[_key(v)] == top
-        ]
-        out[trace_id] = winners[0][1]
-    return out
-
-
-def _key(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -264,7 +236,7 @@ class _Scale:
             x, y = _number(a), _number(b)
             if x is not None and y is not None:
                 return abs(x - y) >= self.tolerance
-        return _key(a) != _key(b)
+        return vote_key(a) != vote_key(b)
 
     def unsureness(self, value: Any) -> float | None:
         """1 at the middle of the scale, 0 at its ends; None without a numeric scale."""
@@ -442,12 +414,12 @@ def _neighbour_signal(
             f"judge (v{verdict.version}) says {show(verdict.value)}; the {len(ids)} most similar labeled traces "
             f"average {mean:.3g} ({listed})"
         )
-    votes = Counter(_key(v) for v in values)
+    votes = Counter(vote_key(v) for v in values)
     top, n_top = max(votes.items(), key=lambda kv: (kv[1], str(kv[0])))
     if n_top * 2 <= len(values) or not sc.differ(verdict.value, top):
         return None  # no majority, or the majority agrees with the judge
-    majority = next(v for v in values if _key(v) == top)
-    against = [t for t, v in zip(ids, values, strict=True) if _key(v) == top]
+    majority = next(v for v in values if vote_key(v) == top)
+    against = [t for t, v in zip(ids, values, strict=True) if vote_key(v) == top]
     share = n_top / len(values)
     return share, (
         f"judge (v{verdict.version}) says {show(verdict.value)}; {n_top} of the {len(values)} most similar "

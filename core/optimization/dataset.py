@@ -1,11 +1,9 @@
 """Turning a criterion's human labels into alignment examples.
 
 One :class:`~core.optimization.spec.Example` per labeled trace, whatever the number of
-reviewers who labeled it. **Consolidation rule**: the value most reviewers gave wins; on a
-tie, the value of the *primary* reviewer wins, the primary being whoever (among the
-reviewers on that trace) has the most labels for the criterion overall (ties between
-reviewers broken by name, so every process picks the same one). The example carries the
-rationale and the assessment id of the label it took its value from.
+reviewers who labeled it, by the consolidation rule of :mod:`core.labeling.consolidation`
+(majority, ties to the reviewer with the most labels). The example carries the rationale
+and the assessment id of the label it took its value from.
 
 Reads are batched: one scan of trace infos (labels, no spans) filtered in the database by
 the criterion, then the labeled traces' spans in batches of 100.
@@ -13,52 +11,18 @@ the criterion, then the labeled traces' spans in batches of 100.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from mlflow.entities import Expectation
 from mlflow.tracing.client import TracingClient
 
+from core.labeling.consolidation import consolidate
 from core.labeling.labels import Label, current_labels
 from core.labeling.splits import assign_split
 from core.optimization.spec import Example
 from core.store import config
 
 _BATCH = 100
-
-
-def _key(value: object) -> object:
-    # Labels of one criterion share a canonical type; strings compare case-insensitively.
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def consolidate(labels: list[Label]) -> dict[str, Label]:
-    """Pick one label per trace: the majority value, ties to the primary reviewer.
-
-    Args:
-        labels: Current human labels of one criterion (any reviewers, any traces).
-
-    Returns:
-        trace id -> the label whose value (and rationale) the trace gets.
-    """
-    per_reviewer = Counter(label.reviewer for label in labels)
-    by_trace: dict[str, list[Label]] = defaultdict(list)
-    for label in labels:
-        by_trace[label.trace_id].append(label)
-
-    def seniority(label: Label) -> tuple[int, str]:
-        return (-per_reviewer[label.reviewer], label.reviewer)
-
-    chosen: dict[str, Label] = {}
-    for trace_id, group in by_trace.items():
-        votes = Counter(_key(label.value) for label in group)
-        top = max(votes.values())
-        winners = {value for value, n in votes.items() if n == top}
-        # Among the labels carrying a winning value, the primary reviewer's decides the
-        # tie and provides the rationale.
-        candidates = sorted((lb for lb in group if _key(lb.value) in winners), key=seniority)
-        chosen[trace_id] = candidates[0]
-    return chosen
 
 
 def _root_io(trace) -> tuple[object, object]:

@@ -26,10 +26,10 @@ from typing import Any, Literal, cast, get_args
 
 from core.agreement import AgreementReport, compare
 from core.errors import ValidationError
+from core.labeling.consolidation import consolidate
 from core.labeling.criteria import Criterion, display_value, normalize_value
 from core.labeling.labels import Label, current_from_assessments, iter_trace_infos, label_filter
 from core.labeling.splits import assign_split
-from core.optimization.dataset import consolidate
 from core.views.formatting import preview_text
 
 #: Metadata key of the scoring run that wrote a verdict (bulk scoring).

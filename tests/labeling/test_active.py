@@ -12,7 +12,6 @@ from core.labeling.active import (
     NO_SIGNAL,
     Verdict,
     confidence_of,
-    consolidate_values,
     fill_queue,
     informative_ranking,
     judge_verdicts,
@@ -20,6 +19,7 @@ from core.labeling.active import (
     rank_informative,
     similarities,
 )
+from core.labeling.consolidation import consolidate_values
 from core.labeling.queues import get_queue, queue_items
 
 J = "support_quality"

@@ -14,10 +14,10 @@ from mlflow.entities import AssessmentSource
 
 from core.agreement import compare
 from core.errors import ValidationError
+from core.labeling.consolidation import consolidate
 from core.labeling.criteria import Criterion, get_criterion
 from core.labeling.labels import current_labels, iter_trace_infos
 from core.labeling.splits import assign_split
-from core.optimization.dataset import consolidate
 from core.views.scores import (
     BEFORE_BULK,
     Verdict,
