@@ -204,7 +204,9 @@ with st.form("align_form", border=True):
         "Instructions (editable)",
         key="align_instructions",
         height=260,
-        help="Use MLflow's template variables: {{ inputs }}, {{ outputs }}, {{ expectations }}.",
+        help="Use MLflow's template variables: {{ inputs }}, {{ outputs }}, {{ expectations }}, "
+        "or {{ trace }} for a judge that reads the trace's spans (tool calls, retrievals) "
+        "through MLflow's judge tools.",
     )
     st.markdown("**2. Optimizer and models**")
     row: Sequence[DeltaGenerator] = st.columns([2, 1, 1])
