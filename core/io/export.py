@@ -16,14 +16,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mlflow.entities import Expectation
 from mlflow.tracing.client import TracingClient
 
 from core.errors import ValidationError
 from core.io.formats import CSV_COLUMNS
 from core.io.span_records import export_fields
 from core.labeling.labels import Label, current_from_assessments, is_human_feedback, to_label
-from core.labeling.traces import SOURCE_ID_TAG, user_tags
+from core.labeling.traces import (
+    SOURCE_ID_TAG,
+    expectations_of,
+    root_io,
+    root_span,
+    user_tags,
+)
 from core.store import config
 
 _PAGE = 200
@@ -50,11 +55,10 @@ def _iter_traces(experiment_id: str):
 
 
 def _root_io(trace) -> tuple[Any, Any]:
-    spans = trace.data.spans
-    root = next((s for s in spans if s.parent_id is None), spans[0] if spans else None)
-    if root is None:
+    # A trace without spans exports empty objects (the import format wants objects).
+    if root_span(trace) is None:
         return {}, {}
-    return root.inputs, root.outputs
+    return root_io(trace)
 
 
 def _labels(trace, criterion: str | None, include_history: bool) -> list[Label]:
@@ -67,14 +71,6 @@ def _labels(trace, criterion: str | None, include_history: bool) -> list[Label]:
     ]
     versions.sort(key=lambda a: (a.name, a.source.source_id, a.create_time_ms or 0))
     return [to_label(a) for a in versions]
-
-
-def _expectations(trace) -> dict[str, Any]:
-    return {
-        a.name: a.value
-        for a in trace.info.assessments
-        if isinstance(a, Expectation) and a.valid is not False
-    }
 
 
 def export_labels(
@@ -120,7 +116,7 @@ def export_labels(
             inputs, outputs = _root_io(trace)
             source_id = trace.info.tags.get(SOURCE_ID_TAG) or trace.info.trace_id
             labels = _labels(trace, criterion, include_history)
-            expectations = _expectations(trace)
+            expectations = expectations_of(trace.info)
             tags = {
                 k: v
                 for k, v in user_tags(trace.info.tags).items()

@@ -635,16 +635,6 @@ def create_eval_dataset(
 # --- traces ------------------------------------------------------------------------------
 
 
-def _expectations(info: Any) -> dict[str, Any]:
-    from mlflow.entities import Expectation
-
-    found = sorted(
-        (a for a in info.assessments if isinstance(a, Expectation) and a.valid is not False),
-        key=lambda a: a.create_time_ms or 0,
-    )
-    return {a.name: a.value for a in found}
-
-
 #: The tag of a trace holding an application output sent to reviewers
 #: (``core.optimization.prompt_review.TAG_OUTPUT_SHA``; io may not import optimization).
 OUTPUT_TRACE_TAG = "alignboard.output_sha"
@@ -654,7 +644,7 @@ def _experiment_rows(name: str, queue: str | None, tags: Mapping[str, str]) -> l
     from mlflow.tracing.client import TracingClient
 
     from core.labeling.labels import iter_trace_infos
-    from core.labeling.traces import user_tags
+    from core.labeling.traces import expectations_of, root_io, user_tags
     from core.store.experiments import get_experiment
 
     exp = get_experiment(name)
@@ -684,16 +674,14 @@ def _experiment_rows(name: str, queue: str | None, tags: Mapping[str, str]) -> l
             trace = traces.get(tid)
             if trace is None:
                 continue
-            spans = list(trace.data.spans)
-            root = next((s for s in spans if s.parent_id is None), spans[0] if spans else None)
-            raw = root.inputs if root is not None else None
+            raw, _ = root_io(trace)
             # A trace without usable inputs stays a row, so the mapping check names it.
             inputs = raw if isinstance(raw, dict) else ({} if raw is None else {"input": raw})
             rows.append(
                 DatasetRow(
                     id=tid,
                     inputs=inputs,
-                    expectations=_expectations(trace.info),
+                    expectations=expectations_of(trace.info),
                     line=len(rows) + 1,
                     trace_id=tid,
                     tags=user_tags(trace.info.tags),

@@ -375,6 +375,27 @@ def _span_status(span: Any) -> dict[str, Any]:
     }
 
 
+def root_span(trace: Any) -> Any | None:
+    """A trace's root span (the one without a parent; else its first span), or None."""
+    spans = list(trace.data.spans)
+    return next((s for s in spans if s.parent_id is None), spans[0] if spans else None)
+
+
+def root_io(trace: Any) -> tuple[Any, Any]:
+    """The root span's ``(inputs, outputs)``: what a judge sees of a trace by default."""
+    root = root_span(trace)
+    return (root.inputs, root.outputs) if root is not None else (None, None)
+
+
+def expectations_of(info: Any) -> dict[str, Any]:
+    """A trace's ground truth: name -> value of its valid expectations, the newest winning."""
+    found = sorted(
+        (a for a in info.assessments if isinstance(a, Expectation) and a.valid is not False),
+        key=lambda a: a.create_time_ms or 0,
+    )
+    return {a.name: a.value for a in found}
+
+
 def get_trace(trace_id: str) -> TraceDetail:
     """Return one trace with its spans, expectations, human labels and judge feedback.
 
@@ -389,7 +410,7 @@ def get_trace(trace_id: str) -> TraceDetail:
         raise
     info = trace.info
     spans = list(trace.data.spans)
-    root = next((s for s in spans if s.parent_id is None), spans[0] if spans else None)
+    root = root_span(trace)
     views = [
         SpanView(
             span_id=s.span_id,
@@ -404,11 +425,7 @@ def get_trace(trace_id: str) -> TraceDetail:
         )
         for s in spans
     ]
-    expectations = {
-        a.name: a.value
-        for a in sorted(info.assessments, key=lambda a: a.create_time_ms or 0)
-        if isinstance(a, Expectation) and a.valid is not False
-    }
+    expectations = expectations_of(info)
     judge = [
         JudgeFeedback(
             name=a.name,

@@ -576,7 +576,7 @@ def _examples(trace_ids: Sequence[str]) -> list[Example]:
     from mlflow.tracing.client import TracingClient
 
     from core.labeling.splits import assign_split
-    from core.optimization.dataset import _expectations, _root_io
+    from core.labeling.traces import expectations_of, root_io
 
     traces = {t.info.trace_id: t for t in TracingClient().batch_get_traces(list(trace_ids))}
     out = []
@@ -584,13 +584,13 @@ def _examples(trace_ids: Sequence[str]) -> list[Example]:
         trace = traces.get(trace_id)
         if trace is None:
             continue  # deleted since the selection: nothing to judge
-        inputs, outputs = _root_io(trace)
+        inputs, outputs = root_io(trace)
         out.append(
             Example(
                 trace_id=trace_id,
                 inputs=inputs,
                 outputs=outputs,
-                expectations=_expectations(trace.info),
+                expectations=expectations_of(trace.info),
                 label=None,
                 rationale=None,
                 reviewer="",

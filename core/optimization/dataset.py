@@ -13,30 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mlflow.entities import Expectation
 from mlflow.tracing.client import TracingClient
 
 from core.labeling.consolidation import consolidate
 from core.labeling.labels import Label, current_labels
 from core.labeling.splits import assign_split
+from core.labeling.traces import expectations_of, root_io
 from core.optimization.spec import Example
 from core.store import config
 
 _BATCH = 100
-
-
-def _root_io(trace) -> tuple[object, object]:
-    spans = list(trace.data.spans)
-    root = next((s for s in spans if s.parent_id is None), spans[0] if spans else None)
-    return (root.inputs, root.outputs) if root else (None, None)
-
-
-def _expectations(info) -> dict[str, object]:
-    found = sorted(
-        (a for a in info.assessments if isinstance(a, Expectation) and a.valid is not False),
-        key=lambda a: a.create_time_ms or 0,
-    )
-    return {a.name: a.value for a in found}
 
 
 def load_examples(
@@ -73,14 +59,14 @@ def load_examples(
             trace = traces.get(trace_id)
             if trace is None:
                 continue
-            inputs, outputs = _root_io(trace)
+            inputs, outputs = root_io(trace)
             label = chosen[trace_id]
             examples.append(
                 Example(
                     trace_id=trace_id,
                     inputs=inputs,
                     outputs=outputs,
-                    expectations=_expectations(trace.info),
+                    expectations=expectations_of(trace.info),
                     label=label.value,
                     rationale=label.rationale,
                     reviewer=label.reviewer,
