@@ -78,7 +78,7 @@ def check_policy(policy: Any) -> RationalePolicy:
         raise ValidationError(
             f"Unknown rationale policy {policy!r}; use one of {', '.join(RATIONALE_POLICIES)}."
         )
-    return policy  # type: ignore[no-any-return]
+    return policy
 
 
 def _check_kappa(value: Any) -> float | None:
