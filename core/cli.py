@@ -150,8 +150,64 @@ def _cmd_criterion_create(args: argparse.Namespace) -> int:
         options=args.options.split(",") if args.options else None,
         min_value=args.min,
         max_value=args.max,
+        positive_label=args.positive_label,
+        negative_label=args.negative_label,
     )
     _print(args, crit.to_dict(), f"Created criterion {crit.name!r} ({crit.kind}).")
+    return 0
+
+
+def _cmd_criterion_edit(args: argparse.Namespace) -> int:
+    from core.labeling.criteria import KEEP, update_criterion
+    from core.store.experiments import get_experiment
+
+    exp = get_experiment(args.experiment)
+    instructions = args.instructions
+    if args.instructions_file:
+        with open(args.instructions_file, encoding="utf-8") as fh:
+            instructions = fh.read()
+    crit = update_criterion(
+        exp.experiment_id,
+        args.name,
+        kind=args.kind,
+        instructions=instructions,
+        options=args.options.split(",") if args.options else None,
+        min_value=None if args.no_min else (KEEP if args.min is None else args.min),
+        max_value=None if args.no_max else (KEEP if args.max is None else args.max),
+        positive_label=args.positive_label,
+        negative_label=args.negative_label,
+    )
+    _print(args, crit.to_dict(), f"Updated criterion {crit.name!r} ({crit.kind}).")
+    return 0
+
+
+def _cmd_criterion_rules(args: argparse.Namespace) -> int:
+    from core.labeling.criteria import get_criterion
+    from core.labeling.rules import POLICY_TEXT, criterion_rules, set_criterion_rules
+    from core.store.experiments import get_experiment
+
+    eid = get_experiment(args.experiment).experiment_id
+    get_criterion(eid, args.name)  # names what exists
+    changed = args.rationale is not None or args.blind is not None
+    changed = changed or args.min_kappa is not None or args.no_min_kappa
+    if changed:
+        rules = set_criterion_rules(
+            eid,
+            args.name,
+            rationale_policy=args.rationale,
+            blind=args.blind,
+            min_reviewer_kappa=None
+            if args.no_min_kappa
+            else ("keep" if args.min_kappa is None else args.min_kappa),
+        )
+    else:
+        rules = criterion_rules(eid, args.name)
+    kappa = "none" if rules.min_reviewer_kappa is None else f"{rules.min_reviewer_kappa:g}"
+    human = (
+        f"{args.name}: rationale {POLICY_TEXT[rules.rationale_policy]}; "
+        f"{'blind' if rules.blind else 'not blind'}; minimum reviewer kappa {kappa}"
+    )
+    _print(args, {"criterion": args.name, **rules.to_dict()}, human)
     return 0
 
 
@@ -166,14 +222,95 @@ def _cmd_criterion_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_create(args: argparse.Namespace) -> int:
-    from core.labeling.queues import add_traces, create_queue
+    from core.labeling.queues import (
+        TraceFilter,
+        add_traces,
+        create_queue,
+        create_queue_from_filter,
+    )
     from core.labeling.traces import all_trace_ids
     from core.store.experiments import get_experiment
 
     exp = get_experiment(args.experiment)
-    q = create_queue(exp.experiment_id, args.name, args.criterion, args.reviewer or [])
-    n = add_traces(q, all_trace_ids(exp.experiment_id)) if args.all_traces else 0
+    flt = None
+    if args.unlabeled:
+        flt = TraceFilter("unlabeled", criterion=args.unlabeled)
+    elif args.text:
+        flt = TraceFilter("text", text=args.text)
+    elif args.tag:
+        flt = TraceFilter("tag", text=args.tag)
+    elif args.trace_id:
+        flt = TraceFilter("ids", trace_ids=tuple(args.trace_id))
+    if flt is None:
+        # --all-traces (or none): every trace there is now, possibly none yet.
+        q = create_queue(exp.experiment_id, args.name, args.criterion, args.reviewer or [])
+        n = add_traces(q, all_trace_ids(exp.experiment_id)) if args.all_traces else 0
+    else:
+        q, n = create_queue_from_filter(
+            exp.experiment_id, args.name, args.criterion, args.reviewer or [], flt
+        )
     _print(args, {**q.to_dict(), "items": n}, f"Created queue {q.name!r} with {n} traces.")
+    return 0
+
+
+def _cmd_queue_remove(args: argparse.Namespace) -> int:
+    from core.labeling.queues import get_queue, remove_traces
+    from core.store.experiments import get_experiment
+
+    q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
+    n = remove_traces(q, args.trace_id)
+    _print(args, {"queue": q.name, "removed": n}, f"Removed {n} traces from {q.name!r}.")
+    return 0
+
+
+def _cmd_queue_assign(args: argparse.Namespace) -> int:
+    from core.labeling.queues import get_queue, update_reviewers
+    from core.store.experiments import get_experiment
+
+    q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
+    q = update_reviewers(q, add=args.add or [], remove=args.remove or [])
+    _print(
+        args,
+        {"queue": q.name, "reviewers": list(q.reviewers)},
+        f"Reviewers of {q.name!r}: {', '.join(q.reviewers)}.",
+    )
+    return 0
+
+
+def _cmd_queue_rules(args: argparse.Namespace) -> int:
+    from core.labeling.queues import get_queue
+    from core.labeling.rules import queue_rules, set_queue_rules
+    from core.store.experiments import get_experiment
+    from core.views.setup import queue_rules_text
+
+    eid = get_experiment(args.experiment).experiment_id
+    q = get_queue(eid, args.name)  # names what exists
+    over = queue_rules(eid, q.name)
+    if args.rationale is not None or args.blind is not None:
+        policy = over.rationale_policy if args.rationale is None else args.rationale
+        blind = over.blind if args.blind is None else {"on": True, "off": False}.get(args.blind)
+        over = set_queue_rules(
+            eid,
+            q.name,
+            rationale_policy=None if policy == "criterion" else policy,
+            blind=blind,
+        )
+    _print(args, {"queue": q.name, **over.to_dict()}, f"{q.name}: {queue_rules_text(over)}")
+    return 0
+
+
+def _cmd_queue_sync(args: argparse.Namespace) -> int:
+    from core.labeling.queues import get_queue, queue_items, sync_done
+    from core.store.experiments import get_experiment
+
+    q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
+    complete = sync_done(q)
+    total = len(queue_items(q))
+    _print(
+        args,
+        {"queue": q.name, "complete": complete, "items": total},
+        f"{complete} of {total} items of {q.name!r} are complete in MLflow.",
+    )
     return 0
 
 
@@ -746,8 +883,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", help="comma-separated categories")
     p.add_argument("--min", type=float)
     p.add_argument("--max", type=float)
+    p.add_argument("--positive-label", default="Pass", help="pass/fail: how a pass reads")
+    p.add_argument("--negative-label", default="Fail", help="pass/fail: how a fail reads")
     p = add("list", _cmd_criterion_list, "list criteria", csub)
     p.add_argument("--experiment", required=True)
+    p = add(
+        "edit",
+        _cmd_criterion_edit,
+        "edit a criterion (its MLflow label schema; options given are kept as-is)",
+        csub,
+        description="Edit a criterion; anything not given stays as it is. A change existing "
+        "labels would not fit (another kind, removing an option in use, a range leaving "
+        "labeled values out) is refused.",
+    )
+    p.add_argument("name")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--kind", choices=["pass_fail", "categorical", "numeric"])
+    p.add_argument("--instructions")
+    p.add_argument("--instructions-file")
+    p.add_argument("--options", help="comma-separated categories (the full new list)")
+    p.add_argument("--min", type=float)
+    p.add_argument("--max", type=float)
+    p.add_argument("--no-min", action="store_true", help="numeric: no lower bound")
+    p.add_argument("--no-max", action="store_true", help="numeric: no upper bound")
+    p.add_argument("--positive-label")
+    p.add_argument("--negative-label")
+    p = add(
+        "rules",
+        _cmd_criterion_rules,
+        "show or set a criterion's labeling rules (rationale policy, blind mode, min kappa)",
+        csub,
+    )
+    p.add_argument("name")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--rationale", choices=["always", "disagree_humans", "optional"])
+    p.add_argument("--blind", action=argparse.BooleanOptionalAction, default=None)
+    kappa = p.add_mutually_exclusive_group()
+    kappa.add_argument("--min-kappa", type=float, help="block alignment below this kappa")
+    kappa.add_argument("--no-min-kappa", action="store_true", help="no minimum kappa")
 
     queue = sub.add_parser("queue", help="review queues")
     qsub = queue.add_subparsers(dest="action", required=True)
@@ -755,11 +928,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--experiment", required=True)
     p.add_argument("--criterion", action="append", required=True)
-    p.add_argument("--reviewer", action="append")
-    p.add_argument("--all-traces", action="store_true", help="attach every trace")
+    p.add_argument("--reviewer", action="append", help="an assigned reviewer (at least one)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--all-traces", action="store_true", help="attach every trace")
+    start.add_argument(
+        "--unlabeled", metavar="CRITERION", help="attach the traces without a label for it"
+    )
+    start.add_argument("--text", help="attach the traces whose content contains TEXT")
+    start.add_argument("--tag", metavar="KEY=VALUE", help="attach the traces with this tag")
+    start.add_argument("--trace-id", action="append", help="attach this trace (repeatable)")
     p = add("add", _cmd_queue_add, "attach traces", qsub)
     p.add_argument("name")
     p.add_argument("trace_id", nargs="+")
+    p.add_argument("--experiment", required=True)
+    p = add("remove", _cmd_queue_remove, "detach traces (their labels stay)", qsub)
+    p.add_argument("name")
+    p.add_argument("trace_id", nargs="+")
+    p.add_argument("--experiment", required=True)
+    p = add("assign", _cmd_queue_assign, "assign or unassign reviewers", qsub)
+    p.add_argument("name")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--add", action="append", metavar="REVIEWER")
+    p.add_argument("--remove", action="append", metavar="REVIEWER")
+    p = add(
+        "rules",
+        _cmd_queue_rules,
+        "show or set a queue's overrides of its criteria's rules",
+        qsub,
+    )
+    p.add_argument("name")
+    p.add_argument("--experiment", required=True)
+    p.add_argument(
+        "--rationale",
+        choices=["always", "disagree_humans", "optional", "criterion"],
+        help="'criterion' drops the override",
+    )
+    p.add_argument(
+        "--blind", choices=["on", "off", "criterion"], help="'criterion' drops the override"
+    )
+    p = add("sync", _cmd_queue_sync, "mark items complete in MLflow once all labeled", qsub)
+    p.add_argument("name")
     p.add_argument("--experiment", required=True)
     p = add("progress", _cmd_queue_progress, "progress per reviewer", qsub)
     p.add_argument("name")

@@ -84,7 +84,7 @@ def test_bad_file_exits_nonzero_with_every_bad_line_and_writes_nothing(store_uri
     assert "line 2" in proc.stderr and "line 3" in proc.stderr
     assert _last_json(proc)["error"] == "ImportFileError"
     proc = _run("queue", "create", "q", "--experiment", "cli-bad", "--criterion", "helpful",
-                "--all-traces", "--json", env_uri=store_uri)  # fmt: skip
+                "--reviewer", "ann", "--all-traces", "--json", env_uri=store_uri)  # fmt: skip
     assert _last_json(proc)["items"] == 0
 
 

@@ -21,7 +21,7 @@ from core.errors import NotFoundError
 from core.io.importer import import_file
 from core.io.prompt_data import create_eval_dataset, load_rows, parse_source
 from core.labeling.criteria import create_criterion, list_criteria
-from core.labeling.queues import add_traces, create_queue, get_queue
+from core.labeling.queues import add_traces, create_queue, get_queue, sync_done
 from core.labeling.traces import all_trace_ids
 from core.store import config
 from core.store.experiments import get_or_create_experiment
@@ -194,6 +194,9 @@ def _seed_experiment(
             experiment_id, queue_name, [c["name"] for c in criteria], DEMO_REVIEWERS
         )
     add_traces(queue, all_trace_ids(experiment_id))
+    # The demo's labels were imported, not given in a queue: mark the items both demo
+    # reviewers labeled complete, so MLflow's Review tab shows the queue's real progress.
+    sync_done(queue)
     mlflow.MlflowClient().set_experiment_tag(experiment_id, SEEDED_TAG, "1")
     return result.traces_written, result.labels_written
 

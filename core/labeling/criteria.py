@@ -35,6 +35,16 @@ _MAX_INSTRUCTIONS = 20_000
 SCHEMA_INSTRUCTION_LIMIT = 1000
 INSTRUCTIONS_TAG_PREFIX = "alignboard.instructions."
 _ELLIPSIS = " [...]"
+#: The template variables an MLflow judge reads (the names of
+#: ``core.optimization.spec.TEMPLATE_VARIABLES``; labeling may not import optimization,
+#: so a test checks the two agree). Any other ``{{ name }}`` makes MLflow refuse the judge
+#: at alignment time, long after the lead wrote it: refuse it when the criterion is written.
+TEMPLATE_VARIABLE_NAMES: tuple[str, ...] = ("inputs", "outputs", "expectations", "trace")
+# MLflow's own pattern (PROMPT_TEMPLATE_VARIABLE_PATTERN), loosened to catch anything
+# between the braces (``{{ my var }}``, ``{{ }}``) so a typo is named rather than ignored.
+_TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+#: ``update_criterion``: leave this field as it is.
+KEEP: Any = object()
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,36 @@ def validate_name(name: Any) -> str:
     return name
 
 
+def check_instructions(instructions: Any) -> str:
+    """Return the stripped instructions if a criterion can use them, else raise.
+
+    Raises:
+        ValidationError: empty, too long, or a ``{{ variable }}`` MLflow judges do not know.
+    """
+    text = (instructions if isinstance(instructions, str) else "").strip()
+    if not text:
+        raise ValidationError(
+            "Instructions cannot be empty: say what reviewers (and the judge) decide, "
+            "e.g. 'Does {{ outputs }} answer {{ inputs }} correctly?'."
+        )
+    if len(text) > _MAX_INSTRUCTIONS:
+        raise ValidationError(
+            f"Instructions are {len(text)} characters; the limit is {_MAX_INSTRUCTIONS}."
+        )
+    unknown = [
+        m.group(0)
+        for m in _TEMPLATE_RE.finditer(text)
+        if m.group(1).strip() not in TEMPLATE_VARIABLE_NAMES
+    ]
+    if unknown:
+        known = ", ".join("{{ " + v + " }}" for v in TEMPLATE_VARIABLE_NAMES)
+        raise ValidationError(
+            f"Unknown template variable {', '.join(dict.fromkeys(unknown))} in the "
+            f"instructions: a judge can only read {known}. Fix the spelling or remove the braces."
+        )
+    return text
+
+
 def create_criterion(
     experiment_id: str,
     name: str,
@@ -121,15 +161,12 @@ def create_criterion(
         The created criterion.
 
     Raises:
-        ValidationError: bad name, kind or options, or the name is taken.
+        ValidationError: bad name, kind, options or instructions (empty, or an unknown
+            template variable), or the name is taken; nothing is written.
     """
     config.configure()
     validate_name(name)
-    instructions = (instructions or "").strip()
-    if len(instructions) > _MAX_INSTRUCTIONS:
-        raise ValidationError(
-            f"Instructions are {len(instructions)} characters; the limit is {_MAX_INSTRUCTIONS}."
-        )
+    instructions = check_instructions(instructions)
     schema_input = _schema_input(
         kind, options, min_value, max_value, positive_label, negative_label
     )
@@ -137,12 +174,7 @@ def create_criterion(
         raise ValidationError(
             f"A criterion named {name!r} already exists in this experiment; choose another name."
         )
-    short = instructions
-    if len(instructions) > SCHEMA_INSTRUCTION_LIMIT:
-        short = instructions[: SCHEMA_INSTRUCTION_LIMIT - len(_ELLIPSIS)] + _ELLIPSIS
-        MlflowClient().set_experiment_tag(
-            str(experiment_id), INSTRUCTIONS_TAG_PREFIX + name, instructions
-        )
+    short = _store_instructions(experiment_id, name, instructions)
     try:
         schema = ls.create_label_schema(
             name,
@@ -154,10 +186,155 @@ def create_criterion(
         )
     except MlflowException as exc:
         raise ValidationError(f"MLflow refused criterion {name!r}: {exc.message}") from exc
+    return _checked(schema, experiment_id)
+
+
+def _checked(schema: Any, experiment_id: str) -> Criterion:
     crit = _from_schema(schema, _experiment_tags(experiment_id))
-    if crit is None:  # pragma: no cover - we just created a supported schema
-        raise ValidationError(f"MLflow returned an unsupported schema for {name!r}.")
+    if crit is None:  # pragma: no cover - we just wrote a supported schema
+        raise ValidationError(f"MLflow returned an unsupported schema for {schema.name!r}.")
     return crit
+
+
+def _store_instructions(experiment_id: str, name: str, instructions: str) -> str:
+    """Keep long instructions whole in the experiment tag; return the schema's copy.
+
+    A short text removes a long copy left by an earlier version, so the tag never
+    outlives the instructions it holds.
+    """
+    client = MlflowClient()
+    key = INSTRUCTIONS_TAG_PREFIX + name
+    if len(instructions) > SCHEMA_INSTRUCTION_LIMIT:
+        client.set_experiment_tag(str(experiment_id), key, instructions)
+        return instructions[: SCHEMA_INSTRUCTION_LIMIT - len(_ELLIPSIS)] + _ELLIPSIS
+    if key in _experiment_tags(experiment_id):
+        client.delete_experiment_tag(str(experiment_id), key)
+    return instructions
+
+
+def update_criterion(
+    experiment_id: str,
+    name: str,
+    *,
+    kind: str | None = None,
+    instructions: str | None = None,
+    options: list[str] | None = None,
+    min_value: Any = KEEP,
+    max_value: Any = KEEP,
+    positive_label: str | None = None,
+    negative_label: str | None = None,
+) -> Criterion:
+    """Edit a criterion: its MLflow label schema is updated in place and keeps its name.
+
+    Every argument left at its default keeps the criterion's current value (for
+    ``min_value`` / ``max_value``, ``None`` means unbounded and ``KEEP`` keeps the bound).
+
+    Changing what a label may be is refused while existing labels would no longer fit:
+    another kind once any label exists (the labels would be unreadable; create a new
+    criterion instead), a categorical option some label uses, or a numeric range that
+    leaves a labeled value outside. With no labels, a change of kind re-creates the
+    schema under the same name (MLflow fixes a schema's kind at creation) and moves the
+    queues that ask for it to the new schema.
+
+    Raises:
+        NotFoundError: no such criterion.
+        ValidationError: bad definition or instructions, or a change existing labels
+            refuse (the message says which labels); nothing is written.
+    """
+    config.configure()
+    old = get_criterion(experiment_id, name)
+    new_kind = old.kind if kind is None else kind
+    text = check_instructions(old.instructions if instructions is None else instructions)
+    same_kind = new_kind == old.kind
+    schema_input = _schema_input(
+        new_kind,
+        options if options is not None else (list(old.options) if same_kind else None),
+        (old.min_value if same_kind else None) if min_value is KEEP else min_value,
+        (old.max_value if same_kind else None) if max_value is KEEP else max_value,
+        old.positive_label if positive_label is None else positive_label,
+        old.negative_label if negative_label is None else negative_label,
+    )
+    _check_labels_fit(experiment_id, old, new_kind, schema_input)
+    short = _store_instructions(experiment_id, name, text)
+    try:
+        if same_kind:
+            schema = ls.update_label_schema(
+                str(old.schema_id), instruction=short, input=schema_input
+            )
+        else:
+            schema = _recreate(experiment_id, old, schema_input, short)
+    except MlflowException as exc:
+        raise ValidationError(f"MLflow refused the edit of {name!r}: {exc.message}") from exc
+    return _checked(schema, experiment_id)
+
+
+def _check_labels_fit(experiment_id: str, old: Criterion, new_kind: str, schema_input: Any) -> None:
+    """Refuse a definition the criterion's existing labels would not fit."""
+    # labels imports this module: import it here, where it is needed.
+    from core.labeling.labels import current_labels
+
+    labels = current_labels(experiment_id, criterion=old.name)
+    if not labels:
+        return
+    if new_kind != old.kind:
+        raise ValidationError(
+            f"Criterion {old.name!r} already has {len(labels)} label(s) as {old.kind}; its kind "
+            f"cannot change to {new_kind} without making them unreadable. Create a new "
+            "criterion instead."
+        )
+    if new_kind == "categorical":
+        used: dict[str, int] = {}
+        for lab in labels:
+            used[str(lab.value)] = used.get(str(lab.value), 0) + 1
+        gone = {v: n for v, n in used.items() if v not in schema_input.options}
+        if gone:
+            listed = ", ".join(f"{v!r} ({n} label(s))" for v, n in sorted(gone.items()))
+            raise ValidationError(
+                f"Existing labels of {old.name!r} use option(s) {listed}; keep those options "
+                "(you may add new ones)."
+            )
+    if new_kind == "numeric":
+        lo, hi = schema_input.min_value, schema_input.max_value
+        out = [
+            float(lab.value)
+            for lab in labels
+            if isinstance(lab.value, int | float)
+            and ((lo is not None and lab.value < lo) or (hi is not None and lab.value > hi))
+        ]
+        if out:
+            shown = ", ".join(_fmt_number(v) for v in sorted(set(out))[:5])
+            raise ValidationError(
+                f"{len(out)} existing label(s) of {old.name!r} fall outside the new range "
+                f"(values {shown}); widen the range to include them."
+            )
+
+
+def _recreate(experiment_id: str, old: Criterion, schema_input: Any, short: str) -> Any:
+    """A new schema of another kind under the same name; queues follow it."""
+    from mlflow.genai import review_queues as rq
+
+    ls.delete_label_schema(schema_id=str(old.schema_id))
+    schema = ls.create_label_schema(
+        old.name,
+        type="feedback",
+        input=schema_input,
+        instruction=short or None,
+        enable_comment=True,
+        experiment_id=str(experiment_id),
+    )
+    token = None
+    while True:
+        page = rq.list_review_queues(
+            experiment_id=str(experiment_id), max_results=100, page_token=token
+        )
+        for q in page:
+            if old.schema_id in q.schema_ids:
+                ids = [schema.schema_id if s == old.schema_id else s for s in q.schema_ids]
+                rq.update_review_queue(q.queue_id, schema_ids=ids)
+        token = page.token
+        if not token:
+            break
+    return schema
 
 
 def _schema_input(kind, options, min_value, max_value, positive_label, negative_label):

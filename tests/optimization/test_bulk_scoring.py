@@ -241,7 +241,7 @@ def test_each_selection_mode(prompt_demo):
     assert sel(mode="labeled", split="test") == [
         t for t in everything if t in humans and assign_split(t) == "test"
     ]
-    queue = create_queue(prompt_demo, "score-me", [JUDGE])
+    queue = create_queue(prompt_demo, "score-me", [JUDGE], ["maria.chen"])
     add_traces(queue, everything[10:15][::-1])
     assert sel(mode="queue", queue="score-me") == everything[10:15]  # oldest first
     assert sel(mode="all", limit=7) == everything[:7]
