@@ -35,6 +35,7 @@ def test_label_next_adds_five_ranked_traces_to_a_new_queue(demo_store):
     assert not at.exception and not at.error
     at.number_input(key="traces_next_n").set_value(5).run()
     at.text_input(key="traces_next_new").set_value("most-informative").run()
+    at.multiselect(key="traces_next_reviewers").set_value(["maria.chen"]).run()
     table = _next_table(at)
     assert table.shape[0] == 5
     assert table["why"].iloc[0].startswith("support_quality v1 says Pass, v2 says Fail")

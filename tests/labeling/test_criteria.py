@@ -13,6 +13,7 @@ from core.labeling.criteria import (
     get_criterion,
     list_criteria,
     normalize_value,
+    update_criterion,
 )
 
 PF = Criterion("correct", "pass_fail", "Right?", positive_label="Good", negative_label="Bad")
@@ -144,3 +145,198 @@ def test_long_instructions_survive_mlflows_1000_character_schema_limit(experimen
     # Edited in MLflow afterwards: the schema wins over the stale long copy.
     ls.update_label_schema(schema.schema_id, instruction="Short now.")
     assert get_criterion(eid, "long").instructions == "Short now."
+
+
+# ---- template variables, empty instructions ----------------------------------------------
+
+
+def test_template_variables_match_what_judges_use():
+    from core.labeling.criteria import TEMPLATE_VARIABLE_NAMES
+    from core.optimization.spec import TEMPLATE_VARIABLES
+
+    assert tuple("{{ " + v + " }}" for v in TEMPLATE_VARIABLE_NAMES) == TEMPLATE_VARIABLES
+
+
+@pytest.mark.parametrize(
+    ("instructions", "message"),
+    [
+        ("", "Instructions cannot be empty"),
+        ("   \n ", "Instructions cannot be empty"),
+        ("Is {{ output }} right?", r"Unknown template variable \{\{ output \}\}"),
+        ("Judge {{ outputs }} for {{ question }}", r"\{\{ question \}\}.*can only read"),
+        ("Judge {{ conversation }}", "conversation"),
+        ("Judge {{ }}", "Unknown template variable"),
+        ("x" * 20_001, "the limit is 20000"),
+    ],
+)
+def test_bad_instructions_are_refused_and_nothing_is_written(experiment, instructions, message):
+    eid = experiment.experiment_id
+    with pytest.raises(ValidationError, match=message):
+        create_criterion(eid, "correct", "pass_fail", instructions)
+    assert list_criteria(eid) == []
+
+
+def test_known_variables_in_any_spacing_are_accepted(experiment):
+    text = "Given {{inputs}} and {{ outputs }}, {{  expectations }} and {{ trace }}: right?"
+    assert create_criterion(experiment.experiment_id, "ok", "pass_fail", text).instructions == text
+
+
+# ---- edit ----------------------------------------------------------------------------------
+
+
+def _trace() -> str:
+    import mlflow
+
+    with mlflow.start_span(name="app") as span:
+        span.set_inputs({"q": "hi"})
+        span.set_outputs({"a": "hello"})
+    mlflow.flush_trace_async_logging()
+    return span.trace_id
+
+
+@pytest.fixture
+def labeled(experiment):
+    """A categorical and a numeric criterion, each with one label on one trace."""
+    import mlflow
+
+    from core.labeling.labels import set_label
+
+    eid = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=eid)
+    tone = create_criterion(eid, "tone", "categorical", "Tone?", options=["polite", "rude"])
+    score = create_criterion(eid, "score", "numeric", "Score?", min_value=1, max_value=5)
+    t = _trace()
+    set_label(t, tone, "ann", "polite", "nice")
+    set_label(t, score, "ann", 4, "good")
+    return eid
+
+
+def test_edit_updates_the_same_label_schema_in_place(experiment):
+    eid = experiment.experiment_id
+    crit = create_criterion(eid, "correct", "pass_fail", "Is it right?")
+    edited = update_criterion(
+        eid,
+        "correct",
+        instructions="Is {{ outputs }} right?",
+        positive_label="Right",
+        negative_label="Wrong",
+    )
+    assert edited.schema_id == crit.schema_id and edited.name == "correct"
+    schema = ls.get_label_schema("correct", experiment_id=eid)
+    assert schema.instruction == "Is {{ outputs }} right?"
+    assert (schema.input.positive_label, schema.input.negative_label) == ("Right", "Wrong")
+    # Not given: kept.
+    again = update_criterion(eid, "correct", instructions="Better: is {{ outputs }} right?")
+    assert (again.positive_label, again.negative_label) == ("Right", "Wrong")
+
+
+def test_edit_options_and_range_keep_what_labels_use(labeled):
+    eid = labeled
+    tone = update_criterion(eid, "tone", options=["polite", "rude", "neutral"])
+    assert tone.options == ("polite", "rude", "neutral")
+    assert update_criterion(eid, "tone", options=["polite", "neutral"]).options == (
+        "polite",
+        "neutral",
+    )  # "rude" was not used by any label
+    score = update_criterion(eid, "score", min_value=0, max_value=None)
+    assert (score.min_value, score.max_value) == (0.0, None)
+    assert get_criterion(eid, "score").max_value is None
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("tone", {"options": ["rude", "neutral"]}, r"use option\(s\) 'polite' \(1 label"),
+        ("tone", {"kind": "pass_fail"}, "cannot change to pass_fail"),
+        ("score", {"max_value": 3}, "fall outside the new range"),
+        ("score", {"kind": "categorical", "options": ["a", "b"]}, "Create a new criterion"),
+        ("tone", {"options": ["polite"]}, "at least two"),
+        ("tone", {"options": ["polite", "Polite"]}, "must differ"),
+        ("score", {"min_value": 5, "max_value": 5}, "must be below"),
+        ("tone", {"instructions": ""}, "cannot be empty"),
+        ("tone", {"instructions": "{{ tone }}?"}, "Unknown template variable"),
+    ],
+)
+def test_edit_refuses_changes_labels_or_rules_forbid_and_writes_nothing(
+    labeled, name, kwargs, message
+):
+    before = get_criterion(labeled, name)
+    with pytest.raises(ValidationError, match=message):
+        update_criterion(labeled, name, **kwargs)
+    assert get_criterion(labeled, name) == before
+
+
+def test_edit_of_an_unknown_criterion_names_the_existing_ones(experiment):
+    create_criterion(experiment.experiment_id, "correct", "pass_fail", "x")
+    with pytest.raises(NotFoundError, match="Existing criteria: correct"):
+        update_criterion(experiment.experiment_id, "nope", instructions="y")
+
+
+def test_kind_change_without_labels_recreates_the_schema_and_queues_follow(experiment):
+    from mlflow.genai import review_queues as rq
+
+    from core.labeling.queues import create_queue, get_queue
+
+    eid = experiment.experiment_id
+    old = create_criterion(eid, "quality", "pass_fail", "Good?")
+    create_queue(eid, "q", ["quality"], ["ann"])
+    new = update_criterion(eid, "quality", kind="categorical", options=["good", "bad"])
+    assert new.kind == "categorical" and new.name == "quality"
+    assert [c.name for c in list_criteria(eid)] == ["quality"]
+    native = rq.get_review_queue(name="q", experiment_id=eid)
+    assert native.schema_ids == [new.schema_id] != [old.schema_id]
+    assert get_queue(eid, "q").criteria == ("quality",)
+
+
+def test_long_instructions_tag_follows_edits(experiment):
+    from mlflow import MlflowClient
+
+    from core.labeling.criteria import INSTRUCTIONS_TAG_PREFIX
+
+    eid = experiment.experiment_id
+    key = INSTRUCTIONS_TAG_PREFIX + "long"
+    create_criterion(eid, "long", "pass_fail", "Short at first.")
+    long_text = "Check the order number. " * 100
+    assert update_criterion(eid, "long", instructions=long_text).instructions == long_text.strip()
+    assert MlflowClient().get_experiment(eid).tags[key] == long_text.strip()
+    assert ls.get_label_schema("long", experiment_id=eid).instruction.endswith("[...]")
+    assert update_criterion(eid, "long", instructions="Short again.").instructions == (
+        "Short again."
+    )
+    assert key not in MlflowClient().get_experiment(eid).tags
+    assert ls.get_label_schema("long", experiment_id=eid).instruction == "Short again."
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_edit_and_rules(experiment, capsys):
+    import json
+
+    from core.cli import main
+
+    create_criterion(experiment.experiment_id, "tone", "categorical", "Tone?", options=["a", "b"])
+    code = main(
+        ["criterion", "edit", "tone", "--experiment", "test", "--options", "a,b,c", "--json"]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["options"] == ["a", "b", "c"]
+    code = main(["criterion", "edit", "tone", "--experiment", "test", "--instructions", "{{ x }}"])
+    assert code == 2 and "Unknown template variable" in capsys.readouterr().err
+    code = main(
+        ["criterion", "rules", "tone", "--experiment", "test", "--rationale", "always",
+         "--no-blind", "--min-kappa", "0.6", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out == {
+        "criterion": "tone",
+        "rationale_policy": "always",
+        "blind": False,
+        "min_reviewer_kappa": 0.6,
+    }
+    assert main(["criterion", "rules", "tone", "--experiment", "test", "--no-min-kappa"]) == 0
+    assert "minimum reviewer kappa none" in capsys.readouterr().out
+    assert main(["criterion", "rules", "tone", "--experiment", "test", "--min-kappa", "2"]) == 2
+    assert "between -1 and 1" in capsys.readouterr().err
+    assert main(["criterion", "rules", "nope", "--experiment", "test"]) == 2

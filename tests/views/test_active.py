@@ -35,7 +35,7 @@ def test_rows_carry_the_reasons_the_import_id_and_the_text(demo_store):
     table = view.table()
     assert table[0]["why"] == top.why and set(table[0]) >= {"rank", "trace", "why", "score"}
 
-    fill_queue(demo_store, CRIT, "q", 2)
+    fill_queue(demo_store, CRIT, "q", 2, reviewers=["maria.chen"])
     after = label_next(demo_store, CRIT, "q", 50)
     assert after.n_pool == 19 and after.n_in_queue == 2 and len(after.rows) == 19
     assert target not in {r.trace_id for r in after.rows}
