@@ -568,3 +568,59 @@ def after_fill_queue() -> None:
     queue_criteria.clear()
     _queue.clear()
     _work_list_stamp.clear()
+
+
+# --- Setup page: criteria, queues, rules, the team's progress ------------------------------
+
+from core.labeling import rules as label_rules  # noqa: E402
+from core.views import setup as setup_view  # noqa: E402
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def setup_criteria(experiment_id: str) -> list[setup_view.CriterionRow]:
+    """The Setup page's criteria table (with each criterion's rules)."""
+    return setup_view.criteria_rows(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
+def setup_queues(experiment_id: str) -> list[Queue]:
+    """The experiment's review queues, oldest first."""
+    from core.labeling.queues import list_queues
+
+    return list_queues(experiment_id)
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def criterion_rules(experiment_id: str, criterion: str) -> label_rules.LabelRules:
+    """A criterion's rules as the lead set them (defaults otherwise)."""
+    return label_rules.criterion_rules(experiment_id, criterion)
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def queue_rules(experiment_id: str, queue: str) -> label_rules.QueueRules:
+    """A queue's overrides of its criteria's rules."""
+    return label_rules.queue_rules(experiment_id, queue)
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner="Counting the team's progress...")
+def team_progress(experiment_id: str) -> list[setup_view.QueueProgress]:
+    """Every queue's progress per reviewer, MLflow's completed items and the flags."""
+    return setup_view.team_progress(experiment_id)
+
+
+def after_setup() -> None:
+    """A criterion, queue, reviewer assignment or rule changed on the Setup page."""
+    criteria.clear()
+    overview.clear()
+    setup_criteria.clear()
+    setup_queues.clear()
+    criterion_rules.clear()
+    queue_rules.clear()
+    team_progress.clear()
+    criterion_queues.clear()
+    review_queues.clear()
+    queues_for.clear()
+    queue_criteria.clear()
+    _queue.clear()
+    _work_list_stamp.clear()
+    _label_next.clear()

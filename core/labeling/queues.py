@@ -383,12 +383,26 @@ def update_reviewers(queue: Queue, add: Iterable[str] = (), remove: Iterable[str
     return assign_reviewers(queue, users)
 
 
-def add_traces(queue: Queue, trace_ids: Iterable[str]) -> int:
+def add_traces(queue: Queue, trace_ids: Iterable[str], *, check: bool = False) -> int:
     """Attach traces to the queue (idempotent per trace).
+
+    Args:
+        queue: The queue.
+        trace_ids: The traces.
+        check: First make sure every id is a trace of the queue's experiment (ids a
+            person pasted); otherwise the caller vouches for them.
 
     Returns:
         How many trace ids were attached or were already there.
+
+    Raises:
+        ValidationError: with ``check``, no id or ids that are not traces of the
+            experiment (all named); nothing is written.
     """
+    if check:
+        trace_ids = filter_trace_ids(
+            queue.experiment_id, TraceFilter("ids", trace_ids=tuple(trace_ids))
+        )
     ids = list(dict.fromkeys(trace_ids))
     for start in range(0, len(ids), _PAGE):
         rq.add_items_to_review_queue(queue.queue_id, item_ids=ids[start : start + _PAGE])

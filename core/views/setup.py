@@ -24,6 +24,14 @@ KIND_TEXT = {"pass_fail": "pass/fail", "categorical": "categorical", "numeric": 
 INHERIT = "criterion's rule"
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=])")
+
+
+def plain(text: str) -> str:
+    """``text`` escaped so Streamlit's markdown shows it as typed (names, values, ids)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def parse_options(text: str | None) -> list[str]:
     """Categorical options from a form: one per line or separated by commas."""
     return [o.strip() for o in re.split(r"[\n,]+", text or "") if o.strip()]
