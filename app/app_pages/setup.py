@@ -58,6 +58,14 @@ def _show(section: str) -> None:
     (st.error if kind == "error" else st.success)(setup_view.plain(text))
 
 
+def _kind_text(kind: str) -> str:
+    return setup_view.KIND_TEXT[kind]
+
+
+def _filter_text(kind: str) -> str:
+    return queue_mod.FILTER_TEXT[kind]
+
+
 def _number(key: str, label: str) -> float | None:
     return setup_view.parse_number(ss.get(key), label)
 
@@ -176,7 +184,7 @@ def _criteria_tab() -> None:
                 "Name", key="setup_new_name", placeholder="answer_correct",
                 help="Letters, digits and underscores; becomes the judge's and the labels' name.",
             )  # fmt: skip
-        c[1].selectbox("Kind", KINDS, key="setup_new_kind", format_func=setup_view.KIND_TEXT.get)
+        c[1].selectbox("Kind", KINDS, key="setup_new_kind", format_func=_kind_text)
         st.text_area(
             "Instructions",
             key="setup_new_instructions",
@@ -222,7 +230,7 @@ def _criteria_tab() -> None:
             "fit (another kind, dropping an option in use, a range leaving labeled values "
             "out) is refused."
         )
-        st.selectbox("Kind", KINDS, key="setup_edit_kind", format_func=setup_view.KIND_TEXT.get)
+        st.selectbox("Kind", KINDS, key="setup_edit_kind", format_func=_kind_text)
         st.text_area("Instructions", key="setup_edit_instructions", height=150)
         p = st.columns(2)
         p[0].text_input("Pass label", key="setup_edit_pos")
@@ -241,7 +249,7 @@ def _criteria_tab() -> None:
             "Rationale required",
             POLICIES,
             key="setup_rules_policy",
-            format_func=rules_mod.POLICY_TEXT.get,
+            format_func=_policy_text,
         )
         st.checkbox(
             "Blind review (hide the judge's verdict and other reviewers' labels until saved)",
@@ -377,7 +385,7 @@ def _queues_tab() -> None:
                 "Start with",
                 list(queue_mod.FILTER_KINDS),
                 key="setup_q_filter",
-                format_func=queue_mod.FILTER_TEXT.get,
+                format_func=_filter_text,
                 horizontal=True,
             )
             f = st.columns(3)
