@@ -192,10 +192,9 @@ def _criteria_tab() -> None:
             help="What reviewers and the judge decide. Template variables: {{ inputs }}, "
             "{{ outputs }}, {{ expectations }}, {{ trace }}.",
         )
-        st.caption("Pass/fail: how the two values read")
         p = st.columns(2)
-        p[0].text_input("Pass label", value="Pass", key="setup_new_pos")
-        p[1].text_input("Fail label", value="Fail", key="setup_new_neg")
+        p[0].text_input("Pass label (pass/fail)", value="Pass", key="setup_new_pos")
+        p[1].text_input("Fail label (pass/fail)", value="Fail", key="setup_new_neg")
         st.text_area(
             "Options (categorical): one per line or comma-separated",
             key="setup_new_options",
@@ -233,8 +232,8 @@ def _criteria_tab() -> None:
         st.selectbox("Kind", KINDS, key="setup_edit_kind", format_func=_kind_text)
         st.text_area("Instructions", key="setup_edit_instructions", height=150)
         p = st.columns(2)
-        p[0].text_input("Pass label", key="setup_edit_pos")
-        p[1].text_input("Fail label", key="setup_edit_neg")
+        p[0].text_input("Pass label (pass/fail)", key="setup_edit_pos")
+        p[1].text_input("Fail label (pass/fail)", key="setup_edit_neg")
         st.text_area("Options (categorical)", key="setup_edit_options", height=80)
         n = st.columns(2)
         n[0].text_input("Minimum (numeric)", key="setup_edit_min")
