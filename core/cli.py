@@ -325,17 +325,25 @@ def _cmd_queue_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_progress(args: argparse.Namespace) -> int:
-    from core.labeling.queues import get_queue, reviewer_progress
+    from core.labeling.queues import get_queue
     from core.store.experiments import get_experiment
+    from core.views.setup import queue_progress
 
     q = get_queue(get_experiment(args.experiment).experiment_id, args.name)
-    prog = reviewer_progress(q)
-    human = "\n".join(f"{p.reviewer}\t{p.done}/{p.total}" for p in prog) or "No reviewers."
+    prog = queue_progress(q)
+    lines = [f"{r.reviewer}\t{r.done}/{r.total}\tflagged {r.flagged}" for r in prog.reviewers]
+    lines.append(f"complete in MLflow {prog.complete}/{prog.items}\tflagged traces {prog.flagged}")
     payload = {
         "queue": q.name,
-        "progress": [{"reviewer": p.reviewer, "done": p.done, "total": p.total} for p in prog],
+        "items": prog.items,
+        "complete": prog.complete,
+        "flagged": prog.flagged,
+        "progress": [
+            {"reviewer": r.reviewer, "done": r.done, "total": r.total, "flagged": r.flagged}
+            for r in prog.reviewers
+        ],
     }
-    _print(args, payload, human)
+    _print(args, payload, "\n".join(lines))
     return 0
 
 

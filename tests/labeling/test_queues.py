@@ -307,3 +307,13 @@ def test_cli_queue_setup_commands(setup, capsys):
     set_label(ids[0], crit, "cy", "pass", "ok")
     assert main(["queue", "sync", "first-pass", *base]) == 0
     assert _last(capsys) == {"queue": "first-pass", "complete": 1, "items": 4}
+    from core.labeling.flags import set_flag
+
+    set_flag(ids[1], "quality", "cy", "unsure")
+    assert main(["queue", "progress", "first-pass", *base]) == 0
+    out = _last(capsys)
+    assert (out["items"], out["complete"], out["flagged"]) == (4, 1, 1)
+    assert out["progress"] == [
+        {"reviewer": "ann", "done": 1, "total": 4, "flagged": 0},
+        {"reviewer": "cy", "done": 1, "total": 4, "flagged": 1},
+    ]
