@@ -20,7 +20,7 @@ def _form(page, button: str):
 
 def test_lead_creates_a_criterion_and_a_queue_through_the_ui(page, dashboard):
     page.goto(dashboard.page_url("setup"))
-    wait_idle(page)
+    wait_idle(page, timeout_ms=90_000)  # the first run loads MLflow; slow on a busy machine
     main = page.locator('[data-testid="stMain"]')
     main.get_by_text("New criterion", exact=True).click()
     form = _form(page, "Create criterion")
