@@ -117,3 +117,66 @@ def test_flagged_traces_are_listed_with_a_link_and_can_be_cleared(demo_store):
     _no_exception(at)
     assert list_flags(demo_store) == []
     assert any("Cleared dev.patel's flag" in i.value for i in at.info)
+
+
+def _align(reviewer: str | None = "lead.lee") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if reviewer:
+        at.session_state["shell_reviewer"] = reviewer
+    return at.switch_page("app_pages/align.py").run()
+
+
+def test_align_page_shows_the_gate_and_launches_only_with_a_reason(demo_store, monkeypatch):
+    import mlflow
+
+    from core.labeling.rules import set_criterion_rules
+    from core.optimization import jobs
+
+    set_criterion_rules(demo_store, CRIT, min_reviewer_kappa=0.8)
+    launched = []
+    monkeypatch.setattr(jobs, "launch", _recording_launch(launched))
+    at = _align()
+    _no_exception(at)
+    assert any("below the minimum set for this criterion" in e.value for e in at.error)
+    assert at.button(key="align_launch").disabled
+    assert not at.button(key="align_launch_anyway").disabled
+    # Launch anyway without a reason: refused, nothing launched.
+    at.button(key="align_launch_anyway").click().run()
+    _no_exception(at)
+    assert any("Write why" in e.value for e in at.error)
+    assert launched == []
+    at.text_area(key="align_kappa_reason").set_value("Pilot: guideline v2 lands next week.")
+    at.button(key="align_launch_anyway").click().run()
+    _no_exception(at)
+    (settings,) = launched
+    assert settings.kappa_override_reason == "Pilot: guideline v2 lands next week."
+    assert settings.kappa_override_by == "lead.lee"
+    (run,) = mlflow.MlflowClient().search_runs([demo_store])
+    assert run.data.params["kappa_override_reason"] == "Pilot: guideline v2 lands next week."
+    assert run.data.params["kappa_override_by"] == "lead.lee"
+
+
+def _recording_launch(launched: list):
+    """jobs.launch without the worker: the run is created (params, settings, findings)."""
+    from core.optimization.engine import create_run
+
+    def launch(settings, *, check, **kw):
+        launched.append(settings)
+        return create_run(settings, status="queued", findings=check.findings)
+
+    return launch
+
+
+def test_align_page_override_needs_an_identity(demo_store, monkeypatch):
+    from core.labeling.rules import set_criterion_rules
+    from core.optimization import jobs
+
+    set_criterion_rules(demo_store, CRIT, min_reviewer_kappa=0.8)
+    launched = []
+    monkeypatch.setattr(jobs, "launch", _recording_launch(launched))
+    at = _align(reviewer=None)
+    at.text_area(key="align_kappa_reason").set_value("because")
+    at.button(key="align_launch_anyway").click().run()
+    _no_exception(at)
+    assert any("Say who you are" in e.value for e in at.error)
+    assert launched == []
