@@ -47,7 +47,9 @@ if ss.get("adj_criterion") not in crit_names:
 def _save(crit, trace_id: str) -> None:
     """Record the form's gold label; a refusal leaves everything as it was."""
     try:
-        gold = adjudicate(trace_id, crit, ctx.reviewer, ss.get("adj_value"), ss.get("adj_rationale"))
+        gold = adjudicate(
+            trace_id, crit, ctx.reviewer, ss.get("adj_value"), ss.get("adj_rationale")
+        )
     except AlignboardError as exc:
         ss["adj_error"] = str(exc)
         ss["adj_message"] = None

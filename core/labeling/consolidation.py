@@ -154,7 +154,9 @@ def consolidate(labels: Iterable[Label]) -> dict[str, Label]:
         trace id -> the label whose value (and rationale) the trace gets.
     """
     a = _label_args()
-    return majority_choice(labels, a["trace"], a["reviewer"], a["value"], gold=a["gold"], when=a["when"])
+    return majority_choice(
+        labels, a["trace"], a["reviewer"], a["value"], gold=a["gold"], when=a["when"]
+    )
 
 
 def consolidate_with_precedence(labels: Iterable[Label]) -> dict[str, tuple[Label, Precedence]]:

@@ -59,7 +59,9 @@ def load_examples(
     if wanted:
         kept = {lb.trace_id for lb in labels if not lb.adjudication and lb.reviewer in wanted}
         labels = [
-            lb for lb in labels if lb.trace_id in kept and (lb.adjudication or lb.reviewer in wanted)
+            lb
+            for lb in labels
+            if lb.trace_id in kept and (lb.adjudication or lb.reviewer in wanted)
         ]
     chosen = consolidate_with_precedence(labels)
     ids = list(dict.fromkeys(lb.trace_id for lb in labels))

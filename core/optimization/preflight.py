@@ -392,13 +392,14 @@ def _check_reviewers(
         from core.labeling.labels import current_labels
 
         labels = current_labels(settings.experiment_id, settings.judge.name)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for lab in labels:
+        # Gold labels (a 4th element, or Label.adjudication) are not a reviewer's rating.
         if isinstance(lab, tuple):
-            rows.append(lab[:3] if len(lab) < 4 or not lab[3] else None)
+            if len(lab) < 4 or not lab[3]:
+                rows.append(lab[:3])
         elif not getattr(lab, "adjudication", False):
             rows.append((lab.trace_id, lab.reviewer, _hashable(lab.value)))
-    rows = [r for r in rows if r is not None]
     if settings.reviewers:
         rows = [r for r in rows if r[1] in settings.reviewers]
     if not rows:

@@ -224,7 +224,9 @@ def _override(
     return text, who
 
 
-def with_kappa_override(settings: AlignmentSettings, reason: str | None, by: str | None):
+def with_kappa_override(
+    settings: AlignmentSettings, reason: str | None, by: str | None
+) -> AlignmentSettings:
     """The settings with the agreement gate overridden for a written reason.
 
     Raises:

@@ -33,9 +33,7 @@ def _texts(at: AppTest) -> str:
 
 
 def _gold(experiment_id: str) -> list:
-    return [
-        lab for lab in current_labels(experiment_id, CRIT, gold=True) if lab.adjudication
-    ]
+    return [lab for lab in current_labels(experiment_id, CRIT, gold=True) if lab.adjudication]
 
 
 def test_page_lists_disputes_with_every_label_and_records_a_gold_label(demo_store):

@@ -89,7 +89,11 @@ def test_a_gold_label_has_its_own_chain_and_never_overwrites_the_adjudicators_la
     assert revised.overrides == gold.assessment_id
     assert get_label(ids[0], "correct", "lead") == mine
     history = label_history(ids[0], "correct", "lead")
-    assert [(h.adjudication, h.valid) for h in history] == [(False, True), (True, False), (True, True)]
+    assert [(h.adjudication, h.valid) for h in history] == [
+        (False, True),
+        (True, False),
+        (True, True),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -105,7 +109,7 @@ def test_a_gold_label_has_its_own_chain_and_never_overwrites_the_adjudicators_la
     ],
 )
 def test_bad_adjudications_are_refused_and_write_nothing(disputed, who, value, rationale, message):
-    eid, crit, ids = disputed
+    _, crit, ids = disputed
     before = _human(ids[0])
     with pytest.raises(ValidationError, match=message):
         adjudicate(ids[0], crit, who, value, rationale)
@@ -114,7 +118,7 @@ def test_bad_adjudications_are_refused_and_write_nothing(disputed, who, value, r
 
 @pytest.mark.parametrize("which", [1, 2])
 def test_a_trace_without_disagreement_cannot_be_adjudicated(disputed, which):
-    eid, crit, ids = disputed
+    _, crit, ids = disputed
     before = _human(ids[which])
     with pytest.raises(ValidationError, match="nothing to adjudicate"):
         adjudicate(ids[which], crit, "lead", "pass", "why")
@@ -151,7 +155,7 @@ def _cli(*args: str) -> dict:
 
 
 def test_cli_lists_disputes_records_gold_refuses_bad_input_and_lists_flags(disputed, experiment):
-    eid, crit, ids = disputed
+    _, _, ids = disputed
     listed = _cli("adjudicate", "--experiment", "test", "--criterion", "correct")
     assert [d["trace_id"] for d in listed["disputes"]] == [ids[0]]
     refused = _cli(

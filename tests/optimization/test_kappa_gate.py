@@ -38,7 +38,10 @@ def _rows(n_agree: int, n_disagree: int, *, start: int = 0) -> list[tuple[str, s
     rows = []
     for i in range(start, start + n_agree + n_disagree):
         value = i % 2 == 0
-        rows += [(f"t{i}", "ann", value), (f"t{i}", "bob", value if i < start + n_agree else not value)]
+        rows += [
+            (f"t{i}", "ann", value),
+            (f"t{i}", "bob", value if i < start + n_agree else not value),
+        ]
     return rows
 
 
@@ -48,13 +51,19 @@ def _codes(findings) -> dict:
 
 def test_below_the_minimum_blocks_and_a_written_reason_lets_it_through():
     rows = _rows(6, 4)  # kappa 0.2 on 10 shared traces
-    blocked = _codes(preflight(_settings(), [], labels=rows, label_names=[], min_reviewer_kappa=0.6))
+    blocked = _codes(
+        preflight(_settings(), [], labels=rows, label_names=[], min_reviewer_kappa=0.6)
+    )
     f = blocked["reviewer_kappa_below_minimum"]
     assert f.level == "error" and "ann and bob" in f.message and "minimum 0.60" in f.message
     assert only_gate_blocks([f])
     # A blank reason is no reason.
     blank = preflight(
-        _settings(kappa_override_reason="  "), [], labels=rows, label_names=[], min_reviewer_kappa=0.6
+        _settings(kappa_override_reason="  "),
+        [],
+        labels=rows,
+        label_names=[],
+        min_reviewer_kappa=0.6,
     )
     assert "reviewer_kappa_below_minimum" in _codes(blank)
     over = _codes(
