@@ -120,7 +120,7 @@ def _export_dataset(args: argparse.Namespace, experiment_id: str) -> int:
     if args.history:
         raise ValidationError("--history does not apply to --format mlflow-dataset.")
     criterion = get_criterion(experiment_id, args.criterion)  # names what exists
-    chosen = consolidate(current_labels(experiment_id, criterion.name))
+    chosen = consolidate(current_labels(experiment_id, criterion.name, gold=True))
     res = export_eval_dataset(experiment_id, criterion.name, args.dataset, chosen)
     payload = {**res.to_dict(), "format": "mlflow-dataset", "criterion": criterion.name}
     human = (

@@ -174,3 +174,40 @@ def test_cli_lists_disputes_records_gold_refuses_bad_input_and_lists_flags(dispu
     flags = _cli("flags", "--experiment", "test", "--criterion", "correct")["flags"]
     assert [(f["trace_id"], f["reviewer"], f["kind"]) for f in flags] == [(ids[2], "ann", "unsure")]
     assert _cli("flags", "--experiment", "test", "--criterion", "other")["flags"] == []
+
+
+def test_gold_comes_first_for_alignment_examples_and_the_humans_rater(disputed):
+    from core.optimization.dataset import example_precedence, load_examples
+    from core.views.agreement import Rater, load_ratings, ratings_of, reviewer_agreement
+
+    eid, crit, ids = disputed
+    before = {e.trace_id: e for e in load_examples(eid, "correct")}
+    assert before[ids[0]].precedence == "primary_tiebreak"
+    assert before[ids[1]].precedence == "majority" and before[ids[2]].precedence == "single"
+    adjudicate(ids[0], crit, "chief", "fail", "the refund rule was broken")
+    after = {e.trace_id: e for e in load_examples(eid, "correct")}
+    ex = after[ids[0]]
+    assert (ex.label, ex.rationale, ex.reviewer, ex.precedence) == (
+        False,
+        "the refund rule was broken",
+        "chief",
+        "gold",
+    )
+    assert example_precedence(after.values()) == {
+        "gold": 1,
+        "majority": 1,
+        "primary_tiebreak": 0,
+        "single": 1,
+    }
+    # Only ann's labels: gold still decides the traces ann labeled.
+    only_ann = {e.trace_id: e for e in load_examples(eid, "correct", ["ann"])}
+    assert only_ann[ids[0]].precedence == "gold" and len(only_ann) == 3
+    only_lead = {e.trace_id: e for e in load_examples(eid, "correct", ["lead"])}
+    assert set(only_lead) == {ids[0], ids[1]}
+
+    ratings = load_ratings(eid, crit)
+    t0 = next(t for t in ratings.traces if t.trace_id == ids[0])
+    assert set(t0.humans) == {"ann", "lead"}  # gold is no reviewer
+    humans = ratings_of(t0, Rater.humans(), ratings.primary_order)
+    assert humans is not None and humans.value is False and humans.who == "gold: chief"
+    assert reviewer_agreement(ratings).reviewers == ("ann", "lead")
