@@ -28,7 +28,7 @@ def _set_name(page, name: str) -> None:
 def test_adjudicate_a_disagreement_in_the_browser(page, dashboard):
     first = disputes(dashboard.experiment_id, CRIT)[0]
     page.goto(dashboard.page_url(f"adjudicate?trace={first.trace_id}"))
-    wait_idle(page)
+    wait_idle(page, 120_000)  # the first page of a fresh server imports MLflow
     _set_name(page, LEAD)
     main = page.locator('[data-testid="stMain"]')
     page.get_by_text("Disagreements").wait_for()
