@@ -120,7 +120,7 @@ def _export_dataset(args: argparse.Namespace, experiment_id: str) -> int:
     if args.history:
         raise ValidationError("--history does not apply to --format mlflow-dataset.")
     criterion = get_criterion(experiment_id, args.criterion)  # names what exists
-    chosen = consolidate(current_labels(experiment_id, criterion.name))
+    chosen = consolidate(current_labels(experiment_id, criterion.name, gold=True))
     res = export_eval_dataset(experiment_id, criterion.name, args.dataset, chosen)
     payload = {**res.to_dict(), "format": "mlflow-dataset", "criterion": criterion.name}
     human = (
@@ -404,7 +404,18 @@ def _align_settings(args: argparse.Namespace):
         retrieval_k=args.retrieval_k,
         reviewers=args.reviewer or (),
         register_if_worse=args.register_worse,
+        kappa_override_reason=args.override_kappa,
+        kappa_override_by=(args.override_by or _os_user()) if args.override_kappa else None,
     )
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return ""
 
 
 def _pct(x: Any) -> str:
@@ -450,6 +461,77 @@ def _cmd_align(args: argparse.Namespace) -> int:
         _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
         return 0
     return _print_result(args, run_alignment(settings, allow_concurrent=args.allow_concurrent))
+
+
+def _cmd_adjudicate(args: argparse.Namespace) -> int:
+    from core.errors import ValidationError
+    from core.labeling.adjudication import adjudicate, disputes
+    from core.labeling.criteria import display_value, get_criterion
+    from core.store.experiments import get_experiment
+
+    exp = get_experiment(args.experiment)
+    crit = get_criterion(exp.experiment_id, args.criterion)
+    if args.trace is None:
+        if args.value is not None or args.rationale is not None:
+            raise ValidationError("Name the trace to adjudicate: --trace ID.")
+        found = disputes(exp.experiment_id, crit.name, include_resolved=args.all)
+        rows = []
+        for d in found:
+            rows.append(
+                {
+                    "trace_id": d.trace_id,
+                    "labels": [
+                        {
+                            "reviewer": lab.reviewer,
+                            "value": lab.value,
+                            "rationale": lab.rationale,
+                        }
+                        for lab in d.labels
+                    ],
+                    "gold": None
+                    if d.gold is None
+                    else {
+                        "value": d.gold.value,
+                        "rationale": d.gold.rationale,
+                        "adjudicator": d.gold.reviewer,
+                    },
+                }
+            )
+        lines = [
+            f"{d.trace_id}\t"
+            + ", ".join(f"{lab.reviewer}={display_value(crit, lab.value)}" for lab in d.labels)
+            + (f"\tgold={display_value(crit, d.gold.value)} ({d.gold.reviewer})" if d.gold else "")
+            for d in found
+        ]
+        human = "\n".join(lines) or f"No open disagreement on {crit.name!r}."
+        _print(args, {"criterion": crit.name, "disputes": rows}, human)
+        return 0
+    gold = adjudicate(args.trace, crit, args.adjudicator, args.value, args.rationale)
+    _print(
+        args,
+        gold.to_dict(),
+        f"Gold label {display_value(crit, gold.value)} on {gold.trace_id} for {crit.name!r} "
+        f"by {gold.reviewer}.",
+    )
+    return 0
+
+
+def _cmd_flags(args: argparse.Namespace) -> int:
+    from core.labeling.flags import FLAG_TEXT, list_flags
+    from core.store.experiments import get_experiment
+
+    exp = get_experiment(args.experiment)
+    found = list_flags(exp.experiment_id, criterion=args.criterion)
+    human = (
+        "\n".join(
+            f"{f.trace_id}\t{f.criterion}\t{f.reviewer}\t{FLAG_TEXT.get(f.kind, f.kind)}\t"
+            f"{f.comment}"
+            for f in found
+        )
+        or "No flagged traces."
+    )
+    _print(args, {"flags": [f.to_dict() for f in found]}, human)
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -1017,6 +1099,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="register the aligned judge even if it scores worse than the seed on held-out traces",
     )
+    p.add_argument(
+        "--override-kappa",
+        metavar="REASON",
+        help="launch although reviewer agreement is below the criterion's minimum kappa, for "
+        "this written reason (recorded in the run)",
+    )
+    p.add_argument(
+        "--override-by", help="who overrides the agreement gate (default: your login name)"
+    )
+
+    p = add(
+        "adjudicate",
+        _cmd_adjudicate,
+        "list reviewer disagreements of a criterion, or record a gold label on one",
+        description="Without --trace: list the traces where reviewers disagree on the "
+        "criterion (--all: adjudicated ones too). With --trace, --value, --rationale and "
+        "--as: record the gold label (HUMAN feedback marked as an adjudication; the "
+        "adjudicator's own reviewer label is kept).",
+    )
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--criterion", required=True)
+    p.add_argument("--all", action="store_true", help="also list resolved disagreements")
+    p.add_argument("--trace", help="the trace to adjudicate")
+    p.add_argument("--value", help="the gold value (pass/fail, a category, a number)")
+    p.add_argument("--rationale", help="why (required for a gold label)")
+    p.add_argument("--as", dest="adjudicator", help="who adjudicates")
+
+    p = add("flags", _cmd_flags, "list traces reviewers flagged (unsure, broken)")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--criterion", help="only flags of this criterion")
 
     p = add(
         "score",

@@ -20,7 +20,9 @@ from core.optimization.settings import (
     OPTIMIZER_CHOICES,
     build_settings,
     uses_demo,
+    with_kappa_override,
 )
+from core.views.adjudication import gate_findings, only_gate_blocks
 from core.views.formatting import duration, number, when
 from core.views.overview import DEMO_NOTE
 from core.views.runs import run_verdict
@@ -63,6 +65,7 @@ init_page_state(
         "minibatch": 3,
         "retrieval_k": 5,
         "register_worse": False,
+        "kappa_reason": "",
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
         "launch_lock": threading.Lock(),
@@ -117,9 +120,22 @@ def _launch(crit, token: str) -> None:
     data.after_launch()
 
 
-def _launch_now(crit) -> None:
+def _launch_anyway(crit, token: str) -> None:
+    """Launch past the reviewer agreement gate, for the written reason (recorded in the run)."""
+    with ss["align_launch_lock"]:
+        if ss.get("align_token") != token:
+            return
+        _launch_now(crit, override=True)
+        ss["align_token"] = uuid.uuid4().hex
+    data.after_launch()
+
+
+def _launch_now(crit, override: bool = False) -> None:
     try:
         settings = _form_settings(crit)
+        if override:
+            # Refuses a blank reason or a missing name before anything is checked or written.
+            settings = with_kappa_override(settings, ss.get("align_kappa_reason"), ctx.reviewer)
         check = data.alignment_check(settings)  # the same check the page shows, cached
         if check.can_launch:
             ss["align_run"] = jobs.launch(
@@ -311,6 +327,33 @@ with st.form("align_form", border=True):
             st.warning(f.message, icon=":material/warning:")
         if not check.findings:
             st.success("Pre-flight passed: nothing blocks this alignment.", icon=":material/check:")
+        gate = gate_findings(check.findings)
+        if gate:
+            with st.container(border=True):
+                st.markdown("**Reviewer agreement gate**")
+                st.caption(
+                    "The minimum reviewer kappa set for this criterion blocks the alignment. "
+                    "Adjudicate the disagreements and settle the guideline, or launch anyway: "
+                    "your reason and your name are recorded with the run."
+                )
+                st.text_area(
+                    "Reason to launch anyway (required, recorded in the run)",
+                    key="align_kappa_reason",
+                    height=80,
+                )
+                st.form_submit_button(
+                    "Launch anyway",
+                    key="align_launch_anyway",
+                    icon=":material/warning:",
+                    disabled=not only_gate_blocks(check.findings),
+                    on_click=_launch_anyway,
+                    args=(crit, ss["align_token"]),
+                    help=(
+                        "Launch past the agreement gate with the reason above."
+                        if only_gate_blocks(check.findings)
+                        else "Fix the other pre-flight errors first."
+                    ),
+                )
         m = st.columns(5)
         m[0].metric(
             "Labeled: train / val / test", f"{check.n_train} / {check.n_val} / {check.n_test}"

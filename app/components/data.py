@@ -624,3 +624,33 @@ def after_setup() -> None:
     _queue.clear()
     _work_list_stamp.clear()
     _label_next.clear()
+
+
+# ---- adjudication (the Adjudicate page) ------------------------------------------------
+@st.cache_data(ttl=15, max_entries=32, show_spinner="Finding disagreements...")
+def disputes(experiment_id: str, criterion: Criterion, include_resolved: bool) -> list:
+    """The criterion's traces where reviewers disagree (``core.views.adjudication``)."""
+    from core.views.adjudication import dispute_views
+
+    return dispute_views(experiment_id, criterion, include_resolved=include_resolved)
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner=False)
+def flags(experiment_id: str) -> list:
+    """Every reviewer flag in the experiment, newest first."""
+    from core.views.adjudication import flagged
+
+    return flagged(experiment_id)
+
+
+def after_adjudicate(trace_id: str) -> None:
+    """A gold label was written on ``trace_id``: what shows it or consolidates it is stale."""
+    disputes.clear()
+    trace.clear(trace_id)
+    verdicts.clear()  # the Score page shows each verdict's consolidated human label
+    alignment_check.clear()  # the examples an alignment would use changed
+
+
+def after_flag() -> None:
+    """A flag was set or cleared."""
+    flags.clear()

@@ -33,6 +33,7 @@ PAGES: list[PageSpec] = [
     PageSpec("traces.py", "Traces", ":material/table_rows:", "Review", "traces"),
     PageSpec("label.py", "Label", ":material/rate_review:", "Review", "label"),
     PageSpec("setup.py", "Setup", ":material/settings:", "Review", "setup"),
+    PageSpec("adjudicate.py", "Adjudicate", ":material/gavel:", "Review", "adjudicate"),
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
     PageSpec("scores.py", "Score", ":material/fact_check:", "Analyze", "score"),
     PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),

@@ -25,6 +25,8 @@ from core.agreement.metrics import fleiss_from_table, kappa_from_confusion
 from core.errors import ValidationError
 
 LABEL_COLUMNS = ("trace_id", "reviewer", "value")
+#: Optional column (or fourth row element): true for a gold label, which is left out.
+ADJUDICATION_COLUMN = "adjudication"
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,19 @@ def _label_rows(labels: Any) -> list[tuple[Any, Any, Any]]:
             raise ValidationError(
                 f"The labels table lacks column(s) {missing}; it needs {list(LABEL_COLUMNS)}."
             )
-        return list(labels[list(LABEL_COLUMNS)].itertuples(index=False, name=None))
+        frame = labels
+        if ADJUDICATION_COLUMN in frame.columns:
+            frame = frame[~frame[ADJUDICATION_COLUMN].fillna(False).astype(bool)]
+        return list(frame[list(LABEL_COLUMNS)].itertuples(index=False, name=None))
     rows = []
     for i, row in enumerate(labels):
         try:
-            trace_id, reviewer, value = row
+            if isinstance(row, tuple | list) and len(row) == 4:
+                trace_id, reviewer, value, gold = row
+                if gold:
+                    continue  # a gold label is the adjudicator's decision, not a rating
+            else:
+                trace_id, reviewer, value = row
         except (TypeError, ValueError):
             raise ValidationError(
                 f"Label row {i} is {row!r}; each row must be (trace_id, reviewer, value)."
@@ -143,10 +153,13 @@ def reviewer_matrix(labels: Iterable[tuple[Any, Any, Any]] | pd.DataFrame) -> Re
     agreement information and are left out; see ``fleiss_kappa``).
 
     ``None``/NaN values are skipped. If a reviewer labeled a trace more than once, the
-    later row wins (a relabel replaces the earlier label).
+    later row wins (a relabel replaces the earlier label). Gold labels (adjudications)
+    are left out: they settle a disagreement, they are not one reviewer's rating, and
+    counting them would make reviewers look more consistent than they are.
 
     Args:
-        labels: Rows ``(trace_id, reviewer, value)``, or a DataFrame with those columns.
+        labels: Rows ``(trace_id, reviewer, value)`` or ``(trace_id, reviewer, value,
+            is_gold)``, or a DataFrame with those columns (``adjudication`` optional).
 
     Returns:
         A ``ReviewerMatrix``; ``pairs_frame()``, ``kappa_table()`` and ``overlap_table()``

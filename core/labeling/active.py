@@ -533,12 +533,16 @@ def read_pool(experiment_id: str, criterion: str, *, exclude: Iterable[str] = ()
 
     skip = set(exclude)
     data = PoolData()
-    human: list[tuple[str, str, Any]] = []
+    human: list[tuple[Any, ...]] = []
     for info in iter_trace_infos(experiment_id):
         tid = info.trace_id
-        current = current_from_assessments(info.assessments or [], criterion)
+        # Gold labels too (marked), so a neighbour's value is the one alignment uses.
+        current = current_from_assessments(info.assessments or [], criterion, gold=True)
         if current:
-            human.extend((lab.trace_id, lab.reviewer, lab.value) for lab in current)
+            human.extend(
+                (lab.trace_id, lab.reviewer, lab.value, lab.adjudication, lab.created_ms)
+                for lab in current
+            )
         elif tid not in skip:
             data.pool.append(tid)
             vs = judge_verdicts(info.assessments or [], criterion)

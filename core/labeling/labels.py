@@ -8,6 +8,14 @@ whole history therefore stays readable, by alignboard and by MLflow's own API an
 
 LLM judges write feedback with the same name (the criterion) but an ``LLM_JUDGE`` or
 ``CODE`` source; everything here looks only at ``HUMAN`` sources.
+
+**Gold labels** (adjudication, :mod:`core.labeling.adjudication`) are HUMAN feedback too,
+with metadata ``alignboard.adjudication = "true"`` and the adjudicator as source id. They
+form a chain of their own per (trace, criterion, adjudicator), chained under the key
+``adjudication:<name>`` (:func:`chain_key`), so a gold label never overrides the
+adjudicator's own reviewer label. Readers see reviewer labels only unless they pass
+``gold=True``: every count of "who labeled what" (work lists, queues, progress, reviewer
+agreement) stays about reviewers; the consolidation reads gold on purpose.
 """
 
 from __future__ import annotations
@@ -44,6 +52,10 @@ _HUMAN = AssessmentSourceType.HUMAN
 #: HTTP statuses a label write retries at the HTTP level behind an ``mlflow server``:
 #: MLflow's default set without 500 (see :func:`_log_assessment`).
 _REST_RETRY_CODES = frozenset({408, 429, 502, 503, 504})
+#: Feedback metadata key marking a gold label (an adjudication), value ``"true"``.
+ADJUDICATION_KEY = "alignboard.adjudication"
+#: Prefix of the chain key of an adjudicator's gold labels (see :func:`chain_key`).
+ADJUDICATION_CHAIN_PREFIX = "adjudication:"
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,9 @@ class Label:
     """Assessment id of the version this one replaced, if any."""
     valid: bool = True
     """False once a newer version overrides this one."""
+    adjudication: bool = False
+    """True for a gold label: an adjudicator's decision on a disagreement (its own chain,
+    never the adjudicator's reviewer label)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -84,6 +99,17 @@ def _client() -> TracingClient:
 def is_human_feedback(a: Assessment) -> TypeGuard[Feedback]:
     """Whether ``a`` is a human label (feedback with a HUMAN source), not judge output."""
     return isinstance(a, Feedback) and a.source is not None and a.source.source_type == _HUMAN
+
+
+def is_adjudication(a: Assessment) -> bool:
+    """Whether ``a`` is a gold label (its metadata marks it as an adjudication)."""
+    return str((getattr(a, "metadata", None) or {}).get(ADJUDICATION_KEY, "")).lower() == "true"
+
+
+def chain_key(reviewer: str, adjudication: bool = False) -> str:
+    """The key a label chain is derived from: the reviewer, or ``adjudication:<name>`` for
+    an adjudicator's gold labels (so the two chains never collide)."""
+    return ADJUDICATION_CHAIN_PREFIX + reviewer if adjudication else reviewer
 
 
 def to_label(a: Assessment) -> Label:
@@ -103,6 +129,7 @@ def to_label(a: Assessment) -> Label:
         updated_ms=a.last_update_time_ms or a.create_time_ms,
         overrides=a.overrides,
         valid=bool(a.valid) if a.valid is not None else True,
+        adjudication=is_adjudication(a),
     )
 
 
@@ -114,14 +141,23 @@ def current_from_assessments(
     assessments: Iterable[Assessment],
     criterion: str | None = None,
     reviewer: str | None = None,
+    *,
+    gold: bool = False,
 ) -> list[Label]:
     """Pick the current human labels out of one trace's assessments.
 
     If several valid versions exist for one (criterion, reviewer) - possible only when
     something other than alignboard wrote them without ``overrides`` - the newest one
     (by creation time, then id) is current, so every reader picks the same one.
+
+    Args:
+        assessments: One trace's assessments.
+        criterion: Only this criterion's labels.
+        reviewer: Only this reviewer's (or adjudicator's) labels.
+        gold: Also return the current gold labels (adjudications, ``Label.adjudication``);
+            by default only reviewer labels, so counts of who labeled what ignore them.
     """
-    best: dict[tuple[str, str], Feedback] = {}
+    best: dict[tuple[str, str, bool], Feedback] = {}
     for a in assessments:
         if not is_human_feedback(a) or a.valid is False:
             continue
@@ -129,7 +165,10 @@ def current_from_assessments(
             continue
         if reviewer is not None and a.source.source_id != reviewer:
             continue
-        key = (a.name, a.source.source_id or "")
+        adjudication = is_adjudication(a)
+        if adjudication and not gold:
+            continue
+        key = (a.name, a.source.source_id or "", adjudication)
         if key not in best or _sort_key(a) > _sort_key(best[key]):
             best[key] = a
     return [to_label(a) for _, a in sorted(best.items())]
@@ -164,7 +203,8 @@ def check_rationale(rationale: Any) -> str | None:
 def chain_assessment_id(trace_id: str, criterion: str, reviewer: str, prev_id: str | None) -> str:
     """Deterministic id of the label version that replaces ``prev_id`` (None: the first).
 
-    Used as an optimistic lock: see :func:`set_label`.
+    Used as an optimistic lock: see :func:`set_label`. ``reviewer`` is the chain's key
+    (:func:`chain_key`): a gold label's chain is ``adjudication:<name>``.
     """
     digest = hashlib.sha256(
         f"{trace_id}\x1f{criterion}\x1f{reviewer}\x1f{prev_id or ''}".encode()
@@ -179,8 +219,14 @@ def new_label_assessment(
     value: Any,
     rationale: str | None,
     prev_id: str | None,
+    *,
+    adjudication: bool = False,
 ) -> Feedback:
-    """Build (not write) the Feedback for a label version replacing ``prev_id``."""
+    """Build (not write) the Feedback for a label version replacing ``prev_id``.
+
+    With ``adjudication``, a gold label: marked in its metadata and chained under
+    ``adjudication:<reviewer>`` (:func:`chain_key`).
+    """
     fb = Feedback(
         name=criterion,
         value=value,
@@ -188,8 +234,11 @@ def new_label_assessment(
         trace_id=trace_id,
         rationale=rationale,
         overrides=prev_id,
+        metadata={ADJUDICATION_KEY: "true"} if adjudication else None,
     )
-    fb.assessment_id = chain_assessment_id(trace_id, criterion, reviewer, prev_id)
+    fb.assessment_id = chain_assessment_id(
+        trace_id, criterion, chain_key(reviewer, adjudication), prev_id
+    )
     return fb
 
 
@@ -245,6 +294,8 @@ def set_label(
     reviewer: str,
     value: Any,
     rationale: str | None = None,
+    *,
+    adjudication: bool = False,
 ) -> Label:
     """Record ``reviewer``'s label on a trace, replacing their previous one if any.
 
@@ -254,6 +305,8 @@ def set_label(
         reviewer: Who labels; becomes the HUMAN source id.
         value: Any spelling :func:`core.labeling.criteria.normalize_value` accepts.
         rationale: Why (optional, at most ``MAX_RATIONALE_CHARS`` characters).
+        adjudication: Write a gold label (its own chain; the checks of a gold label are
+            :func:`core.labeling.adjudication.adjudicate`'s, which calls this).
 
     Returns:
         The new current label.
@@ -276,9 +329,23 @@ def set_label(
     # version, on sqlite and behind an MLflow server alike, with no locks of our own.
     for attempt in range(_WRITE_ATTEMPTS):
         info = _trace_info(client, trace_id)
-        current = current_from_assessments(info.assessments, criterion.name, reviewer)
+        current = [
+            lab
+            for lab in current_from_assessments(
+                info.assessments, criterion.name, reviewer, gold=adjudication
+            )
+            if lab.adjudication == adjudication
+        ]
         prev_id = current[0].assessment_id if current else None
-        fb = new_label_assessment(trace_id, criterion.name, reviewer, canonical, rationale, prev_id)
+        fb = new_label_assessment(
+            trace_id,
+            criterion.name,
+            reviewer,
+            canonical,
+            rationale,
+            prev_id,
+            adjudication=adjudication,
+        )
         if attempt and any(a.assessment_id == fb.assessment_id for a in info.assessments):
             # The chained id exists but is not current (a chain edited outside alignboard):
             # fall back to a fresh id so we still make progress.
@@ -303,10 +370,21 @@ def set_label(
     )
 
 
-def get_label(trace_id: str, criterion_name: str, reviewer: str) -> Label | None:
-    """Return ``reviewer``'s current label on a trace for a criterion, or None."""
+def get_label(
+    trace_id: str, criterion_name: str, reviewer: str, *, adjudication: bool = False
+) -> Label | None:
+    """Return ``reviewer``'s current label on a trace for a criterion, or None.
+
+    With ``adjudication``, their current gold label instead of their reviewer label.
+    """
     info = _trace_info(_client(), trace_id)
-    found = current_from_assessments(info.assessments, criterion_name, reviewer)
+    found = [
+        lab
+        for lab in current_from_assessments(
+            info.assessments, criterion_name, reviewer, gold=adjudication
+        )
+        if lab.adjudication == adjudication
+    ]
     return found[0] if found else None
 
 
@@ -398,6 +476,8 @@ def current_labels(
     criterion: str | None = None,
     reviewer: str | None = None,
     trace_ids: Iterable[str] | None = None,
+    *,
+    gold: bool = False,
 ) -> list[Label]:
     """Return the current human labels in an experiment.
 
@@ -410,6 +490,7 @@ def current_labels(
         criterion: Only this criterion's labels.
         reviewer: Only this reviewer's labels.
         trace_ids: Only labels on these traces.
+        gold: Also return the current gold labels (``Label.adjudication``).
     """
     infos = iter_trace_infos(
         experiment_id,
@@ -418,5 +499,5 @@ def current_labels(
     )
     out: list[Label] = []
     for info in infos:
-        out.extend(current_from_assessments(info.assessments, criterion, reviewer))
+        out.extend(current_from_assessments(info.assessments, criterion, reviewer, gold=gold))
     return out

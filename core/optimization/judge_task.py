@@ -50,6 +50,9 @@ class JudgeTask(SettingsBacked):
     """Always ``judge``: the judge-only runners accept this task."""
     registrar: JudgeRegistrar = field(init=False)
     """Registers the aligned judge as a new scorer version."""
+    label_sources: dict[str, int] = field(default_factory=dict, init=False, compare=False)
+    """Precedence counts of the loaded examples (filled by :meth:`load`, recorded in the
+    result); a dict so the frozen task can fill it once its examples are known."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrar", JudgeRegistrar(self.settings))
@@ -78,9 +81,13 @@ class JudgeTask(SettingsBacked):
     ) -> tuple[list[Any], list[Any], list[Any], list[Finding]]:
         """The judge's labeled examples, split, after pre-flight
         (:func:`core.optimization.engine.load_and_check`)."""
+        from core.optimization.dataset import example_precedence
         from core.optimization.engine import load_and_check
 
-        return load_and_check(self.settings, findings=findings)
+        loaded = load_and_check(self.settings, findings=findings)
+        self.label_sources.clear()
+        self.label_sources.update(example_precedence([*loaded[0], *loaded[1], *loaded[2]]))
+        return loaded
 
     def example_id(self, example: Example) -> str:
         """The trace id."""
@@ -219,6 +226,7 @@ class JudgeTask(SettingsBacked):
             accuracy_diff=verdict.diff,
             accuracy_diff_ci=[verdict.diff_low, verdict.diff_high],
             verdict_text=describe(verdict),
+            label_sources=dict(self.label_sources),
         )
 
 

@@ -21,6 +21,15 @@ MIN_LABELED = 10
 SEARCH_OPTIMIZERS = ("gepa", "mlflow-gepa", "simba")
 #: Cohen's kappa below which reviewers are said to disagree (Landis & Koch: "fair").
 MIN_REVIEWER_KAPPA = 0.4
+#: Fewest traces two reviewers must both have labeled for their kappa to count in the
+#: agreement gate (a kappa on two or three traces is noise, not agreement).
+MIN_GATE_OVERLAP = 5
+#: Finding codes of the agreement gate that refuse a run (the Align page offers the
+#: override for exactly these) and of an overridden gate (recorded with the run).
+GATE_CODES = ("reviewer_kappa_below_minimum", "reviewer_kappa_unknown")
+GATE_OVERRIDDEN = "reviewer_kappa_overridden"
+#: Read the criterion's minimum kappa from its rules (see :func:`preflight`).
+_FROM_RULES: Any = object()
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ def preflight(
     *,
     labels: Iterable[Any] | None = None,
     label_names: Iterable[str] | None = None,
+    min_reviewer_kappa: float | None = _FROM_RULES,
 ) -> list[Finding]:
     """Check an alignment before it starts.
 
@@ -61,9 +71,11 @@ def preflight(
         examples: The labeled examples it would use (all splits).
         labels: Every current human label of the judge's criterion (``core.labeling.labels.Label``
             or ``(trace_id, reviewer, value)`` rows), for reviewer agreement; None reads
-            them from the store.
+            them from the store. Gold labels among them are left out of agreement.
         label_names: Names of the human labels that exist in the experiment, to explain a
             mismatch; None reads them from the store when needed.
+        min_reviewer_kappa: The agreement gate (see :func:`_check_gate`); by default the
+            criterion's ``LabelRules.min_reviewer_kappa`` as the lead set it.
 
     Returns:
         Every finding, errors first.
@@ -75,7 +87,7 @@ def preflight(
     findings += _check_base_urls(settings)
     findings += _check_labels(settings, examples, label_names)
     findings += _check_trace(settings, examples)
-    findings += _check_reviewers(settings, examples, labels)
+    findings += _check_reviewers(settings, examples, labels, min_reviewer_kappa)
     return sorted(findings, key=lambda f: f.level != "error")
 
 
@@ -91,7 +103,7 @@ def load_and_preflight(settings: AlignmentSettings) -> tuple[list[Example], list
     from core.labeling.labels import current_labels
     from core.optimization import dataset
 
-    labels = current_labels(settings.experiment_id, settings.judge.name)
+    labels = current_labels(settings.experiment_id, settings.judge.name, gold=True)
     examples = dataset.load_examples(
         settings.experiment_id, settings.judge.name, settings.reviewers, labels=labels
     )
@@ -354,8 +366,23 @@ def _label_names(settings: AlignmentSettings) -> set[str]:
     return {lab.criterion for lab in current_labels(settings.experiment_id)}
 
 
+def _rules_kappa(settings: AlignmentSettings) -> float | None:
+    from mlflow.exceptions import MlflowException
+
+    from core.labeling.rules import criterion_rules
+
+    try:
+        return criterion_rules(settings.experiment_id, settings.judge.name).min_reviewer_kappa
+    except (MlflowException, AlignboardError):
+        # No readable experiment (a check of settings alone): there is no rule to apply.
+        return None
+
+
 def _check_reviewers(
-    settings: AlignmentSettings, examples: Sequence[Example], labels: Iterable[Any] | None
+    settings: AlignmentSettings,
+    examples: Sequence[Example],
+    labels: Iterable[Any] | None,
+    min_kappa: float | None = _FROM_RULES,
 ) -> list[Finding]:
     from core.agreement import reviewer_matrix
 
@@ -365,22 +392,26 @@ def _check_reviewers(
         from core.labeling.labels import current_labels
 
         labels = current_labels(settings.experiment_id, settings.judge.name)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for lab in labels:
+        # Gold labels (a 4th element, or Label.adjudication) are not a reviewer's rating.
         if isinstance(lab, tuple):
-            rows.append(lab)
-        else:
+            if len(lab) < 4 or not lab[3]:
+                rows.append(lab[:3])
+        elif not getattr(lab, "adjudication", False):
             rows.append((lab.trace_id, lab.reviewer, _hashable(lab.value)))
     if settings.reviewers:
         rows = [r for r in rows if r[1] in settings.reviewers]
     if not rows:
         return []
+    if min_kappa is _FROM_RULES:
+        min_kappa = _rules_kappa(settings)
     try:
         matrix = reviewer_matrix(rows)
     except AlignboardError:
-        return []
+        matrix = None
     out = []
-    for p in matrix.pairs:
+    for p in matrix.pairs if matrix is not None else ():
         if p.n_overlap and p.cohen_kappa is not None and p.cohen_kappa < MIN_REVIEWER_KAPPA:
             out.append(
                 _warning(
@@ -392,7 +423,68 @@ def _check_reviewers(
                     "guideline, or align on one reviewer's labels.",
                 )
             )
+    if min_kappa is not None:
+        out += _check_gate(settings, matrix, float(min_kappa))
     return out
+
+
+def _check_gate(settings: AlignmentSettings, matrix: Any, min_kappa: float) -> list[Finding]:
+    """The agreement gate the lead set on the criterion (``LabelRules.min_reviewer_kappa``).
+
+    Every pair of reviewers with at least :data:`MIN_GATE_OVERLAP` traces both labeled
+    counts, with its Cohen's kappa as the warning above computes it (a pair that agrees on
+    every trace but used one value only has an undefined kappa and counts as 1). The
+    lowest such kappa below the minimum **blocks** the run. Too little overlap to compute
+    any kappa **blocks** too: the lead asked for agreement to be shown, and it is not
+    (have a second reviewer label some of the same traces). Either block is lifted by a
+    written override reason in the settings, recorded as a warning naming who and why.
+    """
+    name = settings.judge.name
+    pairs = list(matrix.pairs) if matrix is not None else []
+    counted = []
+    for p in pairs:
+        if p.n_overlap < MIN_GATE_OVERLAP:
+            continue
+        kappa = p.cohen_kappa
+        if kappa is None and p.agreement == 1.0:
+            kappa = 1.0
+        if kappa is not None:
+            counted.append((kappa, p))
+    finding: Finding | None = None
+    if not counted:
+        most = max((p.n_overlap for p in pairs), default=0)
+        finding = _error(
+            "reviewer_kappa_unknown",
+            f"Reviewer agreement on {name!r} cannot be checked against the minimum kappa "
+            f"{min_kappa:.2f} set for this criterion: no two reviewers have both labeled at "
+            f"least {MIN_GATE_OVERLAP} of the same traces (the most any pair shares: {most}). "
+            "Have a second reviewer label some of the same traces, or launch anyway with a "
+            "written reason.",
+        )
+    else:
+        kappa, worst = min(counted, key=lambda kp: (kp[0], kp[1].reviewer_a, kp[1].reviewer_b))
+        if kappa < min_kappa:
+            finding = _error(
+                "reviewer_kappa_below_minimum",
+                f"Reviewer agreement on {name!r} is below the minimum set for this criterion: "
+                f"{worst.reviewer_a} and {worst.reviewer_b} have Cohen's kappa {kappa:.2f} on "
+                f"{worst.n_overlap} traces both labeled (minimum {min_kappa:.2f}). Adjudicate "
+                "their disagreements and settle the guideline (Adjudicate page), or launch "
+                "anyway with a written reason.",
+            )
+    if finding is None:
+        return []
+    reason = (settings.kappa_override_reason or "").strip()
+    if not reason:
+        return [finding]
+    who = (settings.kappa_override_by or "").strip() or "unknown"
+    return [
+        _warning(
+            GATE_OVERRIDDEN,
+            f"Reviewer agreement gate overridden by {who}: {reason} (the gate said: "
+            f"{finding.message})",
+        )
+    ]
 
 
 # --- cost estimate ----------------------------------------------------------------------

@@ -531,6 +531,9 @@ class AlignmentResult:
     """``[low, high]``: 95% paired bootstrap interval of ``accuracy_diff``."""
     verdict_text: str = ""
     """The verdict in words, as the Align page and the Run explorer show it."""
+    label_sources: dict[str, int] = field(default_factory=dict)
+    """How the examples' human values were chosen (``core.labeling.consolidation``):
+    counts ``{gold, majority, primary_tiebreak, single}``; empty for older runs."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

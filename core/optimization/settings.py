@@ -122,6 +122,8 @@ def build_settings(
     retrieval_k: int = 5,
     reviewers: Iterable[str] = (),
     register_if_worse: bool = False,
+    kappa_override_reason: str | None = None,
+    kappa_override_by: str | None = None,
 ) -> AlignmentSettings:
     """Settings for aligning ``criterion``'s judge: the one builder the CLI and the UI share.
 
@@ -146,12 +148,16 @@ def build_settings(
         reviewers: Only these reviewers' labels (empty: everyone's); order does not matter.
         register_if_worse: Register the aligned judge even when it scores worse than the
             seed on the held-out split (off: such a run registers nothing).
+        kappa_override_reason: Launch although reviewer agreement is below the
+            criterion's minimum kappa, for this written reason (blank: no override).
+        kappa_override_by: Who overrides (required with a reason).
 
     Returns:
         The settings, model names checked.
 
     Raises:
         ModelError: a model name or base URL is malformed; the message shows the form.
+        ValidationError: an override reason without who gives it.
     """
     from core.models.uris import parse_model
 
@@ -162,6 +168,7 @@ def build_settings(
         (embedding_model, embedding_base_url),
     ):
         parse_model(uri, _url(url))
+    reason, by = _override(kappa_override_reason, kappa_override_by, required=False)
     return AlignmentSettings(
         experiment_id=str(experiment_id),
         judge=judge_spec(
@@ -182,7 +189,54 @@ def build_settings(
         reflection_base_url=_url(reflection_base_url),
         embedding_base_url=_url(embedding_base_url),
         register_if_worse=bool(register_if_worse),
+        kappa_override_reason=reason,
+        kappa_override_by=by,
     )
+
+
+#: Longest override reason accepted (a reason is a sentence or two, not a document).
+MAX_OVERRIDE_CHARS = 2000
+
+
+def _override(
+    reason: str | None, by: str | None, *, required: bool
+) -> tuple[str | None, str | None]:
+    from core.errors import ValidationError
+
+    text = (reason or "").strip()
+    who = (by or "").strip()
+    if not text:
+        if required:
+            raise ValidationError(
+                "Write why you launch although reviewers disagree (the reason is recorded "
+                "with the run); nothing was launched."
+            )
+        return None, None
+    if len(text) > MAX_OVERRIDE_CHARS:
+        raise ValidationError(
+            f"The override reason is {len(text)} characters; keep it under {MAX_OVERRIDE_CHARS}."
+        )
+    if not who:
+        raise ValidationError(
+            "Say who you are (the sidebar's name, or --override-by) before overriding the "
+            "reviewer agreement gate."
+        )
+    return text, who
+
+
+def with_kappa_override(
+    settings: AlignmentSettings, reason: str | None, by: str | None
+) -> AlignmentSettings:
+    """The settings with the agreement gate overridden for a written reason.
+
+    Raises:
+        ValidationError: a blank reason, an overlong one, or no one to give it; the
+            message says what to do and nothing is launched.
+    """
+    from dataclasses import replace
+
+    text, who = _override(reason, by, required=True)
+    return replace(settings, kappa_override_reason=text, kappa_override_by=who)
 
 
 @dataclass(frozen=True)

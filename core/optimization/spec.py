@@ -105,6 +105,11 @@ class AlignmentSettings:
     register_if_worse: bool = False
     """Register the aligned judge even when it scores below the seed on the test split
     (verdict ``worse``); by default such a run registers nothing."""
+    kappa_override_reason: str | None = None
+    """Why the run goes ahead although reviewer agreement is below the criterion's
+    minimum kappa (pre-flight's agreement gate); None: the gate applies."""
+    kappa_override_by: str | None = None
+    """Who overrode the agreement gate."""
 
     def budget(self, train_size: int) -> int:
         """The metric-call budget in force for a training set of ``train_size``."""
@@ -126,6 +131,16 @@ class AlignmentSettings:
             "embedding_model": self.embedding_model,
             "reviewers": ",".join(self.reviewers) or "all",
             "register_if_worse": str(self.register_if_worse).lower(),
+            # Only when used, so the params of every other run stay as they were; MLflow
+            # caps a param's value, the full reason is in the settings.
+            **(
+                {
+                    "kappa_override_by": self.kappa_override_by or "unknown",
+                    "kappa_override_reason": self.kappa_override_reason[:500],
+                }
+                if self.kappa_override_reason
+                else {}
+            ),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +190,9 @@ class Example:
     span_count: int = 0
     """Spans in the trace (0: not known), so pre-flight can tell a ``{{ trace }}`` judge
     that single-span traces give it nothing beyond inputs and outputs."""
+    precedence: str = ""
+    """How ``label`` was chosen among the trace's labels: ``gold``, ``majority``,
+    ``primary_tiebreak`` or ``single`` (:mod:`core.labeling.consolidation`)."""
 
 
 class RunRecorder(Protocol):

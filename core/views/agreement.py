@@ -5,8 +5,9 @@ reviewer's current label and every judge's latest verdict for the criterion. The
 functions below then compare any two *raters* on any split:
 
 - a reviewer (``Rater.reviewer("maria.chen")``);
-- the humans together (``Rater.humans()``): the majority value of the trace's human
-  labels, ties left out;
+- the humans together (``Rater.humans()``): the trace's gold label when an adjudicator
+  settled it, else the majority value of its human labels, ties to the primary reviewer
+  (the precedence of :mod:`core.labeling.consolidation`);
 - a judge (``Rater.judge(source)``): non-human feedback named after the criterion, from
   one source (an LLM judge, a registered judge version logging its verdicts, code).
 """
@@ -54,7 +55,9 @@ class TraceRatings:
     request_preview: str
     response_preview: str
     humans: dict[str, Rating] = field(default_factory=dict)
-    """reviewer -> current label."""
+    """reviewer -> current label (gold labels are not a reviewer's: see ``gold``)."""
+    gold: Rating | None = None
+    """The newest gold label (an adjudication), which the humans' value takes first."""
     judges: dict[str, Rating] = field(default_factory=dict)
     """judge source -> latest verdict."""
 
@@ -142,10 +145,20 @@ def load_ratings(experiment_id: str, criterion: Criterion) -> Ratings:
     """
     out: list[TraceRatings] = []
     for info in iter_trace_infos(experiment_id, filter_string=label_filter(criterion.name)):
+        current = current_from_assessments(info.assessments, criterion.name, gold=True)
         humans = {
             lab.reviewer: Rating(lab.value, lab.rationale, lab.reviewer)
-            for lab in current_from_assessments(info.assessments, criterion.name)
+            for lab in current
+            if not lab.adjudication
         }
+        golds = sorted(
+            (lab for lab in current if lab.adjudication), key=lambda g: (g.created_ms, g.reviewer)
+        )
+        gold = (
+            Rating(golds[-1].value, golds[-1].rationale, f"gold: {golds[-1].reviewer}")
+            if golds
+            else None
+        )
         judges: dict[str, tuple[int, Rating]] = {}
         for a in info.assessments:
             if (
@@ -174,6 +187,7 @@ def load_ratings(experiment_id: str, criterion: Criterion) -> Ratings:
                 response_preview=info.response_preview or "",
                 humans=humans,
                 judges={k: r for k, (_, r) in judges.items()},
+                gold=gold,
             )
         )
     return Ratings(str(experiment_id), criterion, tuple(out))
@@ -184,7 +198,8 @@ def ratings_of(
 ) -> Rating | None:
     """The rater's rating of one trace, or None.
 
-    For the humans' majority, a tie goes to the value of the first reviewer of
+    For the humans: the gold label when there is one; otherwise the majority, where a tie
+    goes to the value of the first reviewer of
     ``primary_order`` who labeled the trace (see :attr:`Ratings.primary_order`); with no
     order given, a tie has no majority.
     """
@@ -192,6 +207,8 @@ def ratings_of(
         return trace.humans.get(rater.name)
     if rater.kind == "judge":
         return trace.judges.get(rater.name)
+    if trace.gold is not None:
+        return trace.gold  # an adjudicator settled it: gold first, as everywhere
     if not trace.humans:
         return None
     counts = Counter(r.value for r in trace.humans.values())

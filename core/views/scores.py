@@ -152,7 +152,8 @@ def load_verdicts(experiment_id: str, criterion: Criterion) -> Verdicts:
     rows: list[tuple[Any, dict[int, tuple[int, Verdict]]]] = []
     labels: list[Label] = []
     for info in iter_trace_infos(experiment_id, filter_string=label_filter(name)):
-        labels.extend(current_from_assessments(info.assessments, name))
+        # Gold labels too: the consolidation puts an adjudicator's decision first.
+        labels.extend(current_from_assessments(info.assessments, name, gold=True))
         found: dict[int, tuple[int, Verdict]] = {}
         for a in info.assessments or ():
             src = a.source
