@@ -244,6 +244,7 @@ def after_label(trace_id: str, experiment_id: str, criterion: str, reviewer: str
     trace.clear(trace_id)
     _done(experiment_id, criterion, reviewer).add(trace_id)
     trace_page.clear()
+    trace_table.clear()
     overview.clear()
     ratings.clear()
     verdicts.clear()  # the Score page shows each verdict's human label
@@ -256,6 +257,8 @@ def after_import() -> None:
     overview.clear()
     reviewers.clear()
     trace_page.clear()
+    trace_table.clear()
+    criteria.clear()  # an import may have created criteria
     _work_list_stamp.clear()
     _done.clear()
     ratings.clear()
@@ -568,3 +571,37 @@ def after_fill_queue() -> None:
     queue_criteria.clear()
     _queue.clear()
     _work_list_stamp.clear()
+
+
+# --- Traces page: the table ---------------------------------------------------------------
+
+from core.views import traces as traces_view  # noqa: E402
+
+
+@st.cache_data(ttl=15, max_entries=64, show_spinner=False)
+def trace_table(
+    experiment_id: str,
+    criterion: Criterion | None,
+    labeled: bool | None,
+    value: object,
+    reviewer: str | None,
+    text: str | None,
+    page_size: int,
+    token: str | None,
+) -> traces_view.TraceTable:
+    """One page of the Traces table (text, label, reviewers, verdict and link columns)."""
+    return traces_view.trace_table(
+        experiment_id,
+        criterion,
+        labeled=labeled,
+        value=value,
+        reviewer=reviewer,
+        text=text,
+        page_size=page_size,
+        page_token=token,
+    )
+
+
+def after_queue_write() -> None:
+    """Traces were put into a (maybe new) review queue from the Traces page."""
+    after_fill_queue()
