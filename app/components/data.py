@@ -259,6 +259,7 @@ def after_import() -> None:
     trace_page.clear()
     trace_table.clear()
     criteria.clear()  # an import may have created criteria
+    import_preview.clear()
     _work_list_stamp.clear()
     _done.clear()
     ratings.clear()
@@ -600,6 +601,14 @@ def trace_table(
         page_size=page_size,
         page_token=token,
     )
+
+
+@st.cache_data(ttl=30, max_entries=8, show_spinner="Checking the file...")
+def import_preview(
+    payload: bytes, filename: str, experiment_id: str, create_criteria: bool
+) -> UploadPreview:
+    """Validation of an upload, with the criteria it would create (nothing is written)."""
+    return preview_upload(payload, filename, experiment_id, create_criteria)
 
 
 def after_queue_write() -> None:
