@@ -255,10 +255,10 @@ def _check_label(
             known = ", ".join(sorted(criteria)) or "none"
             errs.add(
                 line,
-                f"{UNKNOWN_CRITERION} {crit_name!r} (existing: {known}); create it first "
-                f"(alignboard criterion create --experiment EXPERIMENT --name {crit_name} "
-                "--kind pass_fail|categorical|numeric --instructions '...'), or let the "
-                "import create it from the file's values: alignboard import --create-criteria "
+                f"{UNKNOWN_CRITERION} {crit_name!r} (existing: {known}); create it first: "
+                f"alignboard criterion create --experiment EXPERIMENT --name {crit_name} "
+                "--kind pass_fail|categorical|numeric --instructions '...'; or let the import "
+                "create it from the file's values: alignboard import --create-criteria "
                 '(Traces page: tick "Create missing criteria")',
             )
             return None
