@@ -118,7 +118,7 @@ event = st.dataframe(
         # A full id is "tr-" and 32 hex digits: wide enough never to cut it.
         "trace": st.column_config.TextColumn("trace id", width=300),
         "open": st.column_config.LinkColumn(
-            "open", display_text="Open in Label", width="small", help="Open the trace in Label"
+            "open", display_text="Open in Label", width=115, help="Open the trace in Label"
         ),
         "request": st.column_config.TextColumn(width="large"),
         "response": st.column_config.TextColumn(width="large"),

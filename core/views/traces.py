@@ -83,12 +83,12 @@ class TraceTable:
             {
                 "trace": r.trace_id,
                 "open": r.link,
-                "time": when_ms(r.timestamp_ms, utc=True),
-                "request": r.request,
-                "response": r.response,
                 "label": r.label,
                 "reviewers": r.reviewers,
                 "judge": r.judge,
+                "request": r.request,
+                "response": r.response,
+                "time": when_ms(r.timestamp_ms, utc=True),
                 "labels": r.labels,
                 "judge by": r.judge_source,
             }

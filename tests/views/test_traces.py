@@ -94,12 +94,12 @@ def test_rows_carry_full_ids_text_consolidated_label_reviewers_and_link(demo_sto
     assert list(table[0]) == [
         "trace",
         "open",
-        "time",
-        "request",
-        "response",
         "label",
         "reviewers",
         "judge",
+        "request",
+        "response",
+        "time",
         "labels",
         "judge by",
     ]
