@@ -106,4 +106,4 @@ def test_full_ids_text_selection_to_queue_and_link_to_label(page, dashboard):
         wait_idle(label)
     label.get_by_text(ids[0]).first.wait_for()
     screenshot(label, "traces-03-label")
-    assert not page.recorder.errors, page.recorder.errors  # type: ignore[attr-defined]
+    assert not page.recorder.errors, page.recorder.errors
