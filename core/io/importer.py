@@ -7,7 +7,8 @@ Record format (one JSON object per line)::
      "outputs": {...} or "an answer",          # a string becomes {"response": ...}
      "expectations": {...},                    # optional ground truth
      "tags": {"key": "value"},                 # optional
-     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "..."}],
+     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "...",
+                 "instructions": "..."}],  # instructions: only for a criterion created here
      "timestamp": "2026-03-02T14:05:00Z",      # optional request time (or epoch ms)
      "spans": {...} or [...]}                  # optional span tree, see below
 

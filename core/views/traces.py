@@ -204,10 +204,8 @@ def latest_verdict(assessments: Iterable[Any], criterion: Criterion) -> tuple[An
     return None
 
 
-def _placeholder(trace_id: str, reviewer: str, criterion: str) -> Label:
-    # Stands for a label on a trace not on this page: it never wins anything, but counts
-    # towards its reviewer's total, which decides the consolidation's ties.
-    return Label(trace_id, criterion, reviewer, None, None, "", 0, 0, None)
+#: The trace id the seniority placeholders share (no real trace has it).
+_SENIORITY = "\x00seniority"
 
 
 def consolidated(
@@ -226,7 +224,14 @@ def consolidated(
     """
     page_ids = {lab.trace_id for lab in page_labels}
     crit = page_labels[0].criterion if page_labels else ""
-    extra = [_placeholder(t, r, crit) for t, r in others if t not in page_ids]
+    # One placeholder per label off the page, all on one pseudo-trace: each counts towards
+    # its reviewer's total (which decides the rule's ties) and is voted on only there, so
+    # the rule runs over the page's traces plus one group, not over every labeled trace.
+    extra = [
+        Label(_SENIORITY, crit, r, None, None, "", 0, 0, None)
+        for t, r in others
+        if t not in page_ids
+    ]
     chosen = consolidate([*page_labels, *extra])
     return {t: lab for t, lab in chosen.items() if t in page_ids}
 
@@ -382,9 +387,9 @@ def trace_table(
         return TraceTable(page, _token(end) if end < len(ids) else None, len(ids))
     # Values are not in the index: read ahead in chunks and keep the matching rows.
     assert criterion is not None
-    rows: list[TraceTableRow] = []
+    matched: list[Any] = []
     pos = offset
-    while pos < len(ids) and len(rows) < page_size:
+    while pos < len(ids) and len(matched) < page_size:
         chunk = ids[pos : pos + max(page_size * 2, 100)]
         infos = {info.trace_id: info for info in _infos(experiment_id, chunk)}
         for tid in chunk:
@@ -394,9 +399,10 @@ def trace_table(
                 continue
             labs = current_from_assessments(info.assessments, criterion.name, reviewer)
             if any(lab.value == canonical for lab in labs):
-                rows.extend(build_rows([info], criterion, others))
-                if len(rows) == page_size:
+                matched.append(info)
+                if len(matched) == page_size:
                     break
+    rows = build_rows(matched, criterion, others)
     return TraceTable(rows, _token(pos) if pos < len(ids) else None, None)
 
 
