@@ -245,6 +245,7 @@ def after_label(trace_id: str, experiment_id: str, criterion: str, reviewer: str
     _done(experiment_id, criterion, reviewer).add(trace_id)
     trace_page.clear()
     trace_table.clear()
+    _label_keys.clear()
     overview.clear()
     ratings.clear()
     verdicts.clear()  # the Score page shows each verdict's human label
@@ -258,6 +259,7 @@ def after_import() -> None:
     reviewers.clear()
     trace_page.clear()
     trace_table.clear()
+    _label_keys.clear()
     criteria.clear()  # an import may have created criteria
     import_preview.clear()
     _work_list_stamp.clear()
@@ -579,6 +581,12 @@ def after_fill_queue() -> None:
 from core.views import traces as traces_view  # noqa: E402
 
 
+@st.cache_data(ttl=15, max_entries=16, show_spinner=False)
+def _label_keys(experiment_id: str, criterion: str) -> list[tuple[str, str]] | None:
+    # (trace, reviewer) of a criterion's labels, shared by every page flip and filter.
+    return traces_view.label_keys_of(experiment_id, criterion)
+
+
 @st.cache_data(ttl=15, max_entries=64, show_spinner=False)
 def trace_table(
     experiment_id: str,
@@ -600,6 +608,7 @@ def trace_table(
         text=text,
         page_size=page_size,
         page_token=token,
+        label_keys=_label_keys(experiment_id, criterion.name) if criterion else None,
     )
 
 

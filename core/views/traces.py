@@ -289,6 +289,13 @@ def build_rows(
 # ---- paging ----------------------------------------------------------------------------
 
 
+def label_keys_of(experiment_id: str, criterion: str) -> list[tuple[str, str]] | None:
+    """(trace id, reviewer) of every current human label of ``criterion``: one indexed
+    read, no values. None without a SQL store."""
+    keys = store_index.valid_feedback_keys(experiment_id, [criterion], source_type=_HUMAN)
+    return None if keys is None else [(k.trace_id, k.source_id or "") for k in keys]
+
+
 def _infos(experiment_id: str, ids: list[str]) -> list[Any]:
     """The trace infos of ``ids`` (with assessments), in the order of ``ids``."""
     from mlflow.tracing.client import TracingClient
@@ -335,6 +342,7 @@ def trace_table(
     text: str | None = None,
     page_size: int = 25,
     page_token: str | None = None,
+    label_keys: Sequence[tuple[str, str]] | None = None,
 ) -> TraceTable:
     """One page of the Traces table, oldest trace first.
 
@@ -349,6 +357,9 @@ def trace_table(
         text: Only traces whose span contents contain this text (any case).
         page_size: Rows per page (1-1000).
         page_token: ``next_page_token`` of the previous page.
+        label_keys: (trace id, reviewer) of every current human label of ``criterion``,
+            when the caller has them (:func:`label_keys`; a page flip need not read them
+            again).
 
     Raises:
         ValidationError: a label filter without a criterion, a bad value or page token.
@@ -363,16 +374,17 @@ def trace_table(
         if text
         else store_index.experiment_trace_ids(experiment_id)
     )
-    keys = (
-        store_index.valid_feedback_keys(experiment_id, [criterion.name], source_type=_HUMAN)
-        if criterion is not None
-        else []
-    )
-    if ids is None or keys is None:
+    others: list[tuple[str, str]] | None = []
+    if criterion is not None:
+        others = (
+            list(label_keys)
+            if label_keys is not None
+            else label_keys_of(experiment_id, criterion.name)
+        )
+    if ids is None or others is None:
         return _fallback(
             experiment_id, criterion, labeled, value, reviewer, text, page_size, page_token
         )
-    others = [(k.trace_id, k.source_id or "") for k in keys]
     if labeled is not None or value is not None:
         scoped = {t for t, r in others if reviewer is None or r == reviewer}
         # A value filter needs a label first; its values are checked on the page's infos.

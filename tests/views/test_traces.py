@@ -195,3 +195,12 @@ def test_bad_requests_are_refused(demo_store):
         tv.trace_table(demo_store, None, page_token="nonsense")
     with pytest.raises(ValidationError, match="page_size"):
         tv.trace_table(demo_store, None, page_size=0)
+
+
+def test_label_keys_read_once_give_the_same_page(demo_store):
+    crit = get_criterion(demo_store, CRIT)
+    keys = tv.label_keys_of(demo_store, CRIT)
+    assert keys and all(r for _, r in keys)
+    shared = tv.trace_table(demo_store, crit, labeled=False, page_size=10, label_keys=keys)
+    own = tv.trace_table(demo_store, crit, labeled=False, page_size=10)
+    assert shared == own
