@@ -63,8 +63,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         on_existing=args.on_existing,
         create_criteria=args.create_criteria,
         queue=args.queue,
-        reviewers=_names(args.reviewers),
-        queue_criteria=_names(args.queue_criteria),
+        reviewers=_import_names(args.reviewers),
+        queue_criteria=_import_names(args.queue_criteria),
     )
     payload = {
         "experiment_id": res.experiment_id,
@@ -97,7 +97,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(text: str | None) -> list[str]:
+def _import_names(text: str | None) -> list[str]:
     """A comma-separated list of names (``alice,bob``), without blanks."""
     return [n.strip() for n in (text or "").split(",") if n.strip()]
 
