@@ -53,21 +53,53 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from core.io.importer import import_file
 
-    res = import_file(args.file, args.experiment, on_existing=args.on_existing)
+    if args.reviewers and not args.queue:
+        from core.errors import ValidationError
+
+        raise ValidationError("--reviewers goes with --queue Q. Nothing was written.")
+    res = import_file(
+        args.file,
+        args.experiment,
+        on_existing=args.on_existing,
+        create_criteria=args.create_criteria,
+        queue=args.queue,
+        reviewers=_import_names(args.reviewers),
+        queue_criteria=_import_names(args.queue_criteria),
+    )
     payload = {
         "experiment_id": res.experiment_id,
         "traces_written": res.traces_written,
         "labels_written": res.labels_written,
         "skipped": res.skipped,
         "seconds": round(res.seconds, 3),
+        "criteria_created": list(res.criteria_created),
+        "queue": res.queue,
+        "queued": res.queued,
     }
     human = (
         f"Imported {res.traces_written} traces and {res.labels_written} labels into "
         f"{args.experiment!r} in {res.seconds:.2f} s"
         + (f" ({res.skipped} already present, skipped)." if res.skipped else ".")
+        + (
+            f" Created criteria: {', '.join(res.criteria_created)} (edit their "
+            "instructions: alignboard criterion edit)."
+            if res.criteria_created
+            else ""
+        )
+        + (
+            f" {'Created queue' if res.queue_created else 'Queue'} {res.queue!r}: "
+            f"{res.queued} traces attached."
+            if res.queue
+            else ""
+        )
     )
     _print(args, payload, human)
     return 0
+
+
+def _import_names(text: str | None) -> list[str]:
+    """A comma-separated list of names (``alice,bob``), without blanks."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -936,6 +968,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--experiment", required=True)
     p.add_argument("--on-existing", choices=["error", "skip"], default="error")
+    p.add_argument(
+        "--create-criteria",
+        action="store_true",
+        help="create the criteria the labels name that the experiment lacks, their kind "
+        "inferred from the values (pass/fail words, numbers -> their range, or up to 20 "
+        "categories); without it such a file is refused",
+    )
+    p.add_argument(
+        "--queue",
+        help="put the file's traces into this review queue (existing, or new with --reviewers)",
+    )
+    p.add_argument("--reviewers", help="a new queue's reviewers, comma-separated (alice,bob)")
+    p.add_argument(
+        "--queue-criteria",
+        help="a new queue's criteria, comma-separated (default: those the labels name, "
+        "else every criterion)",
+    )
 
     p = add(
         "export",

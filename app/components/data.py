@@ -244,6 +244,8 @@ def after_label(trace_id: str, experiment_id: str, criterion: str, reviewer: str
     trace.clear(trace_id)
     _done(experiment_id, criterion, reviewer).add(trace_id)
     trace_page.clear()
+    trace_table.clear()
+    _label_keys.clear()
     overview.clear()
     ratings.clear()
     verdicts.clear()  # the Score page shows each verdict's human label
@@ -256,6 +258,10 @@ def after_import() -> None:
     overview.clear()
     reviewers.clear()
     trace_page.clear()
+    trace_table.clear()
+    _label_keys.clear()
+    criteria.clear()  # an import may have created criteria
+    import_preview.clear()
     _work_list_stamp.clear()
     _done.clear()
     ratings.clear()
@@ -654,3 +660,52 @@ def after_adjudicate(trace_id: str) -> None:
 def after_flag() -> None:
     """A flag was set or cleared."""
     flags.clear()
+
+
+# --- Traces page: the table ---------------------------------------------------------------
+
+from core.views import traces as traces_view  # noqa: E402
+
+
+@st.cache_data(ttl=15, max_entries=16, show_spinner=False)
+def _label_keys(experiment_id: str, criterion: str) -> list[tuple[str, str]] | None:
+    # (trace, reviewer) of a criterion's labels, shared by every page flip and filter.
+    return traces_view.label_keys_of(experiment_id, criterion)
+
+
+@st.cache_data(ttl=15, max_entries=64, show_spinner=False)
+def trace_table(
+    experiment_id: str,
+    criterion: Criterion | None,
+    labeled: bool | None,
+    value: object,
+    reviewer: str | None,
+    text: str | None,
+    page_size: int,
+    token: str | None,
+) -> traces_view.TraceTable:
+    """One page of the Traces table (text, label, reviewers, verdict and link columns)."""
+    return traces_view.trace_table(
+        experiment_id,
+        criterion,
+        labeled=labeled,
+        value=value,
+        reviewer=reviewer,
+        text=text,
+        page_size=page_size,
+        page_token=token,
+        label_keys=_label_keys(experiment_id, criterion.name) if criterion else None,
+    )
+
+
+@st.cache_data(ttl=30, max_entries=8, show_spinner="Checking the file...")
+def import_preview(
+    payload: bytes, filename: str, experiment_id: str, create_criteria: bool
+) -> UploadPreview:
+    """Validation of an upload, with the criteria it would create (nothing is written)."""
+    return preview_upload(payload, filename, experiment_id, create_criteria)
+
+
+def after_queue_write() -> None:
+    """Traces were put into a (maybe new) review queue from the Traces page."""
+    after_fill_queue()

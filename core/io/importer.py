@@ -7,7 +7,8 @@ Record format (one JSON object per line)::
      "outputs": {...} or "an answer",          # a string becomes {"response": ...}
      "expectations": {...},                    # optional ground truth
      "tags": {"key": "value"},                 # optional
-     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "..."}],
+     "labels": [{"criterion": "...", "value": ..., "rationale": "...", "reviewer": "...",
+                 "instructions": "..."}],  # instructions: only for a criterion created here
      "timestamp": "2026-03-02T14:05:00Z",      # optional request time (or epoch ms)
      "spans": {...} or [...]}                  # optional span tree, see below
 
@@ -18,6 +19,15 @@ real MLflow span with its parent link, type, inputs/outputs, attributes, status 
 
 CSV columns: ``id, inputs, outputs, expectations, tags, criterion, value, rationale,
 reviewer``; rows sharing an ``id`` are one trace with several labels.
+
+**Criteria the file names but the experiment lacks** are refused, unless the caller asks
+for them to be created (``create_criteria``, CLI ``--create-criteria``): each one's kind is
+inferred from its values (:func:`core.io.records.infer_criterion`: pass/fail words or
+booleans, numbers with the observed range, or up to 20 category words) and its
+instructions come from the labels' ``instructions`` field, else a placeholder the lead is
+asked to edit. **A queue** can receive the file's traces (``queue``, CLI ``--queue``): an
+existing one, or a new one with at least one reviewer. Everything (file, inferred
+criteria, queue) is checked before the first write.
 
 **All or nothing.** Every row is validated first; a file with any bad row writes
 nothing. If writing fails midway, what was written is deleted and the error says so.
@@ -31,12 +41,15 @@ server``), then checks that every trace it wrote is really there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,8 +68,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Status, StatusCode
 
-from core.errors import ImportFileError, RowError
+from core.errors import ImportFileError, NotFoundError, RowError, ValidationError
 from core.io.formats import ImportRecord, ParsedImport, parse_import_file
+from core.io.records import UNKNOWN_CRITERION, NewCriterion, infer_criterion
 from core.labeling.labels import is_human_feedback, new_label_assessment
 from core.labeling.traces import IMPORT_BATCH_TAG, SOURCE_ID_TAG
 from core.store import config
@@ -64,13 +78,16 @@ from core.store.experiments import get_or_create_experiment
 
 __all__ = [
     "IMPORT_SPAN_NAME",
+    "ImportPlan",
     "ImportResult",
     "ParsedImport",
+    "QueuePlan",
     "build_root_span",
     "build_spans",
     "import_file",
     "import_records",
     "parse_import_file",
+    "plan_import",
     "trace_id_for",
 ]
 
@@ -100,12 +117,54 @@ class ImportResult:
     """Ids of the traces written, in file order."""
     seconds: float
     expectations_written: int = 0
+    skipped_ids: tuple[str, ...] = ()
+    """Ids of the file's traces that were already there (``on_existing="skip"``)."""
+    criteria_created: tuple[str, ...] = ()
+    """Criteria the import created (``create_criteria``)."""
+    queue: str | None = None
+    """The queue the file's traces were put into, if any."""
+    queue_created: bool = False
+    queued: int = 0
+    """Traces attached to ``queue`` (written and skipped ones alike)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         d = asdict(self)
         d["trace_ids"] = list(self.trace_ids)
+        d["skipped_ids"] = list(self.skipped_ids)
+        d["criteria_created"] = list(self.criteria_created)
         return d
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What an import would do, checked without writing anything."""
+
+    parsed: ParsedImport
+    """The records, validated against the existing criteria (and, when creating them,
+    the inferred ones)."""
+    new_criteria: tuple[NewCriterion, ...] = ()
+    """Criteria the file names that the experiment lacks, as they would be created."""
+    problems: tuple[str, ...] = ()
+    """Why some of those cannot be inferred (mixed kinds, too many categories...)."""
+    create_criteria: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file can be imported as planned."""
+        return self.parsed.ok and not (self.create_criteria and self.problems)
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """The queue an import puts its traces into, checked before anything is written."""
+
+    name: str
+    exists: bool
+    reviewers: tuple[str, ...]
+    """A new queue's reviewers, or reviewers to add to an existing one."""
+    criteria: tuple[str, ...]
+    """The criteria a new queue asks for (an existing queue's own)."""
 
 
 def trace_id_for(experiment_id: str, source_id: str) -> str:
@@ -244,11 +303,151 @@ def _delete(client: TracingClient, experiment_id: str, trace_ids: list[str]) -> 
     return deleted
 
 
+def plan_import(
+    path: str | Path,
+    experiment_id: str | None,
+    *,
+    create_criteria: bool = False,
+    criteria: list[Any] | None = None,
+) -> ImportPlan:
+    """Validate a file and find the criteria it names that the experiment lacks.
+
+    Each unknown criterion's kind is inferred from the file's values for it. With
+    ``create_criteria`` the records are checked against the inferred criteria too, so the
+    plan is importable exactly when the file is valid and every inference succeeded.
+
+    Args:
+        path: The import file.
+        experiment_id: The target experiment (None: a new one, with no criteria).
+        create_criteria: Whether missing criteria would be created.
+        criteria: The experiment's criteria, when the caller already has them.
+
+    Raises:
+        ImportFileError: the file cannot be read at all.
+    """
+    if criteria is None:
+        from core.labeling.criteria import list_criteria
+
+        criteria = list_criteria(experiment_id) if experiment_id is not None else []
+    known = list(criteria)
+    parsed = parse_import_file(path, criteria=known)
+    if not any(e.reason.startswith(UNKNOWN_CRITERION) for e in parsed.errors):
+        return ImportPlan(parsed, create_criteria=create_criteria)
+    # The values of unknown criteria, unchecked, to infer each one from.
+    raw = parse_import_file(path, criteria=None)
+    names = {c.name for c in known}
+    values: dict[str, list[Any]] = defaultdict(list)
+    instructions: dict[str, list[str]] = defaultdict(list)
+    for rec in raw.records:
+        for lab in rec.labels:
+            if lab.criterion not in names:
+                values[lab.criterion].append(lab.value)
+                if lab.instructions:
+                    instructions[lab.criterion].append(lab.instructions)
+    new: list[NewCriterion] = []
+    problems: list[str] = []
+    for name, vals in values.items():
+        try:
+            new.append(infer_criterion(name, vals, instructions[name]))
+        except ValidationError as exc:
+            problems.append(str(exc))
+    if create_criteria and not problems and new:
+        inferred = [n.criterion(experiment_id) for n in new]
+        parsed = parse_import_file(path, criteria=known + inferred)
+    return ImportPlan(parsed, tuple(new), tuple(problems), create_criteria)
+
+
+def _clean_names(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+
+
+def check_queue(
+    experiment_id: str | None,
+    name: str,
+    reviewers: Iterable[str] = (),
+    criteria: Sequence[str] = (),
+    *,
+    available: Iterable[str] = (),
+    file_criteria: Sequence[str] = (),
+) -> QueuePlan:
+    """Check the queue an import should fill, before anything is written.
+
+    Args:
+        experiment_id: The experiment (None: not created yet, so the queue is new).
+        name: An existing queue, or a new one.
+        reviewers: A new queue's reviewers (at least one); for an existing queue, added
+            to its reviewers.
+        criteria: A new queue's criteria; default the criteria the file's labels name,
+            else every criterion available.
+        available: The criteria that exist, or will once the import created them.
+        file_criteria: The criteria the file's labels name.
+
+    Raises:
+        ValidationError: no name, a new queue without reviewers or criteria, an unknown
+            criterion, too many reviewers.
+    """
+    from core.labeling.queues import MAX_REVIEWERS, get_queue
+
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("Name the queue to put the imported traces into.")
+    users = _clean_names(reviewers)
+    existing = None
+    if experiment_id is not None:
+        try:
+            existing = get_queue(experiment_id, name)
+        except NotFoundError:
+            existing = None
+    if existing is not None:
+        total = len(set(existing.reviewers) | set(users))
+        if total > MAX_REVIEWERS:
+            raise ValidationError(
+                f"Queue {name!r} would have {total} reviewers; a queue takes at most "
+                f"{MAX_REVIEWERS}."
+            )
+        return QueuePlan(name, True, tuple(users), existing.criteria)
+    if not users:
+        raise ValidationError(
+            f"Queue {name!r} does not exist yet, and a new queue needs at least one reviewer "
+            "(CLI: --reviewers alice,bob). Nothing was written."
+        )
+    if len(users) > MAX_REVIEWERS:
+        raise ValidationError(
+            f"A queue takes at most {MAX_REVIEWERS} reviewers ({len(users)} given)."
+        )
+    have = set(available)
+    crits = _clean_names(criteria) or _clean_names(file_criteria) or sorted(have)
+    if not crits:
+        raise ValidationError(
+            f"New queue {name!r} needs a criterion to label, and the experiment has none: "
+            "create one first (or import labels with --create-criteria)."
+        )
+    missing = [c for c in crits if c not in have]
+    if missing:
+        raise ValidationError(
+            f"New queue {name!r}: unknown criteria {', '.join(missing)}; existing: "
+            f"{', '.join(sorted(have)) or 'none'}. Nothing was written."
+        )
+    return QueuePlan(name, False, tuple(users), tuple(crits))
+
+
+def _refusal(path: str, plan: ImportPlan) -> ImportFileError:
+    return ImportFileError(
+        path,
+        message=f"{path}: cannot create the missing criteria; nothing was written.\n  "
+        + "\n  ".join(plan.problems),
+    )
+
+
 def import_file(
     path: str | Path,
     experiment_name: str,
     *,
     on_existing: Literal["error", "skip"] = "error",
+    create_criteria: bool = False,
+    queue: str | None = None,
+    reviewers: Iterable[str] = (),
+    queue_criteria: Sequence[str] = (),
 ) -> ImportResult:
     """Validate a whole file, then write its traces, expectations and labels.
 
@@ -257,13 +456,21 @@ def import_file(
         experiment_name: Target experiment; created if missing (only once the file is valid).
         on_existing: What to do with records whose ``id`` was imported before:
             ``"error"`` (default) rejects the file, ``"skip"`` leaves those traces alone.
+        create_criteria: Create the criteria the labels name that the experiment lacks
+            (kind inferred from the values); without it such a file is refused.
+        queue: Put the file's traces (written and skipped) into this queue: an existing
+            one, or a new one (``reviewers`` then required).
+        reviewers: A new queue's reviewers, or reviewers to add to an existing queue.
+        queue_criteria: A new queue's criteria (default: those the file's labels name).
 
     Returns:
         What was written, and how long it took.
 
     Raises:
-        ImportFileError: any bad row (all listed by line; nothing written), or a failed
-            write (what was written has been deleted; the message says so).
+        ImportFileError: any bad row (all listed by line; nothing written), a criterion
+            that cannot be inferred, or a failed write (what was written has been
+            deleted; the message says so).
+        ValidationError: a bad queue request (nothing written).
     """
     started = time.perf_counter()
     if on_existing not in ("error", "skip"):
@@ -274,17 +481,98 @@ def import_file(
     exp = mlflow.get_experiment_by_name(experiment_name)
     if exp is not None and exp.lifecycle_stage == "deleted":
         exp = None
-    # A new experiment has no criteria yet, so labels in the file fail validation and the
-    # experiment is never created for a file that is rejected.
-    parsed = parse_import_file(
-        path,
-        experiment_id=exp.experiment_id if exp else None,
-        criteria=None if exp else [],
-    )
-    parsed.raise_if_errors()
+    # A new experiment has no criteria yet, so labels in the file fail validation (unless
+    # they are to be created) and the experiment is never created for a refused file.
+    experiment_id = exp.experiment_id if exp else None
+    plan = plan_import(path, experiment_id, create_criteria=create_criteria)
+    if create_criteria and plan.problems:
+        raise _refusal(str(path), plan)
+    plan.parsed.raise_if_errors()
+    new = plan.new_criteria if create_criteria else ()
+    queue_plan = None
+    if queue is not None:
+        from core.labeling.criteria import list_criteria
+
+        existing_names = [c.name for c in list_criteria(experiment_id)] if experiment_id else []
+        file_crits = list(
+            dict.fromkeys(lab.criterion for r in plan.parsed.records for lab in r.labels)
+        )
+        queue_plan = check_queue(
+            experiment_id,
+            queue,
+            reviewers,
+            queue_criteria,
+            available=[*existing_names, *(n.name for n in new)],
+            file_criteria=file_crits,
+        )
     if exp is None:
         exp = get_or_create_experiment(experiment_name)
-    return import_records(parsed, exp.experiment_id, on_existing=on_existing, started=started)
+    created = _create_criteria(exp.experiment_id, new)
+    try:
+        result = import_records(
+            plan.parsed, exp.experiment_id, on_existing=on_existing, started=started
+        )
+    except Exception:
+        _delete_criteria(created)
+        raise
+    result = replace(result, criteria_created=tuple(c.name for c in created))
+    if queue_plan is not None:
+        result = _fill_queue(exp.experiment_id, queue_plan, result)
+    return replace(result, seconds=time.perf_counter() - started)
+
+
+def _create_criteria(experiment_id: str, new: Sequence[NewCriterion]) -> list[Any]:
+    from core.labeling.criteria import create_criterion
+
+    created: list[Any] = []
+    try:
+        for n in new:
+            crit = create_criterion(
+                experiment_id,
+                n.name,
+                n.kind,
+                n.instructions,
+                options=list(n.options) or None,
+                min_value=n.min_value,
+                max_value=n.max_value,
+            )
+            created.append(crit)
+    except Exception:
+        _delete_criteria(created)
+        raise
+    return created
+
+
+def _delete_criteria(created: Sequence[Any]) -> None:
+    """Best-effort removal of criteria this import created (a later write failed)."""
+    from mlflow.genai import label_schemas as ls
+
+    for crit in created:
+        # Clean-up after another failure: that error is the one to report.
+        with contextlib.suppress(Exception):
+            ls.delete_label_schema(schema_id=crit.schema_id)
+
+
+def _fill_queue(experiment_id: str, plan: QueuePlan, result: ImportResult) -> ImportResult:
+    from core.labeling import queues
+
+    ids = [*result.trace_ids, *result.skipped_ids]
+    try:
+        if plan.exists:
+            q = queues.get_queue(experiment_id, plan.name)
+            extra = [r for r in plan.reviewers if r not in q.reviewers]
+            if extra:
+                q = queues.assign_reviewers(q, [*q.reviewers, *extra])
+        else:
+            q = queues.create_queue(experiment_id, plan.name, plan.criteria, plan.reviewers)
+        n = queues.add_traces(q, ids) if ids else 0
+    except Exception as exc:
+        raise ValidationError(
+            f"Imported {result.traces_written} traces, but putting them into queue "
+            f"{plan.name!r} failed: {exc}. Add them from the Traces page or with "
+            "alignboard queue add."
+        ) from exc
+    return replace(result, queue=plan.name, queue_created=not plan.exists, queued=n)
 
 
 def import_records(
@@ -338,6 +626,7 @@ def import_records(
         trace_ids=tuple(i for i, _ in todo),
         seconds=time.perf_counter() - started,
         expectations_written=expectations_written,
+        skipped_ids=tuple(i for i in ids if i in existing),
     )
 
 

@@ -17,7 +17,7 @@ from mlflow.utils.validation import MAX_TRACE_TAG_VAL_LENGTH, _validate_trace_ta
 
 from core.errors import ImportFileError, RowError, ValidationError
 from core.io.span_records import ImportSpan, check_spans
-from core.labeling.criteria import Criterion, normalize_value
+from core.labeling.criteria import Criterion, normalize_value, validate_name
 from core.labeling.labels import MAX_RATIONALE_CHARS, MAX_REVIEWER_CHARS, check_rationale
 
 #: Largest inputs, outputs or expectations of one record, as UTF-8 JSON.
@@ -46,7 +46,17 @@ RECORD_FIELDS = (
     "labels",
     "spans",
 )
-LABEL_FIELDS = ("criterion", "value", "rationale", "reviewer")
+LABEL_FIELDS = ("criterion", "value", "rationale", "reviewer", "instructions")
+#: How an unknown criterion's error starts (the import notices it and offers to create it).
+UNKNOWN_CRITERION = "unknown criterion"
+#: Most distinct values a categorical criterion inferred from a file may have: more is
+#: almost surely free text or ids, not categories.
+MAX_INFERRED_OPTIONS = 20
+#: Instructions of a criterion an import creates when the file gives none.
+PLACEHOLDER_INSTRUCTIONS = (
+    "TODO: created by an import without instructions. Lead: replace this text with what "
+    "reviewers (and the judge) are asked to decide for {name}."
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class ImportLabel:
     rationale: str | None
     line: int
     """Line in the file it came from."""
+    instructions: str | None = None
+    """The criterion's instructions, if the label carries them (used only when the
+    import creates the criterion)."""
 
 
 @dataclass
@@ -224,6 +237,14 @@ def _check_label(
         else:
             errs.add(line, f"rationale must be a string, got {_type(rationale)}")
         ok = False
+    instructions = raw.get("instructions")
+    if instructions is not None and (
+        not isinstance(instructions, str) or len(instructions) > MAX_RATIONALE_CHARS
+    ):
+        errs.add(
+            line, f"label instructions must be a string of at most {MAX_RATIONALE_CHARS} characters"
+        )
+        ok = False
     if not ok:
         return None
     assert isinstance(crit_name, str) and isinstance(reviewer, str)  # checked above
@@ -234,9 +255,11 @@ def _check_label(
             known = ", ".join(sorted(criteria)) or "none"
             errs.add(
                 line,
-                f"unknown criterion {crit_name!r} (existing: {known}); create it first: "
+                f"{UNKNOWN_CRITERION} {crit_name!r} (existing: {known}); create it first: "
                 f"alignboard criterion create --experiment EXPERIMENT --name {crit_name} "
-                "--kind pass_fail|categorical|numeric --instructions '...'",
+                "--kind pass_fail|categorical|numeric --instructions '...'; or let the import "
+                "create it from the file's values: alignboard import --create-criteria "
+                '(Traces page: tick "Create missing criteria")',
             )
             return None
         try:
@@ -244,7 +267,14 @@ def _check_label(
         except ValidationError as exc:
             errs.add(line, str(exc))
             return None
-    return ImportLabel(crit_name, value, reviewer.strip(), rationale, line)
+    return ImportLabel(
+        crit_name,
+        value,
+        reviewer.strip(),
+        rationale,
+        line,
+        (instructions.strip() or None) if isinstance(instructions, str) else None,
+    )
 
 
 def check_record(
@@ -443,3 +473,171 @@ def decode_lines(errs: RowErrors, data: bytes) -> list[tuple[int, str]]:
                 "save the file as UTF-8",
             )
     return out
+
+
+# ---- criteria an import creates ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewCriterion:
+    """A criterion an import would create, inferred from the values its file gives."""
+
+    name: str
+    kind: str
+    """``pass_fail``, ``categorical`` or ``numeric``."""
+    instructions: str
+    """From the file, else :data:`PLACEHOLDER_INSTRUCTIONS` (for the lead to edit)."""
+    options: tuple[str, ...] = ()
+    """A categorical criterion's options: the distinct values, in first-seen order."""
+    min_value: float | None = None
+    """A numeric criterion's lowest observed value (its range's lower bound)."""
+    max_value: float | None = None
+    """A numeric criterion's highest observed value (its range's upper bound)."""
+    labels: int = 0
+    """Labels in the file for it."""
+    instructions_from_file: bool = False
+
+    def describe(self) -> str:
+        """What the criterion accepts, in a few words (for the preview)."""
+        if self.kind == "categorical":
+            return "options: " + ", ".join(self.options)
+        if self.kind == "numeric":
+            if self.min_value is None or self.max_value is None:
+                return "any number"
+            return f"range: {_fmt(self.min_value)} to {_fmt(self.max_value)}"
+        return "Pass / Fail"
+
+    def criterion(self, experiment_id: str | None = None) -> Criterion:
+        """The criterion as it will be created (no schema id yet), to check values with."""
+        return Criterion(
+            name=self.name,
+            kind=self.kind,  # type: ignore[arg-type]  # one of KINDS by construction
+            instructions=self.instructions,
+            options=self.options,
+            min_value=self.min_value,
+            max_value=self.max_value,
+            experiment_id=experiment_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        d = asdict(self)
+        d["options"] = list(self.options)
+        return d
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+_PASS_FAIL_WORDS = frozenset(
+    {
+        "true",
+        "false",
+        "pass",
+        "passed",
+        "fail",
+        "failed",
+        "yes",
+        "no",
+        "y",
+        "n",
+        "ok",
+        "good",
+        "bad",
+    }
+)
+
+
+def _value_class(value: Any) -> str:
+    """``bool``, ``number`` or ``word`` (a pass/fail word is ``passfail``)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None and number == number and abs(number) != float("inf"):
+        return "number"
+    return "passfail" if text.lower() in _PASS_FAIL_WORDS else "word"
+
+
+def infer_criterion(name: str, values: list[Any], instructions: list[str]) -> NewCriterion:
+    """Infer a new criterion's kind from every value a file gives for it.
+
+    Rule: only booleans and pass/fail words (pass, fail, yes, no, true, false, ...) make a
+    pass/fail criterion; only numbers (JSON numbers or numeric text, as in CSV) make a
+    numeric one whose range is the observed min to max; only words make a categorical one
+    whose options are the distinct values (first spelling seen; at most
+    :data:`MAX_INFERRED_OPTIONS`, at least two). Anything else is refused.
+
+    Args:
+        name: The criterion's name (must be a valid criterion name).
+        values: Its label values, as the file gives them.
+        instructions: Instructions the file's labels carry for it (all must agree).
+
+    Raises:
+        ValidationError: the name is invalid, the values mix kinds, there are too many or
+            too few categories, or the instructions differ; the message says what to do.
+    """
+    validate_name(name)
+    distinct_instructions = list(dict.fromkeys(i for i in instructions if i))
+    if len(distinct_instructions) > 1:
+        raise ValidationError(
+            f"Criterion {name!r}: the file gives {len(distinct_instructions)} different "
+            "instructions for it; give the same instructions on every label (or on one)."
+        )
+    text = (
+        distinct_instructions[0]
+        if distinct_instructions
+        else PLACEHOLDER_INSTRUCTIONS.format(name=name)
+    )
+    classes = {_value_class(v) for v in values}
+    common: dict[str, Any] = {
+        "name": name,
+        "instructions": text,
+        "labels": len(values),
+        "instructions_from_file": bool(distinct_instructions),
+    }
+    if not values:
+        raise ValidationError(f"Criterion {name!r}: the file has no values to infer its kind from.")
+    if classes <= {"bool", "passfail"}:
+        return NewCriterion(kind="pass_fail", **common)
+    if classes == {"number"}:
+        numbers = [float(v) for v in values]
+        lo, hi = min(numbers), max(numbers)
+        if lo == hi:
+            # One observed value is no range: leave it open rather than refuse every other.
+            return NewCriterion(kind="numeric", **common)
+        return NewCriterion(kind="numeric", min_value=lo, max_value=hi, **common)
+    if classes <= {"word", "passfail"}:
+        options: dict[str, str] = {}
+        for v in values:
+            options.setdefault(str(v).strip().lower(), str(v).strip())
+        if len(options) > MAX_INFERRED_OPTIONS:
+            raise ValidationError(
+                f"Criterion {name!r}: the file gives {len(options)} different values; a "
+                f"categorical criterion inferred from a file takes at most "
+                f"{MAX_INFERRED_OPTIONS}. These look like free text: create the criterion "
+                "yourself (alignboard criterion create) or fix the values."
+            )
+        if len(options) < 2:
+            only = next(iter(options.values()))
+            raise ValidationError(
+                f"Criterion {name!r}: every label says {only!r}; a categorical criterion "
+                "needs at least two options. Create it yourself with its options "
+                "(alignboard criterion create --kind categorical --options ...)."
+            )
+        return NewCriterion(kind="categorical", options=tuple(options.values()), **common)
+    seen = sorted(
+        {"bool": "booleans", "passfail": "pass/fail words", "number": "numbers", "word": "words"}[c]
+        for c in classes
+    )
+    raise ValidationError(
+        f"Criterion {name!r}: the file's values mix kinds ({', '.join(seen)}), so its kind "
+        "cannot be inferred. Use one kind of value (pass/fail, numbers or category words), "
+        "or create the criterion yourself first."
+    )

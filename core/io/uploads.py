@@ -7,6 +7,7 @@ A browser hands over bytes and a file name rather than a path; these wrap
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,8 @@ from typing import Any, Literal
 from core.errors import ImportFileError, ValidationError
 from core.io.export import export_labels
 from core.io.formats import SUFFIXES
-from core.io.importer import ImportResult, ParsedImport, import_file, parse_import_file
+from core.io.importer import ImportPlan, ImportResult, import_file, plan_import
+from core.io.records import NewCriterion
 
 #: Largest upload accepted (bytes).
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -66,14 +68,40 @@ class UploadPreview:
     """(line, reason) for every bad row; the file imports only when this is empty."""
     sample: tuple[dict[str, Any], ...]
     """The first valid records, as plain dicts (id, inputs, outputs, labels...)."""
+    new_criteria: tuple[NewCriterion, ...] = ()
+    """Criteria the file names that the experiment lacks, as they would be created."""
+    criteria_problems: tuple[str, ...] = ()
+    """Why some of those cannot be created from the file's values."""
+    create_criteria: bool = False
+    """Whether this preview checked the labels against the criteria to be created."""
 
     @property
     def ok(self) -> bool:
-        """Whether the file can be imported as is."""
-        return not self.errors and self.records > 0
+        """Whether the file can be imported as is (with the criteria choice it was made with)."""
+        return (
+            not self.errors
+            and self.records > 0
+            and not (self.create_criteria and self.criteria_problems)
+        )
+
+    def criteria_table(self) -> list[dict[str, Any]]:
+        """The criteria to be created, one row each, for the preview."""
+        return [
+            {
+                "criterion": n.name,
+                "kind": n.kind,
+                "options / range": n.describe(),
+                "labels": n.labels,
+                "instructions": "from the file"
+                if n.instructions_from_file
+                else "placeholder: edit it after the import",
+            }
+            for n in self.new_criteria
+        ]
 
 
-def _summary(filename: str, parsed: ParsedImport) -> UploadPreview:
+def _summary(filename: str, plan: ImportPlan) -> UploadPreview:
+    parsed = plan.parsed
     sample = []
     for r in parsed.records[:PREVIEW_ROWS]:
         sample.append(
@@ -91,19 +119,30 @@ def _summary(filename: str, parsed: ParsedImport) -> UploadPreview:
         labels=parsed.label_count,
         errors=tuple((e.line, e.reason) for e in parsed.errors),
         sample=tuple(sample),
+        new_criteria=plan.new_criteria,
+        criteria_problems=plan.problems,
+        create_criteria=plan.create_criteria,
     )
 
 
-def preview_upload(data: bytes, filename: str, experiment_id: str | None) -> UploadPreview:
+def preview_upload(
+    data: bytes, filename: str, experiment_id: str | None, create_criteria: bool = False
+) -> UploadPreview:
     """Validate an uploaded import file against the experiment's criteria; write nothing.
+
+    Criteria the file names that the experiment lacks are inferred from its values
+    (``new_criteria``); with ``create_criteria`` the labels are checked against them, so
+    the preview is ``ok`` exactly when the import would succeed.
 
     Raises:
         ImportFileError: the file cannot be read at all (wrong type, empty).
     """
-    parsed = _with_temp_file(
-        data, filename, lambda p: parse_import_file(p, experiment_id=experiment_id)
+    plan = _with_temp_file(
+        data,
+        filename,
+        lambda p: plan_import(p, experiment_id, create_criteria=create_criteria),
     )
-    return _summary(filename, parsed)
+    return _summary(filename, plan)
 
 
 def import_upload(
@@ -111,10 +150,25 @@ def import_upload(
     filename: str,
     experiment_name: str,
     on_existing: Literal["error", "skip"] = "skip",
+    *,
+    create_criteria: bool = False,
+    queue: str | None = None,
+    reviewers: Iterable[str] = (),
+    queue_criteria: Sequence[str] = (),
 ) -> ImportResult:
     """Import an uploaded file (all or nothing; see :func:`core.io.importer.import_file`)."""
     return _with_temp_file(
-        data, filename, lambda p: import_file(p, experiment_name, on_existing=on_existing)
+        data,
+        filename,
+        lambda p: import_file(
+            p,
+            experiment_name,
+            on_existing=on_existing,
+            create_criteria=create_criteria,
+            queue=queue,
+            reviewers=tuple(reviewers),
+            queue_criteria=tuple(queue_criteria),
+        ),
     )
 
 
