@@ -13,7 +13,9 @@ Everything is plain data so the app can cache it and the CLI and tests can use i
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from typing import Any
@@ -183,6 +185,42 @@ class Verdict:
     rationale: str | None
     source: str
     """Who gave it: the feedback's source id (or type)."""
+
+
+_MARKER: ThreadPoolExecutor | None = None
+_MARKER_LOCK = threading.Lock()
+
+
+def mark_done_later(queue: Any, trace_id: str, reviewer: str) -> Future[str | None]:
+    """:func:`mark_done_quietly` on one background thread, in submit order.
+
+    The queue item's status is bookkeeping for MLflow's own review UI: the reviewer's next
+    trace need not wait for it (it reads every reviewer's labels on the item).
+
+    Returns:
+        A future of what :func:`mark_done_quietly` returns (None, or a message).
+    """
+    global _MARKER
+    with _MARKER_LOCK:
+        if _MARKER is None:
+            _MARKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mark-done")
+    return _MARKER.submit(mark_done_quietly, queue, trace_id, reviewer)
+
+
+def flagged_ids(experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+    """Traces ``reviewer`` flagged for ``criterion`` (what :attr:`Session.flagged` holds).
+
+    One filtered search on the reviewer's own flag tag (only flagged traces come back),
+    not a scan of every trace's tags.
+    """
+    from core.labeling.flags import flag_key
+    from core.labeling.labels import iter_trace_infos
+
+    if not reviewer:
+        return frozenset()
+    key = flag_key(criterion, reviewer)
+    found = iter_trace_infos(experiment_id, filter_string=f"tag.`{key}` LIKE '%'")
+    return frozenset(info.trace_id for info in found)
 
 
 def judge_verdict(detail: TraceDetail, criterion: Criterion) -> Verdict | None:

@@ -91,3 +91,18 @@ def test_unreadable_flag_tags_are_ignored():
     ok = parse_flag("t", key, json.dumps({"kind": "unsure", "criterion": CRIT, "reviewer": "a"}))
     assert ok is not None and ok.comment == "" and ok.time_ms == 0
     assert flag_key(CRIT, "ann") != flag_key(CRIT, "bob")
+
+
+def test_flagged_ids_are_the_reviewers_flags_on_the_criterion(demo_store):
+    from core.labeling.session import flagged_ids
+
+    a, b, c = _ids(demo_store, 3)
+    set_flag(a, CRIT, "ann", "unsure")
+    set_flag(b, CRIT, "ann", "broken", "empty reply")
+    set_flag(c, CRIT, "bob", "unsure")
+    set_flag(c, "other_criterion", "ann", "unsure")
+    assert flagged_ids(demo_store, CRIT, "ann") == {a, b}
+    assert flagged_ids(demo_store, CRIT, "bob") == {c}
+    assert flagged_ids(demo_store, CRIT, "nobody") == frozenset()
+    clear_flag(b, CRIT, "ann")
+    assert flagged_ids(demo_store, CRIT, "ann") == {a}
