@@ -283,7 +283,8 @@ def _queue_messages() -> list[str]:
 def work_area() -> None:
     """Everything a submit changes: the trace, the form, the progress, the reveal."""
     act = ss.pop("label_do", None)
-    if act:
+    # Each action carries a unique ``n``: one delivered twice is applied once.
+    if act and (act.get("n") is None or act.get("n") != ss["label_ack"]):
         _apply(act)
     session = _session(crit.name)
     if session.position(ss["label_trace"]) is None:
