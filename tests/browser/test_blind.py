@@ -26,9 +26,9 @@ def _main_text(page) -> str:
 
 def test_no_value_choice_reveals_the_judge_or_other_reviewers(page, dashboard):
     other = current_labels(dashboard.experiment_id, CRITERION, reviewer="maria.chen")[0]
-    log_judge_verdict(other.trace_id, "pass", rationale=JUDGE_RATIONALE, source_id="judge-v9")
     page.goto(dashboard.page_url(f"label?trace={other.trace_id}"))
     wait_idle(page)
+    log_judge_verdict(other.trace_id, "pass", rationale=JUDGE_RATIONALE, source_id="judge-v9")
     set_reviewer(page, "blind.reviewer")
     assert form_trace(page) == other.trace_id
 
