@@ -72,7 +72,7 @@ def _clear_flag(trace_id: str, criterion: str, reviewer: str) -> None:
     ss["adj_flag_message"] = (
         f"Cleared {reviewer}'s flag on {trace_id}." if cleared else "That flag was already cleared."
     )
-    data.after_flag()
+    data.after_flag(trace_id, ctx.experiment_id, criterion, reviewer, False)
 
 
 # ---- disputes --------------------------------------------------------------------------

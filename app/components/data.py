@@ -17,7 +17,8 @@ from core.errors import NotFoundError
 from core.io.uploads import UploadPreview, preview_upload
 from core.labeling.criteria import Criterion, list_criteria
 from core.labeling.queues import Queue
-from core.labeling.session import Session, within, work_lists
+from core.labeling.rules import LabelRules, effective_rules
+from core.labeling.session import Session, flagged_ids, within, work_lists
 from core.labeling.traces import TraceDetail, TracePage, get_trace, list_traces
 from core.labeling.worklists import (
     WorkList,
@@ -578,7 +579,7 @@ def after_fill_queue() -> None:
 
 # --- Setup page: criteria, queues, rules, the team's progress ------------------------------
 
-from core.labeling import rules as label_rules  # noqa: E402
+from core.labeling import rules as rules_store  # noqa: E402
 from core.views import setup as setup_view  # noqa: E402
 
 
@@ -597,15 +598,15 @@ def setup_queues(experiment_id: str) -> list[Queue]:
 
 
 @st.cache_data(ttl=30, max_entries=32, show_spinner=False)
-def criterion_rules(experiment_id: str, criterion: str) -> label_rules.LabelRules:
+def criterion_rules(experiment_id: str, criterion: str) -> rules_store.LabelRules:
     """A criterion's rules as the lead set them (defaults otherwise)."""
-    return label_rules.criterion_rules(experiment_id, criterion)
+    return rules_store.criterion_rules(experiment_id, criterion)
 
 
 @st.cache_data(ttl=30, max_entries=32, show_spinner=False)
-def queue_rules(experiment_id: str, queue: str) -> label_rules.QueueRules:
+def queue_rules(experiment_id: str, queue: str) -> rules_store.QueueRules:
     """A queue's overrides of its criteria's rules."""
-    return label_rules.queue_rules(experiment_id, queue)
+    return rules_store.queue_rules(experiment_id, queue)
 
 
 @st.cache_data(ttl=15, max_entries=16, show_spinner="Counting the team's progress...")
@@ -616,6 +617,7 @@ def team_progress(experiment_id: str) -> list[setup_view.QueueProgress]:
 
 def after_setup() -> None:
     """A criterion, queue, reviewer assignment or rule changed on the Setup page."""
+    label_rules.clear()  # the Label page's rules in force
     criteria.clear()
     overview.clear()
     setup_criteria.clear()
@@ -655,11 +657,6 @@ def after_adjudicate(trace_id: str) -> None:
     trace.clear(trace_id)
     verdicts.clear()  # the Score page shows each verdict's consolidated human label
     alignment_check.clear()  # the examples an alignment would use changed
-
-
-def after_flag() -> None:
-    """A flag was set or cleared."""
-    flags.clear()
 
 
 # --- Traces page: the table ---------------------------------------------------------------
@@ -709,3 +706,67 @@ def import_preview(
 def after_queue_write() -> None:
     """Traces were put into a (maybe new) review queue from the Traces page."""
     after_fill_queue()
+
+
+# --- Label page: the lead's rules and a reviewer's flags -----------------------------------
+
+
+@st.cache_data(ttl=15, max_entries=64, show_spinner=False)
+def label_rules(experiment_id: str, criterion: str, queue: str) -> LabelRules:
+    """The rules in force for ``criterion`` in ``queue``'s work list (set on the Setup page)."""
+    return effective_rules(experiment_id, criterion, queue or None)
+
+
+class FlagSet:
+    """One reviewer's flagged trace ids for one criterion, updated in place by this server.
+
+    Like :class:`DoneSet`: re-read after ``ttl`` seconds (flags set elsewhere), so a flag
+    or a clear never costs a search of the experiment.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._ids: frozenset[str] = frozenset()
+        self._loaded = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+        """The flagged ids, read again when older than ``ttl``."""
+        with self._lock:
+            if time.monotonic() - self._loaded > self.ttl:
+                self._ids = flagged_ids(experiment_id, criterion, reviewer)
+                self._loaded = time.monotonic()
+            return self._ids
+
+    def set(self, trace_id: str, flagged: bool) -> None:
+        """Record this server's own flag (or clear) of ``trace_id``."""
+        with self._lock:
+            self._ids = self._ids | {trace_id} if flagged else self._ids - {trace_id}
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _flags(experiment_id: str, criterion: str, reviewer: str) -> FlagSet:
+    return FlagSet()
+
+
+def flagged(experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+    """Traces ``reviewer`` flagged for ``criterion`` (skipped by "next unlabeled")."""
+    return _flags(experiment_id, criterion, reviewer).get(experiment_id, criterion, reviewer)
+
+
+def after_flag(
+    trace_id: str, experiment_id: str, criterion: str, reviewer: str, flagged: bool
+) -> None:
+    """``reviewer`` flagged (or cleared the flag of) ``trace_id`` for ``criterion``.
+
+    Called by the Label page (the reviewer's own flag) and the Adjudicate page (the lead
+    clears someone's flag).
+    """
+    flags.clear()
+    trace.clear(trace_id)
+    _flags(experiment_id, criterion, reviewer).set(trace_id, flagged)
+
+
+def queue_object(experiment_id: str, queue: str, criterion: str) -> Queue | None:
+    """The review queue behind a work list (None for "All traces"), cached."""
+    return _queue(experiment_id, queue, criterion)
