@@ -6,7 +6,9 @@ import streamlit as st
 
 from app.components import nav, shell
 
-st.set_page_config(page_title="alignboard", page_icon=":material/balance:", layout="wide")
+# A local favicon: a ":material/..." icon would be fetched from a font CDN (fails offline).
+st.set_page_config(page_title="alignboard", page_icon=str(nav.FAVICON), layout="wide")
 page = st.navigation(nav.build_pages())
+nav.leave_root(page)
 shell.render_sidebar()
 page.run()

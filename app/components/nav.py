@@ -2,6 +2,11 @@
 
 To add a page, append a ``PageSpec`` to ``PAGES`` (a file in ``app/app_pages/``); the
 router in ``app/main.py`` needs no change.
+
+Every page keeps its own URL (``/overview``, ``/label``, ...). Streamlit serves its default
+page at ``/`` only and answers that page's own name with a "Page not found" popup, so no
+listed page is Streamlit's default: a hidden root page takes ``/`` and forwards to the page
+marked ``default`` here (see :func:`leave_root`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ from pathlib import Path
 import streamlit as st
 
 PAGES_DIR = Path(__file__).resolve().parents[1] / "app_pages"
+FAVICON = Path(__file__).resolve().parents[1] / "static" / "favicon.svg"
+"""The tab icon, a local file (Streamlit inlines it as a data URL: nothing is fetched)."""
+ROOT_URL_PATH = "root"
+"""The hidden root page's reserved name (Streamlit serves a default page at ``/`` only)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class PageSpec:
     """Menu section the page is listed under."""
     url_path: str
     default: bool = False
+    """Where the app root (``/``) sends the browser."""
 
 
 PAGES: list[PageSpec] = [
@@ -46,8 +56,22 @@ def page_path(file: str) -> str:
     return str(PAGES_DIR / file)
 
 
+def default_spec() -> PageSpec:
+    """The page the app root opens (the one marked ``default``, else the first)."""
+    return next((spec for spec in PAGES if spec.default), PAGES[0])
+
+
+def _root() -> None:
+    # Only reached when main.py did not call leave_root (e.g. a bare st.navigation test).
+    st.switch_page(page_path(default_spec().file))
+
+
 def build_pages() -> dict[str, list[st.Page]]:
-    """``st.navigation`` input: sections in first-seen order, pages in list order."""
+    """``st.navigation`` input: sections in first-seen order, pages in list order.
+
+    The first section also holds the hidden root page (Streamlit's default page, served
+    at ``/``), so every listed page keeps its own URL.
+    """
     sections: dict[str, list[st.Page]] = {}
     for spec in PAGES:
         sections.setdefault(spec.section, []).append(
@@ -56,7 +80,24 @@ def build_pages() -> dict[str, list[st.Page]]:
                 title=spec.title,
                 icon=spec.icon,
                 url_path=spec.url_path,
-                default=spec.default,
             )
         )
+    root = st.Page(
+        _root,
+        title=default_spec().title,
+        url_path=ROOT_URL_PATH,
+        default=True,
+        visibility="hidden",
+    )
+    first = next(iter(sections))
+    sections[first].insert(0, root)
     return sections
+
+
+def leave_root(page: st.Page) -> None:
+    """At the app root (``/``), switch to the default page under its own URL.
+
+    Call it right after ``st.navigation``, before anything is drawn.
+    """
+    if page.url_path == "":
+        st.switch_page(page_path(default_spec().file))
