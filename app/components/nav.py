@@ -36,12 +36,17 @@ class PageSpec:
     url_path: str
     default: bool = False
     """Where the app root (``/``) sends the browser."""
+    needs_reviewer: str | None = None
+    """What the page needs a reviewer for ("label"): the router asks to log in or pick a
+    name ("Log in to label") before the page runs. None: anyone may open it."""
 
 
 PAGES: list[PageSpec] = [
     PageSpec("overview.py", "Overview", ":material/dashboard:", "Review", "overview", default=True),
     PageSpec("traces.py", "Traces", ":material/table_rows:", "Review", "traces"),
-    PageSpec("label.py", "Label", ":material/rate_review:", "Review", "label"),
+    PageSpec(
+        "label.py", "Label", ":material/rate_review:", "Review", "label", needs_reviewer="label"
+    ),
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
     PageSpec("scores.py", "Score", ":material/fact_check:", "Analyze", "score"),
     PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),
@@ -92,6 +97,11 @@ def build_pages() -> dict[str, list[st.Page]]:
     first = next(iter(sections))
     sections[first].insert(0, root)
     return sections
+
+
+def spec_of(page: st.Page) -> PageSpec | None:
+    """The ``PageSpec`` of the page ``st.navigation`` picked (None for the root page)."""
+    return next((spec for spec in PAGES if spec.url_path == page.url_path), None)
 
 
 def leave_root(page: st.Page) -> None:

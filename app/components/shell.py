@@ -180,7 +180,8 @@ def _login(provider: str) -> None:
 def _login_identity(auth: Mapping[str, Any]) -> None:
     who = _logged_in_identity()
     if who:
-        st.caption(f"Signed in as **{_escape_md(who)}**")
+        st.caption("Signed in as")
+        st.text(who)  # as text: an address is user data, not markdown (no autolink)
         st.button("Log out", key="shell_logout", on_click=st.logout, icon=":material/logout:")
         return
     providers = auth_providers(auth)
@@ -244,10 +245,6 @@ def _name_chosen() -> None:
     ss["shell_reviewer"] = name
     # "" (not None) so the render still runs the script: it deletes the cookie then.
     ss["shell_remember"] = name or ""
-
-
-def _escape_md(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in text)
 
 
 def _known_reviewers() -> list[str]:
@@ -317,8 +314,6 @@ def require_reviewer(ctx: Context, action: str = "label") -> str:
     if ctx.login_required:
         st.info(f"Log in to {action}: use **Log in** in the sidebar.", icon=":material/login:")
     else:
-        st.info(
-            f"Pick or type your name in the sidebar to {action}.", icon=":material/person:"
-        )
+        st.info(f"Pick or type your name in the sidebar to {action}.", icon=":material/person:")
     st.stop()
     raise AssertionError("unreachable")  # st.stop raises; this keeps type checkers sure
