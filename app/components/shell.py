@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import streamlit as st
@@ -236,15 +236,24 @@ def _typed_identity() -> None:
 
 
 def _name_chosen() -> None:
-    ss = st.session_state
-    name, error = clean_name(ss.get("shell_reviewer"))
+    # Session state is a mutable mapping in all but its declared type.
+    commit_name(cast("MutableMapping[str, Any]", st.session_state))
+
+
+def commit_name(state: MutableMapping[str, Any]) -> None:
+    """Take the name just chosen in the reviewer box (``shell_reviewer`` in ``state``).
+
+    A usable name is normalised and queued for the cookie (``shell_remember``; "" deletes
+    it); a refused one is cleared and its reason left in ``shell_name_error``.
+    """
+    name, error = clean_name(state.get("shell_reviewer"))
     if error:
-        ss["shell_name_error"] = error
-        ss["shell_reviewer"] = None
+        state["shell_name_error"] = error
+        state["shell_reviewer"] = None
         return
-    ss["shell_reviewer"] = name
+    state["shell_reviewer"] = name
     # "" (not None) so the render still runs the script: it deletes the cookie then.
-    ss["shell_remember"] = name or ""
+    state["shell_remember"] = name or ""
 
 
 def _known_reviewers() -> list[str]:

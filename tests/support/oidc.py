@@ -204,8 +204,7 @@ class OidcProvider:
         target = query.get("post_logout_redirect_uri")
         if not target:
             return 200, {"Content-Type": "text/plain"}, b"signed out"
-        params = {"state": query["state"]} if "state" in query else {}
-        return _redirect(target, **params)
+        return _redirect(target, echo=query)
 
     def jwks(self) -> tuple[int, dict[str, str], bytes]:
         """``GET /jwks``: the public signing key."""
