@@ -186,8 +186,6 @@ def test_with_auth_logged_out_there_is_no_name_box_and_label_asks_to_log_in(demo
 
 
 def test_with_auth_logged_in_the_reviewer_is_the_login(demo_store):
-    from app.components import shell
-
     at = _app(auth=AUTH, user={"is_logged_in": True, "email": EMAIL, "name": "Ana"})
     at.session_state["shell_reviewer"] = "maria.chen"
     at.run()
@@ -199,7 +197,42 @@ def test_with_auth_logged_in_the_reviewer_is_the_login(demo_store):
     _ok(at)
     assert not [i for i in at.info if "Log in" in str(i.value)]
     assert at.title[0].value == "Label"
-    assert shell.Context("1", "x", EMAIL, signed_in=True, login_required=True).reviewer == EMAIL
+
+
+def _context_probe() -> None:
+    import streamlit as st
+
+    from app.components import shell
+
+    shell.render_sidebar()
+    ctx = shell.context()
+    st.text(repr(None if ctx is None else (ctx.reviewer, ctx.signed_in, ctx.login_required)))
+
+
+@pytest.mark.parametrize(
+    ("auth", "user", "typed", "expected"),
+    [
+        (None, None, "maria.chen", ("maria.chen", False, False)),
+        (None, None, "  spaced   name ", ("spaced name", False, False)),
+        (AUTH, {"is_logged_in": False}, "maria.chen", ("", False, True)),
+        (AUTH, {"is_logged_in": True, "email": EMAIL}, "maria.chen", (EMAIL, True, True)),
+        (AUTH, {"is_logged_in": True, "name": "Ana", "sub": "a1"}, None, ("Ana", True, True)),
+        (AUTH, {"is_logged_in": True, "sub": "a1"}, None, ("a1", True, True)),
+    ],
+)
+def test_context_reviewer_is_the_login_whenever_auth_is_configured(
+    demo_store, auth, user, typed, expected
+):
+    at = AppTest.from_function(_context_probe, default_timeout=60)
+    if auth is not None:
+        at.secrets["auth"] = auth
+    if user is not None:
+        at.user = user
+    if typed is not None:
+        at.session_state["shell_reviewer"] = typed
+    at.run()
+    _ok(at)
+    assert at.main.text[-1].value == repr(expected)
 
 
 def test_with_named_providers_there_is_one_login_button_each(demo_store):

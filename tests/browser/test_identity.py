@@ -132,8 +132,8 @@ def test_pages_fetch_nothing_off_host(page, dashboard):
     seen: list[str] = []
     page.on("request", lambda r: seen.append(r.url))
     page.on("websocket", lambda ws: seen.append(ws.url))
-    for path in ("overview", "label", "traces", "agreement"):
-        page.goto(dashboard.page_url(path))
+    for spec in nav.PAGES:
+        page.goto(dashboard.page_url(spec.url_path))
         wait_idle(page)
         page.wait_for_timeout(500)  # late requests: fonts, the favicon
     off_host = [
