@@ -21,6 +21,15 @@ from tests.browser.conftest import screenshot, wait_idle
 
 pytestmark = pytest.mark.browser
 
+#: A cold page (first load of the store) can take long on a busy machine.
+IDLE_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def _patient(page):
+    page.set_default_timeout(IDLE_MS)
+
+
 NAME = "zoe.tester"
 OTHER = "yann.other"
 
@@ -38,7 +47,7 @@ def _choose_name(page, name: str) -> None:
     box.click()
     box.fill(name)
     page.keyboard.press("Enter")
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
 
 
 def _focus(page) -> dict:
@@ -55,7 +64,7 @@ def _focus(page) -> dict:
 
 def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, dashboard):
     page.goto(dashboard.page_url("label"))
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     assert "Pick or type your name" in page.locator('[data-testid="stMain"]').inner_text()
     _choose_name(page, NAME)
     assert NAME in _shown_name(page)
@@ -65,7 +74,7 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
     assert focus["tag"] not in ("INPUT", "TEXTAREA"), focus
     assert not focus["inSidebar"], focus
     page.keyboard.press("1")
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     assert NAME in _shown_name(page)  # "1" did not type into the name box
     first_value = page.locator(".st-key-label_value_0 button")
     assert first_value.get_attribute("data-testid") == "stBaseButton-primary"
@@ -76,7 +85,7 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
 
     # A reload is a new Streamlit session: the name comes back from the cookie.
     page.reload()
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     assert NAME in _shown_name(page)
     assert "Pick or type your name" not in page.locator('[data-testid="stMain"]').inner_text()
 
@@ -84,7 +93,7 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
     tab = page.context.new_page()
     try:
         tab.goto(dashboard.page_url("traces"))
-        wait_idle(tab)
+        wait_idle(tab, IDLE_MS)
         assert NAME in _shown_name(tab)
         # A new choice replaces the remembered one.
         _choose_name(tab, OTHER)
@@ -94,7 +103,7 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
     third = page.context.new_page()
     try:
         third.goto(dashboard.page_url("overview"))
-        wait_idle(third)
+        wait_idle(third, IDLE_MS)
         assert OTHER in _shown_name(third)
     finally:
         third.close()
@@ -103,7 +112,7 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
 
 def test_a_name_nobody_can_be_is_refused_and_not_remembered(page, dashboard):
     page.goto(dashboard.page_url("overview"))
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     _choose_name(page, "x" * 200)
     side = page.locator('[data-testid="stSidebar"]')
     assert "at most 80 characters" in side.inner_text()
@@ -113,7 +122,7 @@ def test_a_name_nobody_can_be_is_refused_and_not_remembered(page, dashboard):
 @pytest.mark.parametrize("spec", nav.PAGES, ids=lambda s: s.url_path)
 def test_every_page_opens_from_its_own_url(page, dashboard, spec):
     page.goto(dashboard.page_url(spec.url_path))
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     body = page.locator("body").inner_text()
     assert "Page not found" not in body, spec
     assert urlsplit(page.url).path == f"/{spec.url_path}"
@@ -122,8 +131,8 @@ def test_every_page_opens_from_its_own_url(page, dashboard, spec):
 
 def test_the_root_lands_on_the_default_page_url(page, dashboard):
     page.goto(dashboard.url + "/")
-    page.wait_for_url(re.compile(rf"/{nav.default_spec().url_path}$"))
-    wait_idle(page)
+    page.wait_for_url(re.compile(rf"/{nav.default_spec().url_path}$"), timeout=IDLE_MS)
+    wait_idle(page, IDLE_MS)
     assert "Page not found" not in page.locator("body").inner_text()
     assert page.locator("h1").first.inner_text().strip() == nav.default_spec().title
 
@@ -134,7 +143,7 @@ def test_pages_fetch_nothing_off_host(page, dashboard):
     page.on("websocket", lambda ws: seen.append(ws.url))
     for spec in nav.PAGES:
         page.goto(dashboard.page_url(spec.url_path))
-        wait_idle(page)
+        wait_idle(page, IDLE_MS)
         page.wait_for_timeout(500)  # late requests: fonts, the favicon
     off_host = [
         url

@@ -9,6 +9,7 @@ Label page and reads the label's source id back through MLflow, then logs out.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,15 @@ from tests.browser.conftest import screenshot, wait_idle
 from tests.support.oidc import OidcProvider, OidcUser, oidc_provider
 
 pytestmark = pytest.mark.browser
+
+#: A cold page (first load of the store) can take long on a busy machine.
+IDLE_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def _patient(page):
+    page.set_default_timeout(IDLE_MS)
+
 
 USER = OidcUser(email="ana.reviewer@example.com", name="Ana Reviewer", sub="ana-1")
 RATIONALE = "Signed-in label: the reply answers the question."
@@ -73,10 +83,8 @@ def _human_sources(trace_id: str, criterion: str) -> list[tuple[str, object, str
 
 
 def test_login_labels_as_the_provider_user_and_logout(page, dashboard, idp):
-    import mlflow
-
     page.goto(dashboard.page_url("label"))
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     side = _sidebar(page)
     # With [auth] there is no name box at all: the reviewer can only be the login.
     assert side.get_by_text("Your name (reviewer)").count() == 0
@@ -87,8 +95,8 @@ def test_login_labels_as_the_provider_user_and_logout(page, dashboard, idp):
 
     side.get_by_role("button", name="Log in").click()
     # Streamlit -> /auth/login -> provider /authorize -> /oauth2callback -> / -> /overview
-    page.wait_for_url(re.compile(r"/overview$"), timeout=30_000)
-    wait_idle(page)
+    page.wait_for_url(re.compile(r"/overview$"), timeout=IDLE_MS)
+    wait_idle(page, IDLE_MS)
     assert _signed_in_as(page) == USER.email
     assert idp.logins == 1
     assert "POST /token" in idp.requests and "GET /jwks" in idp.requests
@@ -98,33 +106,43 @@ def test_login_labels_as_the_provider_user_and_logout(page, dashboard, idp):
     # Label one trace; its HUMAN feedback must carry exactly the login as source id.
     tid = dashboard.injection_trace_id
     page.goto(dashboard.page_url(f"label?trace={tid}"))
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     assert _signed_in_as(page) == USER.email
     assert "Log in to label" not in main.inner_text()
     before = {crit: _human_sources(tid, crit) for crit in _criteria(dashboard)}
     page.keyboard.press("1")
-    wait_idle(page)
+    # The first value ("Pass") is chosen once the rerun is back.
+    page.locator('[data-testid="stBaseButton-primary"]').filter(has_text="Pass").wait_for()
     page.get_by_role("textbox", name="Rationale").click()
     page.keyboard.type(RATIONALE)
     page.keyboard.press("Control+Enter")
-    wait_idle(page)
-    mlflow.set_tracking_uri(f"sqlite:///{dashboard.home / 'mlflow.db'}")
-    after = {crit: _human_sources(tid, crit) for crit in _criteria(dashboard)}
-    new = [label for crit in after for label in after[crit] if label not in before[crit]]
+    wait_idle(page, IDLE_MS)
+    new = _wait_for_new_labels(tid, before, dashboard)
     assert [(src, why) for src, _, why in new] == [(USER.email, RATIONALE)], new
     screenshot(page, "login-labeled")
 
     side.get_by_role("button", name="Log out").click()
-    page.wait_for_url(re.compile(r"/overview$"), timeout=30_000)
-    wait_idle(page)
+    page.wait_for_url(re.compile(r"/overview$"), timeout=IDLE_MS)
+    wait_idle(page, IDLE_MS)
     assert idp.logouts == 1
     assert _signed_in_as(page) is None
     assert side.get_by_role("button", name="Log in").count() == 1
     # A new session after logout is not signed in either (the cookie is gone).
     page.goto(dashboard.page_url("label"))
-    wait_idle(page)
+    wait_idle(page, IDLE_MS)
     assert "Log in to label" in main.inner_text()
     assert not page.recorder.errors, page.recorder.errors
+
+
+def _wait_for_new_labels(tid: str, before: dict, dashboard) -> list:
+    """HUMAN labels on ``tid`` that were not there ``before`` (polls: the save is async)."""
+    deadline = time.monotonic() + IDLE_MS / 1000
+    while True:
+        after = {crit: _human_sources(tid, crit) for crit in _criteria(dashboard)}
+        new = [label for crit in after for label in after[crit] if label not in before[crit]]
+        if new or time.monotonic() > deadline:
+            return new
+        time.sleep(0.5)
 
 
 def _criteria(dashboard) -> list[str]:
