@@ -253,3 +253,20 @@ def test_auth_without_any_provider_says_what_is_missing(demo_store):
     _ok(at)
     assert "names no provider" in _sidebar_text(at)
     assert not at.sidebar.button
+
+
+def test_the_test_providers_secrets_parse_as_one_provider_each():
+    import tomllib
+
+    from tests.support.oidc import OidcUser, oidc_provider
+
+    with oidc_provider(user=OidcUser(email="a@example.com", name="A")) as idp:
+        default = tomllib.loads(idp.secrets_toml("http://127.0.0.1:{port}/oauth2callback"))
+        named = tomllib.loads(idp.secrets_toml("http://x/oauth2callback", provider="corp"))
+        metadata = idp.metadata()
+    assert auth_providers(default["auth"]) == ["default"]
+    assert auth_providers(named["auth"]) == ["corp"]
+    assert named["auth"]["corp"]["server_metadata_url"].endswith("/openid-configuration")
+    assert (
+        metadata["issuer"] == idp.issuer and "S256" in metadata["code_challenge_methods_supported"]
+    )
