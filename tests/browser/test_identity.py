@@ -42,11 +42,23 @@ def _shown_name(page) -> str:
     return _name_box(page).locator("input").input_value() or _name_box(page).inner_text()
 
 
-def _choose_name(page, name: str) -> None:
+def _choose_name(page, name: str, *, accepted: bool = True) -> None:
+    """Type ``name`` into the reviewer box and press Enter; wait for the rerun's effect.
+
+    An accepted name is written to the cookie by the rerun (so waiting for the cookie
+    also waits for the blur that comes with it); a refused one shows an error.
+    """
     box = _name_box(page).locator("input")
     box.click()
     box.fill(name)
     page.keyboard.press("Enter")
+    if accepted:
+        page.wait_for_function(
+            "([c, v]) => document.cookie.split('; ').includes(c + '=' + encodeURIComponent(v))",
+            arg=[NAME_COOKIE, name],
+        )
+    else:
+        page.locator('[data-testid="stSidebar"] [data-testid="stAlert"]').wait_for()
     wait_idle(page, IDLE_MS)
 
 
@@ -113,7 +125,7 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
 def test_a_name_nobody_can_be_is_refused_and_not_remembered(page, dashboard):
     page.goto(dashboard.page_url("overview"))
     wait_idle(page, IDLE_MS)
-    _choose_name(page, "x" * 200)
+    _choose_name(page, "x" * 200, accepted=False)
     side = page.locator('[data-testid="stSidebar"]')
     assert "at most 80 characters" in side.inner_text()
     assert NAME_COOKIE not in {c["name"] for c in page.context.cookies()}
