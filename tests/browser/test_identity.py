@@ -86,8 +86,10 @@ def test_typed_name_survives_reload_and_new_tab_and_frees_the_keyboard(page, das
     assert focus["tag"] not in ("INPUT", "TEXTAREA"), focus
     assert not focus["inSidebar"], focus
     page.keyboard.press("1")
-    # The Label page's first value key chose the first value (its button turns primary).
-    page.locator('.st-key-label_value_0 [data-testid="stBaseButton-primary"]').wait_for()
+    # The Label page's first value key chose the first value (its button is pressed).
+    page.locator(
+        '[data-testid="label-form"] button[data-index="0"][aria-pressed="true"]'
+    ).wait_for()
     wait_idle(page, IDLE_MS)
     assert NAME in _shown_name(page)  # "1" did not type into the name box
     screenshot(page, "identity-name-chosen")

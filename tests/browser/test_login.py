@@ -118,15 +118,13 @@ def test_login_labels_as_the_provider_user_and_logout(page, dashboard, idp):
     assert _signed_in_as(page) == USER.email
     assert "Log in to label" not in main.inner_text()
     before = {crit: _human_sources(tid, crit) for crit in _criteria(dashboard)}
+    page.locator('[data-testid="label-form"][data-state="ready"]').wait_for()
     page.keyboard.press("1")
-    # The first value ("Pass") is chosen once the rerun is back.
-    page.locator('[data-testid="stBaseButton-primary"]').filter(has_text="Pass").wait_for()
-    page.get_by_role("textbox", name="Rationale").click()
+    # The first value is chosen in the form and the focus moved into the rationale.
+    page.locator(
+        '[data-testid="label-form"] button[data-index="0"][aria-pressed="true"]'
+    ).wait_for()
     page.keyboard.type(RATIONALE)
-    # Commit the rationale first (blur), then submit: this test is about who the label is
-    # saved under, not about racing the text box's own Ctrl+Enter commit.
-    page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    wait_idle(page, IDLE_MS)
     page.keyboard.press("Control+Enter")
     wait_idle(page, IDLE_MS)
     new = _wait_for_new_labels(tid, before, dashboard)
