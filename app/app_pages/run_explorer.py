@@ -12,6 +12,7 @@ from app.components.state import init_page_state, set_query_param
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.runners.memalign_versions import unalign
+from core.views.adjudication import precedence_line
 from core.views.diffs import diff_html
 from core.views.formatting import interval, number, percent, when
 from core.views.optimize import DEMO_APP_NOTE
@@ -99,6 +100,10 @@ if view.verdict_text:
     # The held-out verdict: was the aligned judge better than the seed on the test split?
     show = st.warning if view.verdict_tone == "warning" else st.info
     show(view.verdict_text, icon=":material/balance:")
+# Which human value each example used (gold, majority, tiebreak, single reviewer).
+sources = precedence_line(view.result)
+if sources:
+    st.caption(sources)
 m = st.columns(5)
 m[0].metric("Status", status.status)
 m[1].metric("Optimizer", info.optimizer or "-")
