@@ -457,7 +457,7 @@ with st.expander("Label next: the most informative unlabeled traces", icon=":mat
         )
         queue = (new_name.strip() or default_name) if choice == NEW_QUEUE else choice
         assign = st.multiselect(
-            "Assign reviewers (optional; added to the queue's reviewers)",
+            "Assign reviewers (a new queue needs at least one; added to an existing queue's)",
             data.reviewers(ctx.experiment_id),
             key="traces_next_reviewers",
             accept_new_options=True,
