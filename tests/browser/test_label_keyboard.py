@@ -153,7 +153,8 @@ def test_a_draft_survives_j_k_and_a_reload_and_is_cleared_once_saved(page, dashb
     # A reload is a new Streamlit session; the draft is in this browser's localStorage.
     page.goto(dashboard.page_url(f"label?trace={trace_id}"))
     wait_idle(page)
-    set_reviewer(page, reviewer)
+    # The reviewer's name is remembered across the reload (a cookie; see shell.py).
+    page.locator(f'{FORM}[data-state="ready"]').wait_for()
     assert form_trace(page) == trace_id
     assert pressed(page) == ["Fail"] and rationale_value(page) == "draft: not finished"
     assert get_label(trace_id, CRITERION, reviewer) is None  # a draft is not a label
