@@ -84,6 +84,9 @@ SPLIT_KEYS = (
     "queue_ms",
     "script_ms",
     "script_cpu_ms",
+    "gc_ms",
+    "gc_tracked",
+    "gc_frozen",
     "browser_cpu_ms",
     "browser_script_ms",
     "browser_layout_ms",
@@ -99,6 +102,8 @@ SPLIT_KEYS = (
 )
 TIMING_ENV = "ALIGNBOARD_B8_TIMING_LOG"
 CLEAR_ENV = "ALIGNBOARD_B8_CLEAR_TRIGGER"
+#: A folder: profile every script run with cProfile there (for finding where time goes).
+PROFILE_ENV = "ALIGNBOARD_B8_PROFILE"
 
 # --- the server: streamlit run, timed ----------------------------------------------------
 
@@ -124,13 +129,43 @@ def _serve(streamlit_args: list[str]) -> int:
             with lock, open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
+    import gc
+
+    # Time spent in the garbage collector (any thread, any generation): Streamlit runs a
+    # full collection after every script run (``runner.postScriptGC``), GIL held.
+    gc_time = {"total": 0.0, "t0": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time["t0"] = time.perf_counter()
+        else:
+            gc_time["total"] += time.perf_counter() - gc_time["t0"]
+
+    gc.callbacks.append(on_gc)
+    profile_dir = os.environ.get(PROFILE_ENV)
+    count = iter(range(10**9))
+
     def timed(self, rerun_data):  # type: ignore[no-untyped-def]
-        start, cpu = time.time(), time.thread_time()
+        prof = None
+        if profile_dir:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        start, cpu, gc0 = time.time(), time.thread_time(), gc_time["total"]
         try:
             return original(self, rerun_data)
         finally:
-            cpu_ms = (time.thread_time() - cpu) * 1000
-            write({"start": start, "end": time.time(), "cpu_ms": cpu_ms})
+            end, cpu_ms = time.time(), (time.thread_time() - cpu) * 1000
+            n = next(count)
+            record = {"start": start, "end": end, "cpu_ms": cpu_ms,
+                      "gc_ms": (gc_time["total"] - gc0) * 1000, "gc_frozen": gc.get_freeze_count()}  # fmt: skip
+            if n % 5 == 0:  # what the collector walks (listing it costs a few ms)
+                record["gc_tracked"] = len(gc.get_objects())
+            write(record)
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(os.path.join(str(profile_dir), f"run-{n:04d}.prof"))
 
     script_runner.ScriptRunner._run_script = timed  # type: ignore[method-assign]
 
@@ -436,12 +471,22 @@ def _renderer_cpu(cdp) -> dict[str, float]:
                                               "RecalcStyleDuration")}  # fmt: skip
 
 
+def _run_after(server: Server, epoch_ms: float, timeout_s: float = 10) -> dict | None:
+    """The first script run the server started after ``epoch_ms`` (the rerun request)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        later = [r for r in server.runs() if r["start"] * 1000 >= epoch_ms - 5]
+        if later:
+            return min(later, key=lambda r: r["start"])
+        time.sleep(0.05)
+    return None
+
+
 def _submit(page, server: Server, origin_ms: float, cdp=None) -> dict[str, Any]:
     """Ctrl+Enter; wait for the next trace id on screen; the timeline of that submit."""
     before = page.evaluate(
         "() => [window.__b8.ids.length, window.__b8.keys.length, window.__b8.ws.length]"
     )
-    runs_before = len(server.runs())
     cpu0 = _renderer_cpu(cdp) if cdp else None
     page.keyboard.press("Control+Enter")
     page.wait_for_function(
@@ -485,17 +530,18 @@ def _submit(page, server: Server, origin_ms: float, cdp=None) -> dict[str, Any]:
             - cpu0["LayoutDuration"]
             - cpu0["RecalcStyleDuration"]
         ) * 1000
-    runs = server.runs()[runs_before:]
-    if runs and not server.plain:
-        run = runs[0]
+    run = None if server.plain or not sent else _run_after(server, origin_ms + sent[0]["t"])
+    if run is not None:
         start = run["start"] * 1000 - origin_ms
         end = run["end"] * 1000 - origin_ms
         out["script_ms"] = end - start
         out["script_cpu_ms"] = run["cpu_ms"]
+        out["gc_ms"] = run.get("gc_ms")
+        out["gc_tracked"] = run.get("gc_tracked")
+        out["gc_frozen"] = run.get("gc_frozen")
         out["queue_ms"] = (start - sent[0]["t"]) if sent else None
         out["to_id_ms"] = rec["t_paint"] - start
         out["after_end_ms"] = rec["t_paint"] - end
-        out["server_runs"] = len(runs)
     return out
 
 
@@ -687,6 +733,7 @@ def run(
                 "script": _p(s["script_ms"]),
                 "script p95": _p(s["script_ms"], "p95_ms"),
                 "script CPU": _p(s["script_cpu_ms"]),
+                "GC": _p(s["gc_ms"]),
                 "browser CPU": _p(s["browser_cpu_ms"]),
                 "start->id": _p(s["to_id_ms"]),
                 "end->id": _p(s["after_end_ms"]),
