@@ -32,8 +32,10 @@ by the server process and moved into the page's clock with ``performance.timeOri
   own work on the final delta).
 
 The server is the real one, wrapped only to time each script run
-(``ScriptRunner._run_script``) and to empty the caches on request; ``--plain`` runs
-``streamlit run`` unwrapped (no server split, no cold opens).
+(``ScriptRunner._run_script``: wall, the script thread's CPU, the garbage collector's
+time) and to empty the caches on request. ``--ab`` also measures each size without the
+heap freeze of ``app/components/data.py`` (the wrapper makes ``gc.freeze`` a no-op), in
+the same run, for a before/after under the same load.
 
 The run checks its own work: every submit must land as a HUMAN label in MLflow on the
 trace that was on screen, and each new trace must be one the reviewer had not labeled.
@@ -44,7 +46,7 @@ Usage: ``python benchmarks/b8_label_browser.py [--sizes 1000 10000 100000] [--su
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -102,6 +104,8 @@ SPLIT_KEYS = (
 )
 TIMING_ENV = "ALIGNBOARD_B8_TIMING_LOG"
 CLEAR_ENV = "ALIGNBOARD_B8_CLEAR_TRIGGER"
+#: Set: the server skips ``gc.freeze()`` (to measure without the heap freeze).
+NO_FREEZE_ENV = "ALIGNBOARD_B8_NO_FREEZE"
 #: A folder: profile every script run with cProfile there (for finding where time goes).
 PROFILE_ENV = "ALIGNBOARD_B8_PROFILE"
 
@@ -131,6 +135,10 @@ def _serve(streamlit_args: list[str]) -> int:
 
     import gc
 
+    if os.environ.get(NO_FREEZE_ENV):
+        # The "before" of the heap freeze (app/components/data.py): same server, no freeze.
+        gc.freeze = lambda: None
+
     # Time spent in the garbage collector (any thread, any generation): Streamlit runs a
     # full collection after every script run (``runner.postScriptGC``), GIL held.
     gc_time = {"total": 0.0, "t0": 0.0}
@@ -145,7 +153,7 @@ def _serve(streamlit_args: list[str]) -> int:
     profile_dir = os.environ.get(PROFILE_ENV)
     count = iter(range(10**9))
 
-    def timed(self, rerun_data):  # type: ignore[no-untyped-def]
+    def timed(self: Any, rerun_data: Any) -> None:
         prof = None
         if profile_dir:
             import cProfile
@@ -212,21 +220,18 @@ def _healthy(url: str) -> bool:
 class Server:
     """``streamlit run app/main.py`` on a free loopback port, against ``home``."""
 
-    def __init__(self, home: Path, work: Path, plain: bool = False) -> None:
+    def __init__(self, home: Path, work: Path, freeze: bool = True) -> None:
         self.home = home
         self.timing_log = work / "script-runs.jsonl"
         self.trigger = work / "clear-caches"
         self.log = work / "server.log"
-        self.plain = plain
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
-        args = ["run", "app/main.py", "--server.address", "127.0.0.1",
-                "--server.port", str(port), "--server.headless", "true",
-                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]  # fmt: skip
-        if plain:
-            cmd = [sys.executable, "-m", "streamlit", *args]
-        else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", *args]
+        # `streamlit run app/main.py` with the browser tests' options, from the wrapper.
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "run", "app/main.py",
+               "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]  # fmt: skip
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -237,6 +242,8 @@ class Server:
             TIMING_ENV: str(self.timing_log),
             CLEAR_ENV: str(self.trigger),
         }
+        if not freeze:
+            env[NO_FREEZE_ENV] = "1"
         self._out = open(self.log, "wb")  # noqa: SIM115  # closed in stop()
         self.process = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
@@ -265,8 +272,6 @@ class Server:
     def wait_warm(self, timeout_s: float = 300) -> float | None:
         """Wait until the dashboard's background LiteLLM import has finished (it holds
         the GIL for seconds, slowing every rerun of a just-started server); its seconds."""
-        if self.plain:
-            return None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             done = [r for r in self.records() if "warm_done" in r]
@@ -277,8 +282,6 @@ class Server:
 
     def clear_caches(self, timeout_s: float = 10) -> None:
         """Empty the server's Streamlit caches (as a restart would), and wait for it."""
-        if self.plain:
-            raise RuntimeError("cold opens need the wrapped server (not --plain)")
         self.trigger.write_text("clear", encoding="utf-8")
         deadline = time.monotonic() + timeout_s
         while self.trigger.exists():
@@ -530,7 +533,7 @@ def _submit(page, server: Server, origin_ms: float, cdp=None) -> dict[str, Any]:
             - cpu0["LayoutDuration"]
             - cpu0["RecalcStyleDuration"]
         ) * 1000
-    run = None if server.plain or not sent else _run_after(server, origin_ms + sent[0]["t"])
+    run = None if not sent else _run_after(server, origin_ms + sent[0]["t"])
     if run is not None:
         start = run["start"] * 1000 - origin_ms
         end = run["end"] * 1000 - origin_ms
@@ -562,15 +565,15 @@ def measure(
     warmup: int,
     opens: int,
     colds: int,
-    plain: bool = False,
+    freeze: bool = True,
 ) -> dict[str, Any]:
     """Serve ``home``, drive it from Chromium, and return the figures (checked in MLflow)."""
     from playwright.sync_api import sync_playwright
 
-    before = set(_labels(home, experiment_id, None)["found"])
+    before = _labeled_before(home, experiment_id)
     out: dict[str, Any] = {"load_before": _load()}
     t0 = time.perf_counter()
-    server = Server(home, work, plain=plain)
+    server = Server(home, work, freeze=freeze)
     out["server_start_s"] = time.perf_counter() - t0
     try:
         with sync_playwright() as pw:
@@ -593,13 +596,12 @@ def measure(
                 origin = float(page.evaluate("() => performance.timeOrigin"))
 
                 cold, warm = [], []
-                for i in range((0 if plain else colds) + opens + 1):
-                    is_cold = i < (0 if plain else colds)
-                    ms = _open_label(page, server, cold=is_cold)
-                    if is_cold:
+                for i in range(colds + opens + 1):
+                    ms = _open_label(page, server, cold=i < colds)
+                    if i < colds:
                         cold.append(ms)
-                    elif i > (0 if plain else colds):  # the first warm open after a cold one
-                        warm.append(ms)  # refills what the cold one left; untimed
+                    elif i > colds:  # the first warm open after a cold one refills what
+                        warm.append(ms)  # the cold one emptied: not counted as warm
                 out["open_label_cold"] = summary(cold) if cold else None
                 out["open_label"] = summary(warm)
 
@@ -637,24 +639,32 @@ def measure(
     return out
 
 
-def _labels(home: Path, experiment_id: str, trace_ids: list[str] | None) -> dict[str, Any]:
-    """The reviewer's current HUMAN labels read through MLflow's API (``trace_ids``), or
-    the ids they have labeled (None), in a child process: the tracking URI is process-wide.
-    """
+def _labeled_before(home: Path, experiment_id: str) -> set[str]:
+    """Traces the reviewer had labeled before the run, straight from MLflow's sqlite
+    tables (what ``core.store.index.human_labeled_ids`` asks, without importing MLflow)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(home / "mlflow.db")) as db:
+        rows = db.execute(
+            "SELECT trace_id FROM assessments WHERE experiment_id = ? AND name = ? "
+            "AND source_type = 'HUMAN' AND source_id = ? AND valid = 1",
+            (int(experiment_id), DEMO_CRITERION, REVIEWER),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _labels(home: Path, experiment_id: str, trace_ids: list[str]) -> dict[str, Any]:
+    """The reviewer's current HUMAN labels on ``trace_ids``, read through MLflow's API in a
+    child process (the tracking URI is process-wide)."""
     uri = f"sqlite:///{home / 'mlflow.db'}"
     code = (
         "import json\n"
-        "from core.store import config, index\n"
+        "from core.store import config\n"
         "from core.labeling.labels import current_labels\n"
         f"config.configure({uri!r})\n"
-        f"ids = {trace_ids!r}\n"
-        "if ids is None:\n"
-        f"    out = sorted(index.human_labeled_ids({experiment_id!r}, {DEMO_CRITERION!r}, "
-        f"{REVIEWER!r}))\n"
-        "else:\n"
-        f"    labs = current_labels({experiment_id!r}, {DEMO_CRITERION!r}, {REVIEWER!r}, ids)\n"
-        "    out = {l.trace_id: l.value for l in labs}\n"
-        "print(json.dumps(out))\n"
+        f"labs = current_labels({experiment_id!r}, {DEMO_CRITERION!r}, {REVIEWER!r}, "
+        f"{trace_ids!r})\n"
+        "print(json.dumps({l.trace_id: l.value for l in labs}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ALIGNBOARD_HOME": str(home),
            "MLFLOW_TRACKING_URI": uri}  # fmt: skip
@@ -680,7 +690,7 @@ def _check_labels(home: Path, experiment_id: str, before: set[str], rows: list[d
 
 
 def run_size(
-    n: int, submits: int, warmup: int, opens: int, colds: int, plain: bool = False
+    n: int, submits: int, warmup: int, opens: int, colds: int, freeze: bool = True
 ) -> dict[str, Any]:
     """Build or reuse the store with ``n`` traces; measure a copy of it in the browser."""
     src = build_store(n)
@@ -688,8 +698,9 @@ def run_size(
     try:
         shutil.copytree(src, work / "store")
         exp_id = json.loads((src / "built.json").read_text())["experiment_id"]
-        result = measure(work / "store", work, exp_id, submits, warmup, opens, colds, plain)
+        result = measure(work / "store", work, exp_id, submits, warmup, opens, colds, freeze)
         result["traces"] = n
+        result["heap_freeze"] = freeze
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -699,52 +710,69 @@ def _p(r: dict[str, Any] | None, key: str = "p50_ms") -> float | None:
     return None if r is None else r[key]
 
 
+def _table_rows(r: dict[str, Any], variant: str) -> tuple[dict, dict]:
+    s = r["split"]
+    figures = {
+        "traces": r["traces"],
+        "variant": variant,
+        "submit p50": r["submit_next"]["p50_ms"],
+        "submit p95": r["submit_next"]["p95_ms"],
+        "pick p50": r["pick_value"]["p50_ms"],
+        "pick p95": r["pick_value"]["p95_ms"],
+        "Label warm p50": r["open_label"]["p50_ms"],
+        "Label warm p95": r["open_label"]["p95_ms"],
+        "Label cold p50": _p(r["open_label_cold"]),
+        "load": f"{r['load_before'][0]:.1f}-{r['load_after'][0]:.1f}",
+    }
+    split = {
+        "traces": r["traces"],
+        "variant": variant,
+        "input": _p(s["input_ms"]),
+        "queue": _p(s["queue_ms"]),
+        "script": _p(s["script_ms"]),
+        "script p95": _p(s["script_ms"], "p95_ms"),
+        "script CPU": _p(s["script_cpu_ms"]),
+        "GC": _p(s["gc_ms"]),
+        "browser CPU": _p(s["browser_cpu_ms"]),
+        "start->id": _p(s["to_id_ms"]),
+        "end->id": _p(s["after_end_ms"]),
+        "render": _p(s["render_ms"]),
+        "frames": _p(s["frames_in"]),
+        "KB": None if s["bytes_in"] is None else s["bytes_in"]["p50_ms"] / 1024,
+    }
+    return figures, split
+
+
 def run(
     sizes: tuple[int, ...],
     submits: int = 30,
     warmup: int = 3,
     opens: int = 8,
     colds: int = 2,
-    plain: bool = False,
+    ab: bool = False,
 ) -> dict[str, Any]:
-    """Measure every size; print the tables; return the results with ratios and goals."""
-    per_size = [run_size(n, submits, warmup, opens, colds, plain) for n in sizes]
+    """Measure every size; print the tables; return the results with ratios and goals.
+
+    Args:
+        ab: Also measure each size without the heap freeze, just before (the "before" of
+            ``app/components/data.py:freeze_heap``), reported under ``before``.
+    """
+    per_size, before = [], []
+    for n in sizes:
+        if ab:
+            before.append(run_size(n, submits, warmup, opens, colds, freeze=False))
+        per_size.append(run_size(n, submits, warmup, opens, colds))
     rows, split_rows = [], []
-    for r in per_size:
-        s = r["split"]
-        rows.append(
-            {
-                "traces": r["traces"],
-                "submit p50": r["submit_next"]["p50_ms"],
-                "submit p95": r["submit_next"]["p95_ms"],
-                "pick p50": r["pick_value"]["p50_ms"],
-                "pick p95": r["pick_value"]["p95_ms"],
-                "Label warm p50": r["open_label"]["p50_ms"],
-                "Label warm p95": r["open_label"]["p95_ms"],
-                "Label cold p50": _p(r["open_label_cold"]),
-                "load": f"{r['load_before'][0]:.1f}-{r['load_after'][0]:.1f}",
-            }
-        )
-        split_rows.append(
-            {
-                "traces": r["traces"],
-                "input": _p(s["input_ms"]),
-                "queue": _p(s["queue_ms"]),
-                "script": _p(s["script_ms"]),
-                "script p95": _p(s["script_ms"], "p95_ms"),
-                "script CPU": _p(s["script_cpu_ms"]),
-                "GC": _p(s["gc_ms"]),
-                "browser CPU": _p(s["browser_cpu_ms"]),
-                "start->id": _p(s["to_id_ms"]),
-                "end->id": _p(s["after_end_ms"]),
-                "render": _p(s["render_ms"]),
-                "frames": _p(s["frames_in"]),
-                "KB": None if s["bytes_in"] is None else s["bytes_in"]["p50_ms"] / 1024,
-            }
-        )
+    for i, r in enumerate(per_size):
+        for variant, res in ((("no freeze", before[i]),) if ab else ()) + (("", r),):
+            a, b = _table_rows(res, variant)
+            rows.append(a)
+            split_rows.append(b)
     print_table("B8 Label in Chromium (ms in the page's clock)", rows, list(rows[0]))
     print_table("B8 where a submit's time goes (p50 ms)", split_rows, list(split_rows[0]))
     result: dict[str, Any] = {"sizes": per_size, "goal_p95_ms": GOAL_P95_MS}
+    if ab:
+        result["before"] = before
     small, large = per_size[0], per_size[-1]
     key = f"{large['traces']}/{small['traces']}"
     result["ratios"] = {
@@ -778,10 +806,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed submits first (3)")
     p.add_argument("--opens", type=int, default=8, help="warm Label opens (8)")
     p.add_argument("--colds", type=int, default=2, help="cold Label opens (2)")
-    p.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--ab", action="store_true", help="also measure each size without the heap freeze"
+    )
     args = p.parse_args(argv)
     sizes = tuple(args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES))
-    result = run(sizes, args.submits, args.warmup, args.opens, args.colds, args.plain)
+    result = run(sizes, args.submits, args.warmup, args.opens, args.colds, args.ab)
     write_json(args.out, {"b8": result})
     return 0
 
