@@ -1,34 +1,38 @@
-"""Label: a reviewer works through their queue, one trace at a time, mostly from the keyboard."""
+"""Label: a reviewer works through their queue, one trace at a time, from the keyboard.
+
+The form (value keys, rationale, submit, skip, flag, navigation, drafts) is the label_form
+component; it sends one action at a time, which the work area applies with ``_apply``
+(AppTest drives the same path by putting an action in ``st.session_state["label_do"]``).
+The work area is a fragment, so a submit reruns it alone, not the page around it.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
 from app.components import data, keys, shell
+from app.components.label_form import action_of, draft_prefix, label_form
 from app.components.span_tree import render_span_tree
 from app.components.state import init_page_state, set_query_param
 from app.components.trace_render import render_trace
 from core.errors import AlignboardError
 from core.labeling.criteria import Criterion, display_value
+from core.labeling.flags import FLAG_TEXT, clear_flag, flags_of, set_flag
+from core.labeling.rules import LabelRules
 from core.labeling.session import (
     ALL_TRACES,
-    RATIONALE_POLICIES,
     Session,
     judge_verdict,
+    mark_done_later,
     others_labels,
     own_label,
-    rationale_required,
     submit_label,
     value_options,
 )
 from core.views.spans import shows_tree, span_tree
 from core.views.transcript import trace_view
-
-POLICY_TEXT = {
-    "disagree": "when my value disagrees with the judge",
-    "always": "always",
-    "never": "never (optional)",
-}
 
 ctx = shell.require_context()
 st.title("Label")
@@ -48,13 +52,13 @@ linked = init_page_state(
     "label",
     {
         "trace": None,
-        "value": None,
-        "rationale": "",
-        "loaded": None,
         "flash": None,
         "error": None,
-        "blind": True,
-        "policy": "disagree",
+        "ask": None,
+        "form_n": 0,
+        "ack": None,
+        "clear_draft": None,
+        "marks": [],
     },
     query_params={"trace": "trace"},
 )
@@ -90,21 +94,24 @@ def _change_work_list() -> None:
     _follow_queue()
 
 
+def _session(criterion: str) -> Session:
+    """The reviewer's session, with the traces they flagged (skipped by "next unlabeled")."""
+    base = data.session(ctx.experiment_id, criterion, ctx.reviewer, ss["label_queue"])
+    return base.with_flagged(data.flagged(ctx.experiment_id, criterion, ctx.reviewer))
+
+
 # A linked trace is resolved before the widgets are drawn, since it may switch the work
 # list to "All traces".
 wanted = linked.get("trace")
 if wanted:
     try:
-        current = data.session(
-            ctx.experiment_id, ss["label_criterion"], ctx.reviewer, ss["label_queue"]
-        )
-        found = current.position(wanted) is not None
+        found = _session(ss["label_criterion"]).position(wanted) is not None
     except AlignboardError:
         found = False
     if not found:
         ss["label_queue"] = ALL_TRACES
 
-top = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
+top = st.columns([2, 2, 3], vertical_alignment="bottom")
 top[0].selectbox(
     "Work list",
     lists,
@@ -113,209 +120,285 @@ top[0].selectbox(
     on_change=_change_work_list,
 )
 top[1].selectbox("Criterion", crit_names, key="label_criterion", on_change=_reset_position)
-top[2].toggle(
-    "Blind mode",
-    key="label_blind",
-    help="Hide other reviewers' labels until you have labeled the trace yourself.",
-)
-top[3].selectbox(
-    "Rationale required",
-    RATIONALE_POLICIES,
-    key="label_policy",
-    format_func=lambda p: POLICY_TEXT.get(p, p),
-)
-
 crit: Criterion = next(c for c in crits if c.name == ss["label_criterion"])
+rules: LabelRules = data.label_rules(ctx.experiment_id, crit.name, ss["label_queue"])
+
+
+def rules_caption(r: LabelRules) -> str:
+    """The rules in force, in one line (the reviewer cannot change them)."""
+    review = "Blind review" if r.blind else "Open review (other labels shown)"
+    policy = {
+        "always": "rationale required: always",
+        "disagree_humans": "rationale required: when you disagree with another reviewer "
+        "(asked after saving)",
+        "optional": "rationale optional",
+    }[r.rationale_policy]
+    return f"{review} · {policy} · set by your lead on the Setup page"
+
+
+top[2].caption(rules_caption(rules))
+
 try:
-    session: Session = data.session(ctx.experiment_id, crit.name, ctx.reviewer, ss["label_queue"])
+    first = _session(crit.name)
 except AlignboardError as exc:
     st.error(str(exc))
     st.stop()
-if not session.trace_ids:
+if not first.trace_ids:
     st.info("This work list is empty. Add traces to the queue, or pick another list.")
     st.stop()
-if session.position(ss["label_trace"]) is None:
-    ss["label_trace"] = session.start()
-trace_id: str = ss["label_trace"]
+if first.position(ss["label_trace"]) is None:
+    ss["label_trace"] = first.start()
 
-
-def _load_form(tid: str) -> None:
-    """Pre-fill the form with the reviewer's current label on ``tid`` (empty if none)."""
-    mine = own_label(data.trace(tid), crit.name, ctx.reviewer)
-    ss["label_value"] = mine.value if mine else None
-    ss["label_rationale"] = (mine.rationale or "") if mine else ""
-    if crit.kind == "numeric":
-        ss["label_number"] = float(mine.value) if mine else None
-    ss["label_loaded"] = (tid, crit.name, ctx.reviewer)
+options = value_options(crit)
 
 
 def _go(tid: str | None) -> None:
-    if tid is None:
+    if tid is None or tid == ss["label_trace"]:
         return
     ss["label_trace"] = tid
-    ss["label_error"] = None
-    ss["label_flash"] = None
+    ss["label_ask"] = None
     set_query_param("label", "trace", tid)
-    _load_form(tid)
 
 
-def _set_value(value) -> None:
-    ss["label_value"] = value
-    ss["label_error"] = None
+def _reveal_line(tid: str, value: Any) -> str:
+    """What the reviewer may see once they have saved: the judge and the other reviewers."""
+    detail = data.trace(tid)
+    parts = []
+    verdict = judge_verdict(detail, crit)
+    if verdict is not None:
+        parts.append(f"judge: {display_value(crit, verdict.value)}")
+    parts += [
+        f"{lab.reviewer}: {display_value(crit, lab.value)}"
+        for lab in others_labels(detail, crit.name, ctx.reviewer, blind=False).labels
+    ]
+    return f"Saved {display_value(crit, value)}." + (
+        f" On that trace, {' · '.join(parts)}." if parts else ""
+    )
 
 
-def _submit(tid: str, sess: Session) -> None:
-    value = ss["label_number"] if crit.kind == "numeric" else ss["label_value"]
-    verdict = judge_verdict(data.trace(tid), crit)
+def _submit(act: dict[str, Any], session: Session) -> None:
+    tid = act["trace_id"]
+    if crit.kind == "numeric":
+        value = act.get("number")
+    else:
+        index = act.get("index")
+        value = options[index][0] if isinstance(index, int) and 0 <= index < len(options) else None
+    detail = data.trace(tid)
     try:
-        submit_label(
+        out = submit_label(
             tid,
             crit,
             ctx.reviewer,
             value,
-            ss["label_rationale"],
-            verdict=verdict,
-            policy=ss["label_policy"],
+            act.get("rationale"),
+            policy=rules.rationale_policy,
+            others=detail.labels,
         )
     except AlignboardError as exc:
         ss["label_error"] = str(exc)
         return
     data.after_label(tid, ctx.experiment_id, crit.name, ctx.reviewer)
-    after = sess.with_done(tid)
-    nxt = after.next_pending(tid) or after.next_id(tid)
-    flash = f"Saved {display_value(crit, value)}."
-    if after.complete:
-        flash += " Every trace in this list is labeled; you can still edit any of them."
-    _go(nxt or tid)
+    ss["label_clear_draft"] = {"trace_id": tid, "n": act.get("n")}
+    queue = data.queue_object(ctx.experiment_id, ss["label_queue"], crit.name)
+    if queue is not None:
+        # In the background: the label is saved; the queue item's status follows.
+        ss["label_marks"] = [*ss["label_marks"], mark_done_later(queue, tid, ctx.reviewer)]
+    if out.needs_rationale:
+        names = ", ".join(sorted({lab.reviewer for lab in out.disagrees_with}))
+        ss["label_ask"] = (
+            f"Saved {display_value(crit, out.label.value)}, but {names} labeled this trace "
+            f"differently: add a rationale (the lead asks for one), then {keys.SUBMIT}."
+        )
+        ss["label_form_n"] += 1  # reload the form from the saved label
+        return
+    after = session.with_done(tid)
+    flash = _reveal_line(tid, out.label.value)
+    if after.next_pending(tid) is None:
+        flash += " Every trace in this list is labeled (or flagged); you can still edit any."
+    _go(after.next_pending(tid) or after.next_id(tid) or tid)
     ss["label_flash"] = flash
 
 
-if ss["label_loaded"] != (trace_id, crit.name, ctx.reviewer):
-    _load_form(trace_id)
-
-detail = data.trace(trace_id)
-pos = session.position(trace_id) or 0
-done = session.done_count
-st.progress(
-    done / session.total,
-    text=f"{done} / {session.total} labeled · trace {pos + 1} of {session.total}",
-)
-
-nav = st.columns([1, 1, 1, 2])
-for col, (label, key, icon, shortcut, target) in zip(
-    nav,
-    (
-        ("Previous", "label_prev", ":material/arrow_back:", keys.PREVIOUS,
-         session.previous_id(trace_id)),
-        ("Next", "label_next", ":material/arrow_forward:", keys.NEXT, session.next_id(trace_id)),
-        ("Next unlabeled", "label_next_pending", ":material/skip_next:", keys.NEXT_PENDING,
-         session.next_pending(trace_id)),
-    ),
-    strict=False,
-):  # fmt: skip
-    col.button(
-        label,
-        key=key,
-        icon=icon,
-        shortcut=shortcut,
-        on_click=_go,
-        args=(target,),
-        disabled=target is None,
-        width="stretch",
-    )
-status = "labeled by you" if trace_id in session.done else "not labeled yet"
-nav[3].caption(f"Trace `{trace_id}` · {status}")
-
-left, right = st.columns([3, 2], gap="large")
-with left:
-    render_trace(trace_view(detail.inputs, detail.outputs), key=f"label_{trace_id}")
-    # An agent's steps (tool calls, retrievals) under the conversation; a trace of one
-    # span has nothing more to show.
-    spans = span_tree(detail)
-    if shows_tree(spans):
-        render_span_tree(spans)
-
-with right:
-    st.subheader(crit.name)
-    with st.container(height=220, border=True):
-        st.text(crit.instructions)
-
-    options = value_options(crit)
-    if options:
-        cols = st.columns(len(options))
-        for i, (value, text) in enumerate(options):
-            cols[i].button(
-                text,
-                key=f"label_value_{i}",
-                shortcut=keys.value_key(i),
-                type="primary" if ss["label_value"] == value else "secondary",
-                on_click=_set_value,
-                args=(value,),
-                width="stretch",
-            )
-        current_value = ss["label_value"]
+def _apply(act: dict[str, Any]) -> None:
+    """Apply one action of the form: submit, skip, prev, next, next_pending, flag, clear_flag."""
+    session = _session(crit.name)
+    ss["label_ack"] = act.get("n")
+    ss["label_error"] = ss["label_flash"] = None
+    ss["label_clear_draft"] = None
+    name, tid = act.get("action"), str(act.get("trace_id") or "")
+    if session.position(tid) is None:
+        ss["label_error"] = "That trace is no longer in this work list; pick another one."
+        return
+    if name == "submit":
+        _submit(act, session)
+    elif name == "skip":
+        _go(session.next_pending(tid) or session.next_id(tid))
+        ss["label_flash"] = "Skipped (no label)."
+    elif name == "next":
+        _go(session.next_id(tid))
+    elif name == "prev":
+        _go(session.previous_id(tid))
+    elif name == "next_pending":
+        _go(session.next_pending(tid))
+    elif name == "flag":
+        try:
+            flag = set_flag(tid, crit.name, ctx.reviewer, act.get("kind", ""), act.get("comment"))
+        except AlignboardError as exc:
+            ss["label_error"] = str(exc)
+            return
+        data.after_flag(tid, ctx.experiment_id, crit.name, ctx.reviewer, True)
+        _go(session.with_flagged(session.flagged | {tid}).next_pending(tid))
+        ss["label_flash"] = f"Flagged as {FLAG_TEXT[flag.kind]}."
+    elif name == "clear_flag":
+        clear_flag(tid, crit.name, ctx.reviewer)
+        data.after_flag(tid, ctx.experiment_id, crit.name, ctx.reviewer, False)
+        ss["label_flash"] = "Flag cleared."
     else:
-        st.number_input(
-            "Value",
-            key="label_number",
-            min_value=crit.min_value,
-            max_value=crit.max_value,
-        )
-        current_value = ss.get("label_number")
+        ss["label_error"] = f"Unknown action {name!r}."
 
-    verdict = judge_verdict(detail, crit)
-    required = rationale_required(crit, current_value, verdict, ss["label_policy"])
-    if required:
-        st.caption(
-            ":orange[**Rationale required**]"
-            + (
-                ": your value disagrees with the judge's verdict."
-                if ss["label_policy"] == "disagree"
-                else "."
+
+def _on_action() -> None:
+    act = action_of()
+    if act:
+        ss["label_do"] = act
+
+
+def _clear_flag(tid: str) -> None:
+    ss["label_do"] = {"action": "clear_flag", "trace_id": tid}
+
+
+def _queue_messages() -> list[str]:
+    """Failures of the background queue updates that finished since the last run."""
+    pending, failed = [], []
+    for fut in ss["label_marks"]:
+        if not fut.done():
+            pending.append(fut)
+        elif fut.result():
+            failed.append(fut.result())
+    ss["label_marks"] = pending
+    return failed
+
+
+@st.fragment
+def work_area() -> None:
+    """Everything a submit changes: the trace, the form, the progress, the reveal."""
+    act = ss.pop("label_do", None)
+    # Each action carries a unique ``n``: one delivered twice is applied once.
+    if act and (act.get("n") is None or act.get("n") != ss["label_ack"]):
+        _apply(act)
+    session = _session(crit.name)
+    if session.position(ss["label_trace"]) is None:
+        ss["label_trace"] = session.start()
+    trace_id: str = ss["label_trace"]
+    detail = data.trace(trace_id)
+    mine = own_label(detail, crit.name, ctx.reviewer)
+    my_flag = next(
+        (
+            f
+            for f in flags_of(trace_id, detail.tags)
+            if f.criterion == crit.name and f.reviewer == ctx.reviewer
+        ),
+        None,
+    )
+    pos = session.position(trace_id) or 0
+    done = session.done_count
+    st.progress(
+        done / session.total,
+        text=f"{done} / {session.total} labeled · trace {pos + 1} of {session.total}",
+    )
+    status = (
+        "labeled by you"
+        if trace_id in session.done
+        else "flagged by you"
+        if my_flag
+        else "not labeled yet"
+    )
+    st.caption(f"Trace `{trace_id}` · {status}")
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        render_trace(trace_view(detail.inputs, detail.outputs), key=f"label_{trace_id}")
+        # An agent's steps (tool calls, retrievals) under the conversation; a trace of one
+        # span has nothing more to show.
+        spans = span_tree(detail)
+        if shows_tree(spans):
+            render_span_tree(spans)
+
+    with right:
+        st.subheader(crit.name)
+        with st.container(height=220, border=True):
+            st.text(crit.instructions)
+        saved: dict[str, Any] = {"value": None, "rationale": ""}
+        if mine is not None:
+            saved["rationale"] = mine.rationale or ""
+            if crit.kind == "numeric":
+                saved["value"] = mine.value
+            else:
+                saved["value"] = next(
+                    (i for i, (v, _) in enumerate(options) if v == mine.value), None
+                )
+        label_form(
+            {
+                "trace_id": trace_id,
+                "form_key": f"{trace_id}:{ss['label_form_n']}",
+                "draft_prefix": draft_prefix(ctx.experiment_id, crit.name, ctx.reviewer),
+                "kind": "numeric" if crit.kind == "numeric" else "choice",
+                "options": [text for _, text in options],
+                "min": crit.min_value,
+                "max": crit.max_value,
+                "saved": saved,
+                "policy": rules.rationale_policy,
+                "ask": ss["label_ask"] if mine is not None else None,
+                "error": ss["label_error"],
+                "flash": ss["label_flash"],
+                "ack": ss["label_ack"],
+                "clear_draft": ss["label_clear_draft"],
+                "can_prev": session.previous_id(trace_id) is not None,
+                "can_next": session.next_id(trace_id) is not None,
+                "can_next_pending": session.next_pending(trace_id) is not None,
+                "keys_text": keys.legend([text for _, text in options]),
+            },
+            _on_action,
+        )
+        if my_flag is not None:
+            with st.container(border=True):
+                st.markdown(f"**You flagged this:** {FLAG_TEXT[my_flag.kind]}")
+                if my_flag.comment:
+                    st.text(my_flag.comment)
+                st.button(
+                    "Clear flag",
+                    key="label_clear_flag",
+                    icon=":material/flag:",
+                    on_click=_clear_flag,
+                    args=(trace_id,),
+                )
+        for msg in _queue_messages():
+            st.caption(f":orange[{msg}]")
+
+        # Blind review: before the reviewer's own label is saved, nothing here depends on
+        # what others (or the judge) said, not even whether they said anything.
+        if rules.blind and mine is None:
+            st.caption(
+                "Blind review: the judge's verdict and other reviewers' labels are shown "
+                "once you have saved your label."
             )
-        )
-    else:
-        st.caption("Rationale optional. Quoting the phrase that decided it helps the judge learn.")
-    st.text_area(
-        "Rationale",
-        key="label_rationale",
-        height=140,
-        placeholder='Why? Quote the phrase that decided it, e.g. "I\'ve issued your refund".',
-    )
-    st.button(
-        "Submit & next",
-        key="label_submit",
-        type="primary",
-        icon=":material/check:",
-        shortcut=keys.SUBMIT,
-        on_click=_submit,
-        args=(trace_id, session),
-        disabled=current_value is None,
-        width="stretch",
-    )
-    keys.legend([text for _, text in options])
-    if ss["label_error"]:
-        st.error(ss["label_error"])
-    elif ss["label_flash"]:
-        st.success(ss["label_flash"])
-
-    view = others_labels(detail, crit.name, ctx.reviewer, blind=ss["label_blind"])
-    st.markdown("**Other reviewers**")
-    if view.hidden:
-        st.caption(f"{view.hidden} other label(s) hidden until you label this trace (blind mode).")
-    elif not view.labels:
-        st.caption("No other reviewer has labeled this trace.")
-    for lab in view.labels:
-        with st.container(border=True):
-            st.text(f"{lab.reviewer}: {display_value(crit, lab.value)}")
-            if lab.rationale:
-                st.text(lab.rationale)
-    if verdict is not None:
-        st.markdown("**Judge**")
-        if ss["label_blind"] and trace_id not in session.done:
-            st.caption("A judge has a verdict on this trace; it is shown once you have labeled it.")
-        else:
+            return
+        view = others_labels(detail, crit.name, ctx.reviewer, blind=False)
+        st.markdown("**Other reviewers**")
+        if not view.labels:
+            st.caption("No other reviewer has labeled this trace.")
+        for lab in view.labels:
+            with st.container(border=True):
+                st.text(f"{lab.reviewer}: {display_value(crit, lab.value)}")
+                if lab.rationale:
+                    st.text(lab.rationale)
+        verdict = judge_verdict(detail, crit)
+        if verdict is not None:
+            st.markdown("**Judge**")
             with st.container(border=True):
                 st.text(f"{verdict.source}: {display_value(crit, verdict.value)}")
                 if verdict.rationale:
                     st.text(verdict.rationale)
+
+
+work_area()

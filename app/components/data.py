@@ -17,7 +17,8 @@ from core.errors import NotFoundError
 from core.io.uploads import UploadPreview, preview_upload
 from core.labeling.criteria import Criterion, list_criteria
 from core.labeling.queues import Queue
-from core.labeling.session import Session, within, work_lists
+from core.labeling.rules import LabelRules, effective_rules
+from core.labeling.session import Session, flagged_ids, within, work_lists
 from core.labeling.traces import TraceDetail, TracePage, get_trace, list_traces
 from core.labeling.worklists import (
     WorkList,
@@ -588,3 +589,62 @@ def after_fill_queue() -> None:
     queue_criteria.clear()
     _queue.clear()
     _work_list_stamp.clear()
+
+
+# --- Label page: the lead's rules and a reviewer's flags -----------------------------------
+
+
+@st.cache_data(ttl=15, max_entries=64, show_spinner=False)
+def label_rules(experiment_id: str, criterion: str, queue: str) -> LabelRules:
+    """The rules in force for ``criterion`` in ``queue``'s work list (set on the Setup page)."""
+    return effective_rules(experiment_id, criterion, queue or None)
+
+
+class FlagSet:
+    """One reviewer's flagged trace ids for one criterion, updated in place by this server.
+
+    Like :class:`DoneSet`: re-read after ``ttl`` seconds (flags set elsewhere), so a flag
+    or a clear never costs a search of the experiment.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._ids: frozenset[str] = frozenset()
+        self._loaded = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+        """The flagged ids, read again when older than ``ttl``."""
+        with self._lock:
+            if time.monotonic() - self._loaded > self.ttl:
+                self._ids = flagged_ids(experiment_id, criterion, reviewer)
+                self._loaded = time.monotonic()
+            return self._ids
+
+    def set(self, trace_id: str, flagged: bool) -> None:
+        """Record this server's own flag (or clear) of ``trace_id``."""
+        with self._lock:
+            self._ids = self._ids | {trace_id} if flagged else self._ids - {trace_id}
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _flags(experiment_id: str, criterion: str, reviewer: str) -> FlagSet:
+    return FlagSet()
+
+
+def flagged(experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+    """Traces ``reviewer`` flagged for ``criterion`` (skipped by "next unlabeled")."""
+    return _flags(experiment_id, criterion, reviewer).get(experiment_id, criterion, reviewer)
+
+
+def after_flag(
+    trace_id: str, experiment_id: str, criterion: str, reviewer: str, flagged: bool
+) -> None:
+    """``reviewer`` flagged (or cleared the flag of) ``trace_id`` for ``criterion``."""
+    trace.clear(trace_id)
+    _flags(experiment_id, criterion, reviewer).set(trace_id, flagged)
+
+
+def queue_object(experiment_id: str, queue: str, criterion: str) -> Queue | None:
+    """The review queue behind a work list (None for "All traces"), cached."""
+    return _queue(experiment_id, queue, criterion)

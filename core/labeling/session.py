@@ -3,29 +3,34 @@
 A session is one reviewer working through one criterion, either in a review queue or
 over every trace of the experiment. It knows the working order, which traces the
 reviewer has labeled, where to go next and back, whether a rationale is required, and
-which of the other reviewers' labels may be shown (blind mode).
+which of the other reviewers' labels may be shown (blind mode). The rules themselves
+(rationale policy, blind mode) are the lead's (:mod:`core.labeling.rules`); no rule
+depends on the judge's verdict, so nothing before a save can reveal it.
 
 Everything is plain data so the app can cache it and the CLI and tests can use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
-from typing import Any, Literal
+from typing import Any
 
 from core.errors import ValidationError
 from core.labeling.criteria import Criterion, normalize_value
 from core.labeling.labels import Label, set_label
 from core.labeling.queues import list_queues
+from core.labeling.rules import RATIONALE_POLICIES as RATIONALE_POLICIES
+from core.labeling.rules import RationalePolicy as RationalePolicy
+from core.labeling.rules import check_policy
 from core.labeling.traces import TraceDetail
 from core.labeling.worklists import ALL_TRACES, WorkList, labeled_ids, load_work_list, resolve_queue
 
-RationalePolicy = Literal["disagree", "always", "never"]
-RATIONALE_POLICIES: tuple[str, ...] = ("disagree", "always", "never")
-"""``disagree``: required when the value disagrees with the judge's verdict on the trace
-(the default); ``always``: required for every label; ``never``: always optional."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class Session:
     (a subset of ``trace_ids``: :meth:`of` and :func:`load_session` keep it so)."""
     index: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
     """trace id -> position (built on first use when not given)."""
+    flagged: frozenset[str] = field(default_factory=frozenset)
+    """Traces the reviewer flagged (unsure, broken) for the criterion: not labeled, but
+    skipped by :meth:`start` and :meth:`next_pending` (the lead looks at them)."""
 
     @classmethod
     def of(cls, work: WorkList, criterion: str, reviewer: str, done: frozenset[str]) -> Session:
@@ -84,9 +92,12 @@ class Session:
         """0-based position of ``trace_id`` in the work list, or None."""
         return None if trace_id is None else self._index().get(trace_id)
 
+    def _pending(self, trace_id: str) -> bool:
+        return trace_id not in self.done and trace_id not in self.flagged
+
     def first_pending(self) -> str | None:
-        """The first trace still to label, or None when the list is done."""
-        return next((t for t in self.trace_ids if t not in self.done), None)
+        """The first trace still to label (not flagged), or None when the list is done."""
+        return next((t for t in self.trace_ids if self._pending(t)), None)
 
     def start(self) -> str | None:
         """Where a session opens: the first pending trace, else the first trace."""
@@ -109,25 +120,22 @@ class Session:
     def next_pending(self, current: str | None) -> str | None:
         """The next trace still to label after ``current``, wrapping round; None when done.
 
-        ``current`` itself counts as handled (the caller has just labeled it).
+        ``current`` itself counts as handled (the caller has just labeled, skipped or
+        flagged it); traces the reviewer flagged are skipped too.
         """
         pos = self.position(current)
         ids = self.trace_ids
         order = ids if pos is None else chain(islice(ids, pos + 1, None), islice(ids, 0, pos))
-        return next((t for t in order if t not in self.done and t != current), None)
+        return next((t for t in order if self._pending(t) and t != current), None)
 
     def with_done(self, trace_id: str) -> Session:
         """A copy with ``trace_id`` counted as labeled (after a successful submit)."""
         done = self.done | {trace_id} if self.position(trace_id) is not None else self.done
-        return Session(
-            self.experiment_id,
-            self.criterion,
-            self.reviewer,
-            self.queue,
-            self.trace_ids,
-            done,
-            self.index,
-        )
+        return replace(self, done=done)
+
+    def with_flagged(self, flagged: frozenset[str]) -> Session:
+        """A copy whose flagged traces are ``flagged`` (restricted to the list lazily)."""
+        return replace(self, flagged=flagged)
 
 
 def within(work: WorkList, ids: frozenset[str] | set[str]) -> frozenset[str]:
@@ -179,6 +187,42 @@ class Verdict:
     """Who gave it: the feedback's source id (or type)."""
 
 
+_MARKER: ThreadPoolExecutor | None = None
+_MARKER_LOCK = threading.Lock()
+
+
+def mark_done_later(queue: Any, trace_id: str, reviewer: str) -> Future[str | None]:
+    """:func:`mark_done_quietly` on one background thread, in submit order.
+
+    The queue item's status is bookkeeping for MLflow's own review UI: the reviewer's next
+    trace need not wait for it (it reads every reviewer's labels on the item).
+
+    Returns:
+        A future of what :func:`mark_done_quietly` returns (None, or a message).
+    """
+    global _MARKER
+    with _MARKER_LOCK:
+        if _MARKER is None:
+            _MARKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mark-done")
+    return _MARKER.submit(mark_done_quietly, queue, trace_id, reviewer)
+
+
+def flagged_ids(experiment_id: str, criterion: str, reviewer: str) -> frozenset[str]:
+    """Traces ``reviewer`` flagged for ``criterion`` (what :attr:`Session.flagged` holds).
+
+    One filtered search on the reviewer's own flag tag (only flagged traces come back),
+    not a scan of every trace's tags.
+    """
+    from core.labeling.flags import flag_key
+    from core.labeling.labels import iter_trace_infos
+
+    if not reviewer:
+        return frozenset()
+    key = flag_key(criterion, reviewer)
+    found = iter_trace_infos(experiment_id, filter_string=f"tag.`{key}` LIKE '%'")
+    return frozenset(info.trace_id for info in found)
+
+
 def judge_verdict(detail: TraceDetail, criterion: Criterion) -> Verdict | None:
     """The latest valid non-human verdict on the trace for ``criterion``, if any.
 
@@ -199,31 +243,54 @@ def judge_verdict(detail: TraceDetail, criterion: Criterion) -> Verdict | None:
     return None
 
 
-def rationale_required(
-    criterion: Criterion,
-    value: Any,
-    verdict: Verdict | None,
-    policy: RationalePolicy = "disagree",
-) -> bool:
-    """Whether a label with ``value`` needs a rationale.
-
-    Under ``disagree``, a value that differs from the judge's verdict needs one (that is
-    exactly the case an alignment learns from); with no verdict it is optional.
-    An invalid ``value`` never "requires" anything: validation reports it instead.
-    """
-    if policy not in RATIONALE_POLICIES:
-        raise ValidationError(
-            f"Unknown rationale policy {policy!r}; use one of {RATIONALE_POLICIES}."
-        )
-    if policy == "always":
-        return True
-    if policy == "never" or verdict is None or value is None:
-        return False
+def disagreeing(
+    labels: Iterable[Label], criterion: Criterion, reviewer: str, value: Any
+) -> tuple[Label, ...]:
+    """Other reviewers' current labels on ``criterion`` whose value differs from ``value``."""
     try:
         canonical = normalize_value(criterion, value)
     except ValidationError:
+        return ()
+    return tuple(
+        lab
+        for lab in labels
+        if lab.criterion == criterion.name and lab.reviewer != reviewer and lab.value != canonical
+    )
+
+
+def rationale_required(policy: RationalePolicy, *, disagrees: bool = False) -> bool:
+    """Whether a label needs a rationale under ``policy``.
+
+    ``always``: every label; ``optional``: none; ``disagree_humans``: a label that
+    ``disagrees`` with another reviewer's (known only after the save in blind mode, see
+    :mod:`core.labeling.rules`). The judge's verdict plays no part: requiring a rationale
+    when the value differs from it told a blind reviewer what the judge said.
+
+    Raises:
+        ValidationError: an unknown policy.
+    """
+    check_policy(policy)
+    if policy == "always":
+        return True
+    if policy == "optional":
         return False
-    return canonical != verdict.value
+    return disagrees
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What :func:`submit_label` saved, and whether the rules still ask for a rationale."""
+
+    label: Label
+    """The saved label."""
+    disagrees_with: tuple[Label, ...]
+    """Other reviewers' labels with a different value (shown once the label is saved)."""
+    needs_rationale: bool
+    """The label is saved, but the policy wants a rationale for it (``disagree_humans``
+    and no rationale given): the page stays on the trace and asks for one."""
+
+
+CHOOSE_A_VALUE = "Choose a value first"
 
 
 def submit_label(
@@ -233,26 +300,58 @@ def submit_label(
     value: Any,
     rationale: str | None,
     *,
-    verdict: Verdict | None = None,
-    policy: RationalePolicy = "disagree",
-) -> Label:
-    """Save a reviewer's label after checking the session's rules.
+    policy: RationalePolicy = "disagree_humans",
+    others: Iterable[Label] = (),
+) -> Submitted:
+    """Save a reviewer's label, checking the lead's rationale policy.
+
+    Args:
+        trace_id: The trace.
+        criterion: The criterion.
+        reviewer: Who labels.
+        value: The value (validated by the criterion).
+        rationale: Why (stripped; empty means none).
+        policy: The rationale policy in force (``effective_rules(...).rationale_policy``).
+        others: The trace's current labels (any reviewers, any criteria); under
+            ``disagree_humans`` the saved value is compared with the other reviewers'.
+
+    Returns:
+        The saved label and whether a rationale is still wanted (see :class:`Submitted`).
 
     Raises:
-        ValidationError: no value, a bad value, or a missing rationale the policy
-            requires (the message says why).
+        ValidationError: no value, a bad value, an unknown policy, or no rationale under
+            ``always``; nothing is written.
     """
+    check_policy(policy)
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValidationError("Pick a value first.")
+        raise ValidationError(f"{CHOOSE_A_VALUE}.")
     text = (rationale or "").strip()
-    if not text and rationale_required(criterion, value, verdict, policy):
-        if policy == "always":
-            raise ValidationError("A rationale is required for every label: say why.")
-        raise ValidationError(
-            "Your value disagrees with the judge's verdict: write a rationale saying why "
-            "(quote the phrase that decided it). The alignment learns from exactly these."
-        )
-    return set_label(trace_id, criterion, reviewer, value, text or None)
+    if not text and rationale_required(policy):
+        raise ValidationError("A rationale is required for every label: say why.")
+    label = set_label(trace_id, criterion, reviewer, value, text or None)
+    against = disagreeing(others, criterion, reviewer, label.value)
+    needs = not text and rationale_required(policy, disagrees=bool(against))
+    return Submitted(label, against, needs)
+
+
+def mark_done_quietly(queue: Any, trace_id: str, reviewer: str) -> str | None:
+    """Tell the MLflow review queue ``reviewer`` finished ``trace_id``; never raises.
+
+    The label is already saved when this runs, so a failure here (a queue changed
+    meanwhile, the store unreachable) must not look like a lost label: it is logged and
+    returned as a message for the page to show.
+
+    Returns:
+        None on success, else a short message.
+    """
+    from core.labeling.queues import mark_done
+
+    try:
+        mark_done(queue, trace_id, reviewer)
+    except Exception as exc:  # any failure is reported: the label is already saved
+        _log.warning("mark_done(%s, %s, %s) failed: %s", queue.name, trace_id, reviewer, exc)
+        return f"Saved, but the review queue was not updated: {exc}"
+    return None
 
 
 def own_label(detail: TraceDetail, criterion: str, reviewer: str) -> Label | None:

@@ -64,6 +64,30 @@ def test_every_page_renders_on_the_demo_store(demo_store):
     assert "Pick or type your name" in fresh.info[0].value
 
 
+def _form(at: AppTest) -> dict:
+    """The data the Label page gave its form component (what the browser renders)."""
+    (form,) = at.get("bidi_component")
+    return json.loads(form.proto.json)
+
+
+def _act(at: AppTest, action: str, **fields) -> AppTest:
+    """Send one action as the form would (the component itself cannot run in AppTest)."""
+    at.session_state["label_do"] = {
+        "action": action,
+        "trace_id": at.session_state["label_trace"],
+        "n": f"t{time.monotonic_ns()}",
+        **fields,
+    }
+    return at.run()
+
+
+def _rules_changed() -> None:
+    """The lead changed the rules elsewhere (the Setup page, the CLI): drop the cached ones."""
+    from app.components import data
+
+    data.label_rules.clear()
+
+
 def test_label_page_opens_at_first_pending_and_saves_human_feedback(demo_store):
     session = load_session(demo_store, CRIT, "maria.chen", "support-review")
     first = session.first_pending()
@@ -71,13 +95,20 @@ def test_label_page_opens_at_first_pending_and_saves_human_feedback(demo_store):
     _ok(at)
     assert at.session_state["label_trace"] == first
     assert _progress(at).startswith(f"{session.done_count} / 84 labeled")
+    form = _form(at)
+    assert form["trace_id"] == first and form["options"] == ["Pass", "Fail"]
+    assert form["saved"] == {"value": None, "rationale": ""}
+    assert "set by your lead on the Setup page" in " ".join(c.value for c in at.caption)
+    assert not at.toggle and not [s for s in at.selectbox if "Rationale" in s.label]
 
-    at.button(key="label_value_1").click().run()  # "Fail", shortcut 2
-    assert at.session_state["label_value"] is False
-    at.text_area(key="label_rationale").set_value('Says "refund issued": not allowed.')
-    at.button(key="label_submit").click().run()
+    # No value: refused, nothing saved, still on the trace.
+    _act(at, "submit", rationale="half a thought")
+    assert "Choose a value first" in _form(at)["error"]
+    assert get_label(first, CRIT, "maria.chen") is None
+    assert at.session_state["label_trace"] == first
+
+    _act(at, "submit", index=1, rationale='Says "refund issued": not allowed.')  # Fail
     _ok(at)
-
     fb = [
         a
         for a in mlflow.get_trace(first).info.assessments
@@ -89,67 +120,140 @@ def test_label_page_opens_at_first_pending_and_saves_human_feedback(demo_store):
     assert _progress(at).startswith(f"{session.done_count + 1} / 84 labeled")
     nxt = at.session_state["label_trace"]
     assert nxt != first and nxt == session.with_done(first).next_pending(first)
-    assert at.text_area(key="label_rationale").value == ""  # a fresh form for the next trace
+    form = _form(at)
+    assert form["trace_id"] == nxt and form["saved"]["rationale"] == ""  # a fresh form
+    assert form["clear_draft"]["trace_id"] == first  # the browser drops the saved draft
+    assert form["flash"].startswith("Saved Fail.")
 
     # Back to the earlier trace: the form is pre-filled with the label just given.
-    at.button(key="label_prev").click().run()
     while at.session_state["label_trace"] != first:
-        at.button(key="label_prev").click().run()
-    assert at.session_state["label_value"] is False
-    assert at.text_area(key="label_rationale").value.startswith("Says")
+        _act(at, "prev")
+    assert _form(at)["saved"] == {"value": 1, "rationale": 'Says "refund issued": not allowed.'}
+    _act(at, "next")
+    assert at.session_state["label_trace"] == session.next_id(first)
 
 
-def test_blind_mode_hides_other_labels_until_the_reviewer_labels(demo_store):
+def test_skip_and_flag_move_on_and_flagged_traces_are_skipped(demo_store):
+    from core.labeling.flags import list_flags
+
+    session = load_session(demo_store, CRIT, "maria.chen", "support-review")
+    first = session.first_pending()
+    at = _page(_app("maria.chen"), "label")
+    _act(at, "skip")
+    _ok(at)
+    second = at.session_state["label_trace"]
+    assert second == session.next_pending(first) and get_label(first, CRIT, "maria.chen") is None
+
+    # A broken-trace flag needs a comment: refused, nothing written.
+    _act(at, "flag", kind="broken", comment="  ")
+    assert "what is broken" in _form(at)["error"] and not list_flags(demo_store)
+    _act(at, "flag", kind="broken", comment="The reply is cut off.")
+    _ok(at)
+    (flag,) = list_flags(demo_store)
+    assert (flag.trace_id, flag.kind, flag.reviewer) == (second, "broken", "maria.chen")
+    assert at.session_state["label_trace"] not in (first, second)
+    assert _form(at)["flash"] == "Flagged as broken trace."
+
+    # Back on the flagged trace: it says so, with a Clear button.
+    at.session_state["label_trace"] = second
+    at.run()
+    assert any("You flagged this" in m.value for m in at.markdown)
+    assert "The reply is cut off." in _all_text(at)
+    # A new session starts at the first pending trace that is not flagged.
+    fresh = _page(_app("maria.chen"), "label")
+    assert fresh.session_state["label_trace"] == first
+    _act(fresh, "next_pending")
+    assert fresh.session_state["label_trace"] != second
+    at.button(key="label_clear_flag").click().run()
+    _ok(at)
+    assert list_flags(demo_store) == []
+
+
+def test_blind_review_hides_the_judge_and_others_until_the_reviewer_saves(demo_store):
+    from core.labeling.rules import set_criterion_rules
+
     dev = current_labels(demo_store, criterion=CRIT, reviewer="dev.patel")
     target = next(lab for lab in dev if lab.rationale)
+    log_judge_verdict(target.trace_id, "pass", rationale="JUDGE SAYS FINE", source_id="j-v9")
     at = _page(_app("new.reviewer", trace=target.trace_id), "label")
     _ok(at)
     assert at.session_state["label_trace"] == target.trace_id
-    assert target.rationale not in _all_text(at)
-    assert any("hidden until you label" in c.value for c in at.caption)
+    text = _all_text(at) + " ".join(m.value for m in [*at.markdown, *at.caption])
+    for secret in (target.rationale, "JUDGE SAYS FINE", "j-v9", "dev.patel"):
+        assert secret not in text
+    assert any("shown once you have saved" in c.value for c in at.caption)
+    assert "Blind review" in " ".join(c.value for c in at.caption)
 
-    at.button(key="label_value_0").click().run()
-    at.button(key="label_submit").click().run()
+    _act(at, "submit", index=0, rationale="fine")
     _ok(at)
     assert get_label(target.trace_id, CRIT, "new.reviewer").value is True
     at.session_state["label_trace"] = target.trace_id
     at.run()
-    assert target.rationale in _all_text(at)
+    assert target.rationale in _all_text(at) and "JUDGE SAYS FINE" in _all_text(at)
 
-    # With blind mode off, others' labels show before labeling.
+    # The lead turns blind review off: others' labels show before labeling.
     other = next(lab for lab in dev if lab.rationale and lab.trace_id != target.trace_id)
-    at.session_state["label_trace"] = other.trace_id
-    at.toggle(key="label_blind").set_value(False).run()
-    assert at.session_state["label_trace"] == other.trace_id
-    assert other.rationale in _all_text(at)
+    set_criterion_rules(demo_store, CRIT, blind=False)
+    _rules_changed()
+    at2 = _page(_app("new.reviewer", trace=other.trace_id), "label")
+    assert at2.session_state["label_trace"] == other.trace_id
+    assert other.rationale in _all_text(at2)
+    assert "Open review" in " ".join(c.value for c in at2.caption)
 
 
-def test_rationale_is_required_when_disagreeing_with_the_judge(demo_store):
-    unlabeled = load_session(demo_store, CRIT, "maria.chen", "support-review").first_pending()
-    log_judge_verdict(unlabeled, "pass", rationale="looks fine to me")
-    at = _page(_app("ann", trace=unlabeled), "label")
-    assert at.session_state["label_trace"] == unlabeled
-    at.button(key="label_value_1").click().run()  # Fail: disagrees with the judge's Pass
-    assert any("Rationale required" in c.value for c in at.caption)
-    at.button(key="label_submit").click().run()
-    assert not at.exception
-    assert "disagrees with the judge" in at.error[0].value
-    assert get_label(unlabeled, CRIT, "ann") is None
-    assert at.session_state["label_trace"] == unlabeled
+def test_rationale_policies_are_the_leads(demo_store):
+    from core.labeling.rules import set_criterion_rules
 
-    at.text_area(key="label_rationale").set_value('It promises "same-day refund".')
-    at.button(key="label_submit").click().run()
+    dev = current_labels(demo_store, criterion=CRIT, reviewer="dev.patel")[0]
+    disagree = 1 if dev.value is True else 0  # the index of the other value
+    at = _page(_app("ann", trace=dev.trace_id), "label")
+    # disagree_humans (the default): saved, but the page stays and asks for a rationale.
+    _act(at, "submit", index=disagree, rationale="")
     _ok(at)
-    assert get_label(unlabeled, CRIT, "ann").rationale == 'It promises "same-day refund".'
-
-    # Agreeing with the judge needs no rationale; "always" makes it required anyway.
-    at.session_state["label_trace"] = unlabeled
-    at.run()
-    at.button(key="label_value_0").click().run()
-    at.text_area(key="label_rationale").set_value("")
-    at.button(key="label_submit").click().run()
+    assert get_label(dev.trace_id, CRIT, "ann").value is (not dev.value)
+    assert at.session_state["label_trace"] == dev.trace_id
+    form = _form(at)
+    assert "labeled this trace differently" in form["ask"] and "dev.patel" in form["ask"]
+    assert "dev.patel" in _all_text(at)  # revealed: the label is saved
+    _act(at, "submit", index=disagree, rationale='It promises "same-day refund".')
     _ok(at)
-    assert get_label(unlabeled, CRIT, "ann").value is True
+    assert get_label(dev.trace_id, CRIT, "ann").rationale == 'It promises "same-day refund".'
+    assert at.session_state["label_trace"] != dev.trace_id
+
+    # "always": no rationale, no label.
+    set_criterion_rules(demo_store, CRIT, rationale_policy="always")
+    _rules_changed()
+    at = _page(_app("bea", trace=dev.trace_id), "label")
+    _act(at, "submit", index=0, rationale=" ")
+    assert "required for every label" in _form(at)["error"]
+    assert get_label(dev.trace_id, CRIT, "bea") is None
+    assert _form(at)["policy"] == "always"
+
+
+def test_a_save_in_a_queue_completes_the_mlflow_review_item(demo_store):
+    from mlflow.genai import review_queues as rq
+
+    from core.labeling.queues import add_traces, create_queue
+
+    ids = list(load_session(demo_store, CRIT, "solo", "support-review").trace_ids[:2])
+    queue = create_queue(demo_store, "solo-queue", [CRIT], reviewers=["solo"])
+    add_traces(queue, ids)
+    at = _app("solo")
+    at.session_state["label_queue"] = "solo-queue"
+    at = _page(at, "label")
+    _ok(at)
+    assert at.session_state["label_trace"] == ids[0]
+    _act(at, "submit", index=0, rationale="ok")
+    _ok(at)
+
+    def status() -> str:
+        items = rq.list_review_queue_items(queue.queue_id)
+        return next(str(i.status) for i in items if i.item_id == ids[0])
+
+    deadline = time.monotonic() + 20
+    while status() != "complete" and time.monotonic() < deadline:
+        time.sleep(0.2)  # the queue is updated in the background, after the save
+    assert status() == "complete"
 
 
 def test_traces_page_filters_and_import_preview_writes_nothing_for_a_bad_file(demo_store):

@@ -34,7 +34,9 @@ RATIONALES = [
     ("1", 'Tells them to "please stop using" it 12 times over: safety first.'),
 ]
 ALIGN_TIMEOUT_MS = 120_000
-_TRACE_CAPTION = re.compile(r"Trace (tr-[0-9a-f]+) · (?:not labeled yet|labeled by you)")
+_TRACE_CAPTION = re.compile(
+    r"Trace (tr-[0-9a-f]+) · (?:not labeled yet|labeled by you|flagged by you)"
+)
 
 
 def _open(page, url: str) -> None:
@@ -51,26 +53,8 @@ def _current_trace(page) -> str:
     return _TRACE_CAPTION.search(page.locator('[data-testid="stMain"]').inner_text()).group(1)
 
 
-def _tab_to_rationale(page, max_presses: int = 200) -> None:
-    """Press Tab until the rationale text area has the focus (keyboard only)."""
-    for _ in range(max_presses):
-        if page.evaluate(
-            "() => document.activeElement?.getAttribute('aria-label') === 'Rationale'"
-        ):
-            return
-        page.keyboard.press("Tab")
-    pytest.fail(f"Tab never reached the rationale text area in {max_presses} presses")
-
-
-def _leave_text_fields(page, max_presses: int = 5) -> None:
-    """Tab out of a text field: plain-key shortcuts only work outside one."""
-    for _ in range(max_presses):
-        if not page.evaluate(
-            "() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)"
-        ):
-            return
-        page.keyboard.press("Tab")
-    pytest.fail("the focus is stuck in a text field")
+def _focus_in_text_field(page) -> bool:
+    return page.evaluate("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)")
 
 
 def _set_reviewer(page, name: str) -> None:
@@ -92,12 +76,17 @@ def _label_three_with_the_keyboard(page, dashboard) -> list[tuple[str, bool, str
     for key, rationale in RATIONALES:
         trace_id = _current_trace(page)
         before = _progress_done(page)
-        _leave_text_fields(page)
+        # No Tab anywhere: after a submit the focus is out of every text field, a value
+        # key picks the value and moves the focus into the rationale.
+        assert not _focus_in_text_field(page), "the focus was left in a text field"
         page.keyboard.press(key)
-        wait_idle(page)
         chosen = "Pass" if key == "1" else "Fail"
-        page.locator('[data-testid="stBaseButton-primary"]').filter(has_text=chosen).wait_for()
-        _tab_to_rationale(page)
+        page.locator('[data-testid="label-form"] button[aria-pressed="true"]').filter(
+            has_text=chosen
+        ).wait_for()
+        assert page.evaluate(
+            "() => document.activeElement?.getAttribute('aria-label') === 'Rationale'"
+        )
         page.keyboard.type(rationale)
         page.keyboard.press("Control+Enter")
         page.wait_for_function(
