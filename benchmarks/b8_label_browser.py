@@ -96,6 +96,7 @@ SPLIT_KEYS = (
     "after_end_ms",
     "render_ms",
     "mutation_ms",
+    "ready_ms",
     "script_finished_ms",
     "frames_in",
     "bytes_in",
@@ -368,16 +369,22 @@ INSTRUMENT_JS = r"""
       B.ids.push(rec);
       afterPaint(rec);
     }
+    const last = B.ids[B.ids.length - 1];
+    const form = document.querySelector('[data-testid="label-form"]');
+    if (last && !last.t_ready && form && form.dataset.traceId === last.id
+        && form.dataset.state === 'ready') {
+      last.t_ready = now();
+    }
     if (B.open && !B.open.t_mut && id && B.formShown()) {
       B.open.t_mut = now();
       afterPaint(B.open);
     }
     if (B.pick && !B.pick.t_mut) {
-      if (document.querySelector(B.pick.sel)) { B.pick.t_mut = now(); afterPaint(B.pick); }
+      if (B.pick.sel.some(sel => document.querySelector(sel))) { B.pick.t_mut = now(); afterPaint(B.pick); }
     }
   };
   new MutationObserver(check).observe(document, {subtree: true, childList: true,
-    characterData: true, attributes: true, attributeFilter: ['class', 'disabled']});
+    characterData: true, attributes: true, attributeFilter: ['class', 'disabled', 'data-trace-id', 'data-state', 'aria-pressed']});
 })();
 """
 
@@ -442,22 +449,35 @@ def _blur(page) -> None:
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
 
 
+def _keyboard_form(page) -> bool:
+    """Whether the page has the keyboard-first label form (a value key focuses the
+    rationale; Ctrl+Enter submits from anywhere) rather than native value buttons."""
+    return bool(page.evaluate("() => !!document.querySelector('[data-testid=\"label-form\"]')"))
+
+
 def _value_texts(page) -> list[str]:
-    """The value buttons' texts, in key order (the buttons' widget keys: label_value_<i>)."""
+    """The value buttons' texts, in key order (either page: the form's buttons, or native
+    buttons keyed label_value_<i>)."""
     texts = page.evaluate(
-        """() => [...document.querySelectorAll('[class*="st-key-label_value_"] button')]
-            .map(b => (b.querySelector('p') || b).textContent.trim())"""
+        """() => [...document.querySelectorAll(
+                '[data-testid="label-form"] .ab-lf-values button, '
+                + '[class*="st-key-label_value_"] button')]
+            .map(b => (b.querySelector('p') || b).textContent.replace(/\\d+$/, '').trim())"""
     )
     return [str(t) for t in texts]
 
 
 def _pick(page, index: int) -> float:
     """Press value key ``index + 1`` on the body; ms from its keydown to the value shown as
-    chosen (its button turned primary)."""
+    chosen (its button pressed, or turned primary after a rerun)."""
     key = str(index + 1)
     _blur(page)
-    sel = f'.st-key-label_value_{index} [data-testid="stBaseButton-primary"]'
-    page.evaluate("(sel) => { window.__b8.pick = {sel}; }", sel)
+    sels = [
+        f'[data-testid="label-form"] .ab-lf-values button:nth-child({index + 1})'
+        '[aria-pressed="true"]',
+        f'.st-key-label_value_{index} [data-testid="stBaseButton-primary"]',
+    ]
+    page.evaluate("(sel) => { window.__b8.pick = {sel}; }", sels)
     mark = page.evaluate("() => window.__b8.keys.length")
     page.keyboard.press(key)
     page.wait_for_function("() => window.__b8.pick && window.__b8.pick.t_paint", polling=10)
@@ -513,6 +533,8 @@ def _submit(page, server: Server, origin_ms: float, cdp=None) -> dict[str, Any]:
         "trace_id": rec["id"],
         "total_ms": rec["t_paint"] - t_key,
         "mutation_ms": rec["t_mut"] - t_key,
+        # The keyboard-first form: ready for the next value key (None on the old page).
+        "ready_ms": (rec["t_ready"] - t_key) if rec.get("t_ready") else None,
         "input_ms": (sent[0]["t"] - t_key) if sent else None,
         "render_ms": (rec["t_paint"] - before_id[-1]["t"]) if before_id else None,
         "frames_in": len(got),
@@ -608,6 +630,8 @@ def measure(
                 queue = page.locator('[data-testid="stMain"] input[aria-label="Work list"]')
                 if queue.input_value() != QUEUE:
                     raise RuntimeError(f"the Label page did not open the queue {QUEUE!r}")
+                keyboard = _keyboard_form(page)
+                out["keyboard_form"] = keyboard
                 texts = _value_texts(page)
                 if len(texts) < 2:
                     raise RuntimeError(f"value buttons not found: {texts}")
@@ -616,6 +640,10 @@ def measure(
                     current = page.evaluate("() => window.__b8.traceOf()")
                     k = i % 2
                     pick_ms = _pick(page, k)
+                    if keyboard:
+                        # The value key put the focus in the rationale: the reviewer says
+                        # why (a disagreement with the other reviewer would ask for it).
+                        page.keyboard.type(f"b8 {i}: the reply quotes the policy")
                     row = _submit(page, server, origin, cdp)
                     if row["trace_id"] == current:
                         raise RuntimeError(f"submit {i}: the trace did not change")
