@@ -31,6 +31,7 @@ from core.labeling.session import (
     submit_label,
     value_options,
 )
+from core.labeling.traces import TraceDetail
 from core.views.spans import shows_tree, span_tree
 from core.views.transcript import trace_view
 
@@ -160,9 +161,12 @@ def _go(tid: str | None) -> None:
     set_query_param("label", "trace", tid)
 
 
-def _reveal_line(tid: str, value: Any) -> str:
-    """What the reviewer may see once they have saved: the judge and the other reviewers."""
-    detail = data.trace(tid)
+def _reveal_line(detail: TraceDetail, value: Any) -> str:
+    """What the reviewer may see once they have saved: the judge and the other reviewers.
+
+    ``detail`` is the trace as read before the save: the others' labels and the verdict
+    are the same, and not reading it again keeps a submit to one write and one read.
+    """
     parts = []
     verdict = judge_verdict(detail, crit)
     if verdict is not None:
@@ -212,7 +216,7 @@ def _submit(act: dict[str, Any], session: Session) -> None:
         ss["label_form_n"] += 1  # reload the form from the saved label
         return
     after = session.with_done(tid)
-    flash = _reveal_line(tid, out.label.value)
+    flash = _reveal_line(detail, out.label.value)
     if after.next_pending(tid) is None:
         flash += " Every trace in this list is labeled (or flagged); you can still edit any."
     _go(after.next_pending(tid) or after.next_id(tid) or tid)

@@ -169,3 +169,37 @@ def test_a_draft_survives_j_k_and_a_reload_and_is_cleared_once_saved(page, dashb
     assert wait_for_trace_change(page, after) == trace_id
     # Back on it: the form shows the saved label (no draft left to win over it).
     assert pressed(page) == ["Fail"] and rationale_value(page) == "draft: not finished"
+
+
+def test_skip_and_flag_from_the_keyboard(page, dashboard):
+    from core.labeling.flags import list_flags
+
+    reviewer = "kb.flags"
+    page.goto(dashboard.page_url("label"))
+    wait_idle(page)
+    set_reviewer(page, reviewer)
+    first = form_trace(page)
+    page.keyboard.press("s")  # skip: no label, next trace
+    second = wait_for_trace_change(page, first)
+    assert get_label(first, CRITERION, reviewer) is None
+    page.keyboard.press("f")  # the flag panel, focus in its comment
+    assert page.evaluate("() => document.activeElement?.getAttribute('aria-label')") == (
+        "Flag comment"
+    )
+    page.keyboard.press("Alt+b")  # broken trace
+    page.keyboard.press("Control+Enter")  # no comment: refused in the form
+    page.locator(FORM).get_by_text("Say what is broken").wait_for()
+    page.keyboard.type("The reply is cut off mid-sentence.")
+    page.keyboard.press("Control+Enter")
+    third = wait_for_trace_change(page, second)
+    assert third not in (first, second)
+    flags = [f for f in list_flags(dashboard.experiment_id) if f.reviewer == reviewer]
+    assert [(f.trace_id, f.kind, f.comment) for f in flags] == [
+        (second, "broken", "The reply is cut off mid-sentence.")
+    ]
+    page.keyboard.press("k")
+    assert wait_for_trace_change(page, third) == second
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_text("You flagged this:").wait_for()
+    assert "The reply is cut off mid-sentence." in main.inner_text()
+    assert page.recorder.errors == [], page.recorder.errors
