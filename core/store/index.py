@@ -9,7 +9,8 @@ already labeled. Those are single-column reads that MLflow's own tables answer i
 milliseconds, through indexes MLflow already keeps:
 
 - trace ids of an experiment in time order: ``index_trace_info_experiment_id_timestamp_ms``;
-- a queue's item ids: ``index_review_queue_items_queue_id_status`` (queue id first);
+- a queue's item ids: ``index_review_queue_items_queue_id_status`` (queue id first), and
+  one item's status by its primary key;
 - valid feedback by name in an experiment: ``idx_assessments_exp_name_valid``.
 
 The queries go through MLflow's own SQLAlchemy models and session (read-only), so they
@@ -89,6 +90,30 @@ def queue_item_ids(queue_id: str) -> list[str] | None:
     )
     with store.ManagedSessionMaker() as session:
         return list(session.execute(q).scalars())
+
+
+def queue_item_statuses(queue_id: str, item_ids: Iterable[str]) -> dict[str, str] | None:
+    """MLflow's pooled status (``pending``/``complete``...) of these items of a review
+    queue; an id missing from the answer is not in the queue. None without a SQL store.
+
+    A primary-key lookup per chunk of ids, where ``list_review_queue_items`` builds every
+    item of the queue (100 calls of 1,000 at 100k traces) to find one.
+    """
+    store = _sql_store()
+    if store is None:
+        return None
+    from mlflow.store.tracking.dbmodels.models import SqlReviewQueueItem
+    from sqlalchemy import select
+
+    item = SqlReviewQueueItem
+    out: dict[str, str] = {}
+    with store.ManagedSessionMaker() as session:
+        for chunk in _chunks(list(dict.fromkeys(item_ids))):
+            q: Select[Any, Any] = select(item.item_id, item.status).where(
+                item.queue_id == queue_id, item.item_id.in_(chunk or [])
+            )
+            out.update((str(i), str(status)) for i, status in session.execute(q))
+    return out
 
 
 def experiment_trace_stamp(experiment_id: str) -> tuple[int, int] | None:

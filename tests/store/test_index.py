@@ -155,3 +155,20 @@ def test_text_search_matches_mlflows_filter(demo_store, tmp_path, monkeypatch, t
     assert set(fast_labeled) <= set(fast)
     if text == "refund":
         assert len(fast) > 7 and fast_labeled  # several pages, and the label filter bites
+
+
+def test_queue_item_statuses_match_the_api(demo_store):
+    from mlflow.genai import review_queues as rq
+
+    eid = demo_store
+    q = get_queue(eid, QUEUE)
+    items = queue_items(q)
+    done, pending = items[0].trace_id, items[1].trace_id
+    rq.set_review_queue_item_status(
+        q.queue_id, item_id=done, status="complete", completed_by="maria.chen"
+    )
+    api = {i.trace_id: i.status for i in queue_items(q)}
+    fast = store_index.queue_item_statuses(q.queue_id, [done, pending, "tr-not-in-the-queue"])
+    assert fast == {done: api[done], pending: api[pending]}
+    assert fast[done] == "complete" and fast[pending] == "pending"
+    assert store_index.queue_item_statuses(q.queue_id, []) == {}
