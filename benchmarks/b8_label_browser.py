@@ -108,7 +108,7 @@ CLEAR_ENV = "ALIGNBOARD_B8_CLEAR_TRIGGER"
 #: Set: the server skips ``gc.freeze()`` (to measure without the heap freeze).
 NO_FREEZE_ENV = "ALIGNBOARD_B8_NO_FREEZE"
 #: Set: the server's ``mark_done`` reads one item's status by key (the proposed fix).
-FAST_MARK_ENV = "ALIGNBOARD_B8_FAST_MARK_DONE"
+OLD_MARK_ENV = "ALIGNBOARD_B8_OLD_MARK_DONE"
 #: A folder: profile every script run with cProfile there (for finding where time goes).
 PROFILE_ENV = "ALIGNBOARD_B8_PROFILE"
 
@@ -201,39 +201,33 @@ def _serve(streamlit_args: list[str]) -> int:
             time.sleep(0.02)
 
     threading.Thread(target=watch, name="b8-watch", daemon=True).start()
-    if os.environ.get(FAST_MARK_ENV):
+    if os.environ.get(OLD_MARK_ENV):
         from core.labeling import queues
 
-        queues.mark_done = _mark_done_by_key
+        queues.mark_done = _mark_done_whole_queue
     sys.argv = ["streamlit", *streamlit_args]
     cli.main()
     return 0
 
 
-def _mark_done_by_key(queue: Any, trace_id: str, reviewer: str) -> str:
-    """``core.labeling.queues.mark_done`` with the item's status read by its key.
-
-    The proposed fix, measured with ``--fast-mark-done``: ``mark_done`` builds every item
-    of the queue (``queue_items``: 100 calls of 1,000 at 100k) to read one status, after
-    every submit (on a background thread, which still holds the GIL and a core). The rest
-    is ``mark_done`` as it is.
+def _mark_done_whole_queue(queue: Any, trace_id: str, reviewer: str) -> str:
+    """``core.labeling.queues.mark_done`` as it was before B8: it built every item of the
+    queue (``queue_items``: 100 calls of 1,000 at 100k) to read one status, after every
+    submit. Measured with ``--old-mark-done`` as the "before" of the fix.
     """
     from mlflow.genai import review_queues as rq
 
     from core.errors import ValidationError
     from core.labeling import queues
-    from core.store import index as store_index
 
-    statuses = store_index.queue_item_statuses(queue.queue_id, [trace_id])
-    if statuses is None:
-        statuses = {i.trace_id: i.status for i in queues.queue_items(queue)}
-    if trace_id not in statuses:
+    ids = {i.trace_id: i for i in queues.queue_items(queue)}
+    if trace_id not in ids:
         raise ValidationError(f"Trace {trace_id} is not in queue {queue.name!r}.")
     if trace_id not in queues._done_by(queue, reviewer, [trace_id]):
         raise ValidationError(f"{reviewer} has not labeled {trace_id} yet.")
     reviewers = set(queue.reviewers) | {reviewer}
     if all(trace_id in queues._done_by(queue, r, [trace_id]) for r in reviewers):
-        if statuses[trace_id] != "complete":
+        if ids[trace_id].status != "complete":
             rq.set_review_queue_item_status(
                 queue.queue_id, item_id=trace_id, status="complete", completed_by=reviewer
             )
@@ -259,7 +253,7 @@ class Server:
     """``streamlit run app/main.py`` on a free loopback port, against ``home``."""
 
     def __init__(
-        self, home: Path, work: Path, freeze: bool = True, fast_mark: bool = False
+        self, home: Path, work: Path, freeze: bool = True, old_mark: bool = False
     ) -> None:
         self.home = home
         self.timing_log = work / "script-runs.jsonl"
@@ -284,8 +278,8 @@ class Server:
         }
         if not freeze:
             env[NO_FREEZE_ENV] = "1"
-        if fast_mark:
-            env[FAST_MARK_ENV] = "1"
+        if old_mark:
+            env[OLD_MARK_ENV] = "1"
         self._out = open(self.log, "wb")  # noqa: SIM115  # closed in stop()
         self.process = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
@@ -629,7 +623,7 @@ def measure(
     opens: int,
     colds: int,
     freeze: bool = True,
-    fast_mark: bool = False,
+    old_mark: bool = False,
 ) -> dict[str, Any]:
     """Serve ``home``, drive it from Chromium, and return the figures (checked in MLflow)."""
     from playwright.sync_api import sync_playwright
@@ -637,7 +631,7 @@ def measure(
     before = _labeled_before(home, experiment_id)
     out: dict[str, Any] = {"load_before": _load()}
     t0 = time.perf_counter()
-    server = Server(home, work, freeze=freeze, fast_mark=fast_mark)
+    server = Server(home, work, freeze=freeze, old_mark=old_mark)
     out["server_start_s"] = time.perf_counter() - t0
     try:
         with sync_playwright() as pw:
@@ -766,7 +760,7 @@ def run_size(
     opens: int,
     colds: int,
     freeze: bool = True,
-    fast_mark: bool = False,
+    old_mark: bool = False,
 ) -> dict[str, Any]:
     """Build or reuse the store with ``n`` traces; measure a copy of it in the browser."""
     src = build_store(n)
@@ -775,11 +769,11 @@ def run_size(
         shutil.copytree(src, work / "store")
         exp_id = json.loads((src / "built.json").read_text())["experiment_id"]
         result = measure(
-            work / "store", work, exp_id, submits, warmup, opens, colds, freeze, fast_mark
+            work / "store", work, exp_id, submits, warmup, opens, colds, freeze, old_mark
         )
         result["traces"] = n
         result["heap_freeze"] = freeze
-        result["fast_mark_done"] = fast_mark
+        result["old_mark_done"] = old_mark
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -829,29 +823,30 @@ def run(
     opens: int = 8,
     colds: int = 2,
     ab: bool = False,
-    fast_mark: bool = False,
+    old_mark: bool = False,
 ) -> dict[str, Any]:
     """Measure every size; print the tables; return the results with ratios and goals.
 
     Args:
         ab: Also measure each size without the heap freeze, just before (the "before" of
             ``app/components/data.py:freeze_heap``), reported under ``before``.
-        fast_mark: Also measure each size with ``mark_done`` reading one queue item by
-            key (:func:`_mark_done_by_key`, the proposed fix), under ``fast_mark_done``.
+        old_mark: Also measure each size with the old ``mark_done`` that read the whole
+            queue (:func:`_mark_done_whole_queue`, the "before" of the fix), under
+            ``old_mark_done``.
     """
-    per_size, before, fast = [], [], []
+    per_size, before, old = [], [], []
     for n in sizes:
         if ab:
             before.append(run_size(n, submits, warmup, opens, colds, freeze=False))
         per_size.append(run_size(n, submits, warmup, opens, colds))
-        if fast_mark:
-            fast.append(run_size(n, submits, warmup, opens, colds, fast_mark=True))
+        if old_mark:
+            old.append(run_size(n, submits, warmup, opens, colds, old_mark=True))
     rows, split_rows = [], []
     for i, r in enumerate(per_size):
         variants: list[tuple[str, dict]] = [("no freeze", before[i])] if ab else []
         variants.append(("", r))
-        if fast_mark:
-            variants.append(("fast mark_done", fast[i]))
+        if old_mark:
+            variants.append(("old mark_done", old[i]))
         for variant, res in variants:
             a, b = _table_rows(res, variant)
             rows.append(a)
@@ -861,8 +856,8 @@ def run(
     result: dict[str, Any] = {"sizes": per_size, "goal_p95_ms": GOAL_P95_MS}
     if ab:
         result["before"] = before
-    if fast_mark:
-        result["fast_mark_done"] = fast
+    if old_mark:
+        result["old_mark_done"] = old
     small, large = per_size[0], per_size[-1]
     key = f"{large['traces']}/{small['traces']}"
     result["ratios"] = {
@@ -900,14 +895,14 @@ def main(argv: list[str] | None = None) -> int:
         "--ab", action="store_true", help="also measure each size without the heap freeze"
     )
     p.add_argument(
-        "--fast-mark-done",
+        "--old-mark-done",
         action="store_true",
-        help="also measure each size with mark_done reading one queue item by key",
+        help="also measure each size with the old mark_done that read the whole queue",
     )
     args = p.parse_args(argv)
     sizes = tuple(args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES))
     result = run(
-        sizes, args.submits, args.warmup, args.opens, args.colds, args.ab, args.fast_mark_done
+        sizes, args.submits, args.warmup, args.opens, args.colds, args.ab, args.old_mark_done
     )
     write_json(args.out, {"b8": result})
     return 0
