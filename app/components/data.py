@@ -645,13 +645,7 @@ def after_setup() -> None:
     criterion_rules.clear()
     queue_rules.clear()
     team_progress.clear()
-    criterion_queues.clear()
-    review_queues.clear()
-    queues_for.clear()
-    queue_criteria.clear()
-    _queue.clear()
-    _work_list_stamp.clear()
-    _label_next.clear()
+    after_fill_queue()  # a queue's traces or reviewers may have changed
 
 
 # ---- adjudication (the Adjudicate page) ------------------------------------------------

@@ -245,3 +245,14 @@ def wait_idle(page, timeout_ms: int = 30_000) -> None:
         timeout=timeout_ms,
     )
     page.wait_for_timeout(250)
+
+
+def choose_reviewer(page, name: str) -> None:
+    """Type ``name`` into the sidebar's reviewer box and press Enter, as a user does."""
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
+        has_text="Your name"
+    )
+    box.locator("input").click()
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+    wait_idle(page)

@@ -7,7 +7,7 @@ import pytest
 
 from core.labeling.adjudication import disputes
 from core.labeling.labels import current_labels
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import choose_reviewer, screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -15,21 +15,11 @@ CRIT = "support_quality"
 LEAD = "lead.browser"
 
 
-def _set_name(page, name: str) -> None:
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
-        has_text="Your name"
-    )
-    box.locator("input").click()
-    page.keyboard.type(name)
-    page.keyboard.press("Enter")
-    wait_idle(page)
-
-
 def test_adjudicate_a_disagreement_in_the_browser(page, dashboard):
     first = disputes(dashboard.experiment_id, CRIT)[0]
     page.goto(dashboard.page_url(f"adjudicate?trace={first.trace_id}"))
     wait_idle(page, 120_000)  # the first page of a fresh server imports MLflow
-    _set_name(page, LEAD)
+    choose_reviewer(page, LEAD)
     main = page.locator('[data-testid="stMain"]')
     page.get_by_text("Disagreements").wait_for()
     text = main.inner_text()

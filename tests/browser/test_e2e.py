@@ -19,6 +19,7 @@ from core.optimization.mlflow_judge import seed_judge
 from tests.browser.conftest import (
     INJECTION_QUESTION,
     INJECTION_REPLY,
+    choose_reviewer,
     screenshot,
     wait_idle,
 )
@@ -58,13 +59,7 @@ def _focus_in_text_field(page) -> bool:
 
 
 def _set_reviewer(page, name: str) -> None:
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
-        has_text="Your name"
-    )
-    box.locator("input").click()
-    page.keyboard.type(name)
-    page.keyboard.press("Enter")
-    wait_idle(page)
+    choose_reviewer(page, name)
     page.locator('textarea[aria-label="Rationale"]').wait_for()
 
 

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from core.labeling.labels import current_labels, get_label
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import choose_reviewer, screenshot, wait_idle
 from tests.optimization.demo_examples import CRITERION
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,14 +23,8 @@ RATIONALES = [
 
 
 def set_reviewer(page, name: str) -> None:
-    """Type the name into the sidebar's selectbox and press Enter (as test_e2e does)."""
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
-        has_text="Your name"
-    )
-    box.locator("input").click()
-    page.keyboard.type(name)
-    page.keyboard.press("Enter")
-    wait_idle(page)
+    """Choose the reviewer in the sidebar, then wait for the form to take the keyboard."""
+    choose_reviewer(page, name)
     page.locator(f'{FORM}[data-state="ready"]').wait_for()
 
 
