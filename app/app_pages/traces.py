@@ -127,7 +127,7 @@ event = st.dataframe(
         "judge": st.column_config.TextColumn(help="The judge's latest verdict"),
     },
 )
-pager = st.columns([1, 1, 2, 4])
+pager = st.columns([1.5, 1.5, 3, 3])
 pager[0].button(
     "Previous page",
     key="traces_prev",
