@@ -48,14 +48,8 @@ PAGES: list[PageSpec] = [
         "label.py", "Label", ":material/rate_review:", "Review", "label", needs_reviewer="label"
     ),
     PageSpec("setup.py", "Setup", ":material/settings:", "Review", "setup"),
-    PageSpec(
-        "adjudicate.py",
-        "Adjudicate",
-        ":material/gavel:",
-        "Review",
-        "adjudicate",
-        needs_reviewer="adjudicate",
-    ),
+    # Readable without a name (disputes, flags); saving a gold label asks for one.
+    PageSpec("adjudicate.py", "Adjudicate", ":material/gavel:", "Review", "adjudicate"),
     PageSpec("agreement.py", "Agreement", ":material/handshake:", "Analyze", "agreement"),
     PageSpec("scores.py", "Score", ":material/fact_check:", "Analyze", "score"),
     PageSpec("versions.py", "Versions", ":material/compare_arrows:", "Analyze", "versions"),
