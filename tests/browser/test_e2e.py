@@ -73,7 +73,10 @@ def _label_three_with_the_keyboard(page, dashboard) -> list[tuple[str, bool, str
         before = _progress_done(page)
         # No Tab anywhere: after a submit the focus is out of every text field, a value
         # key picks the value and moves the focus into the rationale.
-        assert not _focus_in_text_field(page), "the focus was left in a text field"
+        assert not _focus_in_text_field(page), page.evaluate(
+            "() => [document.activeElement?.outerHTML.slice(0, 300), "
+            "!!document.activeElement?.closest('[data-testid=stSidebar]')]"
+        )
         page.keyboard.press(key)
         chosen = "Pass" if key == "1" else "Fail"
         page.locator('[data-testid="label-form"] button[aria-pressed="true"]').filter(

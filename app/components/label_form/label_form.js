@@ -339,4 +339,17 @@ function render(root, state, d) {
     const elsewhere = isTextField(active) && !root.contains(active);
     if (fresh || !elsewhere) target.focus({ preventScroll: true });
   }
+  if (fresh) {
+    // The sidebar's name box can take the focus back while its own rerun settles (after
+    // Enter on a new name); the value keys must still work at once, so take it back.
+    for (const ms of [50, 200, 600]) {
+      setTimeout(() => {
+        const now = document.activeElement;
+        if (now && now.closest && now.closest(".st-key-shell_reviewer")) {
+          now.blur();
+          root.focus({ preventScroll: true });
+        }
+      }, ms);
+    }
+  }
 }
