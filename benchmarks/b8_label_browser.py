@@ -252,9 +252,7 @@ def _healthy(url: str) -> bool:
 class Server:
     """``streamlit run app/main.py`` on a free loopback port, against ``home``."""
 
-    def __init__(
-        self, home: Path, work: Path, freeze: bool = True, old_mark: bool = False
-    ) -> None:
+    def __init__(self, home: Path, work: Path, freeze: bool = True, old_mark: bool = False) -> None:
         self.home = home
         self.timing_log = work / "script-runs.jsonl"
         self.trigger = work / "clear-caches"
