@@ -19,7 +19,7 @@ from core.labeling.criteria import Criterion, list_criteria
 from core.labeling.queues import Queue
 from core.labeling.rules import LabelRules, effective_rules
 from core.labeling.session import Session, flagged_ids, within, work_lists
-from core.labeling.traces import TraceDetail, TracePage, get_trace, list_traces
+from core.labeling.traces import TraceDetail, get_trace
 from core.labeling.worklists import (
     WorkList,
     labeled_ids,
@@ -220,30 +220,6 @@ def trace(trace_id: str) -> TraceDetail:
     return get_trace(trace_id)
 
 
-@st.cache_data(ttl=15, max_entries=128, show_spinner=False)
-def trace_page(
-    experiment_id: str,
-    criterion: str | None,
-    labeled: bool | None,
-    value: object,
-    reviewer: str | None,
-    text: str | None,
-    page_size: int,
-    token: str | None,
-) -> TracePage:
-    """One page of the filtered trace list."""
-    return list_traces(
-        experiment_id,
-        criterion=criterion,
-        labeled=labeled,
-        value=value,
-        reviewer=reviewer,
-        text=text,
-        page_size=page_size,
-        page_token=token,
-    )
-
-
 @st.cache_data(ttl=30, max_entries=16, show_spinner=False)
 def ratings(experiment_id: str, criterion: Criterion) -> Ratings:
     """Every human label and judge verdict for one criterion."""
@@ -264,7 +240,6 @@ def after_label(trace_id: str, experiment_id: str, criterion: str, reviewer: str
     """
     trace.clear(trace_id)
     _done(experiment_id, criterion, reviewer).add(trace_id)
-    trace_page.clear()
     trace_table.clear()
     _label_keys.clear()
     overview.clear()
@@ -278,7 +253,6 @@ def after_import() -> None:
     upload_preview.clear()
     overview.clear()
     reviewers.clear()
-    trace_page.clear()
     trace_table.clear()
     _label_keys.clear()
     criteria.clear()  # an import may have created criteria
