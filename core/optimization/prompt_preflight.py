@@ -118,6 +118,7 @@ def build_prompt_settings(
     aggregation: str = "mean",
     value_maps: Mapping[str, Mapping[str, float]] | None = None,
     register_if_worse: bool = False,
+    register_if_cancelled: bool = False,
     scorer_model: str | None = None,
     stop_at_score: float | None = 1.0,
 ) -> PromptSettings:
@@ -205,6 +206,7 @@ def build_prompt_settings(
             for name, m in sorted((value_maps or {}).items())
         ),
         register_if_worse=bool(register_if_worse),
+        register_if_cancelled=bool(register_if_cancelled),
         scorer_model=scorer_model or None,
         stop_at_score=None if stop_at_score is None else float(stop_at_score),
     )

@@ -121,6 +121,9 @@ class PromptSettings:
     of the scale (numeric judges)."""
     register_if_worse: bool = False
     """Register the best prompt even when its held-out score is below the seed's."""
+    register_if_cancelled: bool = False
+    """Register the best prompt found so far when the run is cancelled (default: a
+    cancelled run registers nothing)."""
     scorer_model: str | None = None
     """Model of the built-in Correctness scorer (default: the first judge's model)."""
     stop_at_score: float | None = 1.0
@@ -185,6 +188,7 @@ class PromptSettings:
             "alias": self.alias,
             "aggregation": self.aggregation,
             "register_if_worse": str(self.register_if_worse).lower(),
+            "register_if_cancelled": str(self.register_if_cancelled).lower(),
             "stop_at_score": "off" if self.stop_at_score is None else f"{self.stop_at_score:g}",
             **({"compare_version": str(self.compare_version)} if self.compare_version else {}),
         }

@@ -122,6 +122,7 @@ def build_settings(
     retrieval_k: int = 5,
     reviewers: Iterable[str] = (),
     register_if_worse: bool = False,
+    register_if_cancelled: bool = False,
     kappa_override_reason: str | None = None,
     kappa_override_by: str | None = None,
 ) -> AlignmentSettings:
@@ -148,6 +149,8 @@ def build_settings(
         reviewers: Only these reviewers' labels (empty: everyone's); order does not matter.
         register_if_worse: Register the aligned judge even when it scores worse than the
             seed on the held-out split (off: such a run registers nothing).
+        register_if_cancelled: Register the best candidate found so far when the run is
+            cancelled (off: a cancelled run registers nothing).
         kappa_override_reason: Launch although reviewer agreement is below the
             criterion's minimum kappa, for this written reason (blank: no override).
         kappa_override_by: Who overrides (required with a reason).
@@ -189,6 +192,7 @@ def build_settings(
         reflection_base_url=_url(reflection_base_url),
         embedding_base_url=_url(embedding_base_url),
         register_if_worse=bool(register_if_worse),
+        register_if_cancelled=bool(register_if_cancelled),
         kappa_override_reason=reason,
         kappa_override_by=by,
     )

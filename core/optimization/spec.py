@@ -105,6 +105,9 @@ class AlignmentSettings:
     register_if_worse: bool = False
     """Register the aligned judge even when it scores below the seed on the test split
     (verdict ``worse``); by default such a run registers nothing."""
+    register_if_cancelled: bool = False
+    """Register the best candidate found so far when the run is cancelled; by default a
+    cancelled run registers nothing (and says so)."""
     kappa_override_reason: str | None = None
     """Why the run goes ahead although reviewer agreement is below the criterion's
     minimum kappa (pre-flight's agreement gate); None: the gate applies."""
@@ -131,6 +134,7 @@ class AlignmentSettings:
             "embedding_model": self.embedding_model,
             "reviewers": ",".join(self.reviewers) or "all",
             "register_if_worse": str(self.register_if_worse).lower(),
+            "register_if_cancelled": str(self.register_if_cancelled).lower(),
             # Only when used, so the params of every other run stay as they were; MLflow
             # caps a param's value, the full reason is in the settings.
             **(

@@ -277,6 +277,11 @@ class SettingsBacked:
         return bool(self.settings.register_if_worse)
 
     @property
+    def register_if_cancelled(self) -> bool:
+        """The user's choice to register a cancelled run's best candidate."""
+        return bool(getattr(self.settings, "register_if_cancelled", False))
+
+    @property
     def reflection_model(self) -> str:
         """The reflection model."""
         return str(self.settings.reflection_model)
@@ -323,6 +328,11 @@ class OptimizationTask(Protocol):
     @property
     def register_if_worse(self) -> bool:
         """Register even when the verdict is ``worse`` (the user's explicit override)."""
+        ...
+
+    @property
+    def register_if_cancelled(self) -> bool:
+        """Register the best candidate of a cancelled run (off by default)."""
         ...
 
     @property

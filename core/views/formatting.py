@@ -130,6 +130,31 @@ def duration(seconds: float, digits: int = 1, *, approx: bool = False) -> str:
     return f"{seconds:.{digits}f} s"
 
 
+def tokens_and_cost(
+    tokens: float | None, cost_usd: float | None, calls: float | None = None
+) -> str:
+    """A run's usage as one line: ``"84 calls · 12,345 tokens · $0.0123"``.
+
+    A cost of None means no model of the run has a known price (the demo stand-ins, a local
+    server): it reads ``"price unknown"``, never ``$0``. Tokens None (nothing recorded yet)
+    read as the missing mark.
+
+    Args:
+        tokens: Prompt plus completion tokens.
+        cost_usd: Dollars, or None when unpriced.
+        calls: Model calls, shown first when given.
+    """
+    parts = []
+    if calls is not None:
+        parts.append(f"{int(calls):,} calls")
+    parts.append(MISSING if tokens is None else f"{int(tokens):,} tokens")
+    if cost_usd is None:
+        parts.append("price unknown")
+    else:
+        parts.append(f"${cost_usd:,.4f}" if cost_usd < 1 else f"${cost_usd:,.2f}")
+    return " · ".join(parts)
+
+
 def preview_text(preview: str | None) -> str:
     """A trace's request or response preview as the words a person reads.
 
