@@ -935,6 +935,65 @@ def _cmd_prompt_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- aliases of judges and prompts, with their history ----------------------------------
+
+
+def _alias_subject(args: argparse.Namespace) -> tuple[str, str]:
+    """``(experiment id, kind)`` of an ``alias`` command."""
+    from core.store.experiments import get_experiment
+
+    return get_experiment(args.experiment).experiment_id, "prompt" if args.prompt else "judge"
+
+
+def _alias_who(args: argparse.Namespace) -> str:
+    from core.optimization.alias_history import default_who
+
+    return (args.who or "").strip() or default_who()
+
+
+def _cmd_alias_set(args: argparse.Namespace) -> int:
+    from core.views.versions import set_alias
+
+    eid, kind = _alias_subject(args)
+    change = set_alias(eid, kind, args.name, args.alias, args.version, who=_alias_who(args))
+    was = "unset" if change.previous_version is None else f"v{change.previous_version}"
+    human = f"{kind} {args.name}: {change.alias} -> v{change.version} (was {was})."
+    _print(args, change.to_dict(), human)
+    return 0
+
+
+def _cmd_alias_rollback(args: argparse.Namespace) -> int:
+    from core.views.versions import rollback
+
+    eid, kind = _alias_subject(args)
+    change = rollback(eid, kind, args.name, args.alias, who=_alias_who(args))
+    human = (
+        f"{kind} {args.name}: rolled {change.alias} back to v{change.version}, its previous "
+        f"target (it pointed at v{change.previous_version})."
+    )
+    _print(args, change.to_dict(), human)
+    return 0
+
+
+def _cmd_alias_history(args: argparse.Namespace) -> int:
+    from core.optimization.alias_history import history
+
+    eid, kind = _alias_subject(args)
+    changes = history(eid, kind, args.name, args.alias)
+    if args.json:
+        # A list, newest first (what other tools read), not the usual one object.
+        print(json.dumps([c.to_dict() for c in changes]))
+        return 0
+    if not changes:
+        print(f"No recorded change of {args.alias!r} on {kind} {args.name!r}.")
+        return 0
+    for c in changes:
+        was = "unset" if c.previous_version is None else f"v{c.previous_version}"
+        run = f"\trun {c.run_id}" if c.run_id else ""
+        print(f"{c.when}\t{c.action}\tv{c.version}\t(was {was})\t{c.who}{run}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``alignboard`` command."""
     common = argparse.ArgumentParser(add_help=False)
@@ -1322,6 +1381,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", required=True)
     p.add_argument("--trace-id", action="append", required=True)
     p.add_argument("--version", type=int, help="MemAlign version to start from (default latest)")
+
+    alias = sub.add_parser("alias", help="aliases of judges (or prompts): set, roll back, history")
+    asub = alias.add_subparsers(dest="action", required=True)
+
+    def alias_common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--experiment", required=True, help="the experiment (holds the history)")
+        p.add_argument(
+            "--prompt",
+            action="store_true",
+            help="NAME is a prompt of MLflow's Prompt Registry, not a judge (its history is "
+            "kept in --experiment)",
+        )
+
+    who_help = "who makes the change, for the history (default: $USER)"
+    p = add("set", _cmd_alias_set, "point an alias at a version (recorded)", asub)
+    p.add_argument("name", metavar="JUDGE", help="the judge (or, with --prompt, the prompt)")
+    p.add_argument("version", metavar="VERSION", type=int)
+    p.add_argument("alias", metavar="ALIAS", help="e.g. production")
+    p.add_argument("--who", help=who_help)
+    alias_common(p)
+    p = add(
+        "rollback",
+        _cmd_alias_rollback,
+        "return an alias to its previous target in its history",
+        asub,
+        description="Return ALIAS to the version it pointed at before its current target, "
+        "per its recorded history (v1 -> v5 -> rollback = v1; again: whatever came before "
+        "v1). Refused when there is no history or nothing before.",
+    )
+    p.add_argument("name", metavar="JUDGE", help="the judge (or, with --prompt, the prompt)")
+    p.add_argument("alias", metavar="ALIAS")
+    p.add_argument("--who", help=who_help)
+    alias_common(p)
+    p = add(
+        "history",
+        _cmd_alias_history,
+        "an alias's recorded changes, newest first",
+        asub,
+        description="Every recorded change of ALIAS, newest first. With --json: one JSON "
+        "list, each entry with version, previous_version, action, who, when (ISO 8601) and "
+        "when_ms, run_id, kind, name, alias.",
+    )
+    p.add_argument("name", metavar="JUDGE", help="the judge (or, with --prompt, the prompt)")
+    p.add_argument("alias", metavar="ALIAS")
+    alias_common(p)
     return parser
 
 

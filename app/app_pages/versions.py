@@ -10,7 +10,6 @@ from streamlit.delta_generator import DeltaGenerator
 from app.components import charts, data, nav, prompt_outputs, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
-from core.store.prompts import set_prompt_alias
 from core.views.formatting import interval, number, percent, when_ms
 from core.views.optimize import DEMO_APP_NOTE
 from core.views.overview import DEMO_NOTE
@@ -18,11 +17,14 @@ from core.views.versions import (
     Metrics,
     VersionComparison,
     VersionSide,
+    alias_history_rows,
     alias_map,
+    delta_vs_seed,
     rollback,
-    rollback_targets,
+    rollback_plan,
     set_alias,
     side_html,
+    undo,
 )
 
 #: The alias applications deploy (promotion is always explicit, never a run's doing).
@@ -200,6 +202,7 @@ def _run(side: VersionSide) -> None:
         st.markdown(f"[Run `{side.run_id[:12]}`{status}]({side.run_link})")
     if side.run_name:
         st.text(side.run_name)
+    st.caption(f"Run usage: {side.usage}" if side.usage else "Run usage: none recorded.")
 
 
 def _metrics(side: VersionSide, key: str) -> None:
@@ -208,21 +211,19 @@ def _metrics(side: VersionSide, key: str) -> None:
         st.caption(f"No held-out metrics: {side.metrics_missing or 'none recorded'}.")
         return
     cols = st.columns(4)
+    seed_help = "Δ vs seed: against the seed judge (the run's start) on the same test split."
     cols[0].metric(
         "Accuracy",
         number(m.accuracy),
-        delta=None
-        if m.accuracy is None or m.baseline_accuracy is None
-        else round(m.accuracy - m.baseline_accuracy, 3),
-        help="Delta: against the seed judge on the same test split.",
+        delta=delta_vs_seed(m.accuracy, m.baseline_accuracy),
+        help=seed_help,
     )
     cols[0].caption(interval(m.accuracy_ci))
     cols[1].metric(
         "Cohen's kappa",
         number(m.cohen_kappa),
-        delta=None
-        if m.cohen_kappa is None or m.baseline_kappa is None
-        else round(m.cohen_kappa - m.baseline_kappa, 3),
+        delta=delta_vs_seed(m.cohen_kappa, m.baseline_kappa),
+        help=seed_help,
     )
     cols[1].caption(interval(m.cohen_kappa_ci))
     cols[2].metric("TPR", number(m.tpr))
@@ -316,7 +317,7 @@ else:
                         for head, v in (
                             (f"v{cmp.a.version}", r.a),
                             (f"v{cmp.b.version}", r.b),
-                            ("B - A", r.delta),
+                            (f"v{cmp.b.version} - v{cmp.a.version}", r.delta),
                         )
                     },
                 }
@@ -339,39 +340,44 @@ else:
     st.caption("No alias yet. Point `production` at the version you deploy.")
 
 
+#: Who the alias history names for a change made here (the sidebar's reviewer or login).
+WHO = ctx.reviewer or "dashboard user (no name in the sidebar)"
+
+
 def _set_alias() -> None:
     alias, version = ss["versions_alias_name"], ss["versions_alias_version"]
     try:
-        change = set_alias(ctx.experiment_id, subject.kind, subject.name, alias, version)
+        change = set_alias(ctx.experiment_id, subject.kind, subject.name, alias, version, who=WHO)
     except AlignboardError as exc:
         ss["versions_error"], ss["versions_flash"] = str(exc), None
         return
     data.after_alias()
-    was = "" if change.previous is None else f" (was v{change.previous})"
+    was = "" if change.previous_version is None else f" (was v{change.previous_version})"
     ss["versions_error"] = None
     ss["versions_flash"] = f"{change.alias} now points at v{change.version}{was}."
-    ss["versions_undo"] = (subject.kind, subject.name, change.alias, change.previous)
+    ss["versions_undo"] = (subject.kind, subject.name, change.alias, change.previous_version)
 
 
 def _rollback() -> None:
-    alias, target = ss["versions_rb_alias"], ss["versions_rb_target"]
+    alias = ss["versions_rb_alias"]
     try:
-        change = rollback(ctx.experiment_id, subject.kind, subject.name, alias, target)
+        change = rollback(ctx.experiment_id, subject.kind, subject.name, alias, who=WHO)
     except AlignboardError as exc:
         ss["versions_error"], ss["versions_flash"] = str(exc), None
         return
     data.after_alias()
     ss["versions_error"] = None
     ss["versions_flash"] = (
-        f"Rolled {change.alias} back to v{change.version}; it pointed at v{change.previous}."
+        f"Rolled {change.alias} back to v{change.version}, its previous target; it pointed "
+        f"at v{change.previous_version}."
     )
-    ss["versions_undo"] = (subject.kind, subject.name, change.alias, change.previous)
+    ss["versions_undo"] = (subject.kind, subject.name, change.alias, change.previous_version)
 
 
 def _undo() -> None:
     kind, name, alias, previous = ss["versions_undo"]
     try:
-        change = set_alias(ctx.experiment_id, kind, name, alias, previous)
+        change = undo(ctx.experiment_id, kind, name, alias, previous, who=WHO)
     except AlignboardError as exc:
         ss["versions_error"], ss["versions_flash"] = str(exc), None
         return
@@ -392,15 +398,17 @@ def _cancel_promote() -> None:
 
 def _promote() -> None:
     name, version = ss["versions_promote"]
-    previous = current.get(PRODUCTION)
     try:
-        set_prompt_alias(name, PRODUCTION, version)
+        change = set_alias(
+            ctx.experiment_id, "prompt", name, PRODUCTION, version, action="promote", who=WHO
+        )
     except AlignboardError as exc:
         ss["versions_error"], ss["versions_flash"] = str(exc), None
         return
     data.after_prompt_alias()
     ss["versions_promote"] = None
     ss["versions_error"] = None
+    previous = change.previous_version
     was = "" if previous is None else f" (was v{previous})"
     ss["versions_flash"] = f"{PRODUCTION} now points at v{version}{was}."
     ss["versions_undo"] = ("prompt", name, PRODUCTION, previous)
@@ -461,36 +469,58 @@ with set_col, st.form("versions_alias_form", border=True):
 with rb_col, st.container(border=True):
     st.markdown("**Roll back**")
     if not current:
-        st.caption("Set an alias first; roll back moves it to an earlier version.")
+        st.caption("Set an alias first; roll back returns it to its previous target.")
     else:
         alias = st.selectbox("Alias", sorted(current), key="versions_rb_alias")
-        targets = rollback_targets(summaries, alias)
-        if not targets:
-            st.caption(
-                f"{alias} is on v{current[alias]}, the earliest version: nothing to roll back to."
-            )
-        else:
-            if ss.get("versions_rb_target") not in targets:
-                ss["versions_rb_target"] = targets[0]
-            st.selectbox(
-                f"Move {alias} (now v{current[alias]}) back to",
-                targets,
-                key="versions_rb_target",
-                format_func=_version_label,
-            )
-            st.button(
-                "Roll back", key="versions_rollback", on_click=_rollback, icon=":material/undo:"
-            )
+        # Per the alias history: where it pointed before its current target (never merely
+        # "an earlier version"); refused, with the reason, when the history says nothing.
+        plan = rollback_plan(ctx.experiment_id, subject.kind, subject.name, alias)
+        st.button(
+            plan.label,
+            key="versions_rollback",
+            on_click=_rollback,
+            disabled=plan.target is None,
+            icon=":material/undo:",
+            help=plan.reason
+            or f"Moves {alias} from v{plan.current} back to v{plan.target}, where it pointed "
+            "before.",
+        )
+        if plan.reason:
+            st.caption(plan.reason)
 
 if ss["versions_error"]:
     st.error(ss["versions_error"])
 elif ss["versions_flash"]:
     st.success(ss["versions_flash"])
-undo = ss["versions_undo"]
-if undo and undo[:2] == (subject.kind, subject.name) and undo[3] is not None:
+pending_undo = ss["versions_undo"]
+if (
+    pending_undo
+    and pending_undo[:2] == (subject.kind, subject.name)
+    and pending_undo[3] is not None
+):
     st.button(
-        f"Undo: move {undo[2]} back to v{undo[3]}",
+        f"Undo: move {pending_undo[2]} back to v{pending_undo[3]}",
         key="versions_undo_button",
         on_click=_undo,
         icon=":material/history:",
+    )
+
+# ---- alias history -----------------------------------------------------------------------
+st.subheader("Alias history")
+history_rows = alias_history_rows(ctx.experiment_id, subject.kind, subject.name)
+if history_rows:
+    st.dataframe(
+        history_rows,
+        hide_index=True,
+        key="versions_history_table",
+        column_config={
+            "run": st.column_config.LinkColumn("run", display_text="Run explorer"),
+        },
+    )
+else:
+    st.caption("No alias change recorded yet: setting, promoting or rolling back adds one.")
+if subject.kind == "prompt":
+    st.caption(
+        "Prompts live in MLflow's workspace-wide registry; their alias history is kept in "
+        "this experiment (the changes made from it)."
     )

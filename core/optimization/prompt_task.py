@@ -730,7 +730,8 @@ class PromptRegistrar:
     ) -> int | None:
         """Register the best prompt(s); return the first prompt's new version (None when no
         template changed: an identical version would only add noise to the registry)."""
-        from core.store.prompts import register_prompt, set_prompt_alias
+        from core.optimization import alias_history
+        from core.store.prompts import register_prompt
 
         s = self.settings
         seed, best = self.task.seed_candidate(), self.task.best(outcome)
@@ -762,7 +763,15 @@ class PromptRegistrar:
                 tags={**tags, VERSION_TAG_BASE: str(p.version)},
             )
             if s.alias:
-                set_prompt_alias(p.name, s.alias, info.version)
+                # Through the alias history, so the Versions page and the CLI can roll back.
+                alias_history.set_prompt_alias(
+                    s.experiment_id,
+                    p.name,
+                    s.alias,
+                    info.version,
+                    who=f"alignboard (run {recorder.run_id})",
+                    run_id=recorder.run_id,
+                )
             self.last_versions[p.name] = info.version
             if p.name == s.prompt.name:
                 first = info.version

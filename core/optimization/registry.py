@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.errors import NotFoundError, ValidationError
+from core.optimization import alias_history
 from core.store import config
 
 TAG_PREFIX = "alignboard.judge."
@@ -234,17 +235,40 @@ def load_version(experiment_id: str, name: str, version: int | None = None) -> A
         raise
 
 
-def _check_version(experiment_id: str, name: str, version: int) -> None:
-    known = {jv.version for jv in list_versions(experiment_id, name)}
-    if int(version) not in known:
+def _check_version(experiment_id: str, name: str, version: int) -> JudgeVersion:
+    found = {jv.version: jv for jv in list_versions(experiment_id, name)}
+    if int(version) not in found:
         raise NotFoundError(
             f"Judge {name!r} has no version {version}; registered versions: "
-            f"{sorted(known) or 'none'}."
+            f"{sorted(found) or 'none'}."
         )
+    return found[int(version)]
 
 
-def set_alias(experiment_id: str, name: str, alias: str, version: int) -> None:
-    """Point ``alias`` (e.g. ``production``) at ``version`` of judge ``name``.
+def set_alias(
+    experiment_id: str,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    action: str = "set",
+    who: str | None = None,
+) -> alias_history.AliasChange:
+    """Point ``alias`` (e.g. ``production``) at ``version`` of judge ``name``, and record the
+    change in the alias history (:mod:`core.optimization.alias_history`): every judge alias
+    write goes through here. The alias is an experiment tag because MLflow 3.17's scorer
+    registry has no aliases.
+
+    Args:
+        experiment_id: The judge's experiment.
+        name: The judge's name.
+        alias: A simple word, e.g. ``production``.
+        version: The version it moves to.
+        action: What the history calls it: ``set``, ``promote``, ``rollback``, ``undo``.
+        who: Who moved it (default: the process's user).
+
+    Returns:
+        The recorded change (``previous_version`` is where it pointed before, for an undo).
 
     Raises:
         ValidationError: alias is not a simple word (letters, digits, ``_``, ``-``).
@@ -254,8 +278,20 @@ def set_alias(experiment_id: str, name: str, alias: str, version: int) -> None:
         raise ValidationError(
             f"Alias {alias!r} must start with a letter and use only letters, digits, _ or -."
         )
-    _check_version(experiment_id, name, version)
+    target = _check_version(experiment_id, name, version)
+    previous = get_alias(experiment_id, name, alias)
     _client().set_experiment_tag(str(experiment_id), alias_tag(name, alias), str(int(version)))
+    return alias_history.record_change(
+        str(experiment_id),
+        "judge",
+        name,
+        alias,
+        int(version),
+        previous,
+        action,
+        who=who,
+        run_id=target.run_id,
+    )
 
 
 def get_alias(experiment_id: str, name: str, alias: str) -> int | None:
@@ -263,15 +299,25 @@ def get_alias(experiment_id: str, name: str, alias: str) -> int | None:
     return _aliases(_tags(experiment_id), name).get(alias)
 
 
-def rollback(experiment_id: str, name: str, alias: str, to_version: int) -> int | None:
-    """Move ``alias`` back (or anywhere) to ``to_version``.
+def rollback(
+    experiment_id: str, name: str, alias: str, *, who: str | None = None
+) -> alias_history.AliasChange:
+    """Return ``alias`` to the target it had before its current one, per its history.
+
+    v1 -> v5 -> roll back = v1; rolling back again goes to whatever was before v1.
 
     Returns:
-        The version the alias pointed at before (None if it was not set), for an undo.
+        The recorded change (``previous_version``: where it pointed, for an undo).
+
+    Raises:
+        ValidationError: the alias is unset, has no history, or nothing came before
+            (:func:`core.optimization.alias_history.rollback_target` says which).
     """
-    previous = get_alias(experiment_id, name, alias)
-    set_alias(experiment_id, name, alias, to_version)
-    return previous
+    changes = alias_history.history(str(experiment_id), "judge", name, alias)
+    target = alias_history.rollback_target(
+        changes, get_alias(experiment_id, name, alias), f"Alias {alias!r} of judge {name!r}"
+    )
+    return set_alias(experiment_id, name, alias, target, action="rollback", who=who)
 
 
 def list_judges(experiment_id: str) -> dict[str, int]:

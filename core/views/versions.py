@@ -11,7 +11,12 @@ per-scorer held-out scores with intervals and both versions' outputs side by sid
 (``VersionComparison.prompt_pair``).
 
 Aliases (e.g. ``production``) live in MLflow: experiment tags for judges (see
-:mod:`core.optimization.registry`), MLflow's own prompt aliases for prompts.
+:mod:`core.optimization.registry`), MLflow's own prompt aliases for prompts. Every change
+is recorded in the alias history (:mod:`core.optimization.alias_history`), and "Roll back"
+returns an alias to its previous target in that history.
+
+Metric deltas are against the seed: the producing run's ``before`` report (the judge it
+started from, on the same test split), labelled "vs seed" wherever they are shown.
 """
 
 from __future__ import annotations
@@ -21,30 +26,37 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from core.errors import NotFoundError, ValidationError
-from core.optimization import record, registry
+from core.optimization import alias_history, record, registry
 from core.optimization import recorder as rec
+from core.optimization.alias_history import AliasChange
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_html, diff_stats, word_diff
+from core.views.formatting import tokens_and_cost, when_ms
 from core.views.prompt_runs import VERSION_TAG_RUN, PromptPair, compare_prompt_versions
 from core.views.runs import MetricRow
 
 __all__ = [
     "AliasChange",
     "Metrics",
+    "RollbackPlan",
     "Subject",
     "VersionComparison",
     "VersionSide",
     "VersionSummary",
+    "alias_history_rows",
     "alias_map",
     "compare_versions",
+    "delta_vs_seed",
     "list_aliases",
     "list_subjects",
     "list_version_summaries",
     "rollback",
-    "rollback_targets",
+    "rollback_plan",
     "run_explorer_link",
     "set_alias",
     "side_html",
+    "undo",
+    "usage_line",
 ]
 
 Kind = Literal["judge", "prompt"]
@@ -159,6 +171,9 @@ class VersionSide:
     """Held-out metrics, None when no run recorded any."""
     metrics_missing: str | None = None
     """Why there are no metrics (shown instead of them)."""
+    usage: str | None = None
+    """The producing run's model calls, tokens and cost (``formatting.tokens_and_cost``:
+    "price unknown" when unpriced), None when the run recorded no usage."""
 
     @property
     def run_link(self) -> str | None:
@@ -224,14 +239,23 @@ class VersionComparison:
 
 
 @dataclass(frozen=True)
-class AliasChange:
-    """What an alias write did, with what an undo needs."""
+class RollbackPlan:
+    """Where "Roll back" would move an alias, or why it cannot."""
 
     alias: str
-    version: int
-    """Where the alias points now."""
-    previous: int | None
-    """Where it pointed before (None: it was not set)."""
+    current: int | None
+    """Where the alias points now (None: unset)."""
+    target: int | None
+    """Its previous target per history (None: no roll back possible)."""
+    reason: str | None = None
+    """Why there is no target (shown next to the disabled button)."""
+
+    @property
+    def label(self) -> str:
+        """The button's words: ``Roll back production to v1 (its previous target)``."""
+        if self.target is None:
+            return f"Roll back {self.alias}"
+        return f"Roll back {self.alias} to v{self.target} (its previous target)"
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -322,15 +346,36 @@ def _run_report(run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     return dict(data.after), before, None
 
 
-def _run_info(run_id: str | None) -> tuple[str | None, str | None]:
+def _run_info(run_id: str | None) -> tuple[str | None, str | None, str | None]:
+    """The run's name, status and usage line (None for what is unknown)."""
     if not run_id:
-        return None, None
+        return None, None, None
     try:
         run = _client().get_run(run_id)
     except Exception:
-        return None, None
+        return None, None, None
     status = run.data.tags.get(rec.TAG_STATUS) or run.info.status
-    return run.info.run_name, status
+    return run.info.run_name, status, usage_line(run.data.metrics)
+
+
+def usage_line(metrics: dict[str, float]) -> str | None:
+    """A run's totals (``tokens_total``, ``cost_usd``, ``llm_calls_total``) as one line.
+
+    None when the run logged neither tokens nor calls (older runs); a run without
+    ``cost_usd`` had no priced model and reads "price unknown", never $0.
+    """
+    tokens, calls = metrics.get("tokens_total"), metrics.get("llm_calls_total")
+    if tokens is None and calls is None:
+        return None
+    return tokens_and_cost(tokens, metrics.get("cost_usd"), calls)
+
+
+def delta_vs_seed(value: float | None, seed: float | None, digits: int = 3) -> str | None:
+    """``"+0.120 vs seed"``: a version's metric minus the seed judge's on the same test
+    split (None when either is unknown). The sign leads, so a dashboard colours it."""
+    if value is None or seed is None:
+        return None
+    return f"{round(value - seed, digits):+.{digits}f} vs seed"
 
 
 def _registration_metrics(test: dict[str, float]) -> Metrics | None:
@@ -448,7 +493,7 @@ def _judge_side(experiment_id: str, name: str, version: int) -> VersionSide:
         missing = "registered outside an alignment run"
     if metrics is None:
         metrics = _registration_metrics(jv.test_metrics)
-    run_name, run_status = _run_info(jv.run_id)
+    run_name, run_status, usage = _run_info(jv.run_id)
     return VersionSide(
         kind="judge",
         name=name,
@@ -462,6 +507,7 @@ def _judge_side(experiment_id: str, name: str, version: int) -> VersionSide:
         aliases=jv.aliases,
         metrics=metrics,
         metrics_missing=None if metrics else missing,
+        usage=usage,
     )
 
 
@@ -512,7 +558,7 @@ def _prompt_side(experiment_id: str, name: str, version: int) -> VersionSide:
             after, before, missing = _run_report(run_id)
             if after:
                 metrics = metrics_from_report(after, experiment_id, None, before)
-    run_name, run_status = _run_info(run_id)
+    run_name, run_status, usage = _run_info(run_id)
     return VersionSide(
         kind="prompt",
         name=name,
@@ -527,6 +573,7 @@ def _prompt_side(experiment_id: str, name: str, version: int) -> VersionSide:
         note=pv.commit_message,
         metrics=metrics,
         metrics_missing=None if metrics else missing,
+        usage=usage,
     )
 
 
@@ -574,14 +621,33 @@ def compare_versions(
 def _current(experiment_id: str, kind: str, name: str, alias: str) -> int | None:
     if kind == "judge":
         return registry.get_alias(experiment_id, name, alias)
-    return _prompt_aliases(name).get(alias)
+    return alias_history.prompt_alias_target(name, alias)
 
 
-def set_alias(experiment_id: str, kind: str, name: str, alias: str, version: int) -> AliasChange:
-    """Point ``alias`` at ``version`` (judge: alignboard's alias tags; prompt: MLflow's).
+def set_alias(
+    experiment_id: str,
+    kind: str,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    action: str = "set",
+    who: str | None = None,
+) -> AliasChange:
+    """Point ``alias`` at ``version`` (judge: alignboard's alias tags; prompt: MLflow's
+    native prompt alias) and record the change in the alias history.
+
+    Args:
+        experiment_id: The experiment worked in (holds the history, prompts' too).
+        kind: ``judge`` or ``prompt``.
+        name: Registered name.
+        alias: A simple word, e.g. ``production``.
+        version: The version it moves to.
+        action: ``set``, ``promote``, ``rollback`` or ``undo`` (as the history shows it).
+        who: Who did it (the dashboard's user; default: the process's user).
 
     Returns:
-        The change, with the version the alias pointed at before (for an undo).
+        The recorded change, with the version the alias pointed at before (for an undo).
 
     Raises:
         ValidationError: the alias is not a simple word.
@@ -589,20 +655,22 @@ def set_alias(experiment_id: str, kind: str, name: str, alias: str, version: int
     """
     _check_kind(kind)
     alias = (alias or "").strip()
-    previous = _current(experiment_id, kind, name, alias) if alias else None
     if kind == "judge":
-        registry.set_alias(experiment_id, name, alias, int(version))
-    else:
-        import mlflow
+        return registry.set_alias(experiment_id, name, alias, int(version), action=action, who=who)
+    if not registry.ALIAS_PATTERN.match(alias):
+        raise ValidationError(
+            f"Alias {alias!r} must start with a letter and use only letters, digits, _ or -."
+        )
+    return alias_history.set_prompt_alias(
+        experiment_id, name, alias, int(version), action=action, who=who
+    )
 
-        if not registry.ALIAS_PATTERN.match(alias):
-            raise ValidationError(
-                f"Alias {alias!r} must start with a letter and use only letters, digits, _ or -."
-            )
-        if int(version) not in {v.version for v in list_version_summaries("", kind, name)}:
-            raise NotFoundError(f"Prompt {name!r} has no version {version}.")
-        mlflow.genai.set_prompt_alias(name, alias, int(version))
-    return AliasChange(alias, int(version), previous)
+
+def undo(
+    experiment_id: str, kind: str, name: str, alias: str, version: int, *, who: str | None = None
+) -> AliasChange:
+    """Undo the last change: put ``alias`` back on ``version`` (recorded as ``undo``)."""
+    return set_alias(experiment_id, kind, name, alias, version, action="undo", who=who)
 
 
 def alias_map(summaries: list[VersionSummary]) -> dict[str, int]:
@@ -610,32 +678,61 @@ def alias_map(summaries: list[VersionSummary]) -> dict[str, int]:
     return dict(sorted((a, s.version) for s in summaries for a in s.aliases))
 
 
-def rollback_targets(summaries: list[VersionSummary], alias: str) -> list[int]:
-    """Versions older than the one ``alias`` points at, newest first (empty if unset)."""
-    current = alias_map(summaries).get(alias)
-    if current is None:
-        return []
-    return sorted((s.version for s in summaries if s.version < current), reverse=True)
+def _label(kind: str, name: str, alias: str) -> str:
+    return f"Alias {alias!r} of {kind} {name!r}"
 
 
-def rollback(experiment_id: str, kind: str, name: str, alias: str, to_version: int) -> AliasChange:
-    """Move ``alias`` back to an earlier ``to_version``.
+def rollback_plan(experiment_id: str, kind: str, name: str, alias: str) -> RollbackPlan:
+    """Where "Roll back" would move ``alias``: its previous target per history, or why not.
 
-    Returns:
-        The change; ``previous`` is the version to restore for an undo.
-
-    Raises:
-        ValidationError: the alias is not set, or ``to_version`` is not earlier.
+    The reason is the refusal :func:`rollback` would raise (no history, nothing before,
+    moved outside alignboard).
     """
     _check_kind(kind)
     current = _current(experiment_id, kind, name, alias)
-    if current is None:
-        raise ValidationError(
-            f"Alias {alias!r} is not set on {kind} {name!r}; set it on a version first."
-        )
-    if int(to_version) >= current:
-        raise ValidationError(
-            f"Roll back moves {alias!r} to an earlier version than v{current}; "
-            f"v{to_version} is not earlier. Use set alias to move it forward."
-        )
-    return set_alias(experiment_id, kind, name, alias, int(to_version))
+    changes = alias_history.history(experiment_id, kind, name, alias)
+    try:
+        target = alias_history.rollback_target(changes, current, _label(kind, name, alias))
+    except ValidationError as exc:
+        return RollbackPlan(alias, current, None, str(exc))
+    return RollbackPlan(alias, current, target)
+
+
+def rollback(
+    experiment_id: str, kind: str, name: str, alias: str, *, who: str | None = None
+) -> AliasChange:
+    """Return ``alias`` to the target it had before its current one, per its history
+    (v1 -> v5 -> roll back = v1; again: whatever was before v1, or refused).
+
+    Returns:
+        The recorded change; ``previous_version`` is the version to restore for an undo.
+
+    Raises:
+        ValidationError: the alias is not set, has no history, or nothing came before.
+    """
+    plan = rollback_plan(experiment_id, kind, name, alias)
+    if plan.target is None:
+        raise ValidationError(plan.reason or f"{_label(kind, name, alias)} cannot roll back.")
+    return set_alias(experiment_id, kind, name, alias, plan.target, action="rollback", who=who)
+
+
+def alias_history_rows(experiment_id: str, kind: str, name: str) -> list[dict[str, Any]]:
+    """The alias history of a judge or prompt as table rows, newest first.
+
+    Each row: ``when`` (local time, seconds), ``action``, ``alias``, ``version``,
+    ``previous`` ("unset" when it was not set), ``who`` and ``run`` (a Run explorer link,
+    None when the run is unknown). Prompts: the changes made from this experiment.
+    """
+    _check_kind(kind)
+    return [
+        {
+            "when": when_ms(c.when_ms, seconds=True),
+            "action": c.action,
+            "alias": c.alias,
+            "version": f"v{c.version}",
+            "previous": "unset" if c.previous_version is None else f"v{c.previous_version}",
+            "who": c.who,
+            "run": run_explorer_link(c.run_id) if c.run_id else None,
+        }
+        for c in alias_history.history(experiment_id, kind, name)
+    ]

@@ -67,8 +67,10 @@ def test_aliases_point_move_and_roll_back(experiment):
     assert registry.get_alias(eid, "helpful", "production") == 3
     assert registry.list_versions(eid, "helpful")[2].aliases == ("production", "staging")
 
-    previous = registry.rollback(eid, "helpful", "production", 1)
-    assert previous == 3
+    registry.set_alias(eid, "helpful", "production", 1)
+    registry.set_alias(eid, "helpful", "production", 2)
+    back = registry.rollback(eid, "helpful", "production")  # to its previous target
+    assert (back.version, back.previous_version) == (1, 2)
     assert registry.get_alias(eid, "helpful", "production") == 1
     by_version = {v.version: v.aliases for v in registry.list_versions(eid, "helpful")}
     assert by_version == {1: ("production",), 2: (), 3: ("staging",)}

@@ -13,16 +13,19 @@ from core.optimization.engine import run_alignment
 from core.optimization.mlflow_judge import seed_judge
 from core.views.diffs import DiffOp
 from core.views.versions import (
+    alias_history_rows,
     alias_map,
     compare_versions,
+    delta_vs_seed,
     list_aliases,
     list_subjects,
     list_version_summaries,
     rollback,
-    rollback_targets,
+    rollback_plan,
     run_explorer_link,
     set_alias,
     side_html,
+    usage_line,
 )
 from tests.optimization.demo_examples import CRITERION, demo_settings
 
@@ -100,30 +103,53 @@ def test_subjects_and_version_summaries(two_versions):
 def test_set_alias_then_roll_back_with_the_previous_version_for_undo(two_versions):
     eid, result, v2 = two_versions
     v1 = result.judge_version
-    first = set_alias(eid, "judge", CRITERION, "production", v2)
-    assert (first.version, first.previous) == (v2, None)
+    first = set_alias(eid, "judge", CRITERION, "production", v1, who="ann")
+    assert (first.version, first.previous_version) == (v1, None)
+    second = set_alias(eid, "judge", CRITERION, "production", v2, who="bob")
+    assert (second.version, second.previous_version) == (v2, v1)
     assert registry.get_alias(eid, CRITERION, "production") == v2
 
     summaries = list_version_summaries(eid, "judge", CRITERION)
     assert alias_map(summaries) == {"production": v2}
-    assert rollback_targets(summaries, "production") == [v1]
-    assert rollback_targets(summaries, "staging") == []
+    plan = rollback_plan(eid, "judge", CRITERION, "production")
+    assert (plan.current, plan.target) == (v2, v1)
+    assert plan.label == f"Roll back production to v{v1} (its previous target)"
+    assert "not set" in (rollback_plan(eid, "judge", CRITERION, "staging").reason or "")
 
-    back = rollback(eid, "judge", CRITERION, "production", v1)
-    assert (back.version, back.previous) == (v1, v2)
+    back = rollback(eid, "judge", CRITERION, "production", who="cy")
+    assert (back.version, back.previous_version, back.action) == (v1, v2, "rollback")
     assert registry.get_alias(eid, CRITERION, "production") == v1
     assert list_aliases(eid, "judge", CRITERION) == {"production": v1}
     cmp = compare_versions(eid, "judge", CRITERION, v1, v2)
     assert cmp.a.aliases == ("production",) and cmp.b.aliases == ()
+    # The history as the page shows it: newest first, who, the producing run's link.
+    rows = alias_history_rows(eid, "judge", CRITERION)
+    assert [(r["action"], r["version"], r["previous"], r["who"]) for r in rows] == [
+        ("rollback", f"v{v1}", f"v{v2}", "cy"),
+        ("set", f"v{v2}", f"v{v1}", "bob"),
+        ("set", f"v{v1}", "unset", "ann"),
+    ]
+    assert rows[0]["run"] == run_explorer_link(result.run_id) and rows[1]["run"] is None
 
-    with pytest.raises(ValidationError, match="earlier"):
-        rollback(eid, "judge", CRITERION, "production", v2)
+    with pytest.raises(ValidationError, match="no previous target"):
+        rollback(eid, "judge", CRITERION, "production")
     with pytest.raises(ValidationError, match="not set"):
-        rollback(eid, "judge", CRITERION, "staging", v1)
+        rollback(eid, "judge", CRITERION, "staging")
     with pytest.raises(ValidationError, match="must start with a letter"):
         set_alias(eid, "judge", CRITERION, "bad alias!", v1)
     with pytest.raises(NotFoundError):
         compare_versions(eid, "judge", CRITERION, v1, 99)
+
+
+def test_deltas_say_vs_seed_and_usage_reads_price_unknown():
+    assert delta_vs_seed(0.82, 0.7) == "+0.120 vs seed"
+    assert delta_vs_seed(0.5, 0.75) == "-0.250 vs seed"
+    assert delta_vs_seed(None, 0.7) is None
+    assert usage_line({}) is None
+    assert usage_line({"tokens_total": 12345, "llm_calls_total": 84}) == (
+        "84 calls · 12,345 tokens · price unknown"
+    )
+    assert "$0.0123" in (usage_line({"tokens_total": 10, "cost_usd": 0.0123}) or "")
 
 
 def test_prompt_versions_compare_with_metrics_only_when_a_run_links_them(demo_store):
@@ -148,10 +174,11 @@ def test_prompt_versions_compare_with_metrics_only_when_a_run_links_them(demo_st
     assert cmp.b.metrics.accuracy == pytest.approx(result.test_accuracy_after)
     assert cmp.a.metrics is None
 
+    set_alias(demo_store, "prompt", "support-reply", "production", p1.version)
     change = set_alias(demo_store, "prompt", "support-reply", "production", p2.version)
-    assert change.previous is None
-    back = rollback(demo_store, "prompt", "support-reply", "production", p1.version)
-    assert back.previous == p2.version
+    assert change.previous_version == p1.version
+    back = rollback(demo_store, "prompt", "support-reply", "production")
+    assert (back.version, back.previous_version) == (p1.version, p2.version)
     assert (
         mlflow.MlflowClient().get_prompt_version_by_alias("support-reply", "production").version
         == 1
