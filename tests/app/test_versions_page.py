@@ -68,27 +68,100 @@ def test_versions_page_compares_two_versions_side_by_side(versions):
     assert [m.label for m in at.metric][:2] == ["Accuracy", "Cohen's kappa"]
 
 
+def _history(at: AppTest):
+    """The alias history table (a read-only st.dataframe carries no key in AppTest)."""
+    return next(d.value for d in at.dataframe if "action" in d.value.columns)
+
+
 def test_alias_set_and_rollback_through_the_page(versions):
     eid, v1, v2, _ = versions
     at = _page()
-    at.text_input(key="versions_alias_name").set_value("production")
-    at.selectbox(key="versions_alias_version").set_value(v2)
-    _button(at, "Set alias").click()
-    at.run()
-    _ok(at)
+    for version in (v1, v2):
+        at.text_input(key="versions_alias_name").set_value("production")
+        at.selectbox(key="versions_alias_version").set_value(version)
+        _button(at, "Set alias").click()
+        at.run()
+        _ok(at)
     assert registry.get_alias(eid, CRITERION, "production") == v2
-    assert "production now points at v2" in at.success[0].value
+    assert f"production now points at v{v2} (was v{v1})" in at.success[0].value
 
-    assert at.selectbox(key="versions_rb_target").value == v1
-    at.button(key="versions_rollback").click().run()
+    rb = at.button(key="versions_rollback")
+    assert rb.label == f"Roll back production to v{v1} (its previous target)"
+    rb.click().run()
     _ok(at)
     assert registry.get_alias(eid, CRITERION, "production") == v1
-    assert "it pointed at v2" in at.success[0].value
+    assert f"it pointed at v{v2}" in at.success[0].value
+    # Nothing before v1: the button is disabled and says why.
+    assert at.button(key="versions_rollback").disabled
+    assert any("no previous target" in c.value for c in at.caption)
 
-    # Undo puts the alias back where it was before the roll back.
+    # Undo puts the alias back where it was before the roll back, recorded as "undo".
     at.button(key="versions_undo_button").click().run()
     _ok(at)
     assert registry.get_alias(eid, CRITERION, "production") == v2
+    history = _history(at)
+    assert list(history["action"]) == ["undo", "rollback", "set", "set"]
+    assert set(history["who"]) == {"maria.chen"}
+
+
+@pytest.fixture
+def five_versions(demo_store):
+    """Five hand-registered demo judge versions with registration metrics (seed: 0.6)."""
+    base = demo_settings(demo_store, "gepa").judge
+    for i in range(1, 6):
+        judge = seed_judge(base.with_instructions(base.instructions + f"\n- Variant {i}."))
+        registry.register_version(
+            judge,
+            demo_store,
+            run_id=None,
+            test_metrics={
+                "test_accuracy_after": 0.6 + i / 20,
+                "test_accuracy_before": 0.6,
+                "test_kappa_after": 0.2 + i / 10,
+                "test_kappa_before": 0.2,
+                "test_size": 20,
+            },
+        )
+    return demo_store
+
+
+def test_v1_then_v5_then_roll_back_is_v1_with_its_history(five_versions):
+    eid = five_versions
+    at = _page()
+    for version in (1, 5):
+        at.text_input(key="versions_alias_name").set_value("production")
+        at.selectbox(key="versions_alias_version").set_value(version)
+        _button(at, "Set alias").click()
+        at.run()
+        _ok(at)
+    assert registry.get_alias(eid, CRITERION, "production") == 5
+    rb = at.button(key="versions_rollback")
+    assert rb.label == "Roll back production to v1 (its previous target)"  # never v4
+    rb.click().run()
+    _ok(at)
+    assert registry.get_alias(eid, CRITERION, "production") == 1
+
+    history = _history(at)
+    assert len(history) == 3
+    assert list(history["action"]) == ["rollback", "set", "set"]  # newest first
+    assert list(history["version"]) == ["v1", "v5", "v1"]
+    assert list(history["previous"]) == ["v5", "v1", "unset"]
+    assert list(history["who"]) == ["maria.chen"] * 3
+
+    # Deltas say what they compare: the seed judge on the same test split.
+    deltas = [m.proto.delta for m in at.metric if m.label in ("Accuracy", "Cohen's kappa")]
+    assert deltas and all(d.endswith(" vs seed") for d in deltas), deltas
+    assert "+0.250 vs seed" in deltas  # v5's accuracy 0.85 against the seed's 0.60
+    # These versions came from no run: no usage to show, and it says so.
+    assert any(c.value == "Not produced by a run." for c in at.caption)
+
+
+def test_versions_page_shows_the_producing_runs_usage(versions):
+    at = _page()
+    _ok(at)
+    usage = [c.value for c in at.caption if c.value.startswith("Run usage:")]
+    # v1 came from a demo run: the stand-in models have no price.
+    assert usage and "tokens" in usage[0] and "price unknown" in usage[0], usage
 
 
 def test_versions_page_without_any_judge_says_how_to_get_one(experiment):
