@@ -159,7 +159,18 @@ def _versions(page, dashboard, run_id: str) -> None:
     assert link.count() >= 1
     screenshot(page, "08-versions")
 
-    # Alias on the latest version, then roll it back to the aligned one.
+    # Alias on the aligned version, then on the latest; roll back returns it to the aligned
+    # one (its previous target in the alias history).
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="On version")
+    box.locator("input").click()
+    page.keyboard.type(f"v{latest.version}")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Set alias").click()
+    page.get_by_text(f"production now points at v{latest.version}").wait_for()
+    wait_idle(page)
+    box.locator("input").click()
+    page.keyboard.type(f"v{new}")
+    page.keyboard.press("Enter")
     page.get_by_role("button", name="Set alias").click()
     page.get_by_text(f"production now points at v{new}").wait_for()
     assert registry.get_alias(eid, CRITERION, "production") == new

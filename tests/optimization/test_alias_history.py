@@ -208,3 +208,24 @@ def test_prompt_rollback_is_what_mlflow_loads_at_production(experiment):
     assert all(json.loads(v)["kind"] == "prompt" for v in _history_tags(eid).values())
     with pytest.raises(ValidationError, match="no previous target"):
         rollback(eid, "prompt", "support", "production")
+
+
+def test_a_prompt_optimization_records_the_alias_it_sets_at_registration(prompt_demo):
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.prompt_preflight import build_prompt_settings
+
+    s = build_prompt_settings(
+        prompt_demo,
+        prompts=["northwind-support"],
+        dataset="dataset:northwind-messages",
+        task_model="demo:/app",
+        judges=["support_quality@production"],
+        reflection_model="demo:/reflect",
+        max_metric_calls=150,
+    )
+    result = run_prompt_optimization(s)
+    assert result.prompt_version == 2 and result.alias == "candidate"
+    assert mlflow.genai.load_prompt("prompts:/northwind-support@candidate").version == 2
+    (entry,) = alias_history.history(prompt_demo, "prompt", "northwind-support", "candidate")
+    assert (entry.action, entry.version, entry.previous_version) == ("set", 2, None)
+    assert entry.who == f"alignboard (run {result.run_id})" and entry.run_id == result.run_id
