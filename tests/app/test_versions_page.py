@@ -169,3 +169,33 @@ def test_versions_page_without_any_judge_says_how_to_get_one(experiment):
     at = _page()
     _ok(at)
     assert "No judge or prompt is registered yet" in at.info[0].value
+
+
+def test_promote_a_prompt_then_roll_back_records_both(prompt_demo):
+    import mlflow
+
+    from core.store.prompts import register_prompt
+
+    # The demo seed put production on v1 before any history existed.
+    register_prompt("northwind-support", "Answer briefly, never promise refunds.\n\n{{ message }}")
+    at = _page()
+    label = next(o for o in at.selectbox(key="versions_subject").options if "prompt:" in o)
+    at.selectbox(key="versions_subject").set_value(label).run()
+    _ok(at)
+    assert at.button(key="versions_rollback").disabled  # no history: refused, not guessed
+    assert any("no recorded history" in c.value for c in at.caption)
+
+    at.button(key="versions_promote_ask").click().run()
+    at.button(key="versions_promote_confirm").click().run()
+    _ok(at)
+    assert mlflow.genai.load_prompt("prompts:/northwind-support@production").version == 2
+    # The promotion knows what production was (v1), so roll back has a target.
+    rb = at.button(key="versions_rollback")
+    assert rb.label == "Roll back production to v1 (its previous target)"
+    rb.click().run()
+    _ok(at)
+    assert mlflow.genai.load_prompt("prompts:/northwind-support@production").version == 1
+    history = _history(at)
+    assert list(history["action"]) == ["rollback", "promote"]
+    assert list(history["previous"]) == ["v2", "v1"]
+    assert list(history["who"]) == ["maria.chen", "maria.chen"]
