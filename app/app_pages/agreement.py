@@ -132,9 +132,13 @@ choices = raters(ratings)
 pair = default_pair(ratings, split)
 # The heading names what is compared now: the pickers' current values (kept in session
 # state from the last run) or, on first view, the default pair.
-_now = (ss.get("agree_reference"), ss.get("agree_predicted"))
-if _now[0] in choices and _now[1] in choices:
-    heading = pair_heading(*_now)
+_ref_now, _pred_now = ss.get("agree_reference"), ss.get("agree_predicted")
+if (
+    isinstance(_ref_now, Rater)
+    and isinstance(_pred_now, Rater)
+    and {_ref_now, _pred_now} <= set(choices)
+):
+    heading = pair_heading(_ref_now, _pred_now)
 else:
     heading = pair.heading if pair is not None else JUDGE_VS_HUMANS
 st.subheader(heading)

@@ -477,8 +477,7 @@ _FLIP_GROUPS = (
 
 def _show_flips(flips: Flips) -> None:
     """Which held-out examples the alignment changed, with every rationale as text."""
-    st.markdown("**Held-out changes**")
-    st.markdown(flips.summary + ".")
+    st.markdown(f"**{flips.summary}.**")
     if not flips.recorded:
         st.caption(f"This run's record keeps the verdicts but not the rationales: {NOT_RECORDED}.")
     for title, group, key in _FLIP_GROUPS:

@@ -85,7 +85,7 @@ def test_explorer_renders_a_finished_gepa_run(demo_store):
     # Held-out flips: what changed on the test split, with every rationale.
     flips = load_run_view(result.run_id).test.flips()
     assert flips.fixed  # the demo alignment fixes held-out examples
-    assert flips.summary + "." in [m.value for m in at.markdown]
+    assert f"**{flips.summary}.**" in [m.value for m in at.markdown]
     fixed = _frame(at, "aligned rationale")
     assert list(fixed["trace id"]) == [f.trace_id for f in flips.fixed]
     assert all(
@@ -153,7 +153,7 @@ def test_explorer_lists_fixed_broken_and_failed_flips_as_plain_text(demo_store):
     )
     at = _explorer(result.run_id)
     _ok(at)
-    summary = "Held-out changes: 1 fixed, 1 broken, 1 unchanged, 1 with a failed judge call."
+    summary = "**Held-out changes: 1 fixed, 1 broken, 1 unchanged, 1 with a failed judge call.**"
     assert summary in [m.value for m in at.markdown]
     tables = [df.value for df in at.dataframe if "aligned rationale" in df.value.columns]
     assert [list(t["trace id"]) for t in tables] == [["tr-fixed"], ["tr-broken"], ["tr-failed"]]
@@ -177,7 +177,7 @@ def test_explorer_says_when_a_run_predates_rationales(demo_store):
     )
     at = _explorer(result.run_id)
     _ok(at)
-    assert "Held-out changes: 1 fixed, 0 broken, 1 unchanged." in [m.value for m in at.markdown]
+    assert "**Held-out changes: 1 fixed, 0 broken, 1 unchanged.**" in [m.value for m in at.markdown]
     assert any(NOT_RECORDED in c.value for c in at.caption)
     fixed = _frame(at, "aligned rationale")
     assert list(fixed["seed judge"]) == ["Fail"] and list(fixed["aligned judge"]) == ["Pass"]
