@@ -498,6 +498,8 @@ def _show_flips(flips: Flips) -> None:
     if not changed:
         return
     # The table cuts long rationales: one flip in full, as plain text (never markup).
+    if ss.get("explorer_flip") not in changed:
+        ss["explorer_flip"] = next(iter(changed))  # another run: start at its first flip
     tid = st.selectbox(
         "Read a flip in full",
         list(changed),

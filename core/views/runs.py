@@ -51,8 +51,9 @@ FRONTIER_MARK = "◆"
 #: What the two marks mean, under each chart and selector that uses them.
 MARKS_LEGEND = (
     f"{BEST_MARK} best: the candidate the run returned (highest validation score under the "
-    f"run's selection rule), the one it registers. {FRONTIER_MARK} Pareto frontier: best on "
-    "some validation example and dominated by no other candidate."
+    f"run's selection rule), the one it registers. {FRONTIER_MARK} Pareto frontier: the "
+    "candidates the search keeps as non-dominated (best on some validation example; of "
+    "candidates scoring the same on every example it keeps one)."
 )
 
 

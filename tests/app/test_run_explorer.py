@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.optimization import record
@@ -167,6 +168,14 @@ def test_explorer_lists_fixed_broken_and_failed_flips_as_plain_text(demo_store):
         assert "<script" not in str(el.value) and "<b>bold" not in str(el.value)
     link = next(p for p in at.get("page_link") if p.proto.label == "Open this trace in Label")
     assert link.proto.query_string == "trace=tr-broken"
+    # Another run: the reader starts at that run's first flip.
+    other = run_alignment(demo_settings(demo_store, "memalign"))
+    first = load_run_view(other.run_id).test.flips().changed[0]
+    st.cache_data.clear()  # as a launch does (``data.after_launch``): the list has it
+    at.run()
+    at.selectbox(key="explorer_run").set_value(other.run_id).run()
+    _ok(at)
+    assert at.selectbox(key="explorer_flip").value == first.trace_id
 
 
 def test_explorer_says_when_a_run_predates_rationales(demo_store):
