@@ -11,12 +11,17 @@ from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.scoring import version_source_id
 from core.views.agreement import (
+    DEFAULT_SPLIT,
+    JUDGE_VS_HUMANS,
+    NO_JUDGE_VERDICTS,
     SPLIT_CHOICES,
     Rater,
     compare_raters,
     confusion_rows,
+    default_pair,
     disagreements,
     kappa_grid,
+    pair_heading,
     raters,
     reviewer_agreement,
 )
@@ -38,11 +43,12 @@ split = top[1].segmented_control(
     "Split",
     SPLIT_CHOICES,
     key="agree_split",
-    default="all",
+    default=DEFAULT_SPLIT,
     help="Traces are assigned to train/val/test by a hash of their id; alignments train "
-    "on train, pick on val, and report on test.",
+    "on train, pick on val, and report on test. The page opens on test: the traces no "
+    "alignment trained on.",
 )
-split = split or "all"
+split = split or DEFAULT_SPLIT
 
 
 def _scoring_ended(run_id: str) -> None:
@@ -122,7 +128,27 @@ if matrix is not None:
         )
 
 # ---- judge (or any rater) vs humans -----------------------------------------------------
-st.subheader("Judge vs humans")
+choices = raters(ratings)
+pair = default_pair(ratings, split)
+# The heading names what is compared now: the pickers' current values (kept in session
+# state from the last run) or, on first view, the default pair.
+_ref_now, _pred_now = ss.get("agree_reference"), ss.get("agree_predicted")
+if (
+    isinstance(_ref_now, Rater)
+    and isinstance(_pred_now, Rater)
+    and {_ref_now, _pred_now} <= set(choices)
+):
+    heading = pair_heading(_ref_now, _pred_now)
+else:
+    heading = pair.heading if pair is not None else JUDGE_VS_HUMANS
+st.subheader(heading)
+if pair is not None and not pair.has_judge:
+    # Before anything is scored: say so, rather than pass two humans off as a judge check.
+    st.info(
+        f"{NO_JUDGE_VERDICTS} (non-human feedback named {crit.name}). Meanwhile this compares "
+        "two reviewers with each other.",
+        icon=":material/info:",
+    )
 versions = data.judge_versions(ctx.experiment_id, crit.name)
 
 
@@ -132,7 +158,7 @@ def _score_version() -> None:
     from core.optimization.score_spec import TraceSelection
 
     version = ss["agree_score_version"]
-    selection = TraceSelection(mode="labeled", split=ss["agree_split"] or "all")
+    selection = TraceSelection(mode="labeled", split=ss["agree_split"] or DEFAULT_SPLIT)
     try:
         settings = build_score_settings(ctx.experiment_id, f"{crit.name}@{version}", selection)
         check = check_scoring(settings)
@@ -184,39 +210,25 @@ if versions:
         st.error(msg)
     elif kind == "ok":
         st.success(msg)
-choices = raters(ratings)
-judges = [r for r in choices if r.kind == "judge"]
-if not judges:
-    st.caption(
-        "No judge verdicts on this criterion yet (non-human feedback named "
-        f"{crit.name}). Meanwhile any two raters can be compared."
-    )
-if len(choices) < 2:
+if len(choices) < 2 or pair is None:
     st.info("Nothing to compare yet: label some traces first.")
     st.stop()
 
 humans = [r for r in choices if r.kind != "judge"]
-reviewers_only = [r for r in choices if r.kind == "reviewer"]
-pred_pool = choices
-if judges:  # the judge against the humans' majority
-    ref_default, pred_default = 0, choices.index(judges[0])
-elif len(reviewers_only) >= 2:  # no judge yet: two reviewers against each other
-    ref_default = humans.index(reviewers_only[0])
-    pred_default = choices.index(reviewers_only[1])
-else:
-    ref_default, pred_default = 0, min(1, len(choices) - 1)
 pick = st.columns(2)
 reference: Rater = pick[0].selectbox(
     "Reference (humans)",
     humans,
-    index=ref_default,
+    index=humans.index(pair.reference),
     key="agree_reference",
     format_func=lambda r: r.label,
+    help="The humans: each trace's gold label, else the majority of its reviewers' labels, "
+    "ties to the primary reviewer (the labels alignments train and test against).",
 )
 predicted: Rater = pick[1].selectbox(
     "Compared with",
-    pred_pool,
-    index=pred_default,
+    choices,
+    index=choices.index(pair.predicted),
     key="agree_predicted",
     format_func=lambda r: r.label,
 )

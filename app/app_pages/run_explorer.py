@@ -18,7 +18,14 @@ from core.views.formatting import interval, number, percent, when
 from core.views.optimize import DEMO_APP_NOTE
 from core.views.overview import DEMO_NOTE
 from core.views.prompt_runs import build_outputs, build_scores, prompt_label
-from core.views.runs import build_guard_view
+from core.views.runs import (
+    BEST_MARK,
+    FRONTIER_MARK,
+    MARKS_LEGEND,
+    NOT_RECORDED,
+    Flips,
+    build_guard_view,
+)
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -52,6 +59,12 @@ if not ids:
     st.stop()
 if ss.get("explorer_run") not in ids:
     ss["explorer_run"] = ids[0]
+# The job lists are cached for a few seconds: a run they saw queued or running may have
+# moved on since. Those (and the selected run) are read again, so the picker shows each
+# run's status now, the same one the page below reports.
+fresh = data.current_statuses(
+    tuple(sorted({rid for rid, j in by_id.items() if j.active} | {ss["explorer_run"]}))
+)
 
 
 def _on_pick() -> None:
@@ -66,12 +79,14 @@ def _label(rid: str) -> str:
         what = f"optimize {prompt_label(j)}"
     else:
         what = f"{j.judge_name}" + (f" v{j.judge_version}" if j.judge_version else "")
-    return f"{when(j.started)} · {j.optimizer} · {what} · {j.status} · {rid[:8]}"
+    now = fresh.get(rid)
+    state = now.status if now is not None else j.status
+    return f"{when(j.started)} · {j.optimizer} · {what} · {state} · {rid[:8]}"
 
 
 run_id = st.selectbox("Run", ids, key="explorer_run", format_func=_label, on_change=_on_pick)
 try:
-    status = jobs.status(run_id)
+    status = fresh[run_id] if run_id in fresh else jobs.status(run_id)
 except AlignboardError as exc:
     st.error(str(exc))
     st.stop()
@@ -129,6 +144,15 @@ st.caption(
     f"Run `{info.run_id}` ({info.name}) · {what}{words.model} `{models[0]}` · reflection "
     f"model `{models[1]}`"
 )
+# Model usage from the run's metrics (totals once it ended, the latest iteration's so far
+# while it runs); unpriced models read "price unknown", never $0.
+usage = info.usage
+st.caption(
+    "Usage"
+    + (" so far" if status.active else "")
+    + ": "
+    + (usage.replace("$", "\\$") if usage else "nothing recorded yet")
+)
 
 # ---- iterations ------------------------------------------------------------------------
 if view.has_candidates:
@@ -150,16 +174,19 @@ if view.has_candidates:
         ),
         key="explorer_iterations",
     )
+    st.caption(MARKS_LEGEND)
 
     st.subheader("Pareto frontier")
     fm = view.frontier
     front = ", ".join(f"#{c}" for c in fm.frontier) or "none"
+    best = f"#{fm.best}" if fm.best is not None else "none"
     st.caption(
-        f"Candidates x validation examples. Frontier: {front} (★). Pareto aggregate "
-        f"{number(fm.aggregate, 3)}."
+        f"Candidates x validation examples. Best: {best} ({BEST_MARK}); frontier: {front} "
+        f"({FRONTIER_MARK}). Pareto aggregate {number(fm.aggregate, 3)}."
     )
     if not fm.empty:
         st.plotly_chart(run_charts.frontier_heatmap(fm), key="explorer_frontier")
+        st.caption(MARKS_LEGEND)
         st.dataframe(
             [
                 {
@@ -187,6 +214,7 @@ if view.has_candidates:
 
     st.subheader("Lineage")
     st.plotly_chart(run_charts.lineage_tree(view.lineage), key="explorer_lineage")
+    st.caption(MARKS_LEGEND)
 
     # ---- candidate detail --------------------------------------------------------------
     st.subheader("Candidate")
@@ -194,12 +222,13 @@ if view.has_candidates:
     if ss.get("explorer_candidate") not in cands:
         ss["explorer_candidate"] = view.best_id if view.best_id is not None else min(cands)
 
-    def _cand_label(cid: int) -> str:
-        c = cands[cid]
-        flags = (" ★ best" if c.is_best else "") + (" · frontier" if c.on_frontier else "")
-        return f"{c.label} · val {c.val_score:.3f} · iteration {c.iteration}{flags}"
-
-    cid = st.selectbox("Candidate", list(cands), key="explorer_candidate", format_func=_cand_label)
+    cid = st.selectbox(
+        "Candidate",
+        list(cands),
+        key="explorer_candidate",
+        format_func=lambda c: cands[c].choice_label,
+    )
+    st.caption(MARKS_LEGEND)
     cand = cands[cid]
     st.markdown(f"**{words.text}**")
     st.code(cand.instructions, language=None, wrap_lines=True)
@@ -432,6 +461,75 @@ if guard is not None and not guard.empty:
                 st.code(chosen_p.proposed_text or "(empty)", language=None, wrap_lines=True)
 
 # ---- test split ------------------------------------------------------------------------
+_FLIP_COLUMNS = {
+    "trace": st.column_config.LinkColumn("trace", display_text="open", width="small"),
+    **{
+        k: st.column_config.TextColumn(width="large")
+        for k in ("human rationale", "seed rationale", "aligned rationale")
+    },
+}
+_FLIP_GROUPS = (
+    ("Fixed: wrong → right", "fixed", "explorer_flips_fixed"),
+    ("Broken: right → wrong", "broken", "explorer_flips_broken"),
+    ("A judge call failed", "failed", "explorer_flips_failed"),
+)
+
+
+def _show_flips(flips: Flips) -> None:
+    """Which held-out examples the alignment changed, with every rationale as text."""
+    st.markdown(f"**{flips.summary}.**")
+    if not flips.recorded:
+        st.caption(f"This run's record keeps the verdicts but not the rationales: {NOT_RECORDED}.")
+    for title, group, key in _FLIP_GROUPS:
+        rows = getattr(flips, group)
+        if not rows and group == "failed":
+            continue
+        st.markdown(f"*{title} ({len(rows)})*")
+        if not rows:
+            st.caption("none")
+            continue
+        st.dataframe(
+            [f.row() for f in rows],
+            hide_index=True,
+            key=key,
+            column_config=_FLIP_COLUMNS,
+        )
+    changed = {f.trace_id: f for f in flips.changed}
+    if not changed:
+        return
+    # The table cuts long rationales: one flip in full, as plain text (never markup).
+    if ss.get("explorer_flip") not in changed:
+        ss["explorer_flip"] = next(iter(changed))  # another run: start at its first flip
+    tid = st.selectbox(
+        "Read a flip in full",
+        list(changed),
+        key="explorer_flip",
+        format_func=lambda t: f"{changed[t].change} · {t}",
+    )
+    flip = changed[tid if tid in changed else next(iter(changed))]
+    cols = st.columns(3)
+    for col, (who, value, why) in zip(
+        cols,
+        (
+            ("Human", flip.human, flip.human_rationale),
+            ("Seed judge", flip.seed, flip.seed_rationale),
+            ("Aligned judge", flip.aligned, flip.aligned_rationale),
+        ),
+        strict=True,
+    ):
+        with col, st.container(border=True, key=f"explorer_flip_{who.split()[0].lower()}"):
+            st.markdown(f"**{who}**")
+            st.text(value)
+            st.text(why)
+    if _SAFE_ID.match(flip.trace_id):
+        st.page_link(
+            nav.page_path("label.py"),
+            label="Open this trace in Label",
+            icon=":material/rate_review:",
+            query_params={"trace": flip.trace_id},
+        )
+
+
 st.subheader("Test split: before and after")
 test = view.test
 scores = build_scores(view.run_record.test if view.run_record is not None else None)
@@ -460,7 +558,7 @@ else:
                 "before 95% CI": interval(r.before_ci, label=False),
                 "after (aligned)": r.after,
                 "after 95% CI": interval(r.after_ci, label=False),
-                "change": r.change,
+                "change vs seed": r.change,
             }
             for r in test.rows
         ],
@@ -468,7 +566,7 @@ else:
         key="explorer_test",
         column_config={
             k: st.column_config.NumberColumn(format="%.3f")
-            for k in ("before (seed)", "after (aligned)", "change")
+            for k in ("before (seed)", "after (aligned)", "change vs seed")
         },
     )
     cols = st.columns(2)
@@ -490,6 +588,7 @@ else:
             )
             st.plotly_chart(fig, key=key)
     if test.predictions:
+        _show_flips(test.flips())
         st.markdown("**Per held-out trace**")
         st.dataframe(test.prediction_rows(), hide_index=True, key="explorer_predictions")
     if test.note:

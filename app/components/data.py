@@ -758,3 +758,24 @@ def after_flag(
 def queue_object(experiment_id: str, queue: str, criterion: str) -> Queue | None:
     """The review queue behind a work list (None for "All traces"), cached."""
     return _queue(experiment_id, queue, criterion)
+
+
+# --- Run explorer: run statuses now (issue 13) ------------------------------------------
+
+
+def current_statuses(run_ids: tuple[str, ...]) -> dict:
+    """Run id -> ``JobStatus`` read now, for the runs a cached job list saw active.
+
+    Not cached: ``jobs`` is (5 s), and a run picker must not call a finished run
+    "running". A status read of a local store is one sqlite query per run, and only the
+    active runs (and the selected one) are passed. Unknown ids are left out.
+    """
+    from core.optimization.jobs import status
+
+    out = {}
+    for rid in run_ids:
+        try:
+            out[rid] = status(rid)
+        except NotFoundError:
+            continue
+    return out

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from typing import Any
 
 import plotly.graph_objects as go
 
-from core.views.runs import FrontierMatrix, LineageLayout, LiveSeries, ProgressSeries
+from core.views.runs import (
+    BEST_MARK,
+    FRONTIER_MARK,
+    FrontierMatrix,
+    LineageLayout,
+    LiveSeries,
+    ProgressSeries,
+)
 
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 FRONTIER_COLOR = "#e4572e"
@@ -17,6 +26,26 @@ CANDIDATE_COLOR = "#4c78a8"
 def _hover(text: str) -> str:
     # Plotly renders a subset of HTML in hover labels: escape candidate text.
     return html.escape(text, quote=False).replace("\n", " ")
+
+
+#: Legend names of the marks (the same words as ``core.views.runs.MARKS_LEGEND``).
+BEST_NAME = f"{BEST_MARK} best (returned)"
+FRONTIER_NAME = f"{FRONTIER_MARK} Pareto frontier"
+BEST_ON_FRONTIER_NAME = f"{BEST_MARK} best (returned, also {FRONTIER_MARK} frontier)"
+
+#: (legend name, which candidates or nodes, colour, plotly symbol): the best is a star
+#: whether or not it is on the frontier; other frontier members are diamonds.
+_MARK_GROUPS: tuple[tuple[str, Callable[[Any], bool], str, str], ...] = (
+    ("candidate", lambda c: not c.on_frontier and not c.is_best, CANDIDATE_COLOR, "circle"),
+    (FRONTIER_NAME, lambda c: c.on_frontier and not c.is_best, FRONTIER_COLOR, "diamond"),
+    (BEST_NAME, lambda c: c.is_best and not c.on_frontier, BEST_COLOR, "star"),
+    (BEST_ON_FRONTIER_NAME, lambda c: c.is_best and c.on_frontier, BEST_COLOR, "star"),
+)
+
+
+def _is_best_group(name: str) -> bool:
+    """True for the legend names of the best candidate's group."""
+    return name in (BEST_NAME, BEST_ON_FRONTIER_NAME)
 
 
 def _x_title(progress: ProgressSeries) -> str:
@@ -55,43 +84,41 @@ def iteration_chart(
             hovertemplate="Pareto aggregate %{y:.3f} at %{x}<extra></extra>",
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[x_of(c.metric_calls, c.iteration) for c in cands],
-            y=[c.val_score for c in cands],
-            mode="markers+text",
-            text=[c.label.split()[0] for c in cands],
-            textposition="top center",
-            marker={
-                "size": [16 if c.is_best else 11 for c in cands],
-                "color": [
-                    BEST_COLOR
-                    if c.is_best
-                    else FRONTIER_COLOR
-                    if c.on_frontier
-                    else CANDIDATE_COLOR
-                    for c in cands
+    # One trace per mark, so the legend says what ★ and ◆ mean (as on the lineage).
+    for name, pick, color, symbol in _MARK_GROUPS:
+        group = [c for c in cands if pick(c)]
+        if not group:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[x_of(c.metric_calls, c.iteration) for c in group],
+                y=[c.val_score for c in group],
+                mode="markers+text",
+                text=[c.label.split()[0] for c in group],
+                textposition="top center",
+                marker={
+                    "size": 16 if _is_best_group(name) else 11,
+                    "color": color,
+                    "symbol": symbol,
+                    "line": {"width": 1, "color": "#333"},
+                },
+                name=name,
+                customdata=[
+                    [
+                        c.label,
+                        c.iteration,
+                        _hover(c.preview),
+                        _hover(c.change_preview or "(seed)"),
+                    ]
+                    for c in group
                 ],
-                "symbol": ["star" if c.is_best else "circle" for c in cands],
-                "line": {"width": 1, "color": "#333"},
-            },
-            name="candidates",
-            customdata=[
-                [
-                    c.label,
-                    c.iteration,
-                    _hover(c.preview),
-                    _hover(c.change_preview or "(seed)"),
-                ]
-                for c in cands
-            ],
-            hovertemplate=(
-                "<b>candidate %{customdata[0]}</b> (iteration %{customdata[1]})<br>"
-                "val score %{y:.3f} at %{x}<br>%{customdata[2]}<br>"
-                "adds: %{customdata[3]}<extra></extra>"
-            ),
+                hovertemplate=(
+                    "<b>candidate %{customdata[0]}</b> (iteration %{customdata[1]})<br>"
+                    "val score %{y:.3f} at %{x}<br>%{customdata[2]}<br>"
+                    "adds: %{customdata[3]}<extra></extra>"
+                ),
+            )
         )
-    )
     if use_calls and progress.budget:
         fig.add_vline(
             x=progress.budget,
@@ -165,10 +192,10 @@ def live_chart(series: LiveSeries) -> go.Figure:
 
 
 def frontier_heatmap(matrix: FrontierMatrix) -> go.Figure:
-    """Candidates (rows) x validation examples (columns), frontier candidates starred; a
-    dot marks each cell where the candidate reaches the example's best score."""
-    front = set(matrix.frontier)
-    rows = [f"#{cid}{' ★' if cid in front else ''}" for cid in matrix.candidate_ids]
+    """Candidates (rows) x validation examples (columns): the best candidate's row is
+    marked ★, frontier rows ◆ (``FrontierMatrix.row_labels``); a dot marks each cell
+    where the candidate reaches the example's best score."""
+    rows = list(matrix.row_labels)
     cols = [f"ex{j + 1}" for j in range(len(matrix.example_ids))]
     text = [["●" if best else "" for best in row_best] for row_best in matrix.best_on_example]
     fig = go.Figure(
@@ -192,7 +219,11 @@ def frontier_heatmap(matrix: FrontierMatrix) -> go.Figure:
         height=120 + 28 * len(rows),
         margin=_MARGIN,
         # Category axes: plotly would read "#3" as the number 3 and drop rows.
-        yaxis={"autorange": "reversed", "title": "candidate (★ frontier)", "type": "category"},
+        yaxis={
+            "autorange": "reversed",
+            "title": f"candidate ({BEST_MARK} best, {FRONTIER_MARK} frontier)",
+            "type": "category",
+        },
         xaxis={"title": "validation example (● best score on it)", "type": "category"},
     )
     return fig
@@ -217,11 +248,7 @@ def lineage_tree(layout: LineageLayout) -> go.Figure:
             showlegend=False,
         )
     )
-    for name, pick, color, symbol in (
-        ("candidate", lambda n: not n.on_frontier and not n.is_best, CANDIDATE_COLOR, "circle"),
-        ("Pareto frontier", lambda n: n.on_frontier and not n.is_best, FRONTIER_COLOR, "diamond"),
-        ("best", lambda n: n.is_best, BEST_COLOR, "star"),
-    ):
+    for name, pick, color, symbol in _MARK_GROUPS:
         nodes = [n for n in layout.nodes if pick(n)]
         if not nodes:
             continue
@@ -233,7 +260,7 @@ def lineage_tree(layout: LineageLayout) -> go.Figure:
                 text=[f"#{n.id}" for n in nodes],
                 textposition="top center",
                 marker={
-                    "size": 20 if name == "best" else 15,
+                    "size": 20 if _is_best_group(name) else 15,
                     "color": color,
                     "symbol": symbol,
                     "line": {"width": 1, "color": "#333"},

@@ -266,6 +266,7 @@ def _score_on_test(
     # One parallel round for both judges: half the wall time of two.
     rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
     predicted_by: dict[str, dict[str, Any]] = {}
+    reasons_by: dict[str, dict[str, str]] = {}
     for key, verdicts in zip(("before", "after"), rounds, strict=True):
         failed = sum(1 for v in verdicts if getattr(v, "error", None))
         out["failed"] += failed
@@ -274,6 +275,9 @@ def _score_on_test(
             for e, v in zip(test, verdicts, strict=True)
         }
         predicted_by[key] = predicted
+        # Kept with the verdicts so the Run explorer can say why a held-out example flipped;
+        # a failed call keeps its (redacted) error instead.
+        reasons_by[key] = {e.trace_id: _reason(v) for e, v in zip(test, verdicts, strict=True)}
         metrics[f"test_failed_{key}"] = failed
         try:
             report = compare(
@@ -307,6 +311,9 @@ def _score_on_test(
             e.label,
             predicted_by["before"][e.trace_id],
             predicted_by["after"][e.trace_id],
+            seed_rationale=reasons_by["before"][e.trace_id],
+            aligned_rationale=reasons_by["after"][e.trace_id],
+            human_rationale=record.cap_rationale(e.rationale or ""),
         )
         for e in test
     ]
@@ -316,6 +323,14 @@ def _score_on_test(
     record.write_test_metrics(recorder, _test_record(out))
     recorder.log_metrics(metrics, step=outcome.iterations)
     return out
+
+
+def _reason(verdict: Any) -> str:
+    """A verdict's rationale for the record ("" when the judge gave none; the error of a
+    failed call), capped at :data:`record.RATIONALE_CHARS`."""
+    error = getattr(verdict, "error", None)
+    text = error if error else getattr(verdict, "rationale", None)
+    return record.cap_rationale(text or "") or ""
 
 
 def _test_record(out: dict[str, Any]) -> record.TestMetrics:

@@ -329,9 +329,26 @@ class IterationRow:
         )
 
 
+#: Characters of a rationale a :class:`Prediction` keeps (the record stays small; a judge
+#: that writes an essay keeps its first 2,000 characters).
+RATIONALE_CHARS = 2000
+
+
+def cap_rationale(text: Any, limit: int = RATIONALE_CHARS) -> str | None:
+    """``text`` as a string of at most ``limit`` characters (None stays None)."""
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """One held-out example: the human label and both judges' verdicts."""
+    """One held-out example: the human label and both judges' verdicts, with the reasons.
+
+    The rationales are None in records written before they were kept (the Run explorer
+    says so); a recorded but empty rationale is ``""``.
+    """
 
     trace_id: str
     """The test trace."""
@@ -341,6 +358,13 @@ class Prediction:
     """The seed judge's verdict (None when its call failed)."""
     aligned: Any
     """The aligned judge's verdict (None when its call failed)."""
+    seed_rationale: str | None = None
+    """The seed judge's rationale, or why its call failed (at most
+    :data:`RATIONALE_CHARS`)."""
+    aligned_rationale: str | None = None
+    """The aligned judge's rationale, or why its call failed."""
+    human_rationale: str | None = None
+    """The rationale behind the human label."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -348,8 +372,16 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Prediction:
-        """Read a prediction back."""
-        return cls(str(d.get("trace_id")), d.get("human"), d.get("seed"), d.get("aligned"))
+        """Read a prediction back (records without rationales read them as None)."""
+        return cls(
+            str(d.get("trace_id")),
+            d.get("human"),
+            d.get("seed"),
+            d.get("aligned"),
+            seed_rationale=cap_rationale(d.get("seed_rationale")),
+            aligned_rationale=cap_rationale(d.get("aligned_rationale")),
+            human_rationale=cap_rationale(d.get("human_rationale")),
+        )
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,64 @@ def raters(ratings: Ratings) -> list[Rater]:
     return out
 
 
+#: The split the Agreement page opens on: the held-out traces no alignment trained on.
+DEFAULT_SPLIT = "test"
+#: What the page says before any judge has verdicts on the criterion.
+NO_JUDGE_VERDICTS = "No judge verdicts yet: score a version (Score page) or run an alignment"
+JUDGE_VS_HUMANS = "Judge vs humans"
+REVIEWER_VS_REVIEWER = "Reviewer vs reviewer"
+
+
+@dataclass(frozen=True)
+class RaterPair:
+    """The two raters the Agreement page compares first, and what the comparison is."""
+
+    reference: Rater
+    predicted: Rater
+    has_judge: bool
+    """True when some judge has verdicts on the criterion (then ``predicted`` is one)."""
+    note: str | None = None
+    """Why the pair is not a judge against the humans (:data:`NO_JUDGE_VERDICTS`)."""
+
+    @property
+    def heading(self) -> str:
+        """What the pair compares (:func:`pair_heading`)."""
+        return pair_heading(self.reference, self.predicted)
+
+
+def pair_heading(reference: Rater, predicted: Rater) -> str:
+    """The section heading of a comparison: ``Judge vs humans`` for a judge against the
+    consolidated human labels, ``Reviewer vs reviewer`` for two reviewers, else the two
+    raters' names."""
+    if predicted.kind == "judge" and reference.kind == "humans":
+        return JUDGE_VS_HUMANS
+    if predicted.kind == "reviewer" and reference.kind == "reviewer":
+        return REVIEWER_VS_REVIEWER
+    return f"{predicted.label} vs {reference.label}"
+
+
+def default_pair(ratings: Ratings, split: str = DEFAULT_SPLIT) -> RaterPair | None:
+    """The comparison to open on: a judge's verdicts against the consolidated human labels
+    (the judge with the most verdicts on ``split``; ties by name); with no judge verdicts
+    yet, the two reviewers who share the most labeled traces on the split, said so
+    (:data:`NO_JUDGE_VERDICTS`), never two humans passed off as a judge check. None when
+    there are not two raters.
+    """
+    traces = ratings.on_split(split)
+    judges = ratings.judge_sources
+    if judges:
+        on_split = Counter(j for t in traces for j in t.judges)
+        judge = min(judges, key=lambda j: (-on_split[j], j))
+        return RaterPair(Rater.humans(), Rater.judge(judge), has_judge=True)
+    reviewers = ratings.reviewers
+    if len(reviewers) < 2:
+        return None
+    shared = Counter((a, b) for t in traces for a in t.humans for b in t.humans if a < b)
+    pairs = [(a, b) for a in reviewers for b in reviewers if a < b]
+    a, b = min(pairs, key=lambda p: (-shared[p], p))
+    return RaterPair(Rater.reviewer(a), Rater.reviewer(b), has_judge=False, note=NO_JUDGE_VERDICTS)
+
+
 def reviewer_agreement(ratings: Ratings, split: str = "all") -> ReviewerMatrix:
     """Pairwise Cohen's kappa and overall Fleiss' kappa among the reviewers on a split.
 

@@ -35,6 +35,7 @@ from core.optimization.jobs import KIND_PROMPT, TAG_PROMPT, TAG_PROMPT_VERSION
 from core.optimization.verdict import IMPROVED, WORSE, describe
 from core.store import config
 from core.views.diffs import DiffOp, DiffStats, diff_stats, inserted_text, word_diff
+from core.views.formatting import tokens_and_cost
 
 #: Characters of instructions shown on hover.
 PREVIEW_CHARS = 100
@@ -42,6 +43,23 @@ PREVIEW_CHARS = 100
 LIVE_METRICS = ("val_score", "best_val_score", "pareto_aggregate", "metric_calls")
 #: Artifacts a run view reads (JSON unless named .txt): the run record's.
 ARTIFACTS = record.ARTIFACTS
+#: The mark of the best candidate: the one the run returned (and registered), on every
+#: chart and selector of the Run explorer.
+BEST_MARK = "★"
+#: The mark of a Pareto frontier candidate (another shape, so the two never read alike).
+FRONTIER_MARK = "◆"
+#: What the two marks mean, under each chart and selector that uses them.
+MARKS_LEGEND = (
+    f"{BEST_MARK} best: the candidate the run returned (highest validation score under the "
+    f"run's selection rule), the one it registers. {FRONTIER_MARK} Pareto frontier: the "
+    "candidates the search keeps as non-dominated (best on some validation example; of "
+    "candidates scoring the same on every example it keeps one)."
+)
+
+
+def marks(is_best: bool, on_frontier: bool) -> str:
+    """A candidate's marks: :data:`BEST_MARK` and/or :data:`FRONTIER_MARK` ("" for none)."""
+    return (BEST_MARK if is_best else "") + (FRONTIER_MARK if on_frontier else "")
 
 
 # --- views ------------------------------------------------------------------------------
@@ -89,6 +107,21 @@ class CandidateView:
     def label(self) -> str:
         """Short name, e.g. ``#3`` or ``#0 seed``."""
         return f"#{self.id}" + (" seed" if self.is_seed else "")
+
+    @property
+    def marks(self) -> str:
+        """Its marks (:func:`marks`): ★ best, ◆ frontier."""
+        return marks(self.is_best, self.on_frontier)
+
+    @property
+    def choice_label(self) -> str:
+        """How the candidate selector names it, e.g. ``#6 · ★ best · ◆ frontier · val
+        0.833 · iteration 5``: the same marks as the charts."""
+        flags = [f"{BEST_MARK} best"] if self.is_best else []
+        flags += [f"{FRONTIER_MARK} frontier"] if self.on_frontier else []
+        return " · ".join(
+            [self.label, *flags, f"val {self.val_score:.3f}", f"iteration {self.iteration}"]
+        )
 
 
 @dataclass(frozen=True)
@@ -141,11 +174,23 @@ class FrontierMatrix:
     """Per example: the best score any candidate reached."""
     aggregate: float | None
     """Mean of ``best_scores`` (the Pareto aggregate)."""
+    best: int | None = None
+    """The best candidate (the one the run returned), marked :data:`BEST_MARK`."""
 
     @property
     def empty(self) -> bool:
         """True when there is nothing to draw."""
         return not self.candidate_ids or not self.example_ids
+
+    @property
+    def row_labels(self) -> tuple[str, ...]:
+        """The heatmap's row names: ``#6 ★``, ``#7 ◆`` (:func:`marks`)."""
+        front = set(self.frontier)
+        out = []
+        for cid in self.candidate_ids:
+            m = marks(cid == self.best, cid in front)
+            out.append(f"#{cid} {m}" if m else f"#{cid}")
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -162,6 +207,11 @@ class LineageNode:
     is_best: bool
     preview: str
     """Start of the text it added."""
+
+    @property
+    def marks(self) -> str:
+        """Its marks (:func:`marks`)."""
+        return marks(self.is_best, self.on_frontier)
 
 
 @dataclass(frozen=True)
@@ -274,6 +324,10 @@ class TestComparison:
         """True when at least one side was scored."""
         return any(r.before is not None or r.after is not None for r in self.rows)
 
+    def flips(self) -> Flips:
+        """The held-out examples the alignment fixed, broke, or could not judge."""
+        return flips(self.predictions)
+
     def prediction_rows(self) -> list[dict[str, Any]]:
         """One row per test trace: the human label, both verdicts, and who agreed."""
         return [
@@ -337,6 +391,13 @@ class RunInfo:
     """Prompt optimization runs: the version registered, once there is one."""
     base_version: int | None = None
     """Prompt optimization runs: the version the run started from."""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    """The run's latest metric values (usage: ``llm_calls``, tokens, ``cost_usd``...)."""
+
+    @property
+    def usage(self) -> str | None:
+        """Calls, tokens and cost so far as one line (:func:`usage_line`)."""
+        return usage_line(self.metrics)
 
     @property
     def active(self) -> bool:
@@ -465,6 +526,23 @@ class RunView:
     def best_id(self) -> int | None:
         """The best candidate's id."""
         return next((c.id for c in self.candidates if c.is_best), None)
+
+    def marked(self, mark: str = BEST_MARK) -> dict[str, frozenset[int]]:
+        """The candidates each chart and the selector show with ``mark``.
+
+        Every place draws its marks from the same flags (:func:`marks`), so for
+        :data:`BEST_MARK` each set is the one best candidate and for :data:`FRONTIER_MARK`
+        the frontier; the Run explorer's charts and selector use exactly these labels.
+        """
+        fm = self.frontier
+        return {
+            "iterations": frozenset(c.id for c in self.progress.candidates if mark in c.marks),
+            "heatmap": frozenset(
+                cid for cid, lab in zip(fm.candidate_ids, fm.row_labels, strict=True) if mark in lab
+            ),
+            "lineage": frozenset(n.id for n in self.lineage.nodes if mark in n.marks),
+            "selector": frozenset(c.id for c in self.candidates if mark in c.choice_label),
+        }
 
     @property
     def seed_id(self) -> int | None:
@@ -630,6 +708,7 @@ def build_frontier(
         frontier=tuple(sorted(set(frontier))),
         best_scores=tuple(bests),
         aggregate=sum(known) / len(known) if known else None,
+        best=next((c.id for c in rows if c.is_best), None),
     )
 
 
@@ -749,6 +828,173 @@ def build_test(metrics: Mapping[str, Any] | record.TestMetrics | None) -> TestCo
         note=note,
         predictions=tuple(record.Prediction.from_dict(p) for p in metrics.get("predictions") or ()),
     )
+
+
+# --- held-out flips: which test examples the alignment changed, and why ---------------
+
+#: A held-out example the seed judge got wrong and the aligned judge right.
+FIXED = "fixed"
+#: One the seed judge got right and the aligned judge wrong.
+BROKEN = "broken"
+#: One where a judge call failed (either judge): neither fixed nor broken.
+FAILED = "failed"
+#: What a flip shows for a rationale its run did not record.
+NOT_RECORDED = "rationale not recorded (run predates it)"
+#: What it shows for a rationale that was recorded empty.
+NO_RATIONALE = "(no rationale given)"
+
+
+def _reason_text(text: str | None) -> str:
+    if text is None:
+        return NOT_RECORDED
+    return text or NO_RATIONALE
+
+
+@dataclass(frozen=True)
+class Flip:
+    """One held-out example whose correctness changed (or could not be told), with the
+    human label and both judges' verdicts and rationales, as plain text."""
+
+    trace_id: str
+    change: str
+    """:data:`FIXED`, :data:`BROKEN` or :data:`FAILED`."""
+    human: str
+    """The human label (``Pass``/``Fail`` or the value)."""
+    human_rationale: str
+    seed: str
+    """The seed judge's verdict, or ``failed``."""
+    seed_rationale: str
+    """Its rationale (the error of a failed call; :data:`NOT_RECORDED` in old runs)."""
+    aligned: str
+    """The aligned judge's verdict, or ``failed``."""
+    aligned_rationale: str
+
+    @property
+    def link(self) -> str:
+        """The Label page of the trace (relative, as the app's other trace links)."""
+        return f"label?trace={self.trace_id}"
+
+    def row(self) -> dict[str, Any]:
+        """One table row: trace link and id, human, seed and aligned, each with its why."""
+        return {
+            "trace": self.link,
+            "trace id": self.trace_id,
+            "human": self.human,
+            "human rationale": self.human_rationale,
+            "seed judge": self.seed,
+            "seed rationale": self.seed_rationale,
+            "aligned judge": self.aligned,
+            "aligned rationale": self.aligned_rationale,
+        }
+
+
+@dataclass(frozen=True)
+class Flips:
+    """The held-out examples by what the alignment did to them."""
+
+    fixed: tuple[Flip, ...] = ()
+    """Wrong under the seed judge, right under the aligned one."""
+    broken: tuple[Flip, ...] = ()
+    """Right under the seed judge, wrong under the aligned one."""
+    failed: tuple[Flip, ...] = ()
+    """A judge call failed (either judge)."""
+    unchanged: int = 0
+    """Both judges answered and were both right, or both wrong."""
+    recorded: bool = True
+    """False when the run predates rationales in its record (verdicts only)."""
+
+    @property
+    def changed(self) -> tuple[Flip, ...]:
+        """Every flip: fixed, broken, then failed."""
+        return (*self.fixed, *self.broken, *self.failed)
+
+    @property
+    def summary(self) -> str:
+        """``Held-out changes: 2 fixed, 1 broken, 11 unchanged`` (and failed calls)."""
+        text = (
+            f"Held-out changes: {len(self.fixed)} fixed, {len(self.broken)} broken, "
+            f"{self.unchanged} unchanged"
+        )
+        if self.failed:
+            text += f", {len(self.failed)} with a failed judge call"
+        return text
+
+    @property
+    def empty(self) -> bool:
+        """True when no example was judged at all."""
+        return not self.changed and not self.unchanged
+
+
+def _verdict_text(value: Any) -> str:
+    return "failed" if value is None else _label(value)
+
+
+def flips(predictions: Sequence[record.Prediction]) -> Flips:
+    """Split held-out predictions into fixed, broken, failed and unchanged.
+
+    Right means equal to the human label, as the held-out verdict counts it
+    (:func:`core.optimization.verdict.correctness`); examples without a human label are
+    left out.
+    """
+    groups: dict[str, list[Flip]] = {FIXED: [], BROKEN: [], FAILED: []}
+    unchanged = 0
+    recorded = True
+    for p in predictions:
+        if p.human is None:
+            continue
+        if p.seed is None or p.aligned is None:
+            change = FAILED
+        else:
+            before, after = p.seed == p.human, p.aligned == p.human
+            if before == after:
+                unchanged += 1
+                continue
+            change = FIXED if after else BROKEN
+        if p.seed_rationale is None and p.aligned_rationale is None:
+            recorded = False
+        groups[change].append(
+            Flip(
+                trace_id=p.trace_id,
+                change=change,
+                human=_label(p.human),
+                human_rationale=_reason_text(p.human_rationale),
+                seed=_verdict_text(p.seed),
+                seed_rationale=_reason_text(p.seed_rationale),
+                aligned=_verdict_text(p.aligned),
+                aligned_rationale=_reason_text(p.aligned_rationale),
+            )
+        )
+    return Flips(
+        fixed=tuple(groups[FIXED]),
+        broken=tuple(groups[BROKEN]),
+        failed=tuple(groups[FAILED]),
+        unchanged=unchanged,
+        recorded=recorded,
+    )
+
+
+# --- usage: calls, tokens, cost ---------------------------------------------------------
+
+
+def usage_line(metrics: Mapping[str, float]) -> str | None:
+    """A run's model usage as one line (:func:`core.views.formatting.tokens_and_cost`).
+
+    A finished run has the engine's totals (``llm_calls_total``, ``tokens_total``,
+    ``cost_usd``); a running one the latest per-iteration ``llm_calls``,
+    ``prompt_tokens + completion_tokens`` and ``cost_usd``. ``cost_usd`` is logged only
+    for priced models, so its absence reads "price unknown", never $0. None when the run
+    has logged no usage yet.
+    """
+    if "tokens_total" in metrics or "llm_calls_total" in metrics:
+        tokens = metrics.get("tokens_total")
+        calls = metrics.get("llm_calls_total")
+    elif any(k in metrics for k in ("prompt_tokens", "completion_tokens", "llm_calls")):
+        parts = [metrics[k] for k in ("prompt_tokens", "completion_tokens") if k in metrics]
+        tokens = sum(parts) if parts else None
+        calls = metrics.get("llm_calls")
+    else:
+        return None
+    return tokens_and_cost(tokens, metrics.get("cost_usd"), calls)
 
 
 def build_guidelines(raw: Sequence[Mapping[str, Any]] | None) -> tuple[Guideline, ...]:
@@ -929,6 +1175,7 @@ def run_info(run_id: str) -> RunInfo:
         prompt_version=_int(tags.get(TAG_PROMPT_VERSION)),
         # The params name the prompts as "name@3[,other@1]": the first is the run's prompt.
         base_version=_int(params.get("prompt", "").split(",")[0].rpartition("@")[2] or None),
+        metrics=dict(run.data.metrics),
     )
 
 

@@ -310,6 +310,8 @@ def test_traces_page_imports_a_good_file_after_the_preview(demo_store):
 def test_agreement_page_shows_the_reviewer_kappa_and_disagreements(demo_store):
     at = _page(_app("maria.chen"), "agreement")
     _ok(at)
+    at.segmented_control(key="agree_split").set_value("all").run()
+    _ok(at)
     maria = {
         lab.trace_id: lab.value
         for lab in current_labels(demo_store, criterion=CRIT, reviewer="maria.chen")
@@ -326,9 +328,10 @@ def test_agreement_page_shows_the_reviewer_kappa_and_disagreements(demo_store):
 
     ref = at.selectbox(key="agree_reference")
     assert ref.options == ["humans (majority)", "dev.patel", "maria.chen"]
-    # Without a judge, the page opens on the two reviewers against each other.
+    # Without a judge, the page opens on the two reviewers against each other, said so.
     assert ref.value.name == "dev.patel"
     assert at.selectbox(key="agree_predicted").value.name == "maria.chen"
+    assert "Reviewer vs reviewer" in [s.value for s in at.subheader]
     _ok(at)
     table = at.dataframe[-1].value
     assert len(table) > 0
@@ -337,6 +340,7 @@ def test_agreement_page_shows_the_reviewer_kappa_and_disagreements(demo_store):
     assert first["maria.chen"] != first["dev.patel"]
     assert first["maria.chen rationale"] and first["dev.patel rationale"]
     tid = first["open"].removeprefix("label?trace=")
+    at.selectbox(key="agree_open").set_value(tid).run()
     link = at.get("page_link")[-1]
     assert link.proto.page == "label" and link.proto.query_string == f"trace={tid}"
 
@@ -347,6 +351,8 @@ def test_agreement_page_compares_a_judge_with_the_humans(demo_store):
         log_judge_verdict(lab.trace_id, "pass", source_id="judge-v1")
     at = _page(_app("maria.chen"), "agreement")
     _ok(at)
+    at.segmented_control(key="agree_split").set_value("all").run()
+    _ok(at)
     assert at.selectbox(key="agree_predicted").value.name == "judge-v1"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["TPR"] == "1.00" and metrics["TNR"] == "0.00"
@@ -355,6 +361,46 @@ def test_agreement_page_compares_a_judge_with_the_humans(demo_store):
     table = at.dataframe[-1].value
     assert set(table["judge: judge-v1"]) == {"Pass"}
     assert set(table["judge: judge-v1 rationale"]) == {"judge's reasoning"}
+
+
+def test_agreement_opens_on_test_and_before_any_verdict_says_there_is_no_judge(demo_store):
+    at = _page(_app("maria.chen"), "agreement")
+    _ok(at)
+    assert at.segmented_control(key="agree_split").value == "test"
+    heads = [s.value for s in at.subheader]
+    assert "Reviewer vs reviewer" in heads and "Judge vs humans" not in heads
+    assert any(
+        i.value.startswith(
+            "No judge verdicts yet: score a version (Score page) or run an alignment"
+        )
+        for i in at.info
+    )
+    ref, pred = at.selectbox(key="agree_reference"), at.selectbox(key="agree_predicted")
+    assert (ref.value.kind, pred.value.kind) == ("reviewer", "reviewer")
+    # Only test-split traces are compared.
+    table = at.dataframe[-1].value
+    assert len(table) > 0 and set(table["split"]) == {"test"}
+
+
+def test_agreement_with_verdicts_opens_on_the_judge_against_the_humans_on_test(demo_store):
+    labels = current_labels(demo_store, criterion=CRIT)
+    test_ids = sorted({lab.trace_id for lab in labels if assign_split(lab.trace_id) == "test"})
+    train_ids = sorted({lab.trace_id for lab in labels if assign_split(lab.trace_id) == "train"})
+    for tid in test_ids:
+        log_judge_verdict(tid, "pass", source_id="judge-v2")
+    for tid in train_ids[:3]:
+        log_judge_verdict(tid, "fail", source_id="judge-v2")
+    at = _page(_app("maria.chen"), "agreement")
+    _ok(at)
+    assert at.segmented_control(key="agree_split").value == "test"
+    assert "Judge vs humans" in [s.value for s in at.subheader]
+    assert not any(i.value.startswith("No judge verdicts yet") for i in at.info)
+    assert at.selectbox(key="agree_reference").value.kind == "humans"
+    assert at.selectbox(key="agree_predicted").value.name == "judge-v2"
+    metrics = {m.label: m.value for m in at.metric}
+    # Every test trace with a human value, and none of the train traces the judge judged.
+    assert metrics["Traces compared"] == str(len(test_ids))
+    assert metrics["TPR"] == "1.00" and metrics["TNR"] == "0.00"
 
 
 @pytest.mark.parametrize("where", ["inputs", "outputs"])

@@ -128,3 +128,44 @@ def test_reviewer_agreement_without_labels_says_what_to_do(experiment):
     ratings = load_ratings(experiment.experiment_id, crit)
     with pytest.raises(ValidationError, match="label some traces first"):
         reviewer_agreement(ratings)
+
+
+def test_default_pair_before_any_judge_is_two_reviewers_said_so(demo_store):
+    from core.views.agreement import (
+        DEFAULT_SPLIT,
+        NO_JUDGE_VERDICTS,
+        REVIEWER_VS_REVIEWER,
+        default_pair,
+    )
+
+    assert DEFAULT_SPLIT == "test"
+    ratings = load_ratings(demo_store, get_criterion(demo_store, CRIT))
+    pair = default_pair(ratings)
+    assert pair is not None and not pair.has_judge
+    assert (pair.reference, pair.predicted) == (
+        Rater.reviewer("dev.patel"),
+        Rater.reviewer("maria.chen"),
+    )
+    assert pair.heading == REVIEWER_VS_REVIEWER and pair.note == NO_JUDGE_VERDICTS
+
+
+def test_default_pair_with_verdicts_is_the_judge_against_the_consolidated_humans(demo_store):
+    from core.views.agreement import JUDGE_VS_HUMANS, default_pair, pair_heading
+
+    labels = current_labels(demo_store, criterion=CRIT, reviewer="maria.chen")
+    test_ids = [lab.trace_id for lab in labels if assign_split(lab.trace_id) == "test"]
+    train_ids = [lab.trace_id for lab in labels if assign_split(lab.trace_id) == "train"]
+    # judge-a judged more traces overall, judge-b more on the test split.
+    for tid in train_ids[:6]:
+        log_judge_verdict(tid, "pass", source_id="judge-a")
+    for tid in test_ids[:3]:
+        log_judge_verdict(tid, "pass", source_id="judge-b")
+    ratings = load_ratings(demo_store, get_criterion(demo_store, CRIT))
+    pair = default_pair(ratings, "test")
+    assert pair.has_judge and pair.note is None
+    assert (pair.reference, pair.predicted) == (Rater.humans(), Rater.judge("judge-b"))
+    assert pair.heading == JUDGE_VS_HUMANS
+    assert default_pair(ratings, "train").predicted == Rater.judge("judge-a")
+    assert pair_heading(Rater.humans(), Rater.reviewer("dev.patel")) == (
+        "dev.patel vs humans (majority)"
+    )
