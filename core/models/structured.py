@@ -15,8 +15,9 @@ What this module gives :class:`core.optimization.judging.JudgeEvaluator`:
   ``response_format`` or ``json_schema``), as opposed to a transient error;
 * a per-endpoint memory (model and base URL) of the mode that works, in the order
   :data:`MODES` (``json_schema``, then ``json_object``, then plain ``text``), shared by
-  the whole process and thread-safe, so only the first calls to an endpoint pay for the
-  rejections; one warning line per endpoint and fallback;
+  the whole process and thread-safe; until an endpoint has answered once, its calls go one
+  at a time (:meth:`EndpointModes.gate`), so only the first call pays for the refusals;
+  one warning line per endpoint and fallback;
 * :func:`parse_judge_reply`: a tolerant parser for a judge's plain-text reply (a JSON
   object anywhere in prose or a code fence; ``result: pass``; a leading value word).
   What it cannot read raises :class:`UnparseableReply`: a failed call, never a guess.
@@ -119,12 +120,66 @@ def endpoint_label(model: str, base_url: str | None) -> str:
     return f"{model} @ {urlunsplit((parts.scheme, host, parts.path, '', ''))}"
 
 
+class Gate:
+    """A caller's pass to an endpoint (see :meth:`EndpointModes.gate`)."""
+
+    def __init__(self, modes: EndpointModes, key: tuple[str, str], probe: bool) -> None:
+        self._modes = modes
+        self._key = key
+        self.probe = probe
+        """Whether this caller is the one finding out what the endpoint accepts."""
+
+    def settle(self) -> None:
+        """The endpoint answered in the current mode (with a reply or an error that is not
+        a refusal of the format): the mode is settled and waiting callers may go."""
+        if self.probe:
+            self._modes._settle(self._key)
+            self.probe = False
+
+    def release(self) -> None:
+        """Done (idempotent); a probe that settled nothing lets the next caller probe."""
+        if self.probe:
+            self._modes._release(self._key)
+            self.probe = False
+
+
 class EndpointModes:
     """Thread-safe memory of the structured-output mode each endpoint accepts."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._modes: dict[tuple[str, str], Mode] = {}
+        self._settled: set[tuple[str, str]] = set()
+        self._probing: set[tuple[str, str]] = set()
+
+    def gate(self, model: str, base_url: str | None) -> Gate:
+        """Wait for a pass to call the endpoint.
+
+        Until an endpoint answered once in some mode, one caller at a time goes (the
+        probe) and the others wait: so many parallel first calls do not all pay for the
+        same refusal (one refusal per endpoint, not one per call in flight). Once settled,
+        every caller goes at once. The caller must :meth:`Gate.release` the pass.
+        """
+        key = (str(model), base_url or "")
+        with self._cond:
+            while key not in self._settled and key in self._probing:
+                self._cond.wait(timeout=1.0)
+            probe = key not in self._settled
+            if probe:
+                self._probing.add(key)
+        return Gate(self, key, probe)
+
+    def _settle(self, key: tuple[str, str]) -> None:
+        with self._cond:
+            self._settled.add(key)
+            self._probing.discard(key)
+            self._cond.notify_all()
+
+    def _release(self, key: tuple[str, str]) -> None:
+        with self._cond:
+            self._probing.discard(key)
+            self._cond.notify_all()
 
     def get(self, model: str, base_url: str | None) -> Mode:
         """The mode to ask ``model`` at ``base_url`` for (``json_schema`` until refused)."""
@@ -164,6 +219,8 @@ class EndpointModes:
         """Forget every endpoint (tests)."""
         with self._lock:
             self._modes.clear()
+            self._settled.clear()
+            self._probing.clear()
 
 
 _MODES = EndpointModes()
@@ -178,6 +235,11 @@ def fall_back(model: str, base_url: str | None, refused: Mode) -> Mode | None:
     """Record a refusal of ``refused`` by the endpoint; the mode to use now (see
     :meth:`EndpointModes.fall_back`)."""
     return _MODES.fall_back(model, base_url, refused)
+
+
+def endpoint_gate(model: str, base_url: str | None) -> Gate:
+    """A pass to call the endpoint (see :meth:`EndpointModes.gate`)."""
+    return _MODES.gate(model, base_url)
 
 
 def endpoint_modes() -> dict[str, Mode]:

@@ -71,8 +71,10 @@ from core.errors import CredentialsError, NotFoundError, ValidationError
 from core.models.secrets import redact, require_credentials
 from core.models.structured import (
     MODES,
+    Gate,
     Mode,
     UnparseableReply,
+    endpoint_gate,
     endpoint_mode,
     fall_back,
     is_response_format_rejection,
@@ -614,6 +616,24 @@ class JudgeEvaluator:
     def _run_one(
         self, resolve: _Resolver, ex: Example, stop: threading.Event, trace: Any = None
     ) -> tuple[Verdict, int]:
+        if not self._model.base_url:
+            return self._attempts(resolve, ex, stop, trace, None)
+        # Until the server answered once, one call at a time finds out which structured
+        # output it takes (the others wait, then go in the mode found).
+        gate = endpoint_gate(self._model.model, self._model.base_url)
+        try:
+            return self._attempts(resolve, ex, stop, trace, gate)
+        finally:
+            gate.release()
+
+    def _attempts(
+        self,
+        resolve: _Resolver,
+        ex: Example,
+        stop: threading.Event,
+        trace: Any,
+        gate: Gate | None,
+    ) -> tuple[Verdict, int]:
         mode = self.response_format
         judge = resolve(mode)
         # MLflow's gateway client retries by itself and LiteLLM never sees its calls.
@@ -636,6 +656,8 @@ class JudgeEvaluator:
                     raise RuntimeError(getattr(error, "error_message", None) or str(error))
                 if via_gateway:
                     record_call(ok=True, start=start, end=time.time())
+                if gate is not None:
+                    gate.settle()
                 value = normalize_value(feedback.value, self.spec.value_type)
                 return Verdict(value, feedback.rationale), attempt + refusals + 1
             except Exception as exc:
@@ -649,6 +671,8 @@ class JudgeEvaluator:
                         mode, judge = following, resolve(following)
                         refusals += 1
                         continue
+                if gate is not None:
+                    gate.settle()  # an answer, or an error that is not about the format
                 # On a server, MLflow may have dropped the response_format itself (it does
                 # on a 400), so a reply it could not parse is read in any mode.
                 reply = self._unparsed_reply(exc) if self._model.base_url else None
