@@ -36,8 +36,11 @@ the request body. So:
   LiteLLM's OpenAI-compatible provider (:data:`COMPATIBLE_PROVIDER`) at that URL: same
   prompt, same structured output, same server, but with our bounded retries, timeout and
   failure counting. The judge an optimizer returns (and registers) is still the
-  ``openai:/<model>`` judge with its ``base_url`` (though MLflow 3.17 does not serialize
-  ``base_url``: a judge loaded back from the registry no longer names the server);
+  ``openai:/<model>`` judge with its ``base_url``. MLflow 3.17 does not serialize
+  ``base_url``, so a judge loaded back from the registry no longer names the server: the
+  registered version's metadata keeps it (``JudgeVersion.base_url``), scoring puts it in
+  the spec, and the evaluator reroutes the loaded judge (or a MemAlign judge's base
+  judge) on the spec's model to it;
 * a gateway provider without a base URL keeps MLflow's route, without the LiteLLM-only
   ``inference_params`` (they would reach the provider as unknown request fields); we add
   no retries of our own there and count its calls with :func:`record_call`.

@@ -3,7 +3,8 @@ version goes there (MLflow 3.17 does not serialize a judge's base URL).
 
 Two loopback servers: A serves the judge of the alignment, B is a decoy that must never be
 called. Scoring a version sends its calls to A, through the bulk scoring job's code path,
-the Agreement page's ``score_version``, and a prompt optimization's judge.
+the Agreement page's ``score_version``, MemAlign's realign, and a prompt optimization's
+judge.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def test_a_memalign_version_keeps_its_base_url_for_scoring(two_servers):
     done = score_version(experiment_id, CRITERION, result.judge_version, "test")
     assert done.scored > 0 and done.failed == 0
     assert _chat(a) == before + done.scored and _chat(b) == 0
+
+    # Realign (MemAlign with new labels) judges the test split on A and keeps A.
+    from core.optimization.runners.memalign_versions import realign
+
+    before = _chat(a)
+    again = realign(experiment_id, CRITERION)
+    assert again.judge_version == result.judge_version + 1 and again.failed_examples == 0
+    assert _chat(a) > before and _chat(b) == 0
+    (newest,) = [v for v in list_versions(experiment_id, CRITERION) if v.version == 2]
+    assert newest.base_url == a.base_url
 
 
 def test_the_stored_base_url_carries_no_credentials_and_old_versions_have_none(demo_store):
