@@ -357,3 +357,41 @@ def test_a_server_error_that_is_not_a_rejection_does_not_change_the_mode(store_u
         (verdict,) = ev.evaluate(RULES, _examples(1))
     assert verdict.ok and ev.response_format == "json_schema"
     assert [r.body["response_format"]["type"] for r in server.requests] == ["json_schema"] * 2
+
+
+# --- our own completion helper -----------------------------------------------------------
+
+
+def test_complete_lowers_a_refused_response_format_and_remembers_it(monkeypatch):
+    from core.models.completion import acomplete, complete
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-real-key")
+    schema = {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}
+    messages = [{"role": "user", "content": "Is the reply polite? Answer pass or fail."}]
+    with openai_server(reject_response_format=500) as server:
+        text = complete(
+            "openai:/helper-model", messages, base_url=server.base_url, response_format=schema
+        )
+        assert text
+        import asyncio
+
+        again = asyncio.run(
+            acomplete(
+                "openai:/helper-model", messages, base_url=server.base_url, response_format=schema
+            )
+        )
+        assert again
+        formats = [(r.body.get("response_format") or {}).get("type") for r in server.requests]
+    # Refused twice (schema, then object), answered as text; the next call goes as text.
+    assert formats == ["json_schema", "json_object", None, None]
+    assert endpoint_mode("helper-model", server.base_url) == "text"
+
+
+def test_complete_without_a_base_url_never_changes_the_request(monkeypatch):
+    from core.models import completion
+
+    spec = completion.parse_model("openai:/gpt-x")
+    request = {"model": "openai/gpt-x", "response_format": {"type": "json_schema"}}
+    assert completion._structured(spec, request) is request
+    err = _Status(500, llama_cpp_rejection()[1]["error"]["message"])
+    assert completion._lowered(spec, request, err) is None
