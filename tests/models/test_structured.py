@@ -3,6 +3,7 @@ and the judge evaluator falling back against a server that refuses ``json_schema
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -373,7 +374,6 @@ def test_complete_lowers_a_refused_response_format_and_remembers_it(monkeypatch)
             "openai:/helper-model", messages, base_url=server.base_url, response_format=schema
         )
         assert text
-        import asyncio
 
         again = asyncio.run(
             acomplete(
