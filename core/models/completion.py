@@ -4,6 +4,11 @@ Calls go through LiteLLM with a timeout and a bounded retry with exponential bac
 rate limits (429), server errors (5xx), timeouts, dropped connections and malformed
 responses. Authentication failures (401/403) raise :class:`CredentialsError` at once, with
 no retry: retrying a bad key only burns time. Credentials are checked before the first call.
+
+A request with a ``response_format`` to a server (a ``base_url``) that refuses it is sent
+again at once with ``json_object``, then without ``response_format``, and the endpoint's
+mode is remembered for the process (:mod:`core.models.structured`, shared with the judge
+evaluator); the caller parses the text it gets back.
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ from typing import Any
 
 from core.errors import CredentialsError, ModelError
 from core.models.secrets import api_key_for, redact, require_credentials
+from core.models.structured import (
+    MODES,
+    Mode,
+    endpoint_mode,
+    fall_back,
+    is_response_format_rejection,
+    response_format_for,
+)
 from core.models.uris import ModelSpec, parse_model
 
 _logger = logging.getLogger(__name__)
@@ -104,6 +117,41 @@ def _request(spec: ModelSpec, messages: list[dict], timeout: float, kw: dict) ->
     return request
 
 
+def _mode_of(response_format: Any) -> Mode:
+    if isinstance(response_format, dict) and response_format.get("type") in MODES:
+        return response_format["type"]
+    return "json_schema"  # a schema dict or a pydantic model
+
+
+def _in_mode(request: dict, mode: Mode) -> dict:
+    """``request`` with its ``response_format`` lowered to ``mode`` (never raised)."""
+    if "response_format" not in request or MODES.index(mode) <= MODES.index(
+        _mode_of(request["response_format"])
+    ):
+        return request
+    lowered = {k: v for k, v in request.items() if k != "response_format"}
+    if (fmt := response_format_for(mode)) is not None:
+        lowered["response_format"] = fmt
+    return lowered
+
+
+def _structured(spec: ModelSpec, request: dict) -> dict:
+    """``request`` in the structured-output mode its endpoint is known to accept."""
+    if not spec.base_url or "response_format" not in request:
+        return request
+    return _in_mode(request, endpoint_mode(spec.model, spec.base_url))
+
+
+def _lowered(spec: ModelSpec, request: dict, exc: BaseException) -> dict | None:
+    """The request to send instead when the server refused its ``response_format``."""
+    if not spec.base_url or "response_format" not in request:
+        return None
+    if not is_response_format_rejection(exc):
+        return None
+    following = fall_back(spec.model, spec.base_url, _mode_of(request["response_format"]))
+    return None if following is None else _in_mode(request, following)
+
+
 def _text(response: Any) -> str:
     try:
         content = response.choices[0].message.content
@@ -164,18 +212,22 @@ def complete(
     import litellm
 
     spec = parse_model(model, base_url)
-    request = _request(spec, messages, timeout or default_timeout(), kw)
-    for attempt in range(retries + 1):
+    request = _structured(spec, _request(spec, messages, timeout or default_timeout(), kw))
+    attempt = 0
+    while True:
         try:
             return _text(litellm.completion(**request))
         except Exception as exc:
+            if (lowered := _lowered(spec, request, exc)) is not None:
+                request = lowered  # the same call in a mode the server takes, at once
+                continue
             if _classify(exc) != "retry" or attempt == retries:
                 raise _give_up(spec, exc, attempt + 1) from None
             _logger.info(
                 "%s: attempt %d failed (%s); retrying", spec.uri, attempt + 1, type(exc).__name__
             )
             time.sleep(_delay(attempt, backoff))
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 async def acomplete(
@@ -192,15 +244,19 @@ async def acomplete(
     import litellm
 
     spec = parse_model(model, base_url)
-    request = _request(spec, messages, timeout or default_timeout(), kw)
-    for attempt in range(retries + 1):
+    request = _structured(spec, _request(spec, messages, timeout or default_timeout(), kw))
+    attempt = 0
+    while True:
         try:
             return _text(await litellm.acompletion(**request))
         except Exception as exc:
+            if (lowered := _lowered(spec, request, exc)) is not None:
+                request = lowered  # the same call in a mode the server takes, at once
+                continue
             if _classify(exc) != "retry" or attempt == retries:
                 raise _give_up(spec, exc, attempt + 1) from None
             _logger.info(
                 "%s: attempt %d failed (%s); retrying", spec.uri, attempt + 1, type(exc).__name__
             )
             await asyncio.sleep(_delay(attempt, backoff))
-    raise AssertionError("unreachable")
+            attempt += 1

@@ -36,11 +36,25 @@ the request body. So:
   LiteLLM's OpenAI-compatible provider (:data:`COMPATIBLE_PROVIDER`) at that URL: same
   prompt, same structured output, same server, but with our bounded retries, timeout and
   failure counting. The judge an optimizer returns (and registers) is still the
-  ``openai:/<model>`` judge with its ``base_url`` (though MLflow 3.17 does not serialize
-  ``base_url``: a judge loaded back from the registry no longer names the server);
+  ``openai:/<model>`` judge with its ``base_url``. MLflow 3.17 does not serialize
+  ``base_url``, so a judge loaded back from the registry no longer names the server: the
+  registered version's metadata keeps it (``JudgeVersion.base_url``), scoring puts it in
+  the spec, and the evaluator reroutes the loaded judge (or a MemAlign judge's base
+  judge) on the spec's model to it;
 * a gateway provider without a base URL keeps MLflow's route, without the LiteLLM-only
   ``inference_params`` (they would reach the provider as unknown request fields); we add
   no retries of our own there and count its calls with :func:`record_call`.
+
+Structured output. MLflow's judge asks for ``response_format`` ``json_schema``, which many
+local servers refuse (llama-cpp-python's answers HTTP 500). For a judge on a base URL the
+evaluator recognises the refusal (:func:`core.models.structured.is_response_format_rejection`),
+retries the same call with ``json_object``, then with no ``response_format`` at all, and
+remembers per endpoint (model and base URL, process-wide) what works, so only the first
+calls pay for it. The copy of the judge it evaluates overrides MLflow's ``response_format``
+through ``inference_params`` (MLflow applies them last). In plain-text mode a reply MLflow
+cannot parse as JSON is read by :func:`core.models.structured.parse_judge_reply` (a JSON
+object inside prose, ``result: pass``, a leading value word); a reply that holds no value
+of the judge's type is a failed call, never a guessed value.
 """
 
 from __future__ import annotations
@@ -58,6 +72,18 @@ from typing import Any, Literal, TypeGuard
 
 from core.errors import CredentialsError, NotFoundError, ValidationError
 from core.models.secrets import redact, require_credentials
+from core.models.structured import (
+    MODES,
+    Gate,
+    Mode,
+    UnparseableReply,
+    endpoint_gate,
+    endpoint_mode,
+    fall_back,
+    is_response_format_rejection,
+    parse_judge_reply,
+    response_format_for,
+)
 from core.models.uris import parse_model
 from core.models.usage import install_usage_tracking, record_call
 from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec, ValueType
@@ -73,6 +99,9 @@ DEFAULT_CACHE_ENTRIES = 100_000
 #: judge on it to LiteLLM.
 COMPATIBLE_PROVIDER = "custom_openai"
 _POSITIVE = {"pass", "passed", "yes", "true", "1", "good", "correct"}
+#: How MLflow 3.17's LiteLLM judge adapter reports a reply that is not JSON; the reply
+#: follows it (``Failed to parse response from judge model. Response: <text>``).
+_UNPARSED_REPLY = "Failed to parse response from judge model. Response: "
 
 
 @dataclass(frozen=True)
@@ -382,7 +411,7 @@ class JudgeEvaluator:
         self.last_misses: list[int] = []
         """Per item of the last :meth:`evaluate_many`: pairs not found in the cache."""
         self._lock = threading.Lock()
-        self._judges: OrderedDict[str, Any] = OrderedDict()
+        self._judges: OrderedDict[tuple[str, Mode], Any] = OrderedDict()
         self._model = parse_model(spec.model, spec.base_url)
         # One pool for the evaluator's life: an optimizer runs dozens of short rounds, and
         # starting fresh threads for each cost about 10 ms a round.
@@ -404,9 +433,18 @@ class JudgeEvaluator:
         if pool is not None:
             pool.shutdown(wait=False)
 
+    @property
+    def response_format(self) -> Mode:
+        """The structured-output mode judge calls use now: ``json_schema``, or what the
+        judge's server fell back to (``json_object``, ``text``; see the module docstring)."""
+        if not self._model.base_url:
+            return MODES[0]
+        return endpoint_mode(self._model.model, self._model.base_url)
+
     # The evaluation copy of a judge: MLflow's own retries off when we retry ourselves.
-    def _judge_for(self, instructions: str) -> Any:
-        key = instructions_key(instructions)
+    def _judge_for(self, instructions: str, mode: Mode | None = None) -> Any:
+        mode = mode or self.response_format
+        key = (instructions_key(instructions), mode)
         with self._lock:
             if key in self._judges:
                 self._judges.move_to_end(key)
@@ -415,6 +453,9 @@ class JudgeEvaluator:
         params: dict[str, Any] = {"retry_policy": None, "num_retries": 0, "timeout": self.timeout}
         if model.base_url:
             # Through LiteLLM to the same server (see the module docstring, "Routes").
+            if mode != MODES[0]:
+                # MLflow applies inference_params after its own response_format.
+                params = {**params, "response_format": response_format_for(mode)}
             judge = self._compatible_judge(instructions, params)
         elif gateway_claims(model.uri):
             judge = build_judge(self.spec, instructions)
@@ -450,29 +491,27 @@ class JudgeEvaluator:
         except MlflowException as exc:
             raise ValidationError(f"MLflow refused the judge instructions: {exc.message}") from None
 
-    def _evaluation_judge(self, judge: Any) -> Any:
+    def _evaluation_judge(self, judge: Any, mode: Mode | None = None) -> Any:
         """A judge object as it is evaluated: a judge (or a MemAlign judge's base judge) on
-        the spec's base-URL model is rerouted like :meth:`_judge_for`'s copies."""
+        the spec's model is rerouted like :meth:`_judge_for`'s copies when the spec names a
+        base URL. The judge's own base URL is not required: MLflow does not serialize it,
+        so a judge loaded from the registry has none, and the spec (the registered
+        version's base URL) says where its model is served."""
         if not self._model.base_url:
             return judge
         from mlflow.genai.judges.instructions_judge import InstructionsJudge
 
         def on_server(j: Any) -> TypeGuard[InstructionsJudge]:
-            # The spec's own model on a server (MLflow keeps the base URL private).
-            return (
-                isinstance(j, InstructionsJudge)
-                and j.model == self._model.uri
-                and bool(getattr(j, "_base_url", None))
-            )
+            return isinstance(j, InstructionsJudge) and j.model == self._model.uri
 
         if on_server(judge):
-            return self._judge_for(judge.instructions)
+            return self._judge_for(judge.instructions, mode)
         base = getattr(judge, "_base_judge", None)  # MemAlign's MemoryAugmentedJudge
         if on_server(base) and hasattr(judge, "model_copy"):
             # MemAlign scores through a copy of its base judge with augmented
             # instructions; give it our copy of the base judge (the original is untouched).
             rerouted = judge.model_copy()
-            rerouted._base_judge = self._judge_for(base.instructions)
+            rerouted._base_judge = self._judge_for(base.instructions, mode)
             return rerouted
         return judge
 
@@ -507,15 +546,12 @@ class JudgeEvaluator:
         require_credentials(self._model)
         started = time.monotonic()
         results: list[list[Verdict | None]] = []
-        todo: list[tuple[int, int, Any, str | None, Example]] = []
+        todo: list[tuple[int, int, _Resolver, str | None, Example]] = []
         trace_ids: list[str] = []
         for i, (candidate, examples) in enumerate(items):
             key = instructions_key(candidate) if isinstance(candidate, str) else None
-            if isinstance(candidate, str):
-                judge = self._judge_for(candidate)
-            else:
-                judge = self._evaluation_judge(candidate)
-            needs_trace = uses_trace(judge)
+            judge = _Resolver(self, candidate)
+            needs_trace = uses_trace(judge(self.response_format))
             row: list[Verdict | None] = []
             for j, ex in enumerate(examples):
                 hit = self.cache.get((key, ex.trace_id, ex.label_version)) if key else None
@@ -565,6 +601,7 @@ class JudgeEvaluator:
         return [[v for v in row if v is not None] for row in results]
 
     def _call(self, judge: Any, ex: Example, trace: Any = None) -> Any:
+        """One judge invocation on one example (MLflow's own call)."""
         kwargs: dict[str, Any] = {"inputs": ex.inputs, "outputs": ex.outputs}
         used = [v for v in TEMPLATE_VARIABLES if v in (getattr(judge, "instructions", "") or "")]
         if "{{ expectations }}" in used or ex.expectations:
@@ -580,14 +617,35 @@ class JudgeEvaluator:
         return judge(**kwargs)
 
     def _run_one(
-        self, judge: Any, ex: Example, stop: threading.Event, trace: Any = None
+        self, resolve: _Resolver, ex: Example, stop: threading.Event, trace: Any = None
     ) -> tuple[Verdict, int]:
+        if not self._model.base_url:
+            return self._attempts(resolve, ex, stop, trace, None)
+        # Until the server answered once, one call at a time finds out which structured
+        # output it takes (the others wait, then go in the mode found).
+        gate = endpoint_gate(self._model.model, self._model.base_url)
+        try:
+            return self._attempts(resolve, ex, stop, trace, gate)
+        finally:
+            gate.release()
+
+    def _attempts(
+        self,
+        resolve: _Resolver,
+        ex: Example,
+        stop: threading.Event,
+        trace: Any,
+        gate: Gate | None,
+    ) -> tuple[Verdict, int]:
+        mode = self.response_format
+        judge = resolve(mode)
         # MLflow's gateway client retries by itself and LiteLLM never sees its calls.
         inner = getattr(judge, "_base_judge", judge)
         via_gateway = gateway_claims(getattr(inner, "model", None) or "")
         retries = 0 if via_gateway else self.retries
         last = "not attempted"
-        for attempt in range(retries + 1):
+        attempt = refusals = 0
+        while attempt <= retries:
             if stop.is_set():
                 raise CredentialsError("stopped: another judge call failed authentication")
             with self._lock:
@@ -601,11 +659,34 @@ class JudgeEvaluator:
                     raise RuntimeError(getattr(error, "error_message", None) or str(error))
                 if via_gateway:
                     record_call(ok=True, start=start, end=time.time())
+                if gate is not None:
+                    gate.settle()
                 value = normalize_value(feedback.value, self.spec.value_type)
-                return Verdict(value, feedback.rationale), attempt + 1
+                return Verdict(value, feedback.rationale), attempt + refusals + 1
             except Exception as exc:
                 if via_gateway:
                     record_call(ok=False, start=start, end=time.time())
+                if self._model.base_url and is_response_format_rejection(exc):
+                    # The server refuses this structured output: the same call in the
+                    # next mode, at once (not a retry: nothing transient happened).
+                    following = fall_back(self._model.model, self._model.base_url, mode)
+                    if following is not None and following != mode:
+                        mode, judge = following, resolve(following)
+                        refusals += 1
+                        continue
+                if gate is not None:
+                    gate.settle()  # an answer, or an error that is not about the format
+                # On a server, MLflow may have dropped the response_format itself (it does
+                # on a 400), so a reply it could not parse is read in any mode.
+                reply = self._unparsed_reply(exc) if self._model.base_url else None
+                if reply is not None:
+                    try:
+                        value, rationale = parse_judge_reply(
+                            reply, self.spec.value_type, tuple(self.spec.options)
+                        )
+                        return Verdict(value, rationale), attempt + refusals + 1
+                    except UnparseableReply as unreadable:
+                        exc = unreadable  # retried like any unparseable answer
                 kind = classify_failure(exc)
                 last = redact(f"{type(exc).__name__}: {exc}")[:500]
                 if kind == "auth":
@@ -617,9 +698,41 @@ class JudgeEvaluator:
                     break
                 delay = min(20.0, self.backoff * 2**attempt) * (1 + 0.1 * random.random())
                 time.sleep(delay)
+                attempt += 1
         with self._lock:
             self.stats.failed += 1
             failed = self.stats.failed_trace_ids
             assert failed is not None  # __init__ gives it a set
             failed.add(ex.trace_id)
-        return Verdict(None, None, error=last), attempt + 1
+        return Verdict(None, None, error=last), attempt + refusals + 1
+
+    @staticmethod
+    def _unparsed_reply(exc: BaseException) -> str | None:
+        """The reply MLflow could not parse as JSON, from its error; None for any other
+        failure."""
+        for link in _chain(exc):
+            text = str(getattr(link, "message", None) or link)
+            at = text.find(_UNPARSED_REPLY)
+            if at >= 0:
+                return text[at + len(_UNPARSED_REPLY) :]
+        return None
+
+
+class _Resolver:
+    """What one candidate is evaluated as in a given structured-output mode (built once per
+    mode: a MemAlign judge's rerouted copy is not rebuilt per example)."""
+
+    def __init__(self, evaluator: JudgeEvaluator, candidate: str | Any) -> None:
+        self._evaluator = evaluator
+        self._candidate = candidate
+        self._lock = threading.Lock()
+        self._built: dict[Mode, Any] = {}
+
+    def __call__(self, mode: Mode) -> Any:
+        with self._lock:
+            if mode not in self._built:
+                ev, c = self._evaluator, self._candidate
+                self._built[mode] = (
+                    ev._judge_for(c, mode) if isinstance(c, str) else ev._evaluation_judge(c, mode)
+                )
+            return self._built[mode]

@@ -215,6 +215,8 @@ def build_scorers(settings: PromptSettings) -> list[Scorer]:
             value_type=value_type,
             model=getattr(judge, "model", None) or "demo:/judge",
             options=options,
+            # The server the version was registered with (MLflow does not keep it).
+            base_url=meta.base_url if meta else None,
         )
         memalign = bool(meta and meta.is_memalign)
         out.append(

@@ -9,7 +9,9 @@ experiment tags (readable in MLflow's UI too), small JSON well under MLflow's 20
 character limit for an experiment tag value:
 
 * ``alignboard.judge.<name>.v<N>``: ``{"run_id", "optimizer", "test": {metric: number},
-  "created_ms"}``;
+  "created_ms", "base_url"}`` (``base_url``: the OpenAI-compatible server the judge's model
+  is served by, only when it has one; MLflow does not serialize a judge's base URL, so
+  without it a loaded judge would go to the provider's default endpoint);
 * ``alignboard.judge.<name>.alias.<alias>``: the version number the alias points at;
 * the alignment run gets the tag ``alignboard.judge_version`` = ``<N>`` (and
   ``alignboard.judge_name``).
@@ -26,7 +28,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from core.errors import NotFoundError, ValidationError
 from core.optimization import alias_history
@@ -65,6 +67,9 @@ class JudgeVersion:
     """Aliases pointing at this version."""
     is_memalign: bool = False
     """True for a MemAlign judge (needs its episodic traces in the store)."""
+    base_url: str | None = None
+    """The OpenAI-compatible server of the judge's model, when registered with one; every
+    scoring of the version goes there (None: the provider's own endpoint)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -105,10 +110,31 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _metadata(run_id: str | None, optimizer: str | None, test: dict[str, float]) -> str:
+def storable_base_url(base_url: str | None) -> str | None:
+    """``base_url`` as it may be stored with a version: without user info (``user:pass@``)
+    or query parameters, where credentials could hide; keys come from the environment."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not base_url or not base_url.strip():
+        return None
+    parts = urlsplit(base_url.strip())
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")) or None
+
+
+def _metadata(
+    run_id: str | None,
+    optimizer: str | None,
+    test: dict[str, float],
+    base_url: str | None = None,
+) -> str:
     kept = dict(test)
     meta: dict[str, Any] = {"run_id": run_id, "optimizer": optimizer, "test": kept}
     meta["created_ms"] = int(time.time() * 1000)
+    if url := storable_base_url(base_url):
+        meta["base_url"] = url
     text = json.dumps(meta, separators=(",", ":"), sort_keys=True)
     # Keep the tag compact: drop the longest-named metrics until it fits.
     while len(text) > MAX_METADATA_CHARS and kept:
@@ -141,6 +167,7 @@ def register_version(
     run_id: str | None,
     test_metrics: dict[str, Any],
     optimizer: str | None = None,
+    base_url: str | None = None,
 ) -> int:
     """Register ``judge`` as a new version of the scorer named after it.
 
@@ -151,6 +178,8 @@ def register_version(
         test_metrics: Held-out metrics; scalar numbers are kept (e.g. accuracy, kappa).
         optimizer: Which optimizer produced it (default: the run's ``optimizer`` param,
             else ``memalign`` for a MemAlign judge).
+        base_url: The OpenAI-compatible server of the judge's model (stored with the
+            version, without credentials: see :func:`storable_base_url`), or None.
 
     Returns:
         The new version number.
@@ -160,7 +189,9 @@ def register_version(
     version = registered.scorer_version
     if version is None:
         raise RuntimeError(f"MLflow registered {judge.name!r} without a version number.")
-    meta = _metadata(run_id, optimizer or _optimizer_of(judge, run_id), _numbers(test_metrics))
+    meta = _metadata(
+        run_id, optimizer or _optimizer_of(judge, run_id), _numbers(test_metrics), base_url
+    )
     client = _client()
     client.set_experiment_tag(str(experiment_id), version_tag(judge.name, version), meta)
     if run_id:
@@ -194,6 +225,7 @@ def _version_from(scorer: Any, version: int, name: str, tags: dict[str, str]) ->
         created_ms=meta.get("created_ms"),
         aliases=aliases,
         is_memalign=_is_memalign(scorer),
+        base_url=meta.get("base_url") or None,
     )
 
 
@@ -341,6 +373,10 @@ class JudgeRegistrar:
     settings: Any
     """The run's :class:`core.optimization.spec.AlignmentSettings`."""
 
+    #: Run tag: the structured output the judge's server accepted (``json_schema``,
+    #: ``json_object`` or ``text``), set for judges on a base URL.
+    RESPONSE_FORMAT_TAG: ClassVar[str] = "alignboard.judge_response_format"
+
     def register(
         self,
         outcome: Any,
@@ -362,13 +398,24 @@ class JudgeRegistrar:
             from core.optimization.mlflow_judge import seed_judge
 
             judge = seed_judge(self.settings.judge.with_instructions(outcome.instructions))
+        spec = self.settings.judge
         version = register_version(
             judge,
             self.settings.experiment_id,
             run_id=recorder.run_id,
             test_metrics=dict(test_metrics),
             optimizer=self.settings.optimizer,
+            base_url=spec.base_url,
         )
-        recorder.set_tags({rec.TAG_JUDGE_VERSION: version})
+        tags: dict[str, Any] = {rec.TAG_JUDGE_VERSION: version}
+        if spec.base_url:
+            from core.models.structured import endpoint_mode
+            from core.models.uris import parse_model
+
+            # Which structured output the judge's server took in this run (json_schema,
+            # or what it fell back to), for whoever reads the run.
+            model = parse_model(spec.model, spec.base_url)
+            tags[self.RESPONSE_FORMAT_TAG] = endpoint_mode(model.model, model.base_url)
+        recorder.set_tags(tags)
         recorder.log_metrics({"judge_version": version}, step=outcome.iterations)
         return version

@@ -138,7 +138,7 @@ def version_scorer(experiment_id: str, judge_name: str, version: int) -> tuple[J
 
     Returns:
         ``(spec, candidate)``: the spec (value type and options of the criterion, the
-        judge's model), and what to evaluate: the version's instructions (so the evaluator
+        judge's model and the base URL it was registered with), and what to evaluate: the version's instructions (so the evaluator
         builds the judge with its own bounded retries), or the registered judge object for
         a MemAlign judge (its behaviour is not a function of its instructions).
 
@@ -164,6 +164,8 @@ def version_scorer(experiment_id: str, judge_name: str, version: int) -> tuple[J
         value_type=value_type,
         model=getattr(judge, "model", None) or "demo:/judge",
         options=options,
+        # MLflow does not serialize a judge's base URL: the version's metadata keeps it.
+        base_url=meta.base_url,
     )
     return spec, (judge if meta.is_memalign else spec.instructions)
 

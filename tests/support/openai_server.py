@@ -16,6 +16,19 @@ request gets which depends on thread timing). ``server.served()`` counts what wa
 Answers can be scripted too: ``answer`` (a function of the request body) returns the text
 to answer a chat request with, or None to answer as the demo model does.
 
+Structured output, as servers that lack it answer (see :func:`llama_cpp_rejection`):
+
+* ``reject_json_schema=True``: a chat request whose ``response_format`` is ``json_schema``
+  gets exactly what llama-cpp-python's server answers it (HTTP 500, OpenAI-style error
+  body carrying FastAPI's validation message); ``json_object`` and text are answered;
+* ``reject_response_format=True``: any ``response_format`` (``json_object`` too) gets a
+  400 naming ``response_format``, as servers without structured output at all answer
+  (a number instead of True: that status);
+* ``prose=True``: a request without ``response_format`` is answered the way a small local
+  model often does, the JSON verdict inside a sentence.
+
+``server.rejected()`` counts the structured-output rejections served.
+
 Usage::
 
     with openai_server(faults=["429"]) as server:
@@ -75,6 +88,13 @@ class LoopbackServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     answer: Callable[[dict], str | None] | None = None
     """Scripted answers: request body -> text, or None for the demo model's answer."""
+    reject_json_schema: bool = False
+    """Refuse ``response_format`` ``json_schema`` as llama-cpp-python's server does."""
+    reject_response_format: bool | int = False
+    """Refuse any ``response_format`` (True: with a 400; a number: with that status), as a
+    server without structured output does."""
+    prose: bool = False
+    """Put answers to requests without ``response_format`` inside a sentence."""
 
     def next_fault(self) -> str | None:
         with self.lock:
@@ -87,6 +107,17 @@ class LoopbackServer:
     def record(self, item: Recorded) -> None:
         with self.lock:
             self.requests.append(item)
+
+    def rejected(self, kind: str | None = None) -> int:
+        """Structured-output rejections served so far (``kind``: the ``response_format``
+        type refused, e.g. ``"json_schema"``; None: all)."""
+        with self.lock:
+            items = list(self.requests)
+        return sum(
+            1
+            for r in items
+            if r.fault == "response_format" and (kind is None or _format_type(r.body) == kind)
+        )
 
     def served(self, path_suffix: str = "", model: str | None = None) -> Counter[str]:
         """Requests answered so far by fault kind (``"ok"``: answered normally), optionally
@@ -131,8 +162,13 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = {}
             fault = server.next_fault()
+            rejection = _rejection(server, self.path, body) if fault is None else None
+            if rejection is not None:
+                fault = "response_format"
             headers = {k.lower(): v for k, v in self.headers.items()}
             server.record(Recorded(self.path, headers, body, fault))
+            if rejection is not None:
+                return self._send(rejection[0], json.dumps(rejection[1]).encode())
             if fault == "429":
                 return self._error(429, "rate_limit_exceeded", "Rate limit reached; slow down.")
             if fault == "500":
@@ -144,12 +180,96 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             if fault == "malformed":
                 return self._send(200, b'{"id": "x", "choices": [ this is not json')
             if self.path.rstrip("/").endswith("/chat/completions"):
-                return self._send(200, json.dumps(_chat(body, server.answer)).encode())
+                reply = _chat(body, server.answer)
+                if server.prose and not body.get("response_format"):
+                    _wrap_in_prose(reply)
+                return self._send(200, json.dumps(reply).encode())
             if self.path.rstrip("/").endswith("/embeddings"):
                 return self._send(200, json.dumps(_embeddings(body)).encode())
             return self._error(404, "not_found", f"No route {self.path}")
 
     return Handler
+
+
+#: Where llama-cpp-python's chat route is defined: FastAPI names it in validation errors
+#: (``llama_cpp/server/app.py`` of llama-cpp-python 0.3.x; the path is the install's).
+LLAMA_CPP_ROUTE_FILE = "/usr/local/lib/python3.11/site-packages/llama_cpp/server/app.py"
+LLAMA_CPP_ROUTE_LINE = 376
+
+
+def llama_cpp_rejection(format_type: str = "json_schema") -> tuple[int, dict]:
+    """Status and body llama-cpp-python's OpenAI-compatible server answers a chat request
+    whose ``response_format.type`` is ``format_type`` (anything but ``text``/``json_object``).
+
+    Why it looks like this (llama-cpp-python 0.3.x, FastAPI >= 0.116): the request model
+    types ``response_format`` as ``ChatCompletionRequestResponseFormat``, a TypedDict with
+    ``type: Literal["text", "json_object"]`` (``llama_cpp/llama_types.py``), so FastAPI's
+    validation raises ``RequestValidationError`` inside the route. The server's
+    ``RouteErrorHandler`` (``llama_cpp/server/errors.py``) catches every exception of the
+    route, not only its own, and answers ``500`` with
+    ``{"error": {"message": str(exc), "type": "internal_server_error", "param": null,
+    "code": null}}``; ``str(exc)`` is FastAPI's "N validation error(s)" text with pydantic's
+    error dict and the route's file, line and path.
+    """
+    error = {
+        "type": "literal_error",
+        "loc": ("body", "response_format", "type"),
+        "msg": "Input should be 'text' or 'json_object'",
+        "input": format_type,
+        "ctx": {"expected": "'text' or 'json_object'"},
+    }
+    message = (
+        f"1 validation error:\n  {error}\n\n"
+        f'  File "{LLAMA_CPP_ROUTE_FILE}", line {LLAMA_CPP_ROUTE_LINE}, in create_chat_completion\n'
+        "    POST /v1/chat/completions"
+    )
+    body = {
+        "error": {
+            "message": message,
+            "type": "internal_server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    return 500, body
+
+
+def _format_type(body: dict) -> str | None:
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict):
+        return str(fmt.get("type"))
+    return None if fmt is None else str(fmt)
+
+
+def _rejection(server: LoopbackServer, path: str, body: dict) -> tuple[int, dict] | None:
+    """The structured-output rejection this request gets, or None."""
+    if not path.rstrip("/").endswith("/chat/completions") or not body.get("response_format"):
+        return None
+    kind = _format_type(body)
+    if server.reject_response_format:
+        message = f"response_format is not supported by this server (got type {kind!r})"
+        status = 400 if server.reject_response_format is True else server.reject_response_format
+        return int(status), {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "response_format",
+                "code": None,
+            }
+        }
+    if server.reject_json_schema and kind not in ("text", "json_object"):
+        return llama_cpp_rejection(str(kind))
+    return None
+
+
+def _wrap_in_prose(reply: dict) -> None:
+    # No code fence: MLflow strips fences itself, prose around bare JSON it cannot parse.
+    message = reply["choices"][0]["message"]
+    if message.get("content"):
+        message["content"] = (
+            "Sure! Having read the conversation, here is my verdict: "
+            f"{message['content']} Let me know if you need anything else."
+        )
 
 
 def _chat(body: dict, answer: Callable[[dict], str | None] | None = None) -> dict:
@@ -201,6 +321,9 @@ def openai_server(
     seed: int = 0,
     hang_seconds: float = 2.0,
     answer: Callable[[dict], str | None] | None = None,
+    reject_json_schema: bool = False,
+    reject_response_format: bool | int = False,
+    prose: bool = False,
 ) -> Iterator[LoopbackServer]:
     """Run a loopback OpenAI-compatible server for the duration of the ``with`` block.
 
@@ -211,6 +334,11 @@ def openai_server(
         seed: Seed of the random draws.
         hang_seconds: How long a ``"timeout"`` fault sleeps before answering.
         answer: Scripted answers (request body -> text; None: the demo model's answer).
+        reject_json_schema: Refuse ``json_schema`` structured output exactly as
+            llama-cpp-python's server does (:func:`llama_cpp_rejection`).
+        reject_response_format: Refuse any ``response_format`` (True: with a 400; a
+            number: with that HTTP status).
+        prose: Wrap answers to requests without ``response_format`` in prose.
     """
     unknown = [f for f in [*(faults or []), *fault_kinds] if f not in FAULTS]
     if unknown:
@@ -227,6 +355,9 @@ def openai_server(
         fault_kinds=tuple(fault_kinds),
         rng=random.Random(seed),
         answer=answer,
+        reject_json_schema=reject_json_schema,
+        reject_response_format=reject_response_format,
+        prose=prose,
     )
     httpd.RequestHandlerClass = _handler(handle)
     thread = threading.Thread(

@@ -8,6 +8,7 @@ ends as a new registered version of the judge.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from core.errors import NotFoundError, ValidationError
@@ -35,6 +36,16 @@ def _memalign_version(experiment_id: str, judge_name: str, version: int | None) 
             "are unknown, so it cannot be re-aligned here."
         )
     return chosen
+
+
+def _settings_of(base: JudgeVersion) -> AlignmentSettings:
+    """The settings of the run that produced ``base``, its judge on the server the version
+    was registered with (the run's own base URL for a version registered without one)."""
+    assert base.run_id is not None  # _memalign_version refuses a version without a run
+    settings: AlignmentSettings = load_settings(base.run_id)
+    if base.base_url and base.base_url != settings.judge.base_url:
+        settings = replace(settings, judge=replace(settings.judge, base_url=base.base_url))
+    return settings
 
 
 def _outcome(
@@ -73,8 +84,7 @@ def realign(experiment_id: str, judge_name: str, *, version: int | None = None) 
         version: The MemAlign version to start from (default: the latest one).
     """
     base = _memalign_version(experiment_id, judge_name, version)
-    assert base.run_id is not None  # _memalign_version refuses a version without a run
-    settings: AlignmentSettings = load_settings(base.run_id)
+    settings = _settings_of(base)
 
     def runner(
         s: AlignmentSettings, train: list[Example], val: list[Example], recorder: RunRecorder
@@ -97,8 +107,7 @@ def unalign(
     if not ids:
         raise ValidationError("Choose at least one trace to unalign.")
     base = _memalign_version(experiment_id, judge_name, version)
-    assert base.run_id is not None  # _memalign_version refuses a version without a run
-    settings: AlignmentSettings = load_settings(base.run_id)
+    settings = _settings_of(base)
 
     def runner(
         s: AlignmentSettings, train: list[Example], val: list[Example], recorder: RunRecorder
