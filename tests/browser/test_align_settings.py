@@ -94,11 +94,12 @@ def test_the_watched_runs_label_says_finished_once_it_has(page, dashboard):
     run_id = runs[0].run_id
     picker = _main(page).locator('[data-testid="stSelectbox"]').filter(has_text="Watch a run here")
     # Picked (the page follows the run it launched) while the run was queued or running.
-    assert re.search(r"· (queued|running) ·", picker.inner_text()), picker.inner_text()
+    shown = picker.locator("input").input_value()
+    assert run_id[:8] in shown and re.search(r"· (queued|running) ·", shown), shown
     final = jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)
     assert final.status == "finished", final.error
     page.get_by_text("Finished:").wait_for(timeout=60_000)
     wait_idle(page)
     screenshot(page, "align-settings-02-finished")
-    shown = picker.inner_text()
+    shown = picker.locator("input").input_value()
     assert run_id[:8] in shown and "· finished ·" in shown, shown
