@@ -329,6 +329,10 @@ def test_the_run_picker_labels_show_a_run_finished_seconds_ago(demo_store):
         at = _align()
         _ok(at)
         assert at.session_state["align_run"] == newer
+        # A run that has logged no usage yet says when it will be counted.
+        assert "Model usage: tokens and cost are counted at the end of the run" in [
+            c.value for c in at.caption
+        ]
 
         def label(run_id: str) -> str:
             box = at.selectbox(key="align_watch")
