@@ -13,7 +13,6 @@ from app.components import data, run_progress, run_usage, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
-from core.optimization.runners.memalign_versions import realign
 from core.optimization.settings import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_JUDGE_MODEL,
@@ -223,6 +222,9 @@ def _request_realign(judge_name: str, version: int) -> None:
 
 def _realign_now(judge_name: str, version: int) -> None:
     """Realign a MemAlign version with the labels added since (a run and a new version)."""
+    # Imported on use: the MemAlign runner is not needed to draw the page.
+    from core.optimization.runners.memalign_versions import realign
+
     try:
         ss["align_realign_result"] = realign(ctx.experiment_id, judge_name, version=version)
         ss["align_realign_error"] = None
