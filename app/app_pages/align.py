@@ -230,7 +230,7 @@ def _realign_now(judge_name: str, version: int) -> None:
         ss["align_realign_error"] = None
     except AlignboardError as exc:
         ss["align_realign_result"] = None
-        ss["align_realign_error"] = str(exc)
+        ss["align_realign_error"] = (judge_name, str(exc))
     data.after_realign()
 
 
@@ -269,13 +269,15 @@ with st.container(border=True, key="align_realign_box"):
     if request is not None:
         with st.spinner(f"Realigning {request[0]} v{request[1]} with the new labels..."):
             _realign_now(*request)
+        all_jobs = data.jobs(ctx.experiment_id)  # with the realign's run
     stamp = tuple((j.run_id, j.status) for j in all_jobs if j.judge_name == crit.name)
     offer = data.realign_offer(ctx.experiment_id, crit.name, stamp)
     done = ss.get("align_realign_result")
     if done is not None and done.judge_name == crit.name:
         st.success(realign_summary(done.to_dict()), icon=":material/check_circle:")
-    if ss.get("align_realign_error"):
-        st.error(ss["align_realign_error"])
+    failed = ss.get("align_realign_error")
+    if failed is not None and failed[0] == crit.name:
+        st.error(failed[1])
     st.caption(offer.message())
     if offer.version is not None:
         new = "" if not offer.new_labels else f" ({offer.new_labels} new)"

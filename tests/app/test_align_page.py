@@ -404,6 +404,7 @@ def test_realign_from_the_page_adds_the_new_labels_as_a_new_version(demo_store):
     assert "held-out accuracy" in done and "kappa" in done
     result = at.session_state["align_realign_result"]
     assert result.judge_version == 2 and result.optimizer == "memalign"
+    assert result.run_id in set(_frame(at, "run id")["run id"])  # listed at once
     # Both new traces are in the new version's memory: nothing is new any more.
     assert at.button(key="align_realign").disabled
     assert any("Nothing new since v2" in c.value for c in at.caption)
