@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import data, run_progress, shell
+from app.components import data, run_progress, run_usage, shell
 from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
@@ -23,27 +23,56 @@ from core.optimization.settings import (
     with_kappa_override,
 )
 from core.views.adjudication import gate_findings, only_gate_blocks
+from core.views.align import (
+    BASE_URL_HELP,
+    BASE_URL_PLACEHOLDER,
+    current_statuses,
+    realign_summary,
+    run_option_label,
+)
 from core.views.formatting import duration, number, when
 from core.views.overview import DEMO_NOTE
 from core.views.runs import run_verdict
 
-# The advanced section's model servers: (label, session key, what the server serves).
-_BASE_URL_INPUTS = (
+# The models and their servers: (model label, model key, what it does, base URL key).
+_MODELS = (
+    ("Judge model", "align_model", "provider:/model, e.g. openai:/gpt-4.1-mini", "align_base_url"),
     (
-        "Judge model base URL",
-        "align_base_url",
-        "An OpenAI-compatible server (vLLM, llama.cpp) serving the judge model.",
-    ),
-    (
-        "Reflection model base URL",
+        "Reflection model",
+        "align_reflection",
+        "Proposes new instructions (GEPA) or distils guidelines (MemAlign).",
         "align_reflection_base_url",
-        "An OpenAI-compatible server serving the reflection model.",
     ),
     (
-        "Embedding model base URL",
+        "Embedding model (MemAlign only)",
+        "align_embedding_model",
+        "MemAlign: embeds the examples of its episodic memory; other optimizers ignore it.",
         "align_embedding_base_url",
-        "MemAlign: an OpenAI-compatible server serving the embedding model.",
     ),
+)
+# Every form field, kept across a visit to another page (Streamlit drops the values of
+# widgets it does not draw; app/components/state.py puts them back).
+_KEPT = (
+    "criterion",
+    "start",
+    "instructions",
+    "optimizer",
+    "model",
+    "reflection",
+    "budget",
+    "workers",
+    "seed",
+    "base_url",
+    "reflection_base_url",
+    "embedding_model",
+    "embedding_base_url",
+    "reviewers",
+    "minibatch",
+    "retrieval_k",
+    "register_worse",
+    "register_cancelled",
+    "kappa_reason",
+    "watch",
 )
 
 ctx = shell.require_context()
@@ -65,11 +94,13 @@ init_page_state(
         "minibatch": 3,
         "retrieval_k": 5,
         "register_worse": False,
+        "register_cancelled": False,
         "kappa_reason": "",
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
         "launch_lock": threading.Lock(),
     },
+    keep=_KEPT,
 )
 st.title("Align")
 st.caption(
@@ -103,6 +134,7 @@ def _form_settings(crit):
         retrieval_k=int(ss["align_retrieval_k"]),
         reviewers=ss["align_reviewers"],
         register_if_worse=bool(ss["align_register_worse"]),
+        register_if_cancelled=bool(ss["align_register_cancelled"]),
     )
 
 
@@ -183,6 +215,25 @@ def _watch() -> None:
     ss["align_run"] = ss.get("align_watch")
 
 
+def _request_realign(judge_name: str, version: int) -> None:
+    # Run in the page body, under a spinner (a callback can draw none): see _realign_now.
+    ss["align_realign_request"] = (judge_name, version)
+
+
+def _realign_now(judge_name: str, version: int) -> None:
+    """Realign a MemAlign version with the labels added since (a run and a new version)."""
+    # Imported on use: the MemAlign runner is not needed to draw the page.
+    from core.optimization.runners.memalign_versions import realign
+
+    try:
+        ss["align_realign_result"] = realign(ctx.experiment_id, judge_name, version=version)
+        ss["align_realign_error"] = None
+    except AlignboardError as exc:
+        ss["align_realign_result"] = None
+        ss["align_realign_error"] = (judge_name, str(exc))
+    data.after_realign()
+
+
 # ---- the judge -------------------------------------------------------------------------
 st.subheader("1. Judge")
 pick = st.columns([1, 2])
@@ -210,10 +261,40 @@ if ss.get("align_source") != source:
     ss["align_instructions"] = by_key[start_key].instructions
     ss["align_source"] = source
 
+all_jobs = data.jobs(ctx.experiment_id)
+# ---- Realign: a MemAlign version plus the labels added since ---------------------------
+with st.container(border=True, key="align_realign_box"):
+    st.markdown("**Realign with new labels** (MemAlign)")
+    request = ss.pop("align_realign_request", None)
+    if request is not None:
+        with st.spinner(f"Realigning {request[0]} v{request[1]} with the new labels..."):
+            _realign_now(*request)
+        all_jobs = data.jobs(ctx.experiment_id)  # with the realign's run
+    stamp = tuple((j.run_id, j.status) for j in all_jobs if j.judge_name == crit.name)
+    offer = data.realign_offer(ctx.experiment_id, crit.name, stamp)
+    done = ss.get("align_realign_result")
+    if done is not None and done.judge_name == crit.name:
+        st.success(realign_summary(done.to_dict()), icon=":material/check_circle:")
+    failed = ss.get("align_realign_error")
+    if failed is not None and failed[0] == crit.name:
+        st.error(failed[1])
+    st.caption(offer.message())
+    if offer.version is not None:
+        new = "" if not offer.new_labels else f" ({offer.new_labels} new)"
+        st.button(
+            f"Realign v{offer.version} with new labels{new}",
+            key="align_realign",
+            icon=":material/playlist_add:",
+            disabled=not offer.can_realign,
+            on_click=_request_realign,
+            args=(crit.name, offer.version),
+            help="Runs here, in this page (a MemAlign realign spends no judge calls while "
+            "it adds to the memory), then scores the new version on the held-out split.",
+        )
+
 known_reviewers = data.reviewers(ctx.experiment_id)
 # Names from another experiment would be refused by the multiselect.
 ss["align_reviewers"] = [r for r in ss["align_reviewers"] if r in known_reviewers]
-all_jobs = data.jobs(ctx.experiment_id)
 active = [j for j in all_jobs if j.active and j.judge_name == crit.name]
 with st.form("align_form", border=True):
     st.text_area(
@@ -225,21 +306,21 @@ with st.form("align_form", border=True):
         "through MLflow's judge tools.",
     )
     st.markdown("**2. Optimizer and models**")
-    row: Sequence[DeltaGenerator] = st.columns([2, 1, 1])
-    optimizer = row[0].selectbox(
+    optimizer = st.selectbox(
         "Optimizer",
         list(OPTIMIZER_CHOICES),
         key="align_optimizer",
         format_func=lambda k: OPTIMIZER_CHOICES[k],
     )
-    row[1].text_input(
-        "Judge model", key="align_model", help="provider:/model, e.g. openai:/gpt-4.1-mini"
-    )
-    row[2].text_input(
-        "Reflection model",
-        key="align_reflection",
-        help="Proposes new instructions (GEPA) or distils guidelines (MemAlign).",
-    )
+    for label, key, does, url_key in _MODELS:
+        row: Sequence[DeltaGenerator] = st.columns(2)
+        row[0].text_input(label, key=key, help=does)
+        row[1].text_input(
+            f"{label.removesuffix(' (MemAlign only)')} base URL",
+            key=url_key,
+            placeholder=BASE_URL_PLACEHOLDER,
+            help=BASE_URL_HELP,
+        )
     knobs = st.columns(3)
     knobs[0].number_input(
         "Budget (metric calls, 0 = auto)",
@@ -258,23 +339,16 @@ with st.form("align_form", border=True):
         help="By default a judge that scores below the seed on the test split is recorded "
         "but not registered.",
     )
-    with st.expander("Advanced: model servers, embeddings, reviewers"):
-        for column, (label, key, serves) in zip(st.columns(3), _BASE_URL_INPUTS, strict=True):
-            column.text_input(label, key=key, placeholder="http://localhost:8000/v1", help=serves)
-        memory = st.columns([2, 1, 1])
-        memory[0].text_input(
-            "Embedding model",
-            key="align_embedding_model",
-            help="MemAlign: embeds the examples of its episodic memory.",
-        )
-        memory[1].number_input(
+    with st.expander("Advanced: minibatch, retrieval, reviewers, cancelling"):
+        memory = st.columns(2)
+        memory[0].number_input(
             "Minibatch size",
             min_value=1,
             max_value=64,
             key="align_minibatch",
             help="GEPA: examples shown to the reflection model per iteration.",
         )
-        memory[2].number_input(
+        memory[1].number_input(
             "Retrieval k",
             min_value=1,
             max_value=50,
@@ -287,6 +361,13 @@ with st.form("align_form", border=True):
             key="align_reviewers",
             placeholder="Everyone's labels",
             help="Align on some reviewers' labels only (e.g. when reviewers disagree).",
+        )
+        st.checkbox(
+            "Register the best so far if I cancel",
+            key="align_register_cancelled",
+            help="Off: a cancelled run registers nothing. On: the best candidate found "
+            "before the cancel is scored on the held-out split and registered like a "
+            "finished run's.",
         )
     # What the confirmation below is about (newest first), for _confirmed_alongside.
     ss["align_active_seen"] = [j.run_id for j in active]
@@ -435,6 +516,7 @@ else:
         k[0].metric("Iteration", now.iteration if now.iteration is not None else "-")
         k[1].metric("Current best (val)", number(now.best_score, 3, missing="-"))
         k[2].metric("Judge version", "-" if now.judge_version is None else f"v{now.judge_version}")
+        run_usage.usage_line(now, run_id)
         run_progress.live_chart(run_id, "align_live_chart")
         if now.active:
             run_progress.cancel_button(
@@ -480,44 +562,52 @@ if not all_jobs:
     st.stop()
 
 
-st.dataframe(
-    [
-        {
-            "open": f"run_explorer?run={j.run_id}",
-            "started": when(j.started, seconds=True),
-            "status": j.status,
-            "optimizer": j.optimizer,
-            "judge": j.judge_name,
-            "version": j.judge_version,
-            "iteration": j.iteration,
-            "metric calls": j.metric_calls,
-            "budget": j.budget,
-            "best val": j.best_score,
-            "run id": j.run_id,
-        }
-        for j in all_jobs
-    ],
-    hide_index=True,
-    key="align_runs",
-    column_config={
-        "open": st.column_config.LinkColumn("explore", display_text="open", width="small"),
-        "best val": st.column_config.NumberColumn(format="%.3f"),
-    },
-)
-by_id = {j.run_id: j for j in all_jobs}
-ids = list(by_id)
-if ss.get("align_watch") not in by_id:
-    ss["align_watch"] = watched if watched in by_id else None
-st.selectbox(
-    "Watch a run here (interrupted runs can be resumed)",
-    ids,
-    key="align_watch",
-    placeholder="Pick a run to watch",
-    on_change=_watch,
-    # No status in the label: the browser keeps a keyed selectbox's option labels from an
-    # earlier run of the page, so a status there goes stale (the table above has it).
-    format_func=lambda r: (
-        f"{when(by_id[r].started, seconds=True)} · {by_id[r].optimizer} · {by_id[r].judge_name} · "
-        f"{r[:8]}"
-    ),
-)
+@st.fragment(run_every=3 if any(j.active for j in all_jobs) else None)
+def _recent(listed: list) -> None:
+    # Polled while a listed run is active: those are read afresh (a cheap read each), so
+    # a run that ends reads so within seconds here, whichever run the panel above follows.
+    runs = current_statuses(listed)
+    if any(a.active and not b.active for a, b in zip(listed, runs, strict=True)):
+        # One ended: redraw the page once (its version, the Realign offer, the polling).
+        data.after_job_end()
+        st.rerun()
+    st.dataframe(
+        [
+            {
+                "open": f"run_explorer?run={j.run_id}",
+                "started": when(j.started, seconds=True),
+                "status": j.status,
+                "optimizer": j.optimizer,
+                "judge": j.judge_name,
+                "version": j.judge_version,
+                "iteration": j.iteration,
+                "metric calls": j.metric_calls,
+                "budget": j.budget,
+                "best val": j.best_score,
+                "run id": j.run_id,
+            }
+            for j in runs
+        ],
+        hide_index=True,
+        key="align_runs",
+        column_config={
+            "open": st.column_config.LinkColumn("explore", display_text="open", width="small"),
+            "best val": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    by_id = {j.run_id: j for j in runs}
+    chosen = ss.get("align_watch")
+    # Set on every draw, even unchanged: the browser shows the label it last sent for the
+    # selection (with the status of then) unless the server sends the value again.
+    ss["align_watch"] = chosen if chosen in by_id else (watched if watched in by_id else None)
+    st.selectbox(
+        "Watch a run here (interrupted runs can be resumed)",
+        list(by_id),
+        key="align_watch",
+        placeholder="Pick a run to watch",
+        on_change=_watch,
+        format_func=lambda r: run_option_label(by_id[r], by_id[r].judge_name or "judge"),
+    )
+
+
+_recent(all_jobs)

@@ -9,12 +9,18 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import data, nav, run_progress, shell
-from app.components.state import init_page_state
+from app.components import data, nav, run_progress, run_usage, shell
+from app.components.state import init_page_state, keep_widget_values
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.prompt_preflight import build_prompt_settings
 from core.optimization.prompt_spec import AGGREGATIONS, BUILTIN_SCORERS, PROMPT_OPTIMIZERS
+from core.views.align import (
+    BASE_URL_HELP,
+    BASE_URL_PLACEHOLDER,
+    current_statuses,
+    run_option_label,
+)
 from core.views.formatting import duration, number, when
 from core.views.optimize import (
     DEMO_APP_NOTE,
@@ -32,6 +38,36 @@ from core.views.optimize import (
 from core.views.overview import DEMO_NOTE
 from core.views.prompt_runs import prompt_label, same_active_run
 from core.views.runs import run_verdict
+
+# Every form field, kept across a visit to another page (Streamlit drops the values of
+# widgets it does not draw; app/components/state.py puts them back). The variable mapping's
+# fields (map_<variable>) are kept once the prompt's variables are known.
+_KEPT = (
+    "prompt",
+    "ref",
+    "source_kind",
+    "dataset",
+    "path",
+    "queue",
+    "tags",
+    "upload_name",
+    "task_model",
+    "task_base_url",
+    "reflection",
+    "reflection_base_url",
+    "judges",
+    "scorers",
+    "optimizer",
+    "budget",
+    "workers",
+    "seed",
+    "minibatch",
+    "aggregation",
+    "alias",
+    "register_worse",
+    "register_cancelled",
+    "watch",
+)
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -55,6 +91,7 @@ init_page_state(
         "aggregation": "mean",
         "alias": "candidate",
         "register_worse": False,
+        "register_cancelled": False,
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
         # Created with the session's state, before any callback can run.
@@ -62,6 +99,7 @@ init_page_state(
     },
     # A link (?prompt=NAME&ref=NAME@3, e.g. from the Versions page) picks that version.
     query_params={"prompt": "prompt", "ref": "ref"},
+    keep=_KEPT,
 )
 st.title("Optimize")
 st.caption(
@@ -207,6 +245,7 @@ else:
         f"input fields: {', '.join(fields.paths) or 'none'}."
     )
 paths = list(fields.paths)
+keep_widget_values("optimize", [f"map_{var}" for var in prompt.variables])
 # A mapping chosen for another dataset may name fields this one lacks: start it again.
 for var in prompt.variables:
     key = f"optimize_map_{var}"
@@ -248,6 +287,7 @@ def _form_settings():
         alias=ss["optimize_alias"],
         aggregation=ss["optimize_aggregation"],
         register_if_worse=bool(ss["optimize_register_worse"]),
+        register_if_cancelled=bool(ss["optimize_register_cancelled"]),
     )
 
 
@@ -313,18 +353,32 @@ with st.form("optimize_form", border=True):
             help="Which input field fills this variable (by default the same-named one).",
         )
     st.markdown("**4. Application, scorers and optimizer**")
-    row: Sequence[DeltaGenerator] = st.columns([1, 2])
-    row[0].text_input(
-        "Application model",
-        key="optimize_task_model",
-        help="provider:/model, e.g. openai:/gpt-4.1-mini; demo:/app is the offline stand-in.",
-    )
-    row[1].selectbox(
+    st.selectbox(
         "Optimizer",
         list(PROMPT_OPTIMIZERS),
         key="optimize_optimizer",
         format_func=lambda k: OPTIMIZER_LABELS[k],
     )
+    for label, key, does, url_key in (
+        (
+            "Application model",
+            "optimize_task_model",
+            "The model the prompt is for: provider:/model, e.g. openai:/gpt-4.1-mini; "
+            "demo:/app is the offline stand-in.",
+            "optimize_task_base_url",
+        ),
+        (
+            "Reflection model",
+            "optimize_reflection",
+            "Proposes new prompts.",
+            "optimize_reflection_base_url",
+        ),
+    ):
+        row: Sequence[DeltaGenerator] = st.columns(2)
+        row[0].text_input(label, key=key, help=does)
+        row[1].text_input(
+            f"{label} base URL", key=url_key, placeholder=BASE_URL_PLACEHOLDER, help=BASE_URL_HELP
+        )
     scorer_row = st.columns(2)
     scorer_row[0].multiselect(
         "Judges (registered versions or aliases)",
@@ -373,35 +427,27 @@ with st.form("optimize_form", border=True):
         help="By default a prompt that scores below the seed on the test split is recorded "
         "but not registered.",
     )
-    with st.expander("Advanced: model servers, reflection, minibatch, aggregation"):
+    with st.expander("Advanced: minibatch, aggregation, cancelling"):
         adv = st.columns(2)
-        adv[0].text_input(
-            "Application model base URL",
-            key="optimize_task_base_url",
-            placeholder="http://localhost:8000/v1",
-            help="An OpenAI-compatible server (vLLM, llama.cpp) serving the application model.",
-        )
-        adv[1].text_input(
-            "Reflection model base URL",
-            key="optimize_reflection_base_url",
-            placeholder="http://localhost:8000/v1",
-        )
-        adv2 = st.columns(3)
-        adv2[0].text_input(
-            "Reflection model", key="optimize_reflection", help="Proposes new prompts."
-        )
-        adv2[1].number_input(
+        adv[0].number_input(
             "Minibatch size",
             min_value=1,
             max_value=64,
             key="optimize_minibatch",
             help="GEPA: rows shown to the reflection model per iteration.",
         )
-        adv2[2].selectbox(
+        adv[1].selectbox(
             "Aggregation",
             list(AGGREGATIONS),
             key="optimize_aggregation",
             help="How several scorers' [0, 1] scores combine into the one score maximised.",
+        )
+        st.checkbox(
+            "Register the best so far if I cancel",
+            key="optimize_register_cancelled",
+            help="Off: a cancelled run registers nothing. On: the best prompt found before "
+            "the cancel is scored on the held-out inputs and registered like a finished "
+            "run's.",
         )
     # What the form holds as of its last submission: what Launch checks and launches.
     try:
@@ -522,6 +568,7 @@ else:
         k[1].metric("Iteration", now.iteration if now.iteration is not None else "-")
         k[2].metric("Best validation score", number(now.best_score, 3, missing="-"))
         k[3].metric("Calls used / budget", f"{calls:,} / {cap:,}" if cap else f"{calls:,}")
+        run_usage.usage_line(now, run_id)
         run_progress.live_chart(run_id, "optimize_live_chart")
         if now.active:
             run_progress.cancel_button(
@@ -555,42 +602,52 @@ st.subheader("Recent optimization runs")
 if not all_runs:
     st.caption("No prompt optimization runs in this experiment yet.")
     st.stop()
-st.dataframe(
-    [
-        {
-            "open": f"run_explorer?run={r.run_id}",
-            "started": when(r.started, seconds=True),
-            "status": r.status,
-            "optimizer": r.optimizer,
-            "prompt": prompt_label(r),
-            "iteration": r.iteration,
-            "metric calls": r.metric_calls,
-            "budget": r.budget,
-            "best val": r.best_score,
-            "run id": r.run_id,
-        }
-        for r in all_runs
-    ],
-    hide_index=True,
-    key="optimize_runs",
-    column_config={
-        "open": st.column_config.LinkColumn("explore", display_text="open", width="small"),
-        "best val": st.column_config.NumberColumn(format="%.3f"),
-    },
-)
-by_id = {r.run_id: r for r in all_runs}
-if ss.get("optimize_watch") not in by_id:
-    ss["optimize_watch"] = watched if watched in by_id else None
-st.selectbox(
-    "Watch a run here",
-    list(by_id),
-    key="optimize_watch",
-    placeholder="Pick a run to watch",
-    on_change=_watch,
-    # No status in the label: the browser keeps a keyed selectbox's option labels from an
-    # earlier run of the page, so a status there goes stale (the table above has it).
-    format_func=lambda r: (
-        f"{when(by_id[r].started, seconds=True)} · {by_id[r].optimizer} · "
-        f"{prompt_label(by_id[r])} · {r[:8]}"
-    ),
-)
+
+
+@st.fragment(run_every=3 if any(r.active for r in all_runs) else None)
+def _recent(listed: list) -> None:
+    # Polled while a listed run is active: those are read afresh, so a run that ends
+    # reads so within seconds, whichever run the panel above follows.
+    runs = current_statuses(listed)
+    if any(a.active and not b.active for a, b in zip(listed, runs, strict=True)):
+        data.after_prompt_job_end()
+        st.rerun()
+    st.dataframe(
+        [
+            {
+                "open": f"run_explorer?run={r.run_id}",
+                "started": when(r.started, seconds=True),
+                "status": r.status,
+                "optimizer": r.optimizer,
+                "prompt": prompt_label(r),
+                "iteration": r.iteration,
+                "metric calls": r.metric_calls,
+                "budget": r.budget,
+                "best val": r.best_score,
+                "run id": r.run_id,
+            }
+            for r in runs
+        ],
+        hide_index=True,
+        key="optimize_runs",
+        column_config={
+            "open": st.column_config.LinkColumn("explore", display_text="open", width="small"),
+            "best val": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    by_id = {r.run_id: r for r in runs}
+    chosen = ss.get("optimize_watch")
+    # Set on every draw, even unchanged: the browser shows the label it last sent for the
+    # selection (with the status of then) unless the server sends the value again.
+    ss["optimize_watch"] = chosen if chosen in by_id else (watched if watched in by_id else None)
+    st.selectbox(
+        "Watch a run here",
+        list(by_id),
+        key="optimize_watch",
+        placeholder="Pick a run to watch",
+        on_change=_watch,
+        format_func=lambda r: run_option_label(by_id[r], prompt_label(by_id[r])),
+    )
+
+
+_recent(all_runs)

@@ -779,3 +779,32 @@ def current_statuses(run_ids: tuple[str, ...]) -> dict:
         except NotFoundError:
             continue
     return out
+# --- Align and Optimize: live usage, Realign, fresh run statuses ------------------------
+
+
+@st.cache_data(ttl=10, max_entries=64, show_spinner=False)
+def run_usage(run_id: str, status: str, iteration: int | None) -> str:
+    """A run's model usage line (``core.views.align.run_usage``). Runners log usage at
+    iteration ends and the engine its totals before the final status, so ``status`` and
+    ``iteration`` in the key make a new value read at once; the TTL covers the rest."""
+    from core.views.align import read_run_usage
+
+    return read_run_usage(run_id, active=status in ("queued", "running"))
+
+
+@st.cache_data(ttl=30, max_entries=32, show_spinner=False)
+def realign_offer(experiment_id: str, judge_name: str, stamp: tuple = ()):
+    """Whether a judge has a MemAlign version to realign and how many labels are new
+    (``core.views.align.RealignOffer``). ``stamp`` (the judge's runs and their statuses,
+    as the page read them) is part of the key, so a run that registers a version is seen
+    at once; labels added elsewhere show within the TTL."""
+    from core.views.align import realign_offer as offer
+
+    return offer(experiment_id, judge_name)
+
+
+def after_realign() -> None:
+    """A realign registered a judge version (and recorded a run)."""
+    realign_offer.clear()
+    judge_versions.clear()
+    after_job_end()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -78,6 +79,9 @@ def test_launching_from_the_align_page_creates_a_finished_run(demo_store):
     _ok(at)
     assert any("Finished" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 1  # the progress chart
+    # The run's totals; the demo models have no price, which is said, never "$0".
+    (usage,) = [c.value for c in at.caption if c.value.startswith("Model usage:")]
+    assert re.fullmatch(r"Model usage: [\d,]+ calls · [\d,]+ tokens · price unknown", usage)
     runs = _frame(at, "run id")
     assert run_id in set(runs["run id"])
     assert f"run_explorer?run={run_id}" in set(runs["open"])
@@ -242,3 +246,171 @@ def test_a_double_click_on_launch_makes_one_run_and_a_second_needs_confirmation(
         assert len(_alignment_runs(demo_store)) == 2
     finally:
         _stop(runs)
+
+
+# ---- models and their servers, register-if-cancelled -----------------------------------
+
+
+def test_every_model_has_a_base_url_field_and_a_bad_one_is_explained(demo_store):
+    at = _align()
+    _ok(at)
+    for key in ("align_base_url", "align_reflection_base_url", "align_embedding_base_url"):
+        box = at.text_input(key=key)
+        assert box.value == "" and "blank = the provider's own" in box.help
+    at.text_input(key="align_base_url").set_value("localhost:8080/v1")
+    at.button(key="align_check").click().run()
+    assert not at.exception
+    # The builder's ModelError, as a sentence in the form (no traceback), and no launch.
+    assert any("must start with http:// or https://" in e.value for e in at.error)
+    assert at.button(key="align_launch").disabled
+
+
+def test_register_if_cancelled_is_off_by_default_and_launched_when_ticked(demo_store):
+    from core.optimization.engine import load_settings
+
+    at = _align()
+    assert at.checkbox(key="align_register_cancelled").value is False
+    at.checkbox(key="align_register_cancelled").check()
+    at.number_input(key="align_budget").set_value(5000)  # still running when cancelled
+    at.button(key="align_launch").click().run()
+    _ok(at)
+    run_id = at.session_state["align_run"]
+    try:
+        assert load_settings(run_id).register_if_cancelled is True
+    finally:
+        _stop([run_id])
+
+
+# ---- the form keeps its choices when you come back -------------------------------------
+
+
+def test_the_form_keeps_every_choice_after_another_page(demo_store):
+    at = _align()
+    at.selectbox(key="align_optimizer").set_value("memalign")
+    at.text_input(key="align_base_url").set_value("http://127.0.0.1:8080/v1")
+    at.text_input(key="align_embedding_model").set_value("openai:/embedder")
+    at.text_input(key="align_embedding_base_url").set_value("http://127.0.0.1:8081/v1")
+    at.number_input(key="align_budget").set_value(140)
+    at.number_input(key="align_retrieval_k").set_value(9)
+    at.multiselect(key="align_reviewers").set_value(["maria.chen"])
+    at.checkbox(key="align_register_cancelled").check()
+    at.text_area(key="align_instructions").set_value(
+        "Judge {{ outputs }} against {{ inputs }}: edited."
+    )
+    at.button(key="align_check").click().run()
+    _ok(at)
+    at.switch_page("app_pages/overview.py").run()
+    assert not at.exception
+    assert "align_optimizer" not in at.session_state  # Streamlit dropped the widget's value
+    at.switch_page("app_pages/align.py").run()
+    _ok(at)
+    assert at.selectbox(key="align_optimizer").value == "memalign"
+    assert at.text_input(key="align_base_url").value == "http://127.0.0.1:8080/v1"
+    assert at.text_input(key="align_embedding_model").value == "openai:/embedder"
+    assert at.text_input(key="align_embedding_base_url").value == "http://127.0.0.1:8081/v1"
+    assert at.number_input(key="align_budget").value == 140
+    assert at.number_input(key="align_retrieval_k").value == 9
+    assert at.multiselect(key="align_reviewers").value == ["maria.chen"]
+    assert at.checkbox(key="align_register_cancelled").value is True
+    assert at.text_area(key="align_instructions").value.endswith("edited.")
+    # And the check shown is of those settings.
+    assert {m.label: m.value for m in at.metric}["Optimizer"] == "memalign"
+
+
+# ---- run pickers show the current status -----------------------------------------------
+
+
+def test_the_run_picker_labels_show_a_run_finished_seconds_ago(demo_store):
+    procs = [subprocess.Popen(["sleep", "120"]) for _ in range(2)]
+    try:
+        older = _fake_job(demo_store, procs[0].pid)
+        time.sleep(0.05)
+        newer = _fake_job(demo_store, procs[1].pid)  # the one the progress panel follows
+        at = _align()
+        _ok(at)
+        assert at.session_state["align_run"] == newer
+        # A run that has logged no usage yet says when it will be counted.
+        assert "Model usage: tokens and cost are counted at the end of the run" in [
+            c.value for c in at.caption
+        ]
+
+        def label(run_id: str) -> str:
+            box = at.selectbox(key="align_watch")
+            return next(o for o in box.options if run_id[:8] in o)
+
+        assert " · running · " in label(older)
+        # The older run ends (not the one watched): its label says so at the next draw,
+        # though the list of runs was read less than its cache's 5 s ago.
+        rec.set_status(mlflow.MlflowClient(), older, "finished")
+        at.run()
+        _ok(at)
+        assert " · finished · " in label(older)
+        assert " · running · " in label(newer)
+        assert _frame(at, "run id").set_index("run id").loc[older, "status"] == "finished"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+# ---- Realign ---------------------------------------------------------------------------
+
+
+def _unlabeled_train_traces(experiment_id: str, n: int) -> list[str]:
+    from core.labeling.splits import assign_split
+
+    labeled = {lab.trace_id for lab in current_labels(experiment_id, "support_quality")}
+    ids = [
+        t.info.trace_id
+        for t in mlflow.MlflowClient().search_traces(
+            locations=[experiment_id], max_results=200, include_spans=False
+        )
+    ]
+    return [t for t in ids if t not in labeled and assign_split(t) == "train"][:n]
+
+
+def test_realign_from_the_page_adds_the_new_labels_as_a_new_version(demo_store):
+    from core.labeling.criteria import list_criteria
+    from core.optimization.engine import run_alignment
+    from core.optimization.settings import build_settings
+
+    at = _align()
+    _ok(at)
+    box = " ".join(c.value for c in at.caption)
+    assert "has no MemAlign version yet" in box
+    assert not _has(at, "align_realign")
+
+    crit = next(c for c in list_criteria(demo_store) if c.name == "support_quality")
+    aligned = run_alignment(build_settings(demo_store, crit, optimizer="memalign"))
+    assert aligned.judge_version == 1
+    st_cache_clear()  # aligned outside the page (like the CLI): seen within the offer's TTL
+    at.run()
+    _ok(at)
+    assert at.button(key="align_realign").disabled
+    assert any("Nothing new since v1" in c.value for c in at.caption)
+
+    new = _unlabeled_train_traces(demo_store, 2)
+    assert len(new) == 2
+    for tid in new:
+        set_label(tid, crit, "maria.chen", True, "Answers the question politely.")
+    st_cache_clear()  # labels written by another process show within the offer's TTL
+    at.run()
+    _ok(at)
+    button = at.button(key="align_realign")
+    assert not button.disabled and button.label == "Realign v1 with new labels (2 new)"
+    button.click().run()
+    _ok(at)
+    (done,) = [s.value for s in at.success if "Registered support_quality v2" in s.value]
+    assert "held-out accuracy" in done and "kappa" in done
+    result = at.session_state["align_realign_result"]
+    assert result.judge_version == 2 and result.optimizer == "memalign"
+    assert result.run_id in set(_frame(at, "run id")["run id"])  # listed at once
+    # Both new traces are in the new version's memory: nothing is new any more.
+    assert at.button(key="align_realign").disabled
+    assert any("Nothing new since v2" in c.value for c in at.caption)
+
+
+def st_cache_clear() -> None:
+    import streamlit as st
+
+    st.cache_data.clear()

@@ -4,6 +4,7 @@ driven through AppTest on the demo store (demo prompt, dataset and aligned judge
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -124,6 +125,12 @@ def test_launch_starts_exactly_one_run_with_the_forms_settings(prompt_demo):
     _ok(at)
     assert any(f"{PROMPT} v2 registered" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 1  # the progress chart
+    # The run's totals; the demo models have no price, which is said, never "$0".
+    (usage,) = [c.value for c in at.caption if c.value.startswith("Model usage:")]
+    assert re.fullmatch(r"Model usage: [\d,]+ calls · [\d,]+ tokens · price unknown", usage)
+    # The run picker names the run's current status.
+    (option,) = at.selectbox(key="optimize_watch").options
+    assert " · finished · " in option and run_id[:8] in option
     # A second click on the same form render launched nothing more.
     assert len(list_prompt_runs(prompt_demo)) == 1
 
@@ -409,3 +416,51 @@ def test_links_open_a_runs_two_versions_and_optimize_from_a_version(prompt_demo)
     _ok(at)
     assert at.selectbox(key="optimize_ref").value == f"{PROMPT}@2"
     assert "Never say" in at.code[0].value
+
+
+def test_the_form_keeps_every_choice_after_another_page(prompt_demo):
+    at = _page("optimize")
+    at.selectbox(key="optimize_optimizer").set_value("metaprompt")
+    at.text_input(key="optimize_task_model").set_value("openai:/support-app")
+    at.text_input(key="optimize_task_base_url").set_value("http://127.0.0.1:8080/v1")
+    at.text_input(key="optimize_reflection_base_url").set_value("http://127.0.0.1:8081/v1")
+    at.number_input(key="optimize_budget").set_value(70)
+    at.number_input(key="optimize_minibatch").set_value(5)
+    at.text_input(key="optimize_alias").set_value("trial")
+    at.checkbox(key="optimize_register_cancelled").check()
+    at.selectbox(key="optimize_map_message").set_value("")
+    at.button(key="optimize_check").click().run()
+    assert not at.exception
+    at.switch_page("app_pages/overview.py").run()
+    assert not at.exception
+    assert "optimize_optimizer" not in at.session_state  # Streamlit dropped the widget's value
+    at.switch_page("app_pages/optimize.py").run()
+    assert not at.exception
+    assert at.selectbox(key="optimize_optimizer").value == "metaprompt"
+    assert at.text_input(key="optimize_task_model").value == "openai:/support-app"
+    assert at.text_input(key="optimize_task_base_url").value == "http://127.0.0.1:8080/v1"
+    assert at.text_input(key="optimize_reflection_base_url").value == "http://127.0.0.1:8081/v1"
+    assert at.number_input(key="optimize_budget").value == 70
+    assert at.number_input(key="optimize_minibatch").value == 5
+    assert at.text_input(key="optimize_alias").value == "trial"
+    assert at.checkbox(key="optimize_register_cancelled").value is True
+    assert at.selectbox(key="optimize_map_message").value == ""
+
+
+def test_base_urls_say_what_blank_means_and_register_if_cancelled_is_launched(prompt_demo):
+    from core.optimization.engine import load_any_settings
+
+    at = _page("optimize")
+    for key in ("optimize_task_base_url", "optimize_reflection_base_url"):
+        assert "blank = the provider's own" in at.text_input(key=key).help
+    assert at.checkbox(key="optimize_register_cancelled").value is False
+    at.checkbox(key="optimize_register_cancelled").check()
+    at.number_input(key="optimize_budget").set_value(20000)  # still running when cancelled
+    at.button(key="optimize_launch").click().run()
+    _ok(at)
+    run_id = at.session_state["optimize_run"]
+    try:
+        assert load_any_settings(run_id).register_if_cancelled is True
+    finally:
+        jobs.cancel(run_id)
+        jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)

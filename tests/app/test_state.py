@@ -62,3 +62,49 @@ def test_set_query_param_writes_the_url_without_reapplying_it():
     assert at.query_params["run"] == "b"
     assert at.session_state["demo_run"] == "b"
     assert _user_picks(at, "c") == ("c", {})
+
+
+def _form_page() -> None:
+    import streamlit as st
+
+    from app.components.state import init_page_state
+
+    init_page_state("form", {"optimizer": "gepa", "url": ""}, keep=("optimizer", "url"))
+    if st.session_state.get("form_shown", True):
+        st.selectbox("Optimizer", ["gepa", "memalign"], key="form_optimizer")
+        st.text_input("Base URL", key="form_url")
+
+
+def test_kept_widget_values_survive_runs_that_do_not_draw_the_widgets():
+    at = AppTest.from_function(_form_page).run()
+    at.selectbox(key="form_optimizer").set_value("memalign")
+    at.text_input(key="form_url").set_value("http://127.0.0.1:8080/v1").run()
+    # Another page is open: the widgets are not drawn, and Streamlit drops their values.
+    at.session_state["form_shown"] = False
+    at.run()
+    assert "form_optimizer" not in at.session_state
+    at.session_state["form_shown"] = True
+    at.run()
+    assert at.selectbox(key="form_optimizer").value == "memalign"
+    assert at.text_input(key="form_url").value == "http://127.0.0.1:8080/v1"
+
+
+def _unkept_page() -> None:
+    import streamlit as st
+
+    from app.components.state import init_page_state
+
+    init_page_state("plain", {"optimizer": "gepa"})
+    if st.session_state.get("plain_shown", True):
+        st.selectbox("Optimizer", ["gepa", "memalign"], key="plain_optimizer")
+
+
+def test_without_keep_the_default_comes_back():
+    """What ``keep`` fixes: Streamlit's own behaviour resets the widget to its default."""
+    at = AppTest.from_function(_unkept_page).run()
+    at.selectbox(key="plain_optimizer").set_value("memalign").run()
+    at.session_state["plain_shown"] = False
+    at.run()
+    at.session_state["plain_shown"] = True
+    at.run()
+    assert at.selectbox(key="plain_optimizer").value == "gepa"
