@@ -779,6 +779,8 @@ def current_statuses(run_ids: tuple[str, ...]) -> dict:
         except NotFoundError:
             continue
     return out
+
+
 # --- Align and Optimize: live usage, Realign, fresh run statuses ------------------------
 
 
