@@ -215,14 +215,14 @@ def _metrics(side: VersionSide, key: str) -> None:
     cols[0].metric(
         "Accuracy",
         number(m.accuracy),
-        delta=delta_vs_seed(m.accuracy, m.baseline_accuracy),
+        delta=delta_vs_seed(m.accuracy, m.baseline_accuracy, digits=2),
         help=seed_help,
     )
     cols[0].caption(interval(m.accuracy_ci))
     cols[1].metric(
         "Cohen's kappa",
         number(m.cohen_kappa),
-        delta=delta_vs_seed(m.cohen_kappa, m.baseline_kappa),
+        delta=delta_vs_seed(m.cohen_kappa, m.baseline_kappa, digits=2),
         help=seed_help,
     )
     cols[1].caption(interval(m.cohen_kappa_ci))

@@ -151,7 +151,7 @@ def test_v1_then_v5_then_roll_back_is_v1_with_its_history(five_versions):
     # Deltas say what they compare: the seed judge on the same test split.
     deltas = [m.proto.delta for m in at.metric if m.label in ("Accuracy", "Cohen's kappa")]
     assert deltas and all(d.endswith(" vs seed") for d in deltas), deltas
-    assert "+0.250 vs seed" in deltas  # v5's accuracy 0.85 against the seed's 0.60
+    assert "+0.25 vs seed" in deltas  # v5's accuracy 0.85 against the seed's 0.60
     # These versions came from no run: no usage to show, and it says so.
     assert any(c.value == "Not produced by a run." for c in at.caption)
 
