@@ -36,11 +36,18 @@ from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
 from core.optimization import record
 from core.optimization import recorder as rec
+from core.optimization.jobs import TAG_NOT_REGISTERED
 from core.optimization.preflight import Finding, findings_from_dicts, refuse_on_errors
 from core.optimization.record import AlignmentResult
 from core.optimization.spec import AlignmentSettings, Example, Runner
 from core.optimization.task import OptimizationTask, RunSummary, TaskRunner
-from core.optimization.verdict import Verdict, describe
+from core.optimization.verdict import (
+    CANCELLED,
+    UNCHANGED,
+    WORSE_REASON,
+    Verdict,
+    describe,
+)
 from core.store import config
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
     "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
 }
+#: Optimizers to which no metric-call budget applies (they judge nothing while aligning).
+UNBUDGETED = frozenset({"memalign"})
 #: Runners that work on any task (:data:`core.optimization.task.TaskRunner`); the other
 #: optimizers call MLflow's ``judge.align`` and align judges only.
 TASK_RUNNERS: dict[str, tuple[str, str]] = {
@@ -419,7 +428,9 @@ def _run(
     train, val, test, findings = loaded or task.load()
     warnings = [f.to_dict() for f in findings]
     record.write_preflight(recorder, warnings)
-    budget = task.budget(len(train))
+    # MemAlign spends no judge calls while aligning: no budget applies, and the record
+    # says so ("none") instead of showing a budget it never spends.
+    budget: int | str = "none" if task.optimizer in UNBUDGETED else task.budget(len(train))
     recorder.set_tags({rec.TAG_BUDGET: budget})
     record.write_split(
         recorder,
@@ -432,13 +443,18 @@ def _run(
         cancelled = outcome.cancelled
         held_out = task.score_held_out(outcome, test, recorder)
     usage = _usage(window.current())
-    verdict = _verdict(task, held_out.verdict, recorder, outcome.iterations)
+    verdict = _verdict(task, held_out.verdict, recorder, outcome.iterations, cancelled=cancelled)
     version = None
     if verdict.registered:
         version = task.registrar.register(
             outcome, recorder=recorder, verdict=verdict, test_metrics=held_out.metrics
         )
-    verdict = replace(verdict, registered=version is not None)
+    reason = verdict.not_registered_reason
+    if verdict.registered and version is None:
+        reason = UNCHANGED  # the registrar found nothing new to register
+    verdict = replace(verdict, registered=version is not None, not_registered_reason=reason)
+    if reason:
+        recorder.set_tags({TAG_NOT_REGISTERED: reason})
     status = "cancelled" if cancelled else "finished"
     failed = outcome.failed_examples + held_out.failed
     recorder.log_metrics(
@@ -476,7 +492,15 @@ def _run(
         final_text=final_text,
     )
     result = task.result(summary, held_out, version, verdict)
-    record.write_result(recorder, result.to_dict())
+    # Every task's result says why nothing was registered (None when something was): the
+    # Align and Optimize banners, ``alignboard status`` and the CLI's output read it.
+    outcome_fields = {
+        "not_registered_reason": reason,
+        "register_if_cancelled": bool(task.register_if_cancelled),
+    }
+    known = getattr(result, "__dataclass_fields__", {})
+    result = replace(result, **{k: v for k, v in outcome_fields.items() if k in known})
+    record.write_result(recorder, {**result.to_dict(), **outcome_fields})
     recorder.set_status(status)
     return result
 
@@ -495,11 +519,28 @@ def _verdict(
     verdict: Verdict,
     recorder: rec.MlflowRunRecorder,
     step: int,
+    *,
+    cancelled: bool = False,
 ) -> Verdict:
-    """Decide whether the best candidate may be registered, and record the verdict."""
+    """Decide whether the best candidate may be registered, and record the verdict.
+
+    A cancelled run registers nothing unless the user asked for it
+    (``register_if_cancelled``): the user stopped it, so its best-so-far is not what they
+    asked for. It is still scored on the held-out split (seed vs best so far, cheap), so
+    the record shows how far it got.
+    """
     worse = verdict.blocks_registration
-    registered = not worse or task.register_if_worse
-    verdict = replace(verdict, registered=registered, override=worse and registered)
+    allowed = not worse or task.register_if_worse
+    keep_cancelled = not cancelled or task.register_if_cancelled
+    registered = allowed and keep_cancelled
+    reason = None if registered else (CANCELLED if not keep_cancelled else WORSE_REASON)
+    verdict = replace(
+        verdict,
+        registered=registered,
+        override=worse and registered,
+        cancelled=cancelled,
+        not_registered_reason=reason,
+    )
     recorder.set_tags({rec.TAG_VERDICT: verdict.verdict})
     metrics = {"test_verdict_significant": 1.0 if verdict.significant else 0.0}
     if verdict.diff is not None:
