@@ -60,6 +60,12 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
     "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
 }
+#: Phase times logged at the end of a run (seconds; see :func:`_run`), read back by
+#: :func:`core.optimization.preflight.recorded_overheads` for the next estimate.
+PHASE_START = "job_start_seconds"
+PHASE_OPTIMIZE = "optimize_seconds"
+PHASE_HELD_OUT = "held_out_seconds"
+PHASE_REGISTER = "register_seconds"
 #: Optimizers to which no metric-call budget applies (they judge nothing while aligning).
 UNBUDGETED = frozenset({"memalign"})
 #: Runners that work on any task (:data:`core.optimization.task.TaskRunner`); the other
@@ -438,10 +444,17 @@ def _run(
     )
     run = runner or task.runner()
     with track_usage() as window, task.endpoints():
+        # Phase times, so the next estimate can use what runs in this store really took:
+        # job start is from the run's creation (the launch) to the optimizer's first step
+        # (process spawn, imports, loading the examples; a resumed run has none).
+        job_start = None if resume else _since_created(recorder)
         # The optimizer sees train and val only; test stays held out for the scores below.
+        t0 = time.monotonic()
         outcome = run(task, train, val, recorder)
+        t1 = time.monotonic()
         cancelled = outcome.cancelled
         held_out = task.score_held_out(outcome, test, recorder)
+        t2 = time.monotonic()
     usage = _usage(window.current())
     verdict = _verdict(task, held_out.verdict, recorder, outcome.iterations, cancelled=cancelled)
     version = None
@@ -455,6 +468,13 @@ def _run(
     verdict = replace(verdict, registered=version is not None, not_registered_reason=reason)
     if reason:
         recorder.set_tags({TAG_NOT_REGISTERED: reason})
+    t3 = time.monotonic()
+    phases = {
+        PHASE_START: job_start,
+        PHASE_OPTIMIZE: t1 - t0,
+        PHASE_HELD_OUT: t2 - t1,
+        PHASE_REGISTER: t3 - t2,
+    }
     status = "cancelled" if cancelled else "finished"
     failed = outcome.failed_examples + held_out.failed
     recorder.log_metrics(
@@ -467,6 +487,7 @@ def _run(
             "tokens_total": usage["tokens"],
             **({"cost_usd": usage["cost_usd"]} if usage["cost_usd"] is not None else {}),
             "metric_calls_total": outcome.metric_calls,
+            **{k: round(v, 3) for k, v in phases.items() if v is not None},
         },
         step=outcome.iterations,
     )
@@ -503,6 +524,16 @@ def _run(
     record.write_result(recorder, {**result.to_dict(), **outcome_fields})
     recorder.set_status(status)
     return result
+
+
+def _since_created(recorder: rec.MlflowRunRecorder) -> float | None:
+    """Seconds from the run's creation (the launch) to now, None when unknown: the job's
+    start-up (process spawn, imports, loading the examples) as the user waits for it."""
+    try:
+        created = recorder.client.get_run(recorder.run_id).info.start_time
+    except Exception:  # a store hiccup only loses the figure
+        return None
+    return max(time.time() - created / 1000, 0.0) if created else None
 
 
 def _usage(snap: Any) -> dict[str, Any]:

@@ -43,6 +43,16 @@ from typing import TYPE_CHECKING, Any
 from core.models import demo_stats
 from core.optimization import record
 from core.optimization.mlflow_judge import fetch_traces, seed_judge
+
+# SIMBA's plan (its knobs for a budget) lives in pre-flight, which estimates it too; the
+# names stay importable from here, where SIMBA runs.
+from core.optimization.preflight import (  # noqa: F401
+    MIN_TRACES,
+    SIMBA_CANDIDATES,
+    SIMBA_MIN_BATCH,
+    simba_cost,
+    simba_plan,
+)
 from core.optimization.runners.gepa import BudgetStop
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
 from core.optimization.task import judge_settings
@@ -58,13 +68,6 @@ if TYPE_CHECKING:
         ValsetEvaluatedEvent,
     )
     from gepa.core.state import GEPAState
-
-#: Fewest traces MLflow's DSPy optimizers accept.
-MIN_TRACES = 10
-#: SIMBA's new candidates per step (dspy's default is 6; fewer fit small budgets).
-SIMBA_CANDIDATES = 3
-#: Smallest SIMBA batch preferred when the budget is tight (smaller only if nothing fits).
-SIMBA_MIN_BATCH = 4
 
 
 class _Usage:
@@ -275,73 +278,6 @@ def run_mlflow_gepa(
 
 
 # --- simba ------------------------------------------------------------------------------
-
-
-def simba_cost(bsize: int, num_candidates: int, max_steps: int, n_examples: int) -> int:
-    """The most metric calls ``dspy.SIMBA`` can make with these knobs (dspy 3's
-    ``teleprompt/simba.py``).
-
-    Each step samples ``bsize * num_candidates`` trajectories, then scores at most
-    ``min(bsize, num_candidates + 1)`` new programs (one per bucket, capped) on the same
-    batch. At the end the winners, at most ``min(num_candidates + 1, max_steps + 1)``
-    distinct programs, are scored on every example.
-    """
-    per_step = bsize * (num_candidates + min(bsize, num_candidates + 1))
-    final = min(num_candidates + 1, max_steps + 1) * n_examples
-    return max_steps * per_step + final
-
-
-def simba_plan(budget: int, n_examples: int) -> dict[str, int]:
-    """SIMBA knobs whose worst case (:func:`simba_cost`) fits ``budget`` metric calls.
-
-    Preference: every example, ``SIMBA_CANDIDATES`` candidates and batches of
-    ``MIN_TRACES``, with as many steps as fit; when even one step does not fit, fewer
-    candidates, then smaller batches, then fewer examples (never below ``MIN_TRACES``:
-    SIMBA's last scoring of every example is what costs most), keeping batches of at least
-    ``SIMBA_MIN_BATCH`` while any plan allows it. ``fits`` is 0 when no plan
-    fits (the smallest is returned; :func:`run_simba` refuses it).
-
-    Returns:
-        ``{"bsize", "num_candidates", "max_steps", "examples", "fits", "worst_case"}``;
-        ``examples`` is how many of the examples SIMBA is given.
-    """
-    n_examples = max(int(n_examples), 1)
-
-    def plan(n: int, c: int, b: int) -> dict[str, int] | None:
-        steps = 0
-        while simba_cost(b, c, steps + 1, n) <= budget:
-            steps += 1
-        if steps < 1:
-            return None
-        cost = simba_cost(b, c, steps, n)
-        return {
-            "bsize": b,
-            "num_candidates": c,
-            "max_steps": steps,
-            "examples": n,
-            "fits": 1,
-            "worst_case": cost,
-        }
-
-    floor = min(MIN_TRACES, n_examples)
-    # First with batches of at least SIMBA_MIN_BATCH (a step learns from the spread of
-    # scores within its batch), then with any batch.
-    for smallest in (min(SIMBA_MIN_BATCH, floor), 1):
-        for n in range(n_examples, floor - 1, -1):
-            for c in range(SIMBA_CANDIDATES, 0, -1):
-                for b in range(min(MIN_TRACES, n), smallest - 1, -1):
-                    found = plan(n, c, b)
-                    if found is not None:
-                        return found
-    b, c, n = 1, 1, floor
-    return {
-        "bsize": b,
-        "num_candidates": c,
-        "max_steps": 1,
-        "examples": n,
-        "fits": 0,
-        "worst_case": simba_cost(b, c, 1, n),
-    }
 
 
 class _SimbaStopped(BaseException):
