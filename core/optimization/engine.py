@@ -3,8 +3,11 @@
 :func:`run_optimization` runs any :class:`core.optimization.task.OptimizationTask`: it
 loads the task's examples and runs pre-flight (once per launch), runs the chosen optimizer
 on train/val only (the optimizer never sees the test split), has the task score the seed
-and the best candidate on the test split, gates registration on that held-out verdict,
-registers through the task's registrar, and records all of it in the run. It runs in
+and the best candidate on the test split, gates registration on that held-out verdict
+(and, for a cancelled run, on the user's "Register if cancelled": off by default, the
+reason is recorded as ``alignboard.not_registered_reason``), registers through the task's
+registrar, and records all of it in the run, with its phase times (job start, optimize,
+held-out, register) for the next estimate. It runs in
 whatever process calls it: the job process started by
 :func:`core.optimization.jobs.launch`, or ``alignboard align`` in the foreground.
 
@@ -517,13 +520,18 @@ def _run(
     # Align and Optimize banners, ``alignboard status`` and the CLI's output read it.
     outcome_fields = {
         "not_registered_reason": reason,
-        "register_if_cancelled": bool(task.register_if_cancelled),
+        "register_if_cancelled": _keeps_cancelled(task),
     }
     known = getattr(result, "__dataclass_fields__", {})
     result = replace(result, **{k: v for k, v in outcome_fields.items() if k in known})
     record.write_result(recorder, {**result.to_dict(), **outcome_fields})
     recorder.set_status(status)
     return result
+
+
+def _keeps_cancelled(task: OptimizationTask) -> bool:
+    """The task's "Register if cancelled" (False for a task written before it existed)."""
+    return bool(getattr(task, "register_if_cancelled", False))
 
 
 def _since_created(recorder: rec.MlflowRunRecorder) -> float | None:
@@ -562,7 +570,7 @@ def _verdict(
     """
     worse = verdict.blocks_registration
     allowed = not worse or task.register_if_worse
-    keep_cancelled = not cancelled or task.register_if_cancelled
+    keep_cancelled = not cancelled or _keeps_cancelled(task)
     registered = allowed and keep_cancelled
     reason = None if registered else (CANCELLED if not keep_cancelled else WORSE_REASON)
     verdict = replace(
