@@ -40,7 +40,13 @@ from core.models.secrets import redact
 from core.optimization import record
 from core.optimization import recorder as rec
 from core.optimization.jobs import TAG_NOT_REGISTERED
-from core.optimization.preflight import Finding, findings_from_dicts, refuse_on_errors
+from core.optimization.preflight import (
+    LOAD_FACTOR_METRIC,
+    Finding,
+    findings_from_dicts,
+    load_factor,
+    refuse_on_errors,
+)
 from core.optimization.record import AlignmentResult
 from core.optimization.spec import AlignmentSettings, Example, Runner
 from core.optimization.task import OptimizationTask, RunSummary, TaskRunner
@@ -451,6 +457,7 @@ def _run(
         # job start is from the run's creation (the launch) to the optimizer's first step
         # (process spawn, imports, loading the examples; a resumed run has none).
         job_start = None if resume else _since_created(recorder)
+        busy = load_factor()  # how busy the CPU was meanwhile, to normalise job_start
         # The optimizer sees train and val only; test stays held out for the scores below.
         t0 = time.monotonic()
         outcome = run(task, train, val, recorder)
@@ -491,6 +498,7 @@ def _run(
             **({"cost_usd": usage["cost_usd"]} if usage["cost_usd"] is not None else {}),
             "metric_calls_total": outcome.metric_calls,
             **{k: round(v, 3) for k, v in phases.items() if v is not None},
+            LOAD_FACTOR_METRIC: round(busy, 3),
         },
         step=outcome.iterations,
     )

@@ -497,23 +497,40 @@ SIMBA_CANDIDATES = 3
 #: Smallest SIMBA batch preferred when the budget is tight (smaller only if nothing fits).
 SIMBA_MIN_BATCH = 4
 
-# Time model of a job beyond its model calls' latency (seconds; measured on the 2-core
-# development machine with the demo stand-ins, which answer at once plus their configured
-# latency; see benchmarks/b9_estimates.py). Recorded runs of the experiment replace the
-# job start and finish figures (:func:`recorded_overheads`).
-#: From Launch to the optimizer's first call: process spawn, imports (MLflow, LiteLLM),
-#: loading the examples (about 8 s idle, 12-21 s with the 2 cores busy). Replaced by the
-#: median of the experiment's last finished runs.
-DEFAULT_JOB_START_S = 12.0
+# Time model of a job beyond its model calls' latency (seconds on an idle machine:
+# measured on the 2-core development machine with the demo stand-ins, which answer at once
+# plus their configured latency; see benchmarks/b9_estimates.py). Work done in Python
+# (imports, per-call bookkeeping) slows down when the cores are busy: every CPU figure is
+# scaled by how much slower than idle the experiment's recent job starts were, or, before
+# any, by :func:`load_factor` (:func:`recorded_overheads`).
+#: From Launch to the optimizer's first call: process spawn, imports (MLflow, LiteLLM, about
+#: 6 s of CPU), loading the examples. Idle: about 7 s; replaced by the recorded median.
+DEFAULT_JOB_START_S = 7.0
 #: After the held-out scoring: registration, the result, the final status, the page's
 #: next poll. Replaced by the recorded median registration time plus a write.
 DEFAULT_FINISH_S = 1.0
 #: Serial work per call besides its latency (prompt rendering, LiteLLM, parsing, the
 #: evaluator's bookkeeping): Python runs it one call at a time whatever the workers.
-CALL_OVERHEAD_S = {"judge": 0.02, "reflection": 0.03, "embedding": 0.003}
+CALL_OVERHEAD_S = {"judge": 0.008, "reflection": 0.02, "embedding": 0.003}
 #: What a runner does before its first call (MLflow's optimizers import dspy; MemAlign
 #: builds its memory): seconds.
-RUNNER_SETUP_S = {"gepa": 0.5, "memalign": 2.0, "mlflow-gepa": 2.0, "simba": 2.0}
+RUNNER_SETUP_S = {"gepa": 0.3, "memalign": 0.8, "mlflow-gepa": 0.8, "simba": 0.5}
+#: The engine's metric of the load factor while the job started (see :func:`load_factor`).
+LOAD_FACTOR_METRIC = "cpu_load_factor"
+
+
+def load_factor() -> float:
+    """How much slower than idle Python work runs now: ``(load + 1) / (cores + 1)`` from
+    the 1-minute load average, at least 1 (1 where the platform has no load average).
+
+    On the 2-core development machine a job's start took 6-7 s at load 1.3 and 12-21 s at
+    load 6-8: this gives 1 and 2.3-3.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 1.0
+    return max(1.0, (load + 1) / ((os.cpu_count() or 1) + 1))
 
 
 def simba_cost(bsize: int, num_candidates: int, max_steps: int, n_examples: int) -> int:
@@ -591,6 +608,9 @@ class Overheads:
     """Registration, result and final status."""
     runs: int = 0
     """Finished runs of the experiment the figures come from (0: the defaults)."""
+    cpu_factor: float = 1.0
+    """How much slower than idle Python work runs now (:func:`load_factor`); scales the
+    per-call work and the runner's set-up."""
 
 
 @dataclass(frozen=True)
@@ -636,17 +656,19 @@ class Estimate:
         workers = max(self.workers, 1)
         judge = self.judge_calls - self.test_calls
 
+        cpu = o.cpu_factor
+
         def judging(n: int) -> float:
-            return math.ceil(n / workers) * latency_s + n * CALL_OVERHEAD_S["judge"]
+            return math.ceil(n / workers) * latency_s + n * CALL_OVERHEAD_S["judge"] * cpu
 
         # MemAlign's judge embeds each test trace to retrieve its examples.
         test_embeddings = self.test_calls if self.embedding_calls else 0
         embeddings = self.embedding_calls - test_embeddings
-        embed = CALL_OVERHEAD_S["embedding"]
+        embed = CALL_OVERHEAD_S["embedding"] * cpu
         optimize = (
-            RUNNER_SETUP_S.get(self.optimizer, 1.0)
+            RUNNER_SETUP_S.get(self.optimizer, 1.0) * cpu
             + judging(judge)
-            + self.reflection_calls * (latency_s + CALL_OVERHEAD_S["reflection"])
+            + self.reflection_calls * (latency_s + CALL_OVERHEAD_S["reflection"] * cpu)
             + embeddings * embed
             + math.ceil(embeddings / 16) * latency_s
         )
@@ -672,37 +694,47 @@ def recorded_overheads(experiment_id: str, *, last: int = 5) -> Overheads:
 
     The engine logs ``job_start_seconds`` (launch to the optimizer's first call) and
     ``register_seconds``; their medians over the ``last`` finished runs of any optimizer
-    (starting a job costs the same whichever runs) replace the defaults, so an estimate
-    follows this machine and its load. No such run (or an unreadable store): the defaults.
+    (starting a job costs the same whichever runs) replace the defaults, and how much
+    slower than :data:`DEFAULT_JOB_START_S` the job start was scales the per-call work (the
+    same Python, on the same cores). No such run (or an unreadable store): the defaults,
+    scaled by :func:`load_factor`.
     """
     from statistics import median
 
+    runs: list[Any] = []
     try:
         from mlflow import MlflowClient
 
         from core.optimization import recorder as rec
 
-        runs = MlflowClient().search_runs(
-            [str(experiment_id)],
-            filter_string=(
-                f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND "
-                f"tags.`{rec.TAG_STATUS}` = 'finished' AND "
-                "metrics.job_start_seconds >= 0"
-            ),
-            order_by=["attributes.start_time DESC"],
-            max_results=last,
+        runs = list(
+            MlflowClient().search_runs(
+                [str(experiment_id)],
+                filter_string=(
+                    f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND "
+                    f"tags.`{rec.TAG_STATUS}` = 'finished' AND "
+                    "metrics.job_start_seconds >= 0"
+                ),
+                order_by=["attributes.start_time DESC"],
+                max_results=last,
+            )
         )
     except Exception:  # an estimate never fails a page: fall back to the defaults
-        return Overheads()
-    starts = [r.data.metrics["job_start_seconds"] for r in runs]
-    if not starts:
-        return Overheads()
-    finish = [r.data.metrics.get("register_seconds", 0.0) for r in runs]
+        runs = []
+    if not runs:
+        now = load_factor()
+        return Overheads(
+            job_start_s=DEFAULT_JOB_START_S * now, finish_s=DEFAULT_FINISH_S * now, cpu_factor=now
+        )
+    start = float(median(r.data.metrics["job_start_seconds"] for r in runs))
+    cpu = min(max(start / DEFAULT_JOB_START_S, 1.0), 4.0)
+    finish = float(median(r.data.metrics.get("register_seconds", 0.0) for r in runs))
     return Overheads(
-        job_start_s=float(median(starts)),
+        job_start_s=start,
         # Registration as recorded, plus the result, the status and the page's poll.
-        finish_s=float(median(finish)) + 0.5,
-        runs=len(starts),
+        finish_s=finish + 0.5 * cpu,
+        runs=len(runs),
+        cpu_factor=cpu,
     )
 
 
@@ -728,11 +760,14 @@ def describe_time(est: Estimate, latency_s: float, overheads: Overheads) -> str:
         if overheads.runs
         else "default for this machine"
     )
+    if overheads.cpu_factor > 1.05:
+        source += f", x{overheads.cpu_factor:.1f} for the busy CPU"
     return (
         f"Time: includes ~{p['job_start']:.0f} s job start ({source}), ~{p['optimize']:.0f} s "
         f"optimizing, ~{p['held_out']:.0f} s held-out scoring and ~{p['finish']:.0f} s "
         f"registering, at {latency_s:g} s per call plus "
-        f"{CALL_OVERHEAD_S['judge'] * 1000:.0f} ms of work per judge call."
+        f"{CALL_OVERHEAD_S['judge'] * overheads.cpu_factor * 1000:.0f} ms of work per judge "
+        "call."
     )
 
 
