@@ -848,6 +848,16 @@ def _estimate(
         # minibatch, so it spends between budget - (mb + n) and budget + mb.
         spent = max(n, budget - (mb + n) // 2)
         reflections = max((spent - n) // max(2 * mb + n // 2, 1), 1)
+        # The seed's validation (n) and one iteration's worst case (2 mb + n), within the
+        # budget and one minibatch of slack.
+        least = 2 * n + mb
+        small = (
+            f" A budget of {budget} fits no iteration (the seed is validated on all {n} "
+            f"examples first, then each iteration may take {2 * mb + n}): give at least "
+            f"{least}."
+            if budget < least
+            else ""
+        )
         return Estimate(
             judge_calls=spent + test_calls,
             reflection_calls=reflections,
@@ -857,7 +867,7 @@ def _estimate(
             explanation=(
                 f"mlflow-gepa: budget {budget} judge calls, about {spent} spent (it validates "
                 f"on all {n} examples, so it stops early rather than overshoot), about "
-                f"{reflections} reflection calls, plus {test_calls} test calls."
+                f"{reflections} reflection calls, plus {test_calls} test calls.{small}"
             ),
         )
     plan = simba_plan(budget, n)

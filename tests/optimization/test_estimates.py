@@ -60,3 +60,10 @@ def test_the_align_check_uses_the_stand_ins_latency(demo_store, monkeypatch):
     assert fast.latency_s == 0.0 and slow.latency_s == 0.2
     assert slow.seconds > fast.seconds > 7.0  # the default job start is in both
     assert "s job start (default for this machine" in fast.explanation
+
+
+def test_mlflow_gepa_explains_a_budget_that_fits_no_iteration(demo_store):
+    small = estimate(demo_settings(demo_store, "mlflow-gepa", max_metric_calls=80), 36, 13, 14)
+    assert "fits no iteration" in small.explanation and "at least 101" in small.explanation
+    enough = estimate(demo_settings(demo_store, "mlflow-gepa", max_metric_calls=120), 36, 13, 14)
+    assert "fits no iteration" not in enough.explanation
