@@ -1,9 +1,10 @@
-"""Run every benchmark (B0, B1, B2, B3, B5, B6, B7, B8) in one process; print the tables, write one JSON.
+"""Run every benchmark (B0, B1, B2, B3, B5, B6, B7, B8, B9) in one process; print the tables, write one JSON.
 
 ``python benchmarks/run_all.py --quick --out benchmarks/results/latest.json`` is what
 ``make bench`` runs (under five minutes on a 2-core machine). B8 (the Label page in
 Chromium) runs only when asked for (``--only b8``): it needs ``/usr/bin/chromium`` and
-takes minutes per store size.
+takes minutes per store size. B9 (estimate vs actual wall time of real jobs, one per
+optimizer) runs only when asked for too (``--only b9``): it launches four job processes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from benchmarks import (
     b6_bulk_scoring,
     b7_active_labeling,
     b8_label_browser,
+    b9_estimates,
 )
 from benchmarks.common import arg_parser, write_json
 
@@ -31,11 +33,12 @@ from benchmarks.common import arg_parser, write_json
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python benchmarks/run_all.py [--quick] [--latency-ms N] --out F``."""
     p = arg_parser(__doc__.splitlines()[0])
-    names = ("b0", "b1", "b2", "b3", "b5", "b6", "b7", "b8")
+    names = ("b0", "b1", "b2", "b3", "b5", "b6", "b7", "b8", "b9")
     p.add_argument("--only", choices=names, nargs="+", help="run only these")
     args = p.parse_args(argv)
-    # B8 drives a real browser for minutes per size: only on request.
-    wanted = set(args.only or [n for n in names if n != "b8"])
+    # B8 drives a real browser for minutes per size, B9 launches job processes: only on
+    # request.
+    wanted = set(args.only or [n for n in names if n not in ("b8", "b9")])
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "latency_ms": args.latency_ms}
     if "b0" in wanted:
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if "b8" in wanted:  # Ctrl+Enter to the next trace on screen, in Chromium
         sizes = b8_label_browser.QUICK_SIZES if args.quick else b8_label_browser.FULL_SIZES
         results["b8"] = b8_label_browser.run(sizes)
+    if "b9" in wanted:  # the Align page's estimate vs the real job, per optimizer
+        results["b9"] = b9_estimates.run(args.latency_ms, args.quick)
     results["total_seconds"] = time.perf_counter() - started
     print(f"all benchmarks: {results['total_seconds']:.1f} s", flush=True)
     write_json(args.out, results)

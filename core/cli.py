@@ -436,6 +436,7 @@ def _align_settings(args: argparse.Namespace):
         retrieval_k=args.retrieval_k,
         reviewers=args.reviewer or (),
         register_if_worse=args.register_worse,
+        register_if_cancelled=args.register_if_cancelled,
         kappa_override_reason=args.override_kappa,
         kappa_override_by=(args.override_by or _os_user()) if args.override_kappa else None,
     )
@@ -474,8 +475,21 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
     )
     if d.get("verdict_text"):
         human += f"\n{d['verdict_text']}"
+    human += _cancelled_line(d)
     _print(args, d, human)
     return 0
+
+
+def _cancelled_line(d: dict[str, Any]) -> str:
+    """For a cancelled run, the sentence the dashboard's banner shows (whether a version
+    was registered, and why not); empty otherwise."""
+    if d.get("status") != "cancelled":
+        return ""
+    from types import SimpleNamespace
+
+    from core.views.job_status import outcome_line
+
+    return "\n" + outcome_line(SimpleNamespace(status="cancelled"), d)
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
@@ -567,9 +581,9 @@ def _cmd_flags(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from core.optimization.jobs import status
+    from core.optimization.jobs import resolve_run_id, status
 
-    st = status(args.run_id)
+    st = status(resolve_run_id(args.run_id))
     progress = f"iteration {st.iteration}" if st.iteration is not None else "no iteration yet"
     calls = f", {st.metric_calls}/{st.budget} metric calls" if st.metric_calls is not None else ""
     human = f"{st.run_id}: {st.status} ({progress}{calls})"
@@ -588,7 +602,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         human += f"\n  prompt {st.prompt_name!r} from v{st.base_version}"
         if st.test_score_before is not None or st.test_score_after is not None:
             human += f"; held-out score {_pct(st.test_score_before)} -> {_pct(st.test_score_after)}"
-    if st.registered:
+    if st.status == "cancelled":
+        from core.views.job_status import outcome_line
+
+        human += f"\n  {outcome_line(st)}"
+    elif st.registered:
         which = f"prompt v{st.prompt_version}" if st.is_prompt else f"version {st.judge_version}"
         human += f"; registered {which}"
     elif st.registered is False:
@@ -599,9 +617,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from core.optimization.jobs import cancel
+    from core.optimization.jobs import cancel, resolve_run_id
 
-    st = cancel(args.run_id)
+    st = cancel(resolve_run_id(args.run_id))
     human = (
         f"Cancel requested for {st.run_id}; it stops at its next iteration boundary."
         if st.active
@@ -612,11 +630,11 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from core.optimization.jobs import log_path, resume
+    from core.optimization.jobs import log_path, resolve_run_id, resume
     from core.optimization.worker import prepare_job_process, run_job
 
     prepare_job_process()
-    run_id = resume(args.run_id, detach=args.detach)
+    run_id = resume(resolve_run_id(args.run_id), detach=args.detach)
     if args.detach:
         payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
         _print(args, payload, f"Resumed run {run_id} in the background.")
@@ -702,6 +720,7 @@ def _prompt_settings(args: argparse.Namespace):
         alias=args.alias,
         aggregation=args.aggregation,
         register_if_worse=args.register_worse,
+        register_if_cancelled=args.register_if_cancelled,
         stop_at_score=_stop_score(args.stop_at_score),
     )
 
@@ -877,6 +896,7 @@ def _print_prompt_result(args: argparse.Namespace, d: dict[str, Any]) -> int:
         human += f"\n  {name}: {_pct(sc.get('before'))} -> {_pct(sc.get('after'))}"
     if d.get("verdict_text"):
         human += f"\n{d['verdict_text']}"
+    human += _cancelled_line(d)
     _print(args, d, human)
     return 0
 
@@ -1208,6 +1228,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the aligned judge even if it scores worse than the seed on held-out traces",
     )
     p.add_argument(
+        "--register-if-cancelled",
+        action="store_true",
+        help="if the run is cancelled, register its best judge so far (default: a cancelled "
+        "run registers nothing)",
+    )
+    p.add_argument(
         "--override-kappa",
         metavar="REASON",
         help="launch although reviewer agreement is below the criterion's minimum kappa, for "
@@ -1337,6 +1363,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--register-worse",
         action="store_true",
         help="register the best prompt even if it scores worse than the seed on held-out rows",
+    )
+    p.add_argument(
+        "--register-if-cancelled",
+        action="store_true",
+        help="if the run is cancelled, register its best prompt so far (default: a cancelled "
+        "run registers nothing)",
     )
     p.add_argument(
         "--stop-at-score",

@@ -120,8 +120,11 @@ def test_b5_critical_path_counts_app_then_judge_waves_and_the_held_out_round():
 def test_b5_runs_with_tiny_settings_and_counts_calls_by_kind(tmp_path):
     from benchmarks import b5_prompt_speed
 
+    # 40 calls of search as before issue 13, whose gepa stop now keeps room for a worst-case
+    # iteration (2 minibatches of 3 + the 10 validation rows) beyond what was spent.
+    budget = 40 + 3 + 10 - 1
     result = b5_prompt_speed.run(
-        latency_ms=0, quick=True, budget=40, workers=4, include_metaprompt=False
+        latency_ms=0, quick=True, budget=budget, workers=4, include_metaprompt=False
     )
     out = tmp_path / "b5.json"
     write_json(out, {"b5": result})
@@ -140,7 +143,8 @@ def test_b5_runs_with_tiny_settings_and_counts_calls_by_kind(tmp_path):
             "test_score_after",
         ):
             assert row[key] is not None, (system, key)
-        assert 0 < row["metric_calls"] <= 40 + row["val_size"] + 10, row["metric_calls"]
+        # Never more than one minibatch (3) beyond the budget, whichever optimizer.
+        assert 0 < row["metric_calls"] <= budget + 3, (system, row["metric_calls"])
         # Every stand-in call has a kind, and the run's own LiteLLM count sees the same calls.
         assert row["demo_calls"] == sum(row["calls_by_model"].values()) == row["llm_calls"]
         assert row["calls_by_model"]["other"] == 0

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -103,3 +105,74 @@ def test_seed_demo_without_experiment_seeds_the_demo_experiment(store_uri):
     proc = _run("criterion", "list", "--experiment", "alignboard-demo", "--json", env_uri=store_uri)
     assert proc.returncode == 0, proc.stderr
     assert "support_quality" in {c["name"] for c in _last_json(proc)["criteria"]}
+
+
+def _alignment_run(experiment_id: str) -> str:
+    from mlflow import MlflowClient
+
+    from core.optimization import recorder as rec
+
+    tags = {rec.TAG_KIND: rec.KIND_ALIGNMENT, rec.TAG_STATUS: "finished"}
+    return MlflowClient().create_run(experiment_id, tags=tags).info.run_id
+
+
+def test_run_id_commands_take_a_unique_prefix_of_eight_characters(store_uri, experiment):
+    from mlflow import MlflowClient
+
+    from core.errors import NotFoundError, ValidationError
+    from core.optimization import jobs
+
+    target = _alignment_run(experiment.experiment_id)
+    _alignment_run(experiment.experiment_id)
+    assert jobs.resolve_run_id(target[:8]) == target
+    assert jobs.resolve_run_id(target[:12].upper()) == target
+    assert jobs.resolve_run_id(target[:8], experiment.experiment_id) == target
+    assert jobs.resolve_run_id(target) == target
+    with pytest.raises(ValidationError, match="at least 8"):
+        jobs.resolve_run_id(target[:7])
+    with pytest.raises(ValidationError, match="not a run id"):
+        jobs.resolve_run_id("not-an-id")
+    other = "ffffffff" if not target.startswith("ffffffff") else "00000000"
+    with pytest.raises(NotFoundError, match="No alignboard run id starts with"):
+        jobs.resolve_run_id(other)
+    # A run that is not alignboard's is not matched.
+    plain = MlflowClient().create_run(experiment.experiment_id).info.run_id
+    with pytest.raises(NotFoundError):
+        jobs.resolve_run_id(plain[:8])
+
+    # The id the dashboard shows (8 characters) works for status and cancel.
+    proc = _run("status", target[:8], "--json", env_uri=store_uri)
+    assert proc.returncode == 0, proc.stderr
+    assert _last_json(proc)["run_id"] == target
+    proc = _run("cancel", target[:10], "--json", env_uri=store_uri)
+    assert proc.returncode == 0, proc.stderr
+    assert _last_json(proc)["status"] == "finished"
+    proc = _run("status", target[:5], env_uri=store_uri)
+    assert proc.returncode != 0 and "at least 8" in proc.stderr + proc.stdout
+
+
+def test_an_ambiguous_run_id_prefix_lists_the_matches(store_uri, experiment):
+    import sqlite3
+
+    from core.errors import ValidationError
+    from core.optimization import jobs
+    from core.store import run_reads
+
+    first = _alignment_run(experiment.experiment_id)
+    second = _alignment_run(experiment.experiment_id)
+    # Random ids rarely share 8 characters: give the second run the first one's start in
+    # the sqlite store itself.
+    twin = first[:10] + second[10:]
+    file = run_reads.sqlite_file()
+    assert file is not None
+    with sqlite3.connect(file) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        for table in ("tags", "runs"):
+            conn.execute(f"UPDATE {table} SET run_uuid = ? WHERE run_uuid = ?", (twin, second))
+    with pytest.raises(ValidationError, match="matches 2 runs") as err:
+        jobs.resolve_run_id(first[:8])
+    assert first in str(err.value) and twin in str(err.value)
+    unique = next(k for k in range(10, 32) if first[k] != twin[k]) + 1
+    assert jobs.resolve_run_id(first[:unique]) == first
+    proc = _run("status", first[:9], env_uri=store_uri)
+    assert proc.returncode != 0 and "matches 2 runs" in proc.stderr + proc.stdout

@@ -62,3 +62,19 @@ def cancel_button(
     )
     if now.cancel_requested:
         st.caption("Cancel requested: the job stops at its next iteration boundary.")
+
+
+def outcome_banner(now: Any, detail: str = "") -> None:
+    """How a cancelled (or otherwise ended) run came out, in the same sentence as the CLI
+    (:func:`core.views.job_status.outcome_line`): a cancelled run says plainly whether it
+    registered a version. ``detail`` (e.g. the verdict text) follows the sentence."""
+    from core.views.job_status import outcome_line
+
+    line = outcome_line(now)
+    text = f"**{line}.** {detail}".rstrip() if line and not line.endswith(".") else line
+    if now.status == "cancelled" and now.judge_version is None and now.prompt_version is None:
+        st.warning(text, icon=":material/block:")
+    elif now.status == "cancelled":
+        st.success(text, icon=":material/check_circle:")
+    else:
+        st.warning(text, icon=":material/pause_circle:")

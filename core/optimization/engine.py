@@ -3,8 +3,11 @@
 :func:`run_optimization` runs any :class:`core.optimization.task.OptimizationTask`: it
 loads the task's examples and runs pre-flight (once per launch), runs the chosen optimizer
 on train/val only (the optimizer never sees the test split), has the task score the seed
-and the best candidate on the test split, gates registration on that held-out verdict,
-registers through the task's registrar, and records all of it in the run. It runs in
+and the best candidate on the test split, gates registration on that held-out verdict
+(and, for a cancelled run, on the user's "Register if cancelled": off by default, the
+reason is recorded as ``alignboard.not_registered_reason``), registers through the task's
+registrar, and records all of it in the run, with its phase times (job start, optimize,
+held-out, register) for the next estimate. It runs in
 whatever process calls it: the job process started by
 :func:`core.optimization.jobs.launch`, or ``alignboard align`` in the foreground.
 
@@ -36,11 +39,24 @@ from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
 from core.optimization import record
 from core.optimization import recorder as rec
-from core.optimization.preflight import Finding, findings_from_dicts, refuse_on_errors
+from core.optimization.jobs import TAG_NOT_REGISTERED
+from core.optimization.preflight import (
+    LOAD_FACTOR_METRIC,
+    Finding,
+    findings_from_dicts,
+    load_factor,
+    refuse_on_errors,
+)
 from core.optimization.record import AlignmentResult
 from core.optimization.spec import AlignmentSettings, Example, Runner
 from core.optimization.task import OptimizationTask, RunSummary, TaskRunner
-from core.optimization.verdict import Verdict, describe
+from core.optimization.verdict import (
+    CANCELLED,
+    UNCHANGED,
+    WORSE_REASON,
+    Verdict,
+    describe,
+)
 from core.store import config
 
 log = logging.getLogger(__name__)
@@ -53,6 +69,14 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "mlflow-gepa": ("core.optimization.runners.mlflow_baselines", "run_mlflow_gepa"),
     "simba": ("core.optimization.runners.mlflow_baselines", "run_simba"),
 }
+#: Phase times logged at the end of a run (seconds; see :func:`_run`), read back by
+#: :func:`core.optimization.preflight.recorded_overheads` for the next estimate.
+PHASE_START = "job_start_seconds"
+PHASE_OPTIMIZE = "optimize_seconds"
+PHASE_HELD_OUT = "held_out_seconds"
+PHASE_REGISTER = "register_seconds"
+#: Optimizers to which no metric-call budget applies (they judge nothing while aligning).
+UNBUDGETED = frozenset({"memalign"})
 #: Runners that work on any task (:data:`core.optimization.task.TaskRunner`); the other
 #: optimizers call MLflow's ``judge.align`` and align judges only.
 TASK_RUNNERS: dict[str, tuple[str, str]] = {
@@ -419,7 +443,9 @@ def _run(
     train, val, test, findings = loaded or task.load()
     warnings = [f.to_dict() for f in findings]
     record.write_preflight(recorder, warnings)
-    budget = task.budget(len(train))
+    # MemAlign spends no judge calls while aligning: no budget applies, and the record
+    # says so ("none") instead of showing a budget it never spends.
+    budget: int | str = "none" if task.optimizer in UNBUDGETED else task.budget(len(train))
     recorder.set_tags({rec.TAG_BUDGET: budget})
     record.write_split(
         recorder,
@@ -427,18 +453,38 @@ def _run(
     )
     run = runner or task.runner()
     with track_usage() as window, task.endpoints():
+        # Phase times, so the next estimate can use what runs in this store really took:
+        # job start is from the run's creation (the launch) to the optimizer's first step
+        # (process spawn, imports, loading the examples; a resumed run has none).
+        job_start = None if resume else _since_created(recorder)
+        busy = load_factor()  # how busy the CPU was meanwhile, to normalise job_start
         # The optimizer sees train and val only; test stays held out for the scores below.
+        t0 = time.monotonic()
         outcome = run(task, train, val, recorder)
+        t1 = time.monotonic()
         cancelled = outcome.cancelled
         held_out = task.score_held_out(outcome, test, recorder)
+        t2 = time.monotonic()
     usage = _usage(window.current())
-    verdict = _verdict(task, held_out.verdict, recorder, outcome.iterations)
+    verdict = _verdict(task, held_out.verdict, recorder, outcome.iterations, cancelled=cancelled)
     version = None
     if verdict.registered:
         version = task.registrar.register(
             outcome, recorder=recorder, verdict=verdict, test_metrics=held_out.metrics
         )
-    verdict = replace(verdict, registered=version is not None)
+    reason = verdict.not_registered_reason
+    if verdict.registered and version is None:
+        reason = UNCHANGED  # the registrar found nothing new to register
+    verdict = replace(verdict, registered=version is not None, not_registered_reason=reason)
+    if reason:
+        recorder.set_tags({TAG_NOT_REGISTERED: reason})
+    t3 = time.monotonic()
+    phases = {
+        PHASE_START: job_start,
+        PHASE_OPTIMIZE: t1 - t0,
+        PHASE_HELD_OUT: t2 - t1,
+        PHASE_REGISTER: t3 - t2,
+    }
     status = "cancelled" if cancelled else "finished"
     failed = outcome.failed_examples + held_out.failed
     recorder.log_metrics(
@@ -451,6 +497,8 @@ def _run(
             "tokens_total": usage["tokens"],
             **({"cost_usd": usage["cost_usd"]} if usage["cost_usd"] is not None else {}),
             "metric_calls_total": outcome.metric_calls,
+            **{k: round(v, 3) for k, v in phases.items() if v is not None},
+            LOAD_FACTOR_METRIC: round(busy, 3),
         },
         step=outcome.iterations,
     )
@@ -476,9 +524,32 @@ def _run(
         final_text=final_text,
     )
     result = task.result(summary, held_out, version, verdict)
-    record.write_result(recorder, result.to_dict())
+    # Every task's result says why nothing was registered (None when something was): the
+    # Align and Optimize banners, ``alignboard status`` and the CLI's output read it.
+    outcome_fields = {
+        "not_registered_reason": reason,
+        "register_if_cancelled": _keeps_cancelled(task),
+    }
+    known = getattr(result, "__dataclass_fields__", {})
+    result = replace(result, **{k: v for k, v in outcome_fields.items() if k in known})
+    record.write_result(recorder, {**result.to_dict(), **outcome_fields})
     recorder.set_status(status)
     return result
+
+
+def _keeps_cancelled(task: OptimizationTask) -> bool:
+    """The task's "Register if cancelled" (False for a task written before it existed)."""
+    return bool(getattr(task, "register_if_cancelled", False))
+
+
+def _since_created(recorder: rec.MlflowRunRecorder) -> float | None:
+    """Seconds from the run's creation (the launch) to now, None when unknown: the job's
+    start-up (process spawn, imports, loading the examples) as the user waits for it."""
+    try:
+        created = recorder.client.get_run(recorder.run_id).info.start_time
+    except Exception:  # a store hiccup only loses the figure
+        return None
+    return max(time.time() - created / 1000, 0.0) if created else None
 
 
 def _usage(snap: Any) -> dict[str, Any]:
@@ -495,11 +566,28 @@ def _verdict(
     verdict: Verdict,
     recorder: rec.MlflowRunRecorder,
     step: int,
+    *,
+    cancelled: bool = False,
 ) -> Verdict:
-    """Decide whether the best candidate may be registered, and record the verdict."""
+    """Decide whether the best candidate may be registered, and record the verdict.
+
+    A cancelled run registers nothing unless the user asked for it
+    (``register_if_cancelled``): the user stopped it, so its best-so-far is not what they
+    asked for. It is still scored on the held-out split (seed vs best so far, cheap), so
+    the record shows how far it got.
+    """
     worse = verdict.blocks_registration
-    registered = not worse or task.register_if_worse
-    verdict = replace(verdict, registered=registered, override=worse and registered)
+    allowed = not worse or task.register_if_worse
+    keep_cancelled = not cancelled or _keeps_cancelled(task)
+    registered = allowed and keep_cancelled
+    reason = None if registered else (CANCELLED if not keep_cancelled else WORSE_REASON)
+    verdict = replace(
+        verdict,
+        registered=registered,
+        override=worse and registered,
+        cancelled=cancelled,
+        not_registered_reason=reason,
+    )
     recorder.set_tags({rec.TAG_VERDICT: verdict.verdict})
     metrics = {"test_verdict_significant": 1.0 if verdict.significant else 0.0}
     if verdict.diff is not None:

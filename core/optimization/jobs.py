@@ -14,7 +14,8 @@ where it was.
   reported, and recorded, as ``interrupted`` (see :func:`status` for when "gone" is
   certain at once, after a short grace, or only after the heartbeat is stale).
 - :func:`cancel` sets a tag the job reads at its next iteration boundary (cooperative;
-  the best candidate so far is still scored and registered).
+  the best candidate so far is still scored on the held-out split, and registered only
+  when the run was launched with ``register_if_cancelled``).
 - :func:`resume` relaunches an interrupted, failed or cancelled run; gepa continues from
   its saved state in the job folder (and the evaluator from its cache there).
 """
@@ -74,6 +75,11 @@ KIND_PROMPT = "prompt_optimization"
 TAG_PROMPT = rec.TAG_PREFIX + "prompt"
 TAG_PROMPT_VERSION = rec.TAG_PREFIX + "prompt_version"
 _SCORE_BEFORE, _SCORE_AFTER = "test_score_before", "test_score_after"
+#: Why a run registered nothing (``cancelled``, ``worse`` or ``unchanged``, see
+#: :mod:`core.optimization.verdict`), written by the engine; absent when it registered one.
+TAG_NOT_REGISTERED = rec.TAG_PREFIX + "not_registered_reason"
+#: Shortest run-id prefix the CLI resolves (:func:`resolve_run_id`).
+MIN_PREFIX = 8
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,11 @@ class JobStatus:
     """Scoring runs: traces that already carried the version's verdict."""
     n_failed: int | None = None
     """Scoring runs: traces whose judge call failed after retries."""
+    not_registered_reason: str | None = None
+    """Why the run registered nothing (``cancelled``, ``worse``, ``unchanged``), once it
+    decided; None when it registered a version or has not decided yet."""
+    register_if_cancelled: bool | None = None
+    """The run's "Register if cancelled" choice (its ``register_if_cancelled`` param)."""
 
     @property
     def is_prompt(self) -> bool:
@@ -663,7 +674,14 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
         test_score_before=metrics.get(_SCORE_BEFORE) if prompt else None,
         test_score_after=metrics.get(_SCORE_AFTER) if prompt else None,
         **(_score_counts(metrics) if score else {}),
+        not_registered_reason=tags.get(TAG_NOT_REGISTERED) or None,
+        register_if_cancelled=_flag(run.params.get("register_if_cancelled")),
     )
+
+
+def _flag(text: str | None) -> bool | None:
+    """A boolean run param (``true``/``false``), None when the run has none."""
+    return None if text in (None, "") else str(text).lower() == "true"
 
 
 def _score_counts(metrics: Mapping[str, float]) -> dict[str, int | None]:
@@ -699,8 +717,10 @@ def _registered(version: int | None, verdict: str | None, state: str) -> bool | 
 def cancel(run_id: str) -> JobStatus:
     """Ask a job to stop at its next iteration boundary.
 
-    Cooperative: the job keeps its best candidate so far, scores and registers it, and
-    ends ``cancelled``. A job that is not running any more (interrupted, failed) is marked
+    Cooperative: the job keeps its best candidate so far, scores it on the held-out split,
+    registers it only when launched with ``register_if_cancelled`` (the tag
+    ``alignboard.not_registered_reason`` says ``cancelled`` otherwise), and ends
+    ``cancelled``. A job that is not running any more (interrupted, failed) is marked
     cancelled at once so it is not resumed by mistake; a finished job is left alone.
 
     Returns:
@@ -860,3 +880,98 @@ def launch_comparison(
         task_base_url=task_base_url,
     )
     return launch(settings)
+
+
+def resolve_run_id(prefix: str, experiment_id: str | None = None) -> str:
+    """The full id of the alignboard run whose id starts with ``prefix``.
+
+    The dashboard shows short ids (the first 8 characters); every CLI command that takes
+    a run id accepts any unique prefix of at least :data:`MIN_PREFIX` characters. A full
+    32-character id is returned as given (no search), so a missing run still reports
+    "No run ..." from the command itself.
+
+    Args:
+        prefix: A run id or its start (case-insensitive).
+        experiment_id: Search this experiment only; None searches every experiment's
+            alignboard runs (those with an ``alignboard.kind`` tag).
+
+    Raises:
+        ValidationError: the prefix is shorter than :data:`MIN_PREFIX`, matches several
+            runs (they are listed), or is not hexadecimal.
+        NotFoundError: no alignboard run id starts with it.
+    """
+    text = (prefix or "").strip().lower()
+    if len(text) == 32 and _is_hex(text):
+        return text
+    if not _is_hex(text):
+        raise ValidationError(f"{prefix!r} is not a run id (run ids are hexadecimal).")
+    if len(text) < MIN_PREFIX:
+        raise ValidationError(
+            f"Run id prefix {prefix!r} is too short: give at least {MIN_PREFIX} characters "
+            "(the Run explorer and the Align page show them)."
+        )
+    found = _runs_with_prefix(text, experiment_id)
+    if not found:
+        raise NotFoundError(
+            f"No alignboard run id starts with {prefix!r} in {config.tracking_uri()}; list the "
+            "experiment's runs in the Run explorer, or check MLFLOW_TRACKING_URI."
+        )
+    if len(found) > 1:
+        listed = ", ".join(sorted(found)[:10]) + (" ..." if len(found) > 10 else "")
+        raise ValidationError(
+            f"Run id prefix {prefix!r} matches {len(found)} runs ({listed}); give more characters."
+        )
+    return found[0]
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
+
+
+def _runs_with_prefix(prefix: str, experiment_id: str | None) -> list[str]:
+    """Ids of the active alignboard runs starting with ``prefix`` (a local sqlite store is
+    read directly; any other store through MLflow's search, every page of it)."""
+    import sqlite3
+
+    file = run_reads.sqlite_file()
+    if file is not None:
+        sql = (
+            "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE r.run_uuid LIKE ? AND r.lifecycle_stage = 'active' AND t.key = ?"
+        )
+        args: list[Any] = [prefix + "%", rec.TAG_KIND]
+        if experiment_id is not None:
+            sql += " AND r.experiment_id = ?"
+            args.append(int(experiment_id))
+        try:
+            conn = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                return [row[0] for row in conn.execute(sql, args)]
+            finally:
+                conn.close()
+        except (sqlite3.Error, ValueError):
+            pass  # another schema: ask MLflow
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    config.configure()
+    client = MlflowClient()
+    if experiment_id is not None:
+        ids = [str(experiment_id)]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    out: list[str] = []
+    for start in range(0, len(ids), 100):  # MLflow caps experiments per search
+        token = None
+        while True:
+            page = client.search_runs(
+                ids[start : start + 100],
+                filter_string=f"tags.`{rec.TAG_KIND}` LIKE '%'",
+                max_results=1000,
+                page_token=token,
+            )
+            out += [r.info.run_id for r in page if r.info.run_id.startswith(prefix)]
+            token = page.token
+            if not token:
+                break
+    return out

@@ -8,6 +8,7 @@ tells the dashboard roughly how many LLM calls and how long a run will take.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -487,7 +488,129 @@ def _check_gate(settings: AlignmentSettings, matrix: Any, min_kappa: float) -> l
     ]
 
 
-# --- cost estimate ----------------------------------------------------------------------
+# --- cost estimate ---------------------------------------------------------------------
+
+#: Fewest traces MLflow's DSPy optimizers (SIMBA, MLflow's GEPA) accept.
+MIN_TRACES = 10
+#: SIMBA's new candidates per step (dspy's default is 6; fewer fit small budgets).
+SIMBA_CANDIDATES = 3
+#: Smallest SIMBA batch preferred when the budget is tight (smaller only if nothing fits).
+SIMBA_MIN_BATCH = 4
+
+# Time model of a job beyond its model calls' latency (seconds on an idle machine:
+# measured on the 2-core development machine with the demo stand-ins, which answer at once
+# plus their configured latency; see benchmarks/b9_estimates.py). Work done in Python
+# (imports, per-call bookkeeping) slows down when the cores are busy: every CPU figure is
+# scaled by how much slower than idle the experiment's recent job starts were, or, before
+# any, by :func:`load_factor` (:func:`recorded_overheads`).
+#: From Launch to the optimizer's first call: process spawn, imports (MLflow, LiteLLM, about
+#: 6 s of CPU), loading the examples. Idle: about 7 s; replaced by the recorded median.
+DEFAULT_JOB_START_S = 7.0
+#: After the held-out scoring: registration, the result, the final status, the page's
+#: next poll. Replaced by the recorded median registration time plus a write.
+DEFAULT_FINISH_S = 1.0
+#: Serial work per call besides its latency (prompt rendering, LiteLLM, parsing, the
+#: evaluator's bookkeeping): Python runs it one call at a time whatever the workers.
+CALL_OVERHEAD_S = {"judge": 0.008, "reflection": 0.02, "embedding": 0.003}
+#: What a runner does before its first call (MLflow's optimizers import dspy; MemAlign
+#: builds its memory): seconds.
+RUNNER_SETUP_S = {"gepa": 0.3, "memalign": 0.8, "mlflow-gepa": 0.8, "simba": 0.5}
+#: The engine's metric of the load factor while the job started (see :func:`load_factor`).
+LOAD_FACTOR_METRIC = "cpu_load_factor"
+
+
+def load_factor() -> float:
+    """How much slower than idle Python work runs now: ``(load + 1) / (cores + 1)`` from
+    the 1-minute load average, at least 1 (1 where the platform has no load average).
+
+    On the 2-core development machine a job's start took 6-7 s at load 1.3 and 12-21 s at
+    load 6-8: this gives 1 and 2.3-3.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 1.0
+    return max(1.0, (load + 1) / ((os.cpu_count() or 1) + 1))
+
+
+def simba_cost(bsize: int, num_candidates: int, max_steps: int, n_examples: int) -> int:
+    """The most metric calls ``dspy.SIMBA`` can make with these knobs (dspy 3's
+    ``teleprompt/simba.py``).
+
+    Each step samples ``bsize * num_candidates`` trajectories, then scores at most
+    ``min(bsize, num_candidates + 1)`` new programs (one per bucket, capped) on the same
+    batch. At the end the winners, at most ``min(num_candidates + 1, max_steps + 1)``
+    distinct programs, are scored on every example.
+    """
+    per_step = bsize * (num_candidates + min(bsize, num_candidates + 1))
+    final = min(num_candidates + 1, max_steps + 1) * n_examples
+    return max_steps * per_step + final
+
+
+def simba_plan(budget: int, n_examples: int) -> dict[str, int]:
+    """SIMBA knobs whose worst case (:func:`simba_cost`) fits ``budget`` metric calls.
+
+    Preference: every example, ``SIMBA_CANDIDATES`` candidates and batches of
+    ``MIN_TRACES``, with as many steps as fit; when even one step does not fit, fewer
+    candidates, then smaller batches, then fewer examples (never below ``MIN_TRACES``:
+    SIMBA's last scoring of every example is what costs most), keeping batches of at least
+    ``SIMBA_MIN_BATCH`` while any plan allows it. ``fits`` is 0 when no plan fits (the
+    smallest is returned; the SIMBA runner refuses it).
+
+    Returns:
+        ``{"bsize", "num_candidates", "max_steps", "examples", "fits", "worst_case"}``;
+        ``examples`` is how many of the examples SIMBA is given.
+    """
+    n_examples = max(int(n_examples), 1)
+
+    def plan(n: int, c: int, b: int) -> dict[str, int] | None:
+        steps = 0
+        while simba_cost(b, c, steps + 1, n) <= budget:
+            steps += 1
+        if steps < 1:
+            return None
+        return {
+            "bsize": b,
+            "num_candidates": c,
+            "max_steps": steps,
+            "examples": n,
+            "fits": 1,
+            "worst_case": simba_cost(b, c, steps, n),
+        }
+
+    floor = min(MIN_TRACES, n_examples)
+    # First with batches of at least SIMBA_MIN_BATCH (a step learns from the spread of
+    # scores within its batch), then with any batch.
+    for smallest in (min(SIMBA_MIN_BATCH, floor), 1):
+        for n in range(n_examples, floor - 1, -1):
+            for c in range(SIMBA_CANDIDATES, 0, -1):
+                for b in range(min(MIN_TRACES, n), smallest - 1, -1):
+                    found = plan(n, c, b)
+                    if found is not None:
+                        return found
+    return {
+        "bsize": 1,
+        "num_candidates": 1,
+        "max_steps": 1,
+        "examples": floor,
+        "fits": 0,
+        "worst_case": simba_cost(1, 1, 1, floor),
+    }
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """What a job spends besides its model calls, in seconds (see :func:`recorded_overheads`)."""
+
+    job_start_s: float = DEFAULT_JOB_START_S
+    """Launch to the optimizer's first call."""
+    finish_s: float = DEFAULT_FINISH_S
+    """Registration, result and final status."""
+    runs: int = 0
+    """Finished runs of the experiment the figures come from (0: the defaults)."""
+    cpu_factor: float = 1.0
+    """How much slower than idle Python work runs now (:func:`load_factor`); scales the
+    per-call work and the runner's set-up."""
 
 
 @dataclass(frozen=True)
@@ -495,7 +618,7 @@ class Estimate:
     """A rough forecast of what an alignment will spend (an upper bound, not a promise)."""
 
     judge_calls: int
-    """Judge evaluations (cache hits make the real number lower)."""
+    """Judge evaluations (cache hits make the real number lower), test scoring included."""
     reflection_calls: int
     """Calls to the reflection / distillation model."""
     embedding_calls: int
@@ -504,6 +627,10 @@ class Estimate:
     """Judge calls in flight at once."""
     explanation: str
     """How the numbers were derived, for the UI."""
+    test_calls: int = 0
+    """Of ``judge_calls``, the held-out scoring's (seed and aligned judge on the test split)."""
+    optimizer: str = "gepa"
+    """The optimizer, for its set-up time (:data:`RUNNER_SETUP_S`)."""
 
     @property
     def llm_calls(self) -> int:
@@ -511,16 +638,137 @@ class Estimate:
         return self.judge_calls + self.reflection_calls + self.embedding_calls
 
     def seconds_at(self, latency_s: float) -> float:
-        """Wall time if every call takes ``latency_s`` seconds.
+        """Time the calls' latency alone takes if every call takes ``latency_s`` seconds.
 
         Judge calls run ``workers`` at a time; reflection calls run one after another.
+        :meth:`wall_seconds` adds what a job spends besides.
         """
         parallel = math.ceil(self.judge_calls / max(self.workers, 1))
         return (parallel + self.reflection_calls + self.embedding_calls / 16) * latency_s
 
+    def phases(self, latency_s: float, overheads: Overheads | None = None) -> dict[str, float]:
+        """The wall time by phase: ``job_start``, ``optimize``, ``held_out``, ``finish``.
+
+        Each phase's calls cost their latency (judge calls ``workers`` at a time) plus
+        :data:`CALL_OVERHEAD_S` each, one at a time.
+        """
+        o = overheads or Overheads()
+        workers = max(self.workers, 1)
+        judge = self.judge_calls - self.test_calls
+
+        cpu = o.cpu_factor
+
+        def judging(n: int) -> float:
+            return math.ceil(n / workers) * latency_s + n * CALL_OVERHEAD_S["judge"] * cpu
+
+        # MemAlign's judge embeds each test trace to retrieve its examples.
+        test_embeddings = self.test_calls if self.embedding_calls else 0
+        embeddings = self.embedding_calls - test_embeddings
+        embed = CALL_OVERHEAD_S["embedding"] * cpu
+        optimize = (
+            RUNNER_SETUP_S.get(self.optimizer, 1.0) * cpu
+            + judging(judge)
+            + self.reflection_calls * (latency_s + CALL_OVERHEAD_S["reflection"] * cpu)
+            + embeddings * embed
+            + math.ceil(embeddings / 16) * latency_s
+        )
+        held_out = judging(self.test_calls) + test_embeddings * (embed + latency_s / workers)
+        return {
+            "job_start": o.job_start_s,
+            "optimize": optimize,
+            "held_out": held_out,
+            "finish": o.finish_s,
+        }
+
+    def wall_seconds(self, latency_s: float, overheads: Overheads | None = None) -> float:
+        """Launch to final status: job start, the optimizer, held-out scoring, finish."""
+        return sum(self.phases(latency_s, overheads).values())
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (with ``llm_calls``)."""
         return {**asdict(self), "llm_calls": self.llm_calls}
+
+
+def recorded_overheads(experiment_id: str, *, last: int = 5) -> Overheads:
+    """Job start and finish times as the experiment's last finished runs recorded them.
+
+    The engine logs ``job_start_seconds`` (launch to the optimizer's first call) and
+    ``register_seconds``; their medians over the ``last`` finished runs of any optimizer
+    (starting a job costs the same whichever runs) replace the defaults, and how much
+    slower than :data:`DEFAULT_JOB_START_S` the job start was scales the per-call work (the
+    same Python, on the same cores). No such run (or an unreadable store): the defaults,
+    scaled by :func:`load_factor`.
+    """
+    from statistics import median
+
+    runs: list[Any] = []
+    try:
+        from mlflow import MlflowClient
+
+        from core.optimization import recorder as rec
+
+        runs = list(
+            MlflowClient().search_runs(
+                [str(experiment_id)],
+                filter_string=(
+                    f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND "
+                    f"tags.`{rec.TAG_STATUS}` = 'finished' AND "
+                    "metrics.job_start_seconds >= 0"
+                ),
+                order_by=["attributes.start_time DESC"],
+                max_results=last,
+            )
+        )
+    except Exception:  # an estimate never fails a page: fall back to the defaults
+        runs = []
+    if not runs:
+        now = load_factor()
+        return Overheads(
+            job_start_s=DEFAULT_JOB_START_S * now, finish_s=DEFAULT_FINISH_S * now, cpu_factor=now
+        )
+    start = float(median(r.data.metrics["job_start_seconds"] for r in runs))
+    cpu = min(max(start / DEFAULT_JOB_START_S, 1.0), 4.0)
+    finish = float(median(r.data.metrics.get("register_seconds", 0.0) for r in runs))
+    return Overheads(
+        job_start_s=start,
+        # Registration as recorded, plus the result, the status and the page's poll.
+        finish_s=finish + 0.5 * cpu,
+        runs=len(runs),
+        cpu_factor=cpu,
+    )
+
+
+def estimate_latency_s(demo: bool, default_s: float) -> float:
+    """Latency per call the time estimate assumes: for the demo stand-ins the latency they
+    are set to sleep (``ALIGNBOARD_DEMO_LATENCY_MS``, :mod:`core.models.demo`; 0 by
+    default), otherwise ``default_s``."""
+    if not demo:
+        return default_s
+    from core.models.demo import LATENCY_ENV
+
+    try:
+        return max(float(os.environ.get(LATENCY_ENV) or 0), 0.0) / 1000
+    except ValueError:
+        return 0.0
+
+
+def describe_time(est: Estimate, latency_s: float, overheads: Overheads) -> str:
+    """The time estimate in words: the phases, and where the job start comes from."""
+    p = est.phases(latency_s, overheads)
+    source = (
+        f"median of the last {overheads.runs} finished run{'s' if overheads.runs != 1 else ''} here"
+        if overheads.runs
+        else "default for this machine"
+    )
+    if overheads.cpu_factor > 1.05:
+        source += f", x{overheads.cpu_factor:.1f} for the busy CPU"
+    return (
+        f"Time: includes ~{p['job_start']:.0f} s job start ({source}), ~{p['optimize']:.0f} s "
+        f"optimizing, ~{p['held_out']:.0f} s held-out scoring and ~{p['finish']:.0f} s "
+        f"registering, at {latency_s:g} s per call plus "
+        f"{CALL_OVERHEAD_S['judge'] * overheads.cpu_factor * 1000:.0f} ms of work per judge "
+        "call."
+    )
 
 
 def estimate(
@@ -539,7 +787,7 @@ def estimate(
 
     from core.optimization.trace_spans import uses_trace
 
-    found = _estimate(settings, n_train, n_val, n_test)
+    found = replace(_estimate(settings, n_train, n_val, n_test), optimizer=settings.optimizer)
     if not uses_trace(settings.judge.instructions):
         return found
     # The unit stays the judge evaluation; a trace judge's takes several model calls.
@@ -557,8 +805,8 @@ def _estimate(
     n_test = n_val if n_test is None else n_test
     test_calls = 2 * n_test
     mb = max(settings.minibatch_size, 1)
+    budget = settings.budget(n_train)
     if settings.optimizer == "gepa":
-        budget = settings.budget(n_train)
         # Each iteration judges a minibatch twice (parent, child) and, when the child
         # improves, the whole validation set; assume half the children improve.
         per_iter = 2 * mb + n_val / 2
@@ -568,9 +816,11 @@ def _estimate(
             reflection_calls=iterations,
             embedding_calls=0,
             workers=settings.workers,
+            test_calls=test_calls,
             explanation=(
                 f"gepa: budget {budget} judge calls (max_metric_calls"
-                f"{'' if settings.max_metric_calls else ', default 10x train'}), about "
+                f"{'' if settings.max_metric_calls else ', default 10x train'}; never more "
+                f"than one minibatch beyond it), about "
                 f"{iterations} iterations of one reflection call each (2 x minibatch {mb} + "
                 f"half the {n_val} validation traces per iteration), plus {test_calls} test "
                 "calls (seed and aligned judge). Cached pairs are not paid twice."
@@ -583,36 +833,56 @@ def _estimate(
             reflection_calls=batches,
             embedding_calls=n_train + 2 * n_test,
             workers=settings.workers,
+            test_calls=test_calls,
             explanation=(
                 f"memalign: about {batches} distillation calls for {n_train} train traces, "
                 f"{n_train} embeddings for the episodic memory, then {test_calls} test calls "
-                "(seed and aligned judge) with one embedding each for retrieval."
+                "(seed and aligned judge) with one embedding each for retrieval. No "
+                "metric-call budget applies: MemAlign judges nothing while aligning."
             ),
         )
     n = n_train + n_val
     if settings.optimizer == "mlflow-gepa":
-        budget = settings.max_metric_calls or 4 * n
-        reflections = max(budget // max(2 * mb + n_val, 1), 1)
+        # MLflow's GEPA validates on all n examples: a search stops before an iteration
+        # whose worst case (2 minibatches + n) could pass the budget by more than a
+        # minibatch, so it spends between budget - (mb + n) and budget + mb.
+        spent = max(n, budget - (mb + n) // 2)
+        reflections = max((spent - n) // max(2 * mb + n // 2, 1), 1)
+        # The seed's validation (n) and one iteration's worst case (2 mb + n), within the
+        # budget and one minibatch of slack.
+        least = 2 * n + mb
+        small = (
+            f" A budget of {budget} fits no iteration (the seed is validated on all {n} "
+            f"examples first, then each iteration may take {2 * mb + n}): give at least "
+            f"{least}."
+            if budget < least
+            else ""
+        )
         return Estimate(
-            judge_calls=budget + test_calls,
+            judge_calls=spent + test_calls,
             reflection_calls=reflections,
             embedding_calls=0,
             workers=settings.workers,
+            test_calls=test_calls,
             explanation=(
-                f"mlflow-gepa: MLflow's budget {budget} judge calls (default 4x the {n} "
-                f"examples), about {reflections} reflection calls, plus {test_calls} test calls."
+                f"mlflow-gepa: budget {budget} judge calls, about {spent} spent (it validates "
+                f"on all {n} examples, so it stops early rather than overshoot), about "
+                f"{reflections} reflection calls, plus {test_calls} test calls.{small}"
             ),
         )
-    # simba: a few steps over minibatches, several candidates per step.
-    steps, candidates = 8, 6
-    judge = min(steps * candidates * max(mb, min(n, 32)), 40 * max(n, 1)) + test_calls
+    plan = simba_plan(budget, n)
+    # Each new candidate comes from one reflection (append_a_rule) or none (a demo).
+    reflections = plan["max_steps"] * min(plan["bsize"], plan["num_candidates"] + 1)
     return Estimate(
-        judge_calls=judge,
-        reflection_calls=steps * 2,
+        judge_calls=plan["worst_case"] + test_calls,
+        reflection_calls=reflections,
         embedding_calls=0,
         workers=settings.workers,
+        test_calls=test_calls,
         explanation=(
-            f"{settings.optimizer}: about {steps} steps of {candidates} candidates judged on a "
-            f"minibatch, plus {test_calls} test calls; dspy decides the exact count."
+            f"{settings.optimizer}: {plan['max_steps']} step(s) of {plan['num_candidates']} "
+            f"candidates on batches of {plan['bsize']}, then the winners on "
+            f"{plan['examples']} examples: at most {plan['worst_case']} judge calls of the "
+            f"budget {budget}, plus {test_calls} test calls."
         ),
     )

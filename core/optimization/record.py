@@ -507,7 +507,8 @@ class AlignmentResult:
     run_id: str
     """The MLflow run recording it."""
     status: str
-    """finished, or cancelled (the best candidate so far was still scored and registered)."""
+    """finished, or cancelled (the best candidate so far was scored on the held-out split;
+    registered only with ``register_if_cancelled``)."""
     optimizer: str
     """Which optimizer ran."""
     judge_name: str
@@ -566,6 +567,11 @@ class AlignmentResult:
     label_sources: dict[str, int] = field(default_factory=dict)
     """How the examples' human values were chosen (``core.labeling.consolidation``):
     counts ``{gold, majority, primary_tiebreak, single}``; empty for older runs."""
+    not_registered_reason: str | None = None
+    """Why no version was registered: ``cancelled`` (cancelled and "Register if
+    cancelled" was off), ``worse`` (held-out verdict), ``unchanged``; None when one was."""
+    register_if_cancelled: bool = False
+    """Whether the user asked to register the best so far of a cancelled run."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

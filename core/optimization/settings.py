@@ -296,7 +296,13 @@ def uses_demo(settings: AlignmentSettings) -> bool:
 def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
     """Load the labeled examples, run the pre-flight checks and estimate the cost."""
     from core.optimization.dataset import split_examples
-    from core.optimization.preflight import estimate, load_and_preflight
+    from core.optimization.preflight import (
+        describe_time,
+        estimate,
+        estimate_latency_s,
+        load_and_preflight,
+        recorded_overheads,
+    )
 
     examples, findings = load_and_preflight(settings)
     train, val, test = split_examples(examples)
@@ -304,7 +310,9 @@ def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
     demo = settings.judge.model.startswith("demo:/") and settings.reflection_model.startswith(
         "demo:/"
     )
-    latency = ESTIMATE_LATENCY_S["demo" if demo else "default"]
+    # The demo stand-ins' own latency setting; job start and finish as recorded here.
+    latency = estimate_latency_s(demo, ESTIMATE_LATENCY_S["default"])
+    overheads = recorded_overheads(settings.experiment_id)
     return AlignmentCheck(
         findings=tuple(findings),
         n_train=len(train),
@@ -312,7 +320,7 @@ def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
         n_test=len(test),
         budget=settings.budget(len(train)),
         llm_calls=est.llm_calls,
-        seconds=est.seconds_at(latency) + JOB_STARTUP_S,
+        seconds=est.wall_seconds(latency, overheads),
         latency_s=latency,
-        explanation=est.explanation,
+        explanation=f"{est.explanation} {describe_time(est, latency, overheads)}",
     )

@@ -29,6 +29,12 @@ IMPROVED = "improved"
 NO_CHANGE = "no_change"
 WORSE = "worse"
 VERDICTS = (IMPROVED, NO_CHANGE, WORSE)
+#: Why a run registered nothing (``Verdict.not_registered_reason``): the user cancelled it
+#: (and did not ask to register a cancelled run), it scored worse on held-out traces, or
+#: the best candidate was the seed (the registrar found nothing new).
+CANCELLED = "cancelled"
+WORSE_REASON = "worse"
+UNCHANGED = "unchanged"
 #: Bootstrap resamples of the paired difference.
 N_RESAMPLES = 2000
 #: 1 - coverage of the difference's interval.
@@ -66,6 +72,11 @@ class Verdict:
     metric: str = "accuracy"
     """What ``accuracy_before/after`` measure: ``accuracy`` (judge alignment: agreement
     with the humans) or ``judge score`` (prompt optimization: the judges' mean score)."""
+    cancelled: bool = False
+    """True when the run was cancelled (its best candidate so far was scored)."""
+    not_registered_reason: str | None = None
+    """Why nothing was registered (:data:`CANCELLED`, :data:`WORSE_REASON`,
+    :data:`UNCHANGED`); None when a version was registered or before the engine decided."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -218,6 +229,24 @@ def describe(v: Mapping[str, Any] | Verdict | None) -> str:
         return ""
     if not isinstance(v, Verdict):
         v = Verdict.from_dict(v)
+    if not v.cancelled:
+        return _describe_scores(v)
+    if v.not_registered_reason == CANCELLED:
+        note = (
+            "Cancelled: not registered (cancelled runs are not registered; relaunch with "
+            '"Register if cancelled" to keep the best so far).'
+        )
+    elif v.registered:
+        note = 'Cancelled: the best so far was registered ("Register if cancelled" was on).'
+    else:
+        note = "Cancelled."
+    scores = _describe_scores(v)
+    if scores.endswith("registered as usual."):
+        scores = "No held-out scores to compare (no labeled test trace was scored)."
+    return f"{note} Best so far vs the seed: {scores}"
+
+
+def _describe_scores(v: Verdict) -> str:
     if v.accuracy_before is None and v.accuracy_after is None:
         return (
             "No held-out scores to compare (no labeled test trace was scored): registered as usual."

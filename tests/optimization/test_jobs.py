@@ -48,11 +48,11 @@ def demo_job_env(store_uri, monkeypatch):
     return res.experiment_id
 
 
-def _launch_gepa(budget: int = 300) -> str:
+def _launch_gepa(budget: int = 300, *extra: str) -> str:
     proc = _cli(
         "align", "--experiment", "demo", "--judge", "support_quality", "--optimizer", "gepa",
         "--model", "demo:/judge", "--reflection-model", "demo:/reflect",
-        "--max-metric-calls", str(budget), "--workers", "2", "--detach", "--json",
+        "--max-metric-calls", str(budget), "--workers", "2", "--detach", "--json", *extra,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = _last_json(proc)
@@ -72,8 +72,12 @@ def _history(run_id: str) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.mark.slow
-def test_cancel_stops_at_an_iteration_boundary_and_keeps_the_best(demo_job_env):
-    run_id = _launch_gepa()
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "register-if-cancelled"])
+def test_cancel_stops_at_an_iteration_boundary_and_registers_only_if_asked(demo_job_env, keep):
+    from core.optimization import record
+    from core.views.job_status import CANCELLED_NOT_REGISTERED, outcome_line
+
+    run_id = _launch_gepa(300, *(["--register-if-cancelled"] if keep else []))
     wait_for(lambda: (jobs.status(run_id).iteration or 0) >= 1, 90, "a first iteration")
     # In-process: a CLI start-up (seconds) could outlast a short run. The CLI's cancel is
     # covered in test_cli_align.
@@ -82,9 +86,35 @@ def test_cancel_stops_at_an_iteration_boundary_and_keeps_the_best(demo_job_env):
     final = wait_for(lambda: _status_if(run_id, lambda s: not s.active), 60, "the cancel")
     assert final.status == "cancelled", (final, jobs.log_path(run_id).read_text())
     assert time.monotonic() - t0 < 60
-    assert final.judge_version is not None  # best so far scored and registered
-    metrics = MlflowClient().get_run(run_id).data.metrics
-    assert "test_accuracy_after" in metrics
+    run = MlflowClient().get_run(run_id)
+    # The best so far is scored on the held-out split either way: the record shows how far
+    # the run got.
+    assert "test_accuracy_after" in run.data.metrics
+    result = json.loads(rec.read_artifact_text(MlflowClient(), run_id, record.RESULT))
+    assert result["status"] == "cancelled" and result["register_if_cancelled"] is keep
+    assert final.register_if_cancelled is keep
+    if keep:
+        assert final.judge_version is not None  # best so far scored and registered
+        assert result["registered"] is True and result["not_registered_reason"] is None
+        assert jobs.TAG_NOT_REGISTERED not in run.data.tags
+        line = f"Cancelled — registered v{final.judge_version} (Register if cancelled was on)"
+        assert "registered anyway" not in result["verdict_text"]
+    else:
+        from core.optimization.registry import list_versions
+
+        assert final.judge_version is None and final.registered is False
+        assert not [v for v in list_versions(demo_job_env, "support_quality") if v.run_id == run_id]
+        assert result["registered"] is False and result["judge_version"] is None
+        assert result["not_registered_reason"] == "cancelled"
+        assert run.data.tags[jobs.TAG_NOT_REGISTERED] == "cancelled"
+        assert final.not_registered_reason == "cancelled"
+        assert result["verdict_text"].startswith("Cancelled: not registered")
+        line = CANCELLED_NOT_REGISTERED
+    assert outcome_line(final) == line
+    # The CLI says the same sentence, and takes the 8-character id the dashboard shows.
+    proc = _cli("status", run_id[:8])
+    assert proc.returncode == 0, proc.stderr
+    assert line in proc.stdout
     assert _last_json(_cli("status", run_id, "--json"))["status"] == "cancelled"
 
 

@@ -59,10 +59,11 @@ def test_mlflow_gepa_runs_within_budget_and_records_candidates(demo_store, tmp_p
     assert 0 < seed["val_score"] < 1
     assert recorder.metric("val_score") == seed["val_score"]
 
-    # gepa checks the budget between iterations, so the last one may overshoot it by
-    # its minibatch evaluations (parent and proposal).
-    assert n <= outcome.metric_calls <= 120 + 2 * settings.minibatch_size
-    assert outcome.iterations >= 5
+    # gepa checks the budget between iterations; alignboard's stop callback ends the search
+    # before an iteration that could overshoot it by more than one minibatch (two
+    # minibatches plus all n examples, which MLflow's GEPA validates on).
+    assert n <= outcome.metric_calls <= 120 + settings.minibatch_size
+    assert outcome.iterations >= 2
     assert recorder.metric("llm_calls") >= 0 and recorder.metric("wall_seconds") > 0
     proposals = recorder.artifacts["proposals.json"]
     assert proposals, "MLflow's GEPA asked the reflection model for new instructions"
@@ -101,14 +102,6 @@ def test_simba_runs_within_budget_and_records_trials(demo_store, tmp_path):
     assert outcome.iterations == log["max_steps"]
     # A deterministic judge never varies across SIMBA's resamples: no rule is written.
     assert outcome.instructions == settings.judge.instructions
-
-
-def test_simba_plan_fits_the_budget():
-    for budget, n in [(300, 49), (500, 120), (2000, 60), (60, 12)]:
-        plan = mlflow_runners.simba_plan(budget, n)
-        c, b = plan["num_candidates"], plan["bsize"]
-        worst = plan["max_steps"] * b * (2 * c + 1) + (c + 1) * n
-        assert plan["max_steps"] == 1 or worst <= budget
 
 
 def test_simba_refuses_fewer_than_ten_examples(demo_store, tmp_path):

@@ -121,6 +121,8 @@ def _check_run(experiment_id: str, result: Any, optimizer: str, budget: int, see
     # Our own count is the run's: every application call the optimizer made.
     assert result.metric_calls == seen.calls
     assert rec.extra["overshoot"] == max(0, seen.calls - budget)
+    # Never more than one minibatch (3 by default) beyond the budget.
+    assert seen.calls <= budget + 3, (seen.calls, budget)
     # The test split never reached MLflow.
     rows = {r.id: r for r in load_rows(parse_source("dataset:northwind-messages"))}
     test_texts = [values_for(rows[t], {"message": "message"})["message"] for t in rec.split.test]

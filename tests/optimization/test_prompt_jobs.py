@@ -258,10 +258,14 @@ def test_cancel_stops_a_running_optimization_and_keeps_the_best_so_far(slow_demo
     final = wait_for(lambda: _status_if(run_id, lambda s: not s.active), 90, "the cancel")
     assert final.status == "cancelled", (final, _log(run_id))
     assert final.metric_calls is not None and final.metric_calls < 400
-    # The best prompt so far was still scored on the held-out rows (and registered only if
-    # it changed the prompt at all).
+    # The best prompt so far was still scored on the held-out rows, and not registered: a
+    # cancelled run registers nothing unless launched with "Register if cancelled".
     assert final.test_score_before is not None and final.test_score_after is not None
     assert final.verdict is not None
+    assert final.prompt_version is None and final.not_registered_reason == "cancelled"
+    from core.views.job_status import CANCELLED_NOT_REGISTERED
+
+    assert CANCELLED_NOT_REGISTERED in _cli("status", run_id).stdout
     assert _last_json(_cli("status", run_id, "--json"))["status"] == "cancelled"
 
 

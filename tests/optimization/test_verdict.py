@@ -349,3 +349,15 @@ def test_gepa_with_a_reflection_model_proposing_a_worse_instruction_registers_no
     assert result.verdict == WORSE and not result.registered and result.judge_version is None
     assert result.test_accuracy_after < result.test_accuracy_before
     assert list_versions(demo_store, "support_quality") == []
+
+
+def test_a_cancelled_verdict_says_whether_it_was_registered():
+    from core.optimization.verdict import Verdict, describe
+
+    base = Verdict("improved", False, 0.5, 0.6, None, None, 0.1, -0.1, 0.3, 10)
+    not_kept = describe({**base.to_dict(), "cancelled": True, "not_registered_reason": "cancelled"})
+    assert not_kept.startswith("Cancelled: not registered")
+    assert "Register if cancelled" in not_kept and "0.60 vs 0.50" in not_kept
+    kept = describe({**base.to_dict(), "cancelled": True, "registered": True})
+    assert kept.startswith("Cancelled: the best so far was registered")
+    assert not describe(base).startswith("Cancelled")

@@ -168,6 +168,30 @@ class _Stopper:
         return self.cancelled
 
 
+class BudgetStop:
+    """gepa stop callback: never let the metric calls exceed the budget by more than one
+    minibatch.
+
+    gepa checks ``max_metric_calls`` only between iterations, and one iteration judges
+    the parent's and the child's minibatch and, when the child is better, the whole
+    validation set: the last iteration could overshoot by ``2 * minibatch + n_val``
+    ("372 / 370"). This stops before an iteration whose worst case would end past
+    ``budget + minibatch``; a run may then leave a little budget unspent, never overspend.
+    """
+
+    def __init__(self, budget: int, minibatch: int, n_val: int) -> None:
+        self.budget = int(budget)
+        self.slack = max(int(minibatch), 1)
+        self.worst_iteration = 2 * self.slack + int(n_val)
+        self.fired = False
+
+    def __call__(self, state: GEPAState) -> bool:
+        spent = int(state.total_num_evals)
+        if spent + self.worst_iteration > self.budget + self.slack:
+            self.fired = True
+        return self.fired
+
+
 class _ScoreStop:
     """gepa stop callback: stop once a candidate reaches ``threshold`` on the whole
     validation set (nothing left to gain there: selection compares validation scores)."""
@@ -605,7 +629,8 @@ def run_task(
     run_dir.mkdir(parents=True, exist_ok=True)
     adapter = task.make_adapter(train, val, _read_json(work_dir / CACHE_FILE, []))
     stopper = _Stopper(recorder)
-    stoppers: list[Any] = [stopper]
+    budget_stop = BudgetStop(task.budget(len(train)), task.minibatch_size, len(val))
+    stoppers: list[Any] = [stopper, budget_stop]
     # A task may stop at a validation score (prompt optimization: a perfect one).
     threshold = getattr(task, "stop_at_score", None)
     score_stop = _ScoreStop(float(threshold)) if threshold is not None else None

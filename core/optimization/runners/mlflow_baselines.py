@@ -21,8 +21,10 @@ What the paths expose, and how it is captured:
   and drops; a subclass keeps that program (``_dspy_optimize`` is the documented hook of
   MLflow's DSPy optimizers). Metric calls are counted by passing MLflow's own
   ``agreement_metric`` wrapped in a counter through ``simba_kwargs["metric"]``. The budget
-  is turned into SIMBA's knobs (``bsize``, ``num_candidates``, ``max_steps``); a cancel is
-  honoured before SIMBA starts only, as SIMBA offers no stop hook.
+  is turned into SIMBA's knobs (``bsize``, ``num_candidates``, ``max_steps``, and how many
+  examples it is given) so that SIMBA's worst case (:func:`simba_cost`) fits it. SIMBA
+  offers no stop hook: a cancel is read by the counting metric, which ends the search at
+  its next judge evaluation (the seed judge is returned, cancelled).
 
 Both are judge runners (:data:`core.optimization.spec.Runner`) and align judges only: given
 any other task they raise ValidationError (:func:`core.optimization.task.judge_settings`).
@@ -41,6 +43,17 @@ from typing import TYPE_CHECKING, Any
 from core.models import demo_stats
 from core.optimization import record
 from core.optimization.mlflow_judge import fetch_traces, seed_judge
+
+# SIMBA's plan (its knobs for a budget) lives in pre-flight, which estimates it too; the
+# names stay importable from here, where SIMBA runs.
+from core.optimization.preflight import (  # noqa: F401
+    MIN_TRACES,
+    SIMBA_CANDIDATES,
+    SIMBA_MIN_BATCH,
+    simba_cost,
+    simba_plan,
+)
+from core.optimization.runners.gepa import BudgetStop
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
 from core.optimization.task import judge_settings
 
@@ -55,11 +68,6 @@ if TYPE_CHECKING:
         ValsetEvaluatedEvent,
     )
     from gepa.core.state import GEPAState
-
-#: Fewest traces MLflow's DSPy optimizers accept.
-MIN_TRACES = 10
-#: SIMBA's new candidates per step (dspy's default is 6; fewer fit small budgets).
-SIMBA_CANDIDATES = 3
 
 
 class _Usage:
@@ -215,12 +223,14 @@ def run_mlflow_gepa(
     budget = settings.budget(len(train))
     events = GepaEvents(recorder, usage)
     stopped: list[bool] = []
+    # dspy compiles without a valset: gepa validates on all the examples it was given.
+    within_budget = BudgetStop(budget, settings.minibatch_size, len(examples))
 
-    def stop(_state: GEPAState) -> bool:
+    def stop(state: GEPAState) -> bool:
         # Remember that the cancel, not the budget, ended the search.
         if recorder.should_stop():
             stopped.append(True)
-        return bool(stopped)
+        return bool(stopped) or within_budget(state)
 
     optimizer = GEPAAlignmentOptimizer(
         model=settings.reflection_model,
@@ -270,19 +280,14 @@ def run_mlflow_gepa(
 # --- simba ------------------------------------------------------------------------------
 
 
-def simba_plan(budget: int, n_examples: int) -> dict[str, int]:
-    """SIMBA knobs that spend at most about ``budget`` metric calls on ``n_examples``.
+class _SimbaStopped(BaseException):
+    """A cancel was asked for during SIMBA: raised from the metric to end the search.
 
-    A SIMBA step runs ``bsize * num_candidates`` trajectories and then scores up to
-    ``num_candidates + 1`` new programs on the same batch; the end scores up to
-    ``num_candidates + 1`` winners on every example. At least one step always runs.
+    A BaseException on purpose: dspy's program wrapper, its parallel executor and MLflow's
+    ``align`` catch ``Exception`` (and would score the call 0 and go on), so this one
+    reaches :func:`run_simba`, which returns the seed judge, cancelled (SIMBA keeps its
+    candidates inside ``compile``: there is no best-so-far to hand back).
     """
-    bsize = min(MIN_TRACES, n_examples)
-    candidates = SIMBA_CANDIDATES
-    final = (candidates + 1) * n_examples
-    per_step = bsize * (2 * candidates + 1)
-    steps = max(1, (budget - final) // per_step)
-    return {"bsize": bsize, "num_candidates": candidates, "max_steps": steps}
 
 
 class _CountingMetric:
@@ -292,9 +297,15 @@ class _CountingMetric:
         self.metric = metric
         self.recorder = recorder
         self.calls = 0
+        self.cancelled = False
         self._lock = threading.Lock()
 
     def __call__(self, example: Any, pred: Any, trace: Any = None) -> Any:
+        # The cancel is read on every call (the recorder caches it for a second): SIMBA has
+        # no iteration hook, and a step can take many calls.
+        if self.cancelled or self.recorder.should_stop():
+            self.cancelled = True
+            raise _SimbaStopped
         with self._lock:
             self.calls += 1
             beat = self.calls % 50 == 0
@@ -365,6 +376,16 @@ def run_simba(
         )
     budget = settings.budget(len(train))
     plan = simba_plan(budget, len(examples))
+    if not plan["fits"]:
+        from core.errors import ValidationError
+
+        raise ValidationError(
+            f"A budget of {budget} metric calls is too small for SIMBA: its smallest plan "
+            f"(one step, batches of 1, {plan['examples']} examples) can spend "
+            f"{plan['worst_case']}. Raise the budget (max_metric_calls) to at least that."
+        )
+    # SIMBA scores its winners on every example it is given: fewer fit small budgets.
+    examples = examples[: plan["examples"]]
     metric = _CountingMetric(agreement_metric, recorder)
     optimizer = _simba_class()(
         model=settings.reflection_model,
@@ -379,9 +400,28 @@ def run_simba(
         },
     )
     traces = fetch_traces(examples, settings.judge.name)
-    judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
+    try:
+        judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
+    except _SimbaStopped:
+        recorder.log_metrics({"metric_calls": float(metric.calls), **usage.metrics()}, step=0)
+        outcome = _cancelled_outcome("simba", settings)
+        stopped: dict[str, Any] = {
+            "budget": budget,
+            **plan,
+            "metric_calls": metric.calls,
+            "cancelled": True,
+        }
+        record.write_baseline_totals(recorder, "simba", stopped)
+        return AlignmentOutcome(
+            optimizer="simba",
+            instructions=outcome.instructions,
+            judge=outcome.judge,
+            metric_calls=metric.calls,
+            cancelled=True,
+            extra=stopped,
+        )
     details = _simba_log(optimizer.compiled)
-    totals = {
+    totals: dict[str, Any] = {
         "budget": budget,
         **plan,
         "metric_calls": metric.calls,

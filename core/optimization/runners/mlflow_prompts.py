@@ -738,11 +738,16 @@ def _run(
             if optimizer == "mlflow-gepa":
                 val_ids = [r.id for r in (val or train)]
                 tracker = GepaTracker(session, val_ids, usage)
+                from core.optimization.runners.gepa import BudgetStop
+
                 gepa_kwargs: dict[str, Any] = {
                     "seed": s.seed,
                     "reflection_minibatch_size": s.minibatch_size,
                     "callbacks": [tracker],
                     "logger": _GepaLogger(),
+                    # gepa checks max_metric_calls between iterations only: stop before an
+                    # iteration that could pass the budget by more than a minibatch.
+                    "stop_callbacks": [BudgetStop(budget, s.minibatch_size, len(val_ids))],
                 }
                 if val:
                     gepa_kwargs["valset"] = [session.record_of(r) for r in val]
