@@ -363,7 +363,7 @@ with st.form("align_form", border=True):
             help="Align on some reviewers' labels only (e.g. when reviewers disagree).",
         )
         st.checkbox(
-            "Register the best so far if I cancel",
+            "Register if cancelled",
             key="align_register_cancelled",
             help="Off: a cancelled run registers nothing. On: the best candidate found "
             "before the cancel is scored on the held-out split and registered like a "
@@ -439,7 +439,11 @@ with st.form("align_form", border=True):
         m[0].metric(
             "Labeled: train / val / test", f"{check.n_train} / {check.n_val} / {check.n_test}"
         )
-        m[1].metric("Budget", f"{check.budget:,} calls")
+        if settings.optimizer == "memalign":
+            # MemAlign distils every train label once; no metric-call budget applies.
+            m[1].metric("Budget", "none", help="MemAlign reads each train label once.")
+        else:
+            m[1].metric("Budget", f"{check.budget:,} calls")
         m[2].metric("Estimated LLM calls", f"~{check.llm_calls:,}", help=check.explanation)
         m[3].metric(
             "Estimated time",
@@ -524,7 +528,8 @@ else:
                 run_id,
                 key="align_cancel",
                 on_click=_cancel,
-                help="Stops at the next iteration boundary; the best candidate so far is kept.",
+                help="Stops at the next iteration boundary; the best candidate so far is scored, "
+                "and registered only with Register if cancelled.",
             )
         elif now.status == "finished":
             verdict = run_verdict(run_id)
@@ -539,10 +544,9 @@ else:
                     icon=":material/check_circle:",
                 )
         else:
-            st.warning(
-                f"**{now.status.capitalize()}.** {now.error or ''}",
-                icon=":material/pause_circle:",
-            )
+            # Cancelled, interrupted or failed: one sentence, the CLI's, says whether a
+            # version was registered.
+            run_progress.outcome_banner(now)
             if now.status in ("interrupted", "failed", "cancelled"):
                 st.button(
                     "Resume",

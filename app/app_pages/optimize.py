@@ -443,7 +443,7 @@ with st.form("optimize_form", border=True):
             help="How several scorers' [0, 1] scores combine into the one score maximised.",
         )
         st.checkbox(
-            "Register the best so far if I cancel",
+            "Register if cancelled",
             key="optimize_register_cancelled",
             help="Off: a cancelled run registers nothing. On: the best prompt found before "
             "the cancel is scored on the held-out inputs and registered like a finished "
@@ -591,9 +591,7 @@ else:
                     icon=":material/check_circle:",
                 )
         else:
-            st.warning(
-                f"**{now.status.capitalize()}.** {now.error or ''}", icon=":material/pause_circle:"
-            )
+            run_progress.outcome_banner(now)
 
     _live(watched)
 

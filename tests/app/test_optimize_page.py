@@ -344,7 +344,7 @@ def test_cancel_in_the_progress_panel_stops_the_running_optimization(prompt_demo
     assert final.status == "cancelled", (final.status, final.error)
     at.run()
     _ok(at)
-    assert any(w.value.startswith("**Cancelled.**") for w in at.warning), [
+    assert any(w.value.startswith("**Cancelled — no version registered") for w in at.warning), [
         w.value for w in at.warning
     ]
 
