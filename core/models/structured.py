@@ -77,7 +77,8 @@ def response_format_for(mode: Mode) -> dict[str, Any] | None:
 # --- recognising a rejection ---------------------------------------------------------
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes/contexts, outermost first (at most 10, no cycles)."""
     seen: list[BaseException] = []
     link: BaseException | None = exc
     while link is not None and link not in seen and len(seen) < 10:
@@ -94,7 +95,7 @@ def is_response_format_rejection(error: BaseException | str) -> bool:
     ``InternalServerError``) **and** a message must name ``response_format`` or
     ``json_schema``. A plain 500, a 429 or a timeout is not a rejection.
     """
-    links: list[BaseException | str] = [error] if isinstance(error, str) else [*_chain(error)]
+    links: list[BaseException | str] = [error] if isinstance(error, str) else [*exception_chain(error)]
     texts = [str(e) for e in links]
     if not any(_MENTIONS.search(t) for t in texts):
         return False

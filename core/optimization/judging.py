@@ -286,12 +286,9 @@ def score(
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    link: BaseException | None = exc
-    while link is not None and link not in seen and len(seen) < 10:
-        seen.append(link)
-        link = link.__cause__ or link.__context__
-    return seen
+    from core.models.structured import exception_chain
+
+    return exception_chain(exc)
 
 
 def classify_failure(exc: BaseException) -> Literal["auth", "retry", "fail"]:
