@@ -544,9 +544,14 @@ else:
                     icon=":material/check_circle:",
                 )
         else:
-            # Cancelled, interrupted or failed: one sentence, the CLI's, says whether a
-            # version was registered.
-            run_progress.outcome_banner(now)
+            if now.status == "cancelled":
+                # The CLI's sentence: whether a version was registered, and why not.
+                run_progress.outcome_banner(now)
+            else:
+                st.warning(
+                    f"**{now.status.capitalize()}.** {now.error or ''}",
+                    icon=":material/pause_circle:",
+                )
             if now.status in ("interrupted", "failed", "cancelled"):
                 st.button(
                     "Resume",

@@ -590,8 +590,13 @@ else:
                     f"Finished: {now.prompt_name} v{now.prompt_version} registered. {verdict.text}",
                     icon=":material/check_circle:",
                 )
-        else:
+        elif now.status == "cancelled":
+            # The CLI's sentence: whether a version was registered, and why not.
             run_progress.outcome_banner(now)
+        else:
+            st.warning(
+                f"**{now.status.capitalize()}.** {now.error or ''}", icon=":material/pause_circle:"
+            )
 
     _live(watched)
 
