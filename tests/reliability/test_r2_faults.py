@@ -195,7 +195,10 @@ def test_gepa_finishes_and_counts_the_faults_it_met(job_env):
         f"test_failed={m['test_failed_before']:.0f}+{m['test_failed_after']:.0f}"
     )
     _check_test_metrics(m, result)
-    assert result["status"] == "finished" and result["metric_calls"] >= 80
+    # The budget is spent up to what one more iteration could overshoot (two minibatches
+    # and the validation set), and never passed by more than one minibatch.
+    spare = 2 * 3 + result["val_size"]
+    assert result["status"] == "finished" and 80 - spare <= result["metric_calls"] <= 80 + 3
     assert loaded.instructions == result["instructions"]
 
 

@@ -199,8 +199,13 @@ function setup(root, state, setTriggerValue) {
     const target = e.target;
     const ctrl = e.ctrlKey || e.metaKey;
     const inOurs = root.contains(target);
-    // Another widget's text field (the sidebar, a filter) keeps its keys.
-    if (isTextField(target) && !inOurs) return;
+    // Another widget's text field (the sidebar, a filter) keeps its keys. While the user
+    // types there (a new reviewer name), a redraw of the form must not take the focus;
+    // Enter or Escape ends the typing (the name is chosen), and then it may.
+    if (isTextField(target) && !inOurs) {
+      state.typingElsewhere = e.key !== "Enter" && e.key !== "Escape" && e.key !== "Tab";
+      return;
+    }
     const handled = () => {
       e.preventDefault();
       e.stopPropagation();
@@ -261,7 +266,17 @@ function setup(root, state, setTriggerValue) {
   };
   // Capture phase: the form sees its keys before Streamlit's own page shortcuts do.
   window.addEventListener("keydown", onKey, true);
-  state.cleanup = () => window.removeEventListener("keydown", onKey, true);
+  // A click into a text field outside the form starts typing there (see onKey).
+  const onPointer = (e) => {
+    const t = e.target;
+    const field = t && t.closest ? t.closest("input, textarea") || t : t;
+    state.typingElsewhere = !root.contains(t) && isTextField(field);
+  };
+  window.addEventListener("pointerdown", onPointer, true);
+  state.cleanup = () => {
+    window.removeEventListener("keydown", onKey, true);
+    window.removeEventListener("pointerdown", onPointer, true);
+  };
 }
 
 function render(root, state, d) {
@@ -337,7 +352,9 @@ function render(root, state, d) {
     const target = d.ask || (d.error && state.value !== null) ? rationale : root;
     const active = document.activeElement;
     const elsewhere = isTextField(active) && !root.contains(active);
-    if (fresh || !elsewhere) target.focus({ preventScroll: true });
+    if ((fresh && !(elsewhere && state.typingElsewhere)) || !elsewhere) {
+      target.focus({ preventScroll: true });
+    }
   }
   if (fresh) {
     // The sidebar's name box can take the focus back while its own rerun settles (after
@@ -345,6 +362,7 @@ function render(root, state, d) {
     for (const ms of [50, 200, 600]) {
       setTimeout(() => {
         const now = document.activeElement;
+        if (state.typingElsewhere) return; // the user is typing a name: leave it
         if (now && now.closest && now.closest(".st-key-shell_reviewer")) {
           now.blur();
           root.focus({ preventScroll: true });
