@@ -95,7 +95,9 @@ def is_response_format_rejection(error: BaseException | str) -> bool:
     ``InternalServerError``) **and** a message must name ``response_format`` or
     ``json_schema``. A plain 500, a 429 or a timeout is not a rejection.
     """
-    links: list[BaseException | str] = [error] if isinstance(error, str) else [*exception_chain(error)]
+    links: list[BaseException | str] = (
+        [error] if isinstance(error, str) else [*exception_chain(error)]
+    )
     texts = [str(e) for e in links]
     if not any(_MENTIONS.search(t) for t in texts):
         return False
