@@ -15,7 +15,7 @@ The application is ``demo:/app`` on the demo prompt ``northwind-support`` (its f
 deliberately weak version), the dataset the first 40 rows of
 ``assets/demo/app_inputs.jsonl`` (a JSONL source), the judge the aligned demo judge
 ``support_quality`` registered as a version (its instructions are the demo GEPA
-alignment's result recorded in ``tests/fixtures/parity/demo.json``), the reflection
+alignment's result recorded in ``tests/fixtures/aligned_demo_judge.txt``), the reflection
 model ``demo:/reflect``.
 
 **Calls by kind** are counted at the demo stand-in itself, per model name (``app``,
@@ -111,9 +111,9 @@ class _TimedTaskRunner:
 
 
 def aligned_judge_instructions() -> str:
-    """The aligned demo judge's instructions (the parity fixture's GEPA result)."""
-    path = ROOT / "tests" / "fixtures" / "parity" / "demo.json"
-    return str(json.loads(path.read_text(encoding="utf-8"))["gepa"]["instructions"])
+    """The aligned demo judge's instructions (tests/fixtures/aligned_demo_judge.txt)."""
+    path = ROOT / "tests" / "fixtures" / "aligned_demo_judge.txt"
+    return path.read_text(encoding="utf-8")
 
 
 def write_rows(path: Path, n: int) -> Path:

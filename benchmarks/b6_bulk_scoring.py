@@ -2,7 +2,7 @@
 
 In a temporary sqlite store: ``N`` support traces (the demo's, cycled, with unique ids)
 imported through alignboard's importer, the demo criterion, and the aligned demo judge
-(the instructions of the demo GEPA alignment, ``tests/fixtures/parity/demo.json``)
+(the instructions of the demo GEPA alignment, ``tests/fixtures/aligned_demo_judge.txt``)
 registered as ``support_quality`` v1, with the demo model (a deterministic stand-in, not
 an LLM) sleeping ``--latency-ms`` per call. Then:
 
@@ -53,8 +53,8 @@ EXPERIMENT = "bench-score"
 
 
 def _aligned_instructions() -> str:
-    path = ROOT / "tests" / "fixtures" / "parity" / "demo.json"
-    return str(json.loads(path.read_text(encoding="utf-8"))["gepa"]["instructions"])
+    path = ROOT / "tests" / "fixtures" / "aligned_demo_judge.txt"
+    return path.read_text(encoding="utf-8")
 
 
 def seed(n: int) -> str:

@@ -22,9 +22,7 @@ from core.models.demo_reflection import add_never_rules
 ROOT = Path(__file__).resolve().parents[2]
 SEED = json.loads((ROOT / "assets" / "demo" / "app_prompt.json").read_text())["template"]
 ROWS = [json.loads(line) for line in (ROOT / "assets" / "demo" / "app_inputs.jsonl").open()]
-ALIGNED = json.loads((ROOT / "tests" / "fixtures" / "parity" / "demo.json").read_text())["gepa"][
-    "instructions"
-]
+ALIGNED = (ROOT / "tests" / "fixtures" / "aligned_demo_judge.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(autouse=True)
