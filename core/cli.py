@@ -24,10 +24,11 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> Non
 
 
 def _cmd_seed_demo(args: argparse.Namespace) -> int:
-    from core.io.demo_seed import AGENT_EXPERIMENT, DEMO_EXPERIMENT, seed_demo
+    from core.io.demo_seed import AGENT_EXPERIMENT, DEMO_EXPERIMENT, LARGE_EXPERIMENT, seed_demo
 
-    experiment = args.experiment or DEMO_EXPERIMENT
-    res = seed_demo(experiment)
+    large = bool(getattr(args, "large", False))
+    experiment = args.experiment or (LARGE_EXPERIMENT if large else DEMO_EXPERIMENT)
+    res = seed_demo(experiment, large=large)
     if res.already_seeded:
         human = f"Demo data already present in experiment {experiment!r}."
     else:
@@ -433,12 +434,70 @@ def _align_settings(args: argparse.Namespace):
         workers=args.workers,
         seed=args.seed,
         minibatch_size=args.minibatch_size,
+        proposals_in_flight=args.proposals_in_flight,
         retrieval_k=args.retrieval_k,
         reviewers=args.reviewer or (),
         register_if_worse=args.register_worse,
         register_if_cancelled=args.register_if_cancelled,
         kappa_override_reason=args.override_kappa,
         kappa_override_by=(args.override_by or _os_user()) if args.override_kappa else None,
+        stop=_stop_policy(args),
+    )
+
+
+def _stop_policy(args: argparse.Namespace, score_flag: bool = False):
+    """The early-stop flags (:func:`_add_stop_flags`; with ``score_flag``, optimize's
+    ``--stop-at-score`` too) as a :class:`core.optimization.stopping.StopPolicy`."""
+    from core.optimization.stopping import make_policy
+
+    at_score = _stop_score(args.stop_at_score) if score_flag else None
+    return make_policy(
+        early_stop=not args.no_early_stop,
+        # ``--stop-at-score off`` turns the score stop off as --no-stop-at-perfect does.
+        at_perfect=args.stop_at_perfect and (not score_flag or at_score is not None),
+        at_score=at_score if args.stop_at_perfect else None,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+        max_cost_usd=args.max_cost,
+    )
+
+
+def _add_stop_flags(p: argparse.ArgumentParser) -> None:
+    """``--stop-at-perfect``, ``--patience``, ``--max-minutes``, ``--max-cost`` and
+    ``--no-early-stop``: when the gepa search stops before its budget is spent."""
+    from core.optimization.stopping import DEFAULT_PATIENCE
+
+    g = p.add_argument_group(
+        "early stop (gepa only)",
+        "checked between iterations; the run records why it stopped",
+    )
+    g.add_argument(
+        "--stop-at-perfect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop once a candidate scores 1.0 on the whole validation set (default: on)",
+    )
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=DEFAULT_PATIENCE,
+        metavar="N",
+        help=f"stop after N candidate proposals (one per iteration unless several are in flight) "
+        f"without improvement of the best validation score (default {DEFAULT_PATIENCE}; 0: off)",
+    )
+    g.add_argument(
+        "--max-minutes", type=float, metavar="M", help="stop after M minutes (default: none)"
+    )
+    g.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop once priced model calls cost USD (default: none; unpriced models never do)",
+    )
+    g.add_argument(
+        "--no-early-stop",
+        action="store_true",
+        help="turn every early stop off: spend the whole budget (a cancel still stops it)",
     )
 
 
@@ -475,9 +534,18 @@ def _print_result(args: argparse.Namespace, res: Any) -> int:
     )
     if d.get("verdict_text"):
         human += f"\n{d['verdict_text']}"
+    human += _stop_text(d)
     human += _cancelled_line(d)
     _print(args, d, human)
     return 0
+
+
+def _stop_text(d: dict[str, Any]) -> str:
+    """Why the search stopped (``Stopped early: ...``), for a run that says; else empty."""
+    from core.optimization.stopping import stop_line
+
+    line = stop_line(d)
+    return f"\n{line}" if line and d.get("stop_reason") != "cancelled" else ""
 
 
 def _cancelled_line(d: dict[str, Any]) -> str:
@@ -492,20 +560,30 @@ def _cancelled_line(d: dict[str, Any]) -> str:
     return "\n" + outcome_line(SimpleNamespace(status="cancelled"), d)
 
 
-def _cmd_align(args: argparse.Namespace) -> int:
-    from core.optimization.worker import prepare_job_process
+def _print_launched(args: argparse.Namespace, run_id: str, **extra: Any) -> int:
+    """What ``--detach`` prints: the run, and how to follow it."""
+    from core.optimization.jobs import log_path
 
-    # Runs the alignment in this process (or launches it): a job process like the worker.
-    prepare_job_process()
-    from core.optimization.engine import run_alignment
-    from core.optimization.jobs import launch, log_path
+    payload = {"run_id": run_id, "status": "queued", **extra, "log": str(log_path(run_id))}
+    _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
+    return 0
+
+
+def _cmd_align(args: argparse.Namespace) -> int:
+    from core.optimization.jobs import launch
 
     settings = _align_settings(args)
     if args.detach:
-        run_id = launch(settings, allow_concurrent=args.allow_concurrent)
-        payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
-        _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
-        return 0
+        # The fast path: queue the run (a live worker claims it) and return. Nothing of
+        # the optimizers is imported here (no dspy, gepa or LiteLLM), nor is this process
+        # made a job process: it runs no job.
+        return _print_launched(args, launch(settings, allow_concurrent=args.allow_concurrent))
+    from core.optimization.worker import prepare_job_process
+
+    # Runs the alignment in this process: a job process like the worker's.
+    prepare_job_process()
+    from core.optimization.engine import run_alignment
+
     return _print_result(args, run_alignment(settings, allow_concurrent=args.allow_concurrent))
 
 
@@ -602,6 +680,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         human += f"\n  prompt {st.prompt_name!r} from v{st.base_version}"
         if st.test_score_before is not None or st.test_score_after is not None:
             human += f"; held-out score {_pct(st.test_score_before)} -> {_pct(st.test_score_after)}"
+    if st.stop_reason and st.stop_reason != "cancelled":
+        from core.optimization.stopping import REASON_TEXT
+
+        human += f"; stopped: {REASON_TEXT.get(st.stop_reason, st.stop_reason)}"
     if st.status == "cancelled":
         from core.views.job_status import outcome_line
 
@@ -626,6 +708,44 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
         else f"{st.run_id} is {st.status}."
     )
     _print(args, st.to_dict(), human)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from core.optimization.worker import serve
+
+    return serve(
+        concurrency=args.concurrency,
+        poll_s=args.poll,
+        worker_id=args.id,
+        once=args.once,
+        auto_resume=not args.no_resume,
+        launch=main,  # what the launch desk runs for a detached CLI launch handed over
+    )
+
+
+def _cmd_workers(args: argparse.Namespace) -> int:
+    import time
+
+    from core.optimization.workers import all_workers
+
+    now = time.time()
+    rows = [
+        {**w.__dict__, "age_s": round(w.age(now), 1), "alive": w.alive(now)} for w in all_workers()
+    ]
+    if args.json:
+        print(json.dumps({"workers": rows}, default=str))
+        return 0
+    if not rows:
+        print("No worker registered on this store (start one with: alignboard worker).")
+        return 0
+    print(f"{'id':<36} {'host':<16} {'pid':>7} {'conc':>4} {'running':>7} {'beat age':>9}")
+    for w in rows:
+        age = f"{w['age_s']}s" + ("" if w["alive"] else " (gone)")
+        print(
+            f"{w['worker_id']:<36} {w['host']:<16} {w['pid']:>7} {w['concurrency']:>4} "
+            f"{len(w['running']):>7} {age:>9}"
+        )
     return 0
 
 
@@ -721,7 +841,7 @@ def _prompt_settings(args: argparse.Namespace):
         aggregation=args.aggregation,
         register_if_worse=args.register_worse,
         register_if_cancelled=args.register_if_cancelled,
-        stop_at_score=_stop_score(args.stop_at_score),
+        stop=_stop_policy(args, score_flag=True),
     )
 
 
@@ -799,13 +919,14 @@ def _score_settings(args: argparse.Namespace):
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from core.optimization.worker import prepare_job_process
-
-    # Scores in this process (or launches the job): a job process like the worker.
-    prepare_job_process()
     from core.optimization.bulk_scoring import check_scoring, create_score_run, run_scoring
-    from core.optimization.jobs import launch, log_path
+    from core.optimization.jobs import launch
 
+    if not args.detach:
+        from core.optimization.worker import prepare_job_process
+
+        # Scores in this process: a job process like the worker's.
+        prepare_job_process()
     settings = _score_settings(args)
     # Pre-flight once, before anything is written; the run records the selected traces.
     check = check_scoring(settings)
@@ -814,16 +935,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     for f in check.findings:
         print(f"warning: {f.message}", file=sys.stderr)
     if args.detach:
-        run_id = launch(settings, check=check)
-        payload = {
-            "run_id": run_id,
-            "status": "queued",
-            "judge_version": settings.judge_version,
-            "n_selected": check.n_selected,
-            "log": str(log_path(run_id)),
-        }
-        _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
-        return 0
+        return _print_launched(
+            args,
+            launch(settings, check=check),
+            judge_version=settings.judge_version,
+            n_selected=check.n_selected,
+        )
     run_id = create_score_run(settings, "queued", check=check)
     return _print_score_result(args, run_scoring(settings, run_id=run_id).to_dict())
 
@@ -843,15 +960,14 @@ def _print_score_result(args: argparse.Namespace, d: dict[str, Any]) -> int:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from core.optimization.worker import prepare_job_process
-
-    # Runs the optimization in this process (or launches it): a job process like the worker.
-    prepare_job_process()
-    from core.optimization.engine import run_prompt_optimization
-    from core.optimization.jobs import launch, log_path
+    from core.optimization.jobs import launch
     from core.optimization.prompt_preflight import preflight_prompt
-    from core.optimization.prompt_task import create_prompt_run
 
+    if not args.detach:
+        from core.optimization.worker import prepare_job_process
+
+        # Runs the optimization in this process: a job process like the worker's.
+        prepare_job_process()
     settings = _prompt_settings(args)
     # Pre-flight once: the findings go into the run, so neither the job nor the engine
     # checks again (it only loads the rows).
@@ -870,10 +986,10 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.detach:
-        run_id = launch(settings, check=findings)
-        payload = {"run_id": run_id, "status": "queued", "log": str(log_path(run_id))}
-        _print(args, payload, f"Launched run {run_id}; follow it with: alignboard status {run_id}")
-        return 0
+        return _print_launched(args, launch(settings, check=findings))
+    from core.optimization.engine import run_prompt_optimization
+    from core.optimization.prompt_task import create_prompt_run
+
     run_id = create_prompt_run(settings, "queued", findings=findings)
     return _print_result(args, run_prompt_optimization(settings, run_id=run_id))
 
@@ -896,6 +1012,7 @@ def _print_prompt_result(args: argparse.Namespace, d: dict[str, Any]) -> int:
         human += f"\n  {name}: {_pct(sc.get('before'))} -> {_pct(sc.get('after'))}"
     if d.get("verdict_text"):
         human += f"\n{d['verdict_text']}"
+    human += _stop_text(d)
     human += _cancelled_line(d)
     _print(args, d, human)
     return 0
@@ -1042,6 +1159,12 @@ def build_parser() -> argparse.ArgumentParser:
     # The default (alignboard-demo) is resolved when the command runs: core.io.demo_seed
     # imports MLflow, which --help must not pay for.
     p.add_argument("--experiment", help="experiment to seed (default: alignboard-demo)")
+    p.add_argument(
+        "--large",
+        action="store_true",
+        help="seed the larger synthetic set (assets/demo_large) instead, "
+        "into alignboard-demo-large by default",
+    )
 
     p = add("import", _cmd_import, "import traces (JSONL or CSV), all-or-nothing")
     p.add_argument("file")
@@ -1209,6 +1332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=8, help="judge calls in flight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minibatch-size", type=int, default=3)
+    p.add_argument(
+        "--proposals-in-flight",
+        type=int,
+        default=4,
+        help="gepa: proposals worked on at once (4; 1 = gepa's sequential loop)",
+    )
     p.add_argument("--retrieval-k", type=int, default=5, help="memalign: examples retrieved")
     p.add_argument("--embedding-model", default="demo:/embed", help="memalign embeddings")
     p.add_argument(
@@ -1242,6 +1371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--override-by", help="who overrides the agreement gate (default: your login name)"
     )
+    _add_stop_flags(p)
 
     p = add(
         "adjudicate",
@@ -1375,9 +1505,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="1.0",
         metavar="SCORE|off",
         help="stop the search once a prompt scores this on every validation row "
-        "(default 1.0: nothing is left to gain there); 'off' spends the whole budget",
+        "(default 1.0: nothing is left to gain there); 'off' (or --no-stop-at-perfect) "
+        "turns this stop off",
     )
     p.add_argument("--detach", action="store_true", help="run as a background job")
+    _add_stop_flags(p)
 
     prompt = sub.add_parser("prompt", help="prompts in the MLflow Prompt Registry")
     psub = prompt.add_subparsers(dest="action", required=True)
@@ -1394,6 +1526,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", _cmd_prompt_list, "list prompts, or one prompt's versions", psub)
     p.add_argument("name", nargs="?")
 
+    p = add("worker", _cmd_worker, "run queued jobs (claims them from MLflow) until stopped")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="jobs at once (default: ALIGNBOARD_WORKER_CONCURRENCY or 1)",
+    )
+    p.add_argument("--poll", type=float, default=0.25, help="seconds between polls (0.25)")
+    p.add_argument("--id", help="worker id (default: <host>-<pid>-<random>)")
+    p.add_argument("--once", metavar="RUN_ID", help="claim and run this one run, then exit")
+    p.add_argument("--no-resume", action="store_true", help="never requeue dead jobs")
+    add("workers", _cmd_workers, "list the job workers registered on this store")
     p = add("status", _cmd_status, "status of an alignment or optimization run")
     p.add_argument("run_id")
     p = add("cancel", _cmd_cancel, "stop an alignment or optimization at its next iteration")
@@ -1463,6 +1607,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``alignboard`` command; returns the exit status."""
+    handed = _hand_off(sys.argv[1:] if argv is None else list(argv))
+    if handed is not None:
+        return handed
     args = build_parser().parse_args(argv)
     from core.errors import AlignboardError
     from core.models.secrets import install_log_redaction
@@ -1473,6 +1620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.configure()
     install_log_redaction()
     try:
+        # One clear line instead of minutes of retries (stdlib only: status stays fast).
+        config.check_store()
         return args.func(args)
     except (AlignboardError, PreflightRefused) as exc:
         _print_error(args, exc)
@@ -1483,6 +1632,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A crashed alignment is already recorded as failed in its run; say so briefly.
         _print_error(args, exc)
         return 1
+
+
+def _hand_off(argv: list[str]) -> int | None:
+    """A detached launch handed to a warm local worker (:mod:`core.optimization.handoff`):
+    its exit status, or None when no worker's desk took it (launch here, as before)."""
+    from core.optimization import handoff
+
+    if not handoff.wants_handoff(argv):
+        return None
+    from core.store import config
+
+    try:
+        answer = handoff.try_handoff(argv, config.data_dir(), config.tracking_uri())
+    except (OSError, ValueError) as exc:
+        # Sent, but no answer: the launch may have happened; never launch it twice.
+        print(
+            f"error: the local worker took the launch but did not answer ({exc}); check "
+            "`alignboard status` / the Align page before launching again.",
+            file=sys.stderr,
+        )
+        return 1
+    if answer is None:
+        return None
+    sys.stdout.write(str(answer.get("stdout", "")))
+    sys.stderr.write(str(answer.get("stderr", "")))
+    return int(answer.get("code", 1))
 
 
 def _print_error(args: argparse.Namespace, exc: BaseException) -> None:

@@ -29,6 +29,10 @@ class ModelError(AlignboardError):
     """A model name cannot be used (unknown provider, malformed URI)."""
 
 
+class StoreUnavailableError(AlignboardError):
+    """The MLflow store (a database or an MLflow server) does not answer."""
+
+
 @dataclass(frozen=True)
 class RowError:
     """One bad row of an input file."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import b1_gepa_speed
 from benchmarks.common import waves, write_json
 
@@ -38,21 +40,61 @@ def test_critical_path_sums_rounds_and_adds_the_test_round():
 
 
 def test_b1_runs_with_tiny_settings_and_reports_ratios(tmp_path):
-    result = b1_gepa_speed.run(latency_ms=2, quick=True, labeled=12, budget=40, workers=4)
+    result = b1_gepa_speed.run(
+        latency_ms=2, quick=True, labeled=12, budget=40, workers=4, seeds=[0, 1]
+    )
     out = tmp_path / "b1.json"
     write_json(out, {"b1": result})
     data = json.loads(out.read_text())
     assert data["machine"]["date"] and data["machine"]["cpu_count"]
     b1 = data["b1"]
-    for system in ("a", "b"):
+    assert b1["settings"]["seeds"] == [0, 1] and len(b1["repeats"]) == 2
+    for system in ("a", "s", "b"):
         for key in ("wall_s", "optimizer_wall_s", "metric_calls", "llm_calls", "max_in_flight"):
             assert key in b1[system], (system, key)
         assert 0 < b1[system]["metric_calls"] <= 40 + 12
+        # The work floor of the calls each system actually made, workers at a time.
+        for rep in b1["repeats"]:
+            floor = rep[system]["demo_calls"] / 4 * 0.002
+            assert rep[system]["floor_s"] == pytest.approx(floor, abs=1e-3)  # JSON rounds
+    # (a) is the parallel mode, (s) the sequential one, side by side in one run.
+    assert b1["a"]["proposals_in_flight"] > 1 and b1["s"]["proposals_in_flight"] == 1
+    for system in ("a", "s"):
+        split = b1[system]["time_split"]
+        assert {"minibatch_eval", "val_eval"} <= set(split["by_kind"]), split
+        assert split["between_rounds_s"] >= 0 and split["outside_optimizer_s"] > 0
+        after = b1["accuracy"][system]["test_accuracy_after"]
+        assert len(after["values"]) == 2 and after["min"] <= after["mean"] <= after["max"]
     assert b1["c"]["optimizer_steps"] > 0 and b1["c"]["wall_s"] > 0
     assert b1["iterations_logged"] >= 1
-    for key in ("a_over_c_total", "a_over_c_optimizer", "b_over_a_total", "b_over_a_optimizer"):
+    for key in (
+        "a_over_floor_total",
+        "s_over_floor_total",
+        "a_over_c_total",
+        "a_over_c_optimizer",
+        "s_over_a_total",
+        "b_over_a_total",
+        "b_over_a_optimizer",
+        "b_over_s_total",
+    ):
         assert isinstance(b1["ratios"][key], float), key
-    assert set(b1["goals"]) == {"a_within_1_3x_of_c", "a_4x_faster_than_b"}
+    assert set(b1["goals"]) == {
+        "a_within_1_3x_of_floor",
+        "b_over_a_at_least_3",
+        "a_accuracy_not_lower_than_s",
+    }
+
+
+def test_time_split_counts_idle_slots_and_time_between_rounds():
+    iterations = [
+        {"rounds": [{"kind": "val_eval", "calls": 10, "depth": 1, "seconds": 0.5}]},
+        {"rounds": [{"kind": "minibatch_eval", "calls": 12, "depth": 1, "seconds": 0.45}]},
+    ]
+    split = b1_gepa_speed.time_split(iterations, 0.2, 8, optimizer_wall_s=1.5)
+    assert split["by_kind"]["val_eval"]["idle_slots"] == 6  # 2 waves of 8 for 10 calls
+    assert split["by_kind"]["minibatch_eval"]["bound_s"] == 0.4
+    assert split["in_rounds_s"] == 0.95 and split["between_rounds_s"] == 0.55
+    assert b1_gepa_speed.work_floor(190, 8, 0.2) == pytest.approx(4.75)
 
 
 def test_b3_builds_a_store_measures_it_and_checks_its_own_labels(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import data, run_progress, run_usage, shell
+from app.components import data, run_progress, run_usage, shell, stop_controls, workers_notice
 from app.components.state import init_page_state
 from core.errors import AlignboardError
 from core.optimization import jobs
@@ -68,11 +68,13 @@ _KEPT = (
     "embedding_base_url",
     "reviewers",
     "minibatch",
+    "proposals",
     "retrieval_k",
     "register_worse",
     "register_cancelled",
     "kappa_reason",
     "watch",
+    *stop_controls.KEPT,
 )
 
 ctx = shell.require_context()
@@ -92,9 +94,11 @@ init_page_state(
         "embedding_base_url": "",
         "reviewers": [],
         "minibatch": 3,
+        "proposals": 4,
         "retrieval_k": 5,
         "register_worse": False,
         "register_cancelled": False,
+        **stop_controls.DEFAULTS,
         "kappa_reason": "",
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
@@ -131,10 +135,12 @@ def _form_settings(crit):
         workers=int(ss["align_workers"]),
         seed=int(ss["align_seed"]),
         minibatch_size=int(ss["align_minibatch"]),
+        proposals_in_flight=int(ss["align_proposals"]),
         retrieval_k=int(ss["align_retrieval_k"]),
         reviewers=ss["align_reviewers"],
         register_if_worse=bool(ss["align_register_worse"]),
         register_if_cancelled=bool(ss["align_register_cancelled"]),
+        stop=stop_controls.policy("align"),
     )
 
 
@@ -339,6 +345,7 @@ with st.form("align_form", border=True):
         help="By default a judge that scores below the seed on the test split is recorded "
         "but not registered.",
     )
+    stop_controls.draw("align", optimizer)
     with st.expander("Advanced: minibatch, retrieval, reviewers, cancelling"):
         memory = st.columns(2)
         memory[0].number_input(
@@ -354,6 +361,14 @@ with st.form("align_form", border=True):
             max_value=50,
             key="align_retrieval_k",
             help="MemAlign: examples retrieved from its memory per judgement.",
+        )
+        st.selectbox(
+            "GEPA proposals",
+            [4, 1],
+            key="align_proposals",
+            format_func=lambda n: "parallel: 4 at once" if n > 1 else "sequential: one at a time",
+            help="GEPA: proposals evaluated and reflected on at once per iteration. "
+            "Parallel keeps the judge workers busy; sequential is gepa's original loop.",
         )
         st.multiselect(
             "Only these reviewers' labels",
@@ -503,7 +518,9 @@ else:
 
     @st.fragment(run_every=2 if polling else None)
     def _live(run_id: str) -> None:
-        now = jobs.status(run_id)
+        now = run_progress.read_status(run_id)
+        if now is None:
+            return  # the store is unreachable: the warning says so, the next poll retries
         if polling and not now.active:
             # The job just ended: redraw the whole page once, which stops the polling.
             data.after_job_end()
@@ -575,7 +592,9 @@ if not all_jobs:
 def _recent(listed: list) -> None:
     # Polled while a listed run is active: those are read afresh (a cheap read each), so
     # a run that ends reads so within seconds here, whichever run the panel above follows.
-    runs = current_statuses(listed)
+    runs = workers_notice.guarded(lambda: current_statuses(listed))
+    if runs is None:
+        return  # the store is unreachable: the warning says so, the next poll retries
     if any(a.active and not b.active for a, b in zip(listed, runs, strict=True)):
         # One ended: redraw the page once (its version, the Realign offer, the polling).
         data.after_job_end()

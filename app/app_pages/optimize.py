@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.components import data, nav, run_progress, run_usage, shell
+from app.components import data, nav, run_progress, run_usage, shell, stop_controls, workers_notice
 from app.components.state import init_page_state, keep_widget_values
 from core.errors import AlignboardError
 from core.optimization import jobs
@@ -67,6 +67,7 @@ _KEPT = (
     "register_worse",
     "register_cancelled",
     "watch",
+    *stop_controls.KEPT,
 )
 
 ctx = shell.require_context()
@@ -92,6 +93,7 @@ init_page_state(
         "alias": "candidate",
         "register_worse": False,
         "register_cancelled": False,
+        **stop_controls.DEFAULTS,
         # One token per form render: a double click's second submission launches nothing.
         "token": uuid.uuid4().hex,
         # Created with the session's state, before any callback can run.
@@ -288,6 +290,7 @@ def _form_settings():
         aggregation=ss["optimize_aggregation"],
         register_if_worse=bool(ss["optimize_register_worse"]),
         register_if_cancelled=bool(ss["optimize_register_cancelled"]),
+        stop=stop_controls.policy("optimize"),
     )
 
 
@@ -427,6 +430,7 @@ with st.form("optimize_form", border=True):
         help="By default a prompt that scores below the seed on the test split is recorded "
         "but not registered.",
     )
+    stop_controls.draw("optimize", ss["optimize_optimizer"])
     with st.expander("Advanced: minibatch, aggregation, cancelling"):
         adv = st.columns(2)
         adv[0].number_input(
@@ -556,7 +560,9 @@ else:
 
     @st.fragment(run_every=2 if polling else None)
     def _live(run_id: str) -> None:
-        now = jobs.status(run_id)
+        now = run_progress.read_status(run_id)
+        if now is None:
+            return  # the store is unreachable: the warning says so, the next poll retries
         if polling and not now.active:
             # The job just ended: redraw the whole page once, which stops the polling.
             data.after_prompt_job_end()
@@ -611,7 +617,9 @@ if not all_runs:
 def _recent(listed: list) -> None:
     # Polled while a listed run is active: those are read afresh, so a run that ends
     # reads so within seconds, whichever run the panel above follows.
-    runs = current_statuses(listed)
+    runs = workers_notice.guarded(lambda: current_statuses(listed))
+    if runs is None:
+        return  # the store is unreachable: the warning says so, the next poll retries
     if any(a.active and not b.active for a, b in zip(listed, runs, strict=True)):
         data.after_prompt_job_end()
         st.rerun()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.components import data, nav, shell
+from app.components import data, nav, shell, workers_notice
 from core.views.formatting import when_ms
 from core.views.overview import DEMO_NOTE
 
@@ -13,6 +13,7 @@ ov = data.overview(ctx.experiment_id)
 
 st.title("Overview")
 st.caption(f"Experiment {ctx.experiment_name} (id {ctx.experiment_id})")
+workers_notice.overview_line()
 if ov.demo_uses:
     st.warning(
         "**The demo model is in use in this experiment.** " + DEMO_NOTE, icon=":material/science:"

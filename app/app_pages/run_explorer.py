@@ -12,6 +12,7 @@ from app.components.state import init_page_state, set_query_param
 from core.errors import AlignboardError
 from core.optimization import jobs
 from core.optimization.runners.memalign_versions import unalign
+from core.optimization.stopping import STOP_HELP
 from core.views.adjudication import precedence_line
 from core.views.diffs import diff_html
 from core.views.formatting import interval, number, percent, when
@@ -26,6 +27,7 @@ from core.views.runs import (
     Flips,
     build_guard_view,
 )
+from core.views.split_size import split_size_warning
 
 ctx = shell.require_context()
 ss = st.session_state
@@ -115,6 +117,11 @@ if view.verdict_text:
     # The held-out verdict: was the aligned judge better than the seed on the test split?
     show = st.warning if view.verdict_tone == "warning" else st.info
     show(view.verdict_text, icon=":material/balance:")
+    if small := split_size_warning(view.verdict):
+        st.warning(small.text, icon=":material/straighten:")
+# Why the search stopped (budget, perfect score, no improvement, time, cost, cancel).
+if view.stop_text:
+    st.caption(view.stop_text.replace("$", "\\$"), help=STOP_HELP)
 # Which human value each example used (gold, majority, tiebreak, single reviewer).
 sources = precedence_line(view.result)
 if sources:

@@ -236,7 +236,9 @@ if watched is not None:
 
     @st.fragment(run_every=1 if polling else None)
     def _live(run_id: str) -> None:
-        now = jobs.status(run_id)
+        now = run_progress.read_status(run_id)
+        if now is None:
+            return  # the store is unreachable: the warning says so, the next poll retries
         if polling and not now.active:
             # Ended: redraw the whole page once (fresh verdicts), which stops the polling.
             data.after_score_end()

@@ -8,13 +8,22 @@ from typing import Any
 
 import streamlit as st
 
-from app.components import nav, run_charts
+from app.components import nav, run_charts, workers_notice
 from core.views.formatting import duration
 from core.views.runs import metric_series
 
 
+def read_status(run_id: str) -> Any | None:
+    """The job's status for a polling panel; None (with a warning saying so, retried at the
+    next poll) when the MLflow store is unreachable."""
+    from core.optimization import jobs
+
+    return workers_notice.guarded(lambda: jobs.status(run_id))
+
+
 def header(now: Any, run_id: str, title: str) -> None:
-    """``title · run id · status · heartbeat``, and a link to the run in the Run explorer."""
+    """``title · run id · status · heartbeat``, and a link to the run in the Run explorer;
+    under a queued run, a notice when no worker is alive to pick it up."""
     head = st.columns([3, 1], vertical_alignment="center")
     head[0].markdown(
         f"{title} · run `{run_id}` · status **{now.status}**"
@@ -30,6 +39,7 @@ def header(now: Any, run_id: str, title: str) -> None:
         icon=":material/query_stats:",
         query_params={"run": run_id},
     )
+    workers_notice.queued(now)
 
 
 def budget_bar(now: Any) -> tuple[int, int]:

@@ -23,6 +23,8 @@ import streamlit as st
 
 from app.components import data
 from app.components.state import init_page_state
+from core.errors import StoreUnavailableError
+from core.store import config
 from core.views.overview import DEMO_NOTE
 
 DEMO_EXPERIMENT = "alignboard-demo"
@@ -146,6 +148,14 @@ def _experiment_names() -> list[str]:
 def render_sidebar() -> None:
     """Draw the sidebar; the pages read the result with :func:`context`."""
     data.configure()
+    try:
+        config.check_store()
+    except StoreUnavailableError as exc:
+        # The store is down: one clear line, not a spinner for minutes of retries.
+        st.error(str(exc))
+        st.caption("The store is unreachable: nothing was changed. Retry once it is back.")
+        st.button("Retry", key="shell_store_retry")
+        st.stop()
     names = _experiment_names()
     default = DEMO_EXPERIMENT if DEMO_EXPERIMENT in names else (names[0] if names else None)
     if st.session_state.get("shell_experiment") not in names:

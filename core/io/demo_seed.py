@@ -47,6 +47,10 @@ AGENT_EXPERIMENT = "northwind-agent"
 AGENT_TRACES_FILE = "agent_traces.jsonl"
 AGENT_CRITERIA_FILE = "agent_criteria.json"
 AGENT_QUEUE = "agent-review"
+#: The larger synthetic demo set (assets/demo_large, for benchmarks and held-out figures
+#: that mean something) and the experiment ``seed_demo(large=True)`` puts it in.
+LARGE_DIR = "demo_large"
+LARGE_EXPERIMENT = "alignboard-demo-large"
 
 
 def assets_dir() -> Path:
@@ -92,9 +96,16 @@ class SeedResult:
 
 
 def seed_demo(
-    experiment_name: str = DEMO_EXPERIMENT, *, agent_experiment: str | None = AGENT_EXPERIMENT
+    experiment_name: str | None = None,
+    *,
+    agent_experiment: str | None = AGENT_EXPERIMENT,
+    large: bool = False,
 ) -> SeedResult:
     """Load the demo data into ``experiment_name`` unless it is already there.
+
+    ``experiment_name`` defaults to ``alignboard-demo`` (``alignboard-demo-large`` with
+    ``large``). With ``large``, only the larger synthetic set of ``assets/demo_large`` is
+    seeded (its traces, labels, criterion and queue; see :func:`seed_large_demo`).
 
     Creates the criterion from ``assets/demo/criteria.json``, imports
     ``assets/demo/support_traces.jsonl`` (with its expert labels) and a review queue
@@ -105,6 +116,9 @@ def seed_demo(
     and the criterion of ``agent_criteria.json`` into the experiment ``agent_experiment``
     (None skips it) with its own queue; the first experiment gets nothing of it.
     """
+    if large:
+        return seed_large_demo(experiment_name or LARGE_EXPERIMENT)
+    experiment_name = experiment_name or DEMO_EXPERIMENT
     config.configure()
     exp = get_or_create_experiment(experiment_name)
     traces_written = labels_written = 0
@@ -132,6 +146,29 @@ def seed_demo(
         agent_traces_written=agent_traces,
         agent_labels_written=agent_labels,
     )
+
+
+def seed_large_demo(experiment_name: str = LARGE_EXPERIMENT) -> SeedResult:
+    """Load the larger synthetic demo set (``assets/demo_large``) into its own experiment.
+
+    Same criterion, format and policy as the demo, a few hundred labeled traces (a test
+    split of 60 or more), some labeled by two or three reviewers who sometimes disagree,
+    and some unlabeled ones, in a queue ``support-review``. Idempotent like
+    :func:`seed_demo`; nothing of the prompt, dataset or agent demo.
+    """
+    config.configure()
+    exp = get_or_create_experiment(experiment_name)
+    if exp.tags.get(SEEDED_TAG) == "1":
+        return SeedResult(exp.experiment_id, True, 0, 0, DEMO_QUEUE)
+    folder = assets_dir() / LARGE_DIR
+    traces, labels = _seed_experiment(
+        exp.experiment_id,
+        experiment_name,
+        folder / "criteria.json",
+        folder / "support_traces.jsonl",
+        DEMO_QUEUE,
+    )
+    return SeedResult(exp.experiment_id, False, traces, labels, DEMO_QUEUE)
 
 
 def _seed_traces(experiment_id: str, experiment_name: str) -> tuple[int, int]:

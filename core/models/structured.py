@@ -37,6 +37,12 @@ _log = logging.getLogger(__name__)
 Mode = Literal["json_schema", "json_object", "text"]
 #: Structured-output modes, most structured first: the order an endpoint falls back in.
 MODES: tuple[Mode, ...] = ("json_schema", "json_object", "text")
+#: Where a judge on a self-hosted server starts in :data:`MODES` (``auto``: ``json_schema``,
+#: falling back as refused; ``json_object``; ``text``). Plain text is the fast choice on
+#: llama.cpp, whose grammar-constrained sampling took 0.22-0.25 s a token against
+#: 0.12-0.13 s unconstrained (Qwen2.5-1.5B, 2 threads, 2026-12-02); the tolerant parser
+#: reads the reply, and a reply it cannot read is a failed call, never a guess.
+FIRST_MODE_ENV = "ALIGNBOARD_JUDGE_OUTPUT"
 #: HTTP statuses a server answers an unsupported ``response_format`` with: 400/422 (a
 #: validation error reported as such), 500 (llama-cpp-python: validation inside the route).
 REJECTION_STATUSES = frozenset({400, 422, 500})
@@ -57,6 +63,20 @@ _RATIONALE_LINE = re.compile(
     r"^[\s*_#>-]*(?:rationale|reason(?:ing)?|explanation|justification)[\s*_]*[:=-]\s*(?P<text>.+)",
     re.IGNORECASE | re.MULTILINE | re.DOTALL,
 )
+
+
+#: Most tokens a judge's answer may take on a self-hosted server (a ``base_url``). A
+#: verdict with its rationale takes 50-200; without a cap, llama-cpp-python (0.2.60)
+#: generates until its context is full when a sampled model keeps emitting the whitespace
+#: its JSON grammar allows after the object, and a request it is still working on cannot
+#: be cancelled: each timed-out retry queues behind it (seen on B4: every judge call of a
+#: run timed out).
+SERVER_JUDGE_MAX_TOKENS = 512
+#: Sampling temperature of a judge on a self-hosted server. Such servers sample by default
+#: (llama-cpp-python: 0.8), so the same judge gave another verdict on the same trace on
+#: a second ask (B4: an unchanged judge came out "improved" on held-out traces); a judge
+#: must be a function of its instructions and the trace for any comparison to hold.
+SERVER_JUDGE_TEMPERATURE = 0.0
 
 
 class UnparseableReply(ValueError):
@@ -146,6 +166,19 @@ class Gate:
             self.probe = False
 
 
+def first_mode() -> Mode:
+    """The mode judges on a base URL are asked in first (:data:`FIRST_MODE_ENV`)."""
+    import os
+
+    raw = (os.environ.get(FIRST_MODE_ENV) or "auto").strip().lower()
+    if raw in ("", "auto"):
+        return MODES[0]
+    if raw in MODES:
+        return raw
+    _log.warning("%s=%r is not auto, %s; using auto.", FIRST_MODE_ENV, raw, ", ".join(MODES))
+    return MODES[0]
+
+
 class EndpointModes:
     """Thread-safe memory of the structured-output mode each endpoint accepts."""
 
@@ -185,9 +218,9 @@ class EndpointModes:
             self._cond.notify_all()
 
     def get(self, model: str, base_url: str | None) -> Mode:
-        """The mode to ask ``model`` at ``base_url`` for (``json_schema`` until refused)."""
+        """The mode to ask ``model`` at ``base_url`` for (:func:`first_mode` until refused)."""
         with self._lock:
-            return self._modes.get((str(model), base_url or ""), MODES[0])
+            return self._modes.get((str(model), base_url or ""), first_mode())
 
     def fall_back(self, model: str, base_url: str | None, refused: Mode) -> Mode | None:
         """Record that the endpoint refused ``refused``; return the mode to use now.
@@ -198,7 +231,7 @@ class EndpointModes:
         """
         key = (str(model), base_url or "")
         with self._lock:
-            current = self._modes.get(key, MODES[0])
+            current = self._modes.get(key, first_mode())
             if MODES.index(current) > MODES.index(refused):
                 return current  # another call fell back already
             if refused == MODES[-1]:

@@ -17,6 +17,30 @@ EXAMPLE_URI = "openai:/gpt-4.1-mini"
 # Providers that run on the user's machine (or behind a URL they gave us) need no API key.
 _LOCAL_PROVIDERS = frozenset({DEMO_PROVIDER, "ollama", "ollama_chat", "lm_studio", "llamafile"})
 
+#: Providers nearly every launch names, all LiteLLM provider names (a test checks they
+#: stay in :func:`known_providers`): a URI naming one is accepted without importing
+#: LiteLLM, which costs seconds, so ``alignboard align --detach`` and the dashboard's
+#: launch stay fast. Any other provider is checked against LiteLLM's full list.
+COMMON_PROVIDERS = _LOCAL_PROVIDERS | frozenset(
+    {
+        "openai",
+        "anthropic",
+        "azure",
+        "bedrock",
+        "gemini",
+        "vertex_ai",
+        "mistral",
+        "groq",
+        "together_ai",
+        "deepseek",
+        "openrouter",
+        "hosted_vllm",
+        "fireworks_ai",
+        "databricks",
+        "xai",
+    }
+)
+
 
 @lru_cache(maxsize=1)
 def known_providers() -> frozenset[str]:
@@ -135,7 +159,7 @@ def _parse(uri: str, base_url: str | None) -> ModelSpec:
     if not provider or not model:
         raise _fail(uri, "the provider or the model name is missing")
     provider = provider.strip().lower()
-    if provider not in known_providers():
+    if provider not in COMMON_PROVIDERS and provider not in known_providers():
         raise _fail(uri, f"unknown provider {provider!r}")
     if base_url is not None:
         base_url = base_url.strip().rstrip("/") or None

@@ -542,7 +542,7 @@ def run_scoring(
         with recorder:
             return _score(settings, recorder, client, started, resume)
     except KeyboardInterrupt:
-        recorder.set_status("interrupted", error="The job process was stopped (signal).")
+        recorder.set_status("interrupted", error=rec.SIGNAL_INTERRUPTED)
         raise
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"

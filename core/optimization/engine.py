@@ -48,7 +48,7 @@ from core.optimization.preflight import (
     refuse_on_errors,
 )
 from core.optimization.record import AlignmentResult
-from core.optimization.spec import AlignmentSettings, Example, Runner
+from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner
 from core.optimization.task import OptimizationTask, RunSummary, TaskRunner
 from core.optimization.verdict import (
     CANCELLED,
@@ -378,7 +378,8 @@ def run_optimization(
         task: What is optimized (see :class:`core.optimization.task.OptimizationTask`).
         run_id: An existing run to record into (created by ``task.create_run``); None
             creates one.
-        resume: Continue an interrupted run from the state in its work folder.
+        resume: Continue an interrupted run from its state (the work folder, restored
+            from the run's ``state/`` artifacts where missing or older).
         runner: Use this runner instead of ``task.runner()``.
         allow_concurrent: With ``run_id`` None: False refuses while another run for the
             same target is active.
@@ -414,12 +415,19 @@ def run_optimization(
                 **({rec.TAG_RESUMED: "1"} if resume else {}),
             }
         )
+        if resume:
+            # The job folder is only a cache: on another host (or after it was lost) the
+            # optimizer state comes back from the run's ``state/`` artifacts.
+            recorder.restore_state()
         recorder.set_status("running", error="")
         with recorder:
             return _run(task, recorder, started, resume, runner, loaded)
     except KeyboardInterrupt:
-        # SIGINT/SIGTERM: the process is going away but can be resumed.
-        recorder.set_status("interrupted", error="The job process was stopped (signal).")
+        # SIGINT/SIGTERM: the process is going away but can be resumed; keep what the
+        # runner saved since its last checkpoint (best effort: we are being stopped).
+        with contextlib.suppress(Exception):
+            recorder.checkpoint()
+        recorder.set_status("interrupted", error=rec.SIGNAL_INTERRUPTED)
         raise
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
@@ -529,12 +537,29 @@ def _run(
     outcome_fields = {
         "not_registered_reason": reason,
         "register_if_cancelled": _keeps_cancelled(task),
+        **_stop_fields(outcome, recorder),
     }
     known = getattr(result, "__dataclass_fields__", {})
     result = replace(result, **{k: v for k, v in outcome_fields.items() if k in known})
     record.write_result(recorder, {**result.to_dict(), **outcome_fields})
     recorder.set_status(status)
     return result
+
+
+def _stop_fields(outcome: AlignmentOutcome, recorder: rec.MlflowRunRecorder) -> dict[str, Any]:
+    """Why the search stopped (:mod:`core.optimization.stopping`), as result fields, and
+    as the run's ``alignboard.stop_reason`` tag. A runner that does not say (MemAlign,
+    MLflow's baselines) gets one only when it was cancelled."""
+    from core.optimization import stopping
+
+    code = outcome.stop_reason or (stopping.CANCELLED if outcome.cancelled else None)
+    if outcome.cancelled:
+        code = stopping.CANCELLED  # a cancel wins over whatever else was about to fire
+    if code is None:
+        return {}
+    detail = outcome.stop_detail if outcome.stop_reason == code else None
+    recorder.set_tags({stopping.TAG_STOP_REASON: code})
+    return {"stop_reason": code, "stop_detail": detail or stopping.REASON_TEXT.get(code, code)}
 
 
 def _keeps_cancelled(task: OptimizationTask) -> bool:

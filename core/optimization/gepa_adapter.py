@@ -53,6 +53,9 @@ from core.optimization.spec import TEMPLATE_VARIABLES, Example, JudgeSpec
 from core.optimization.trace_spans import spans_text, uses_trace
 
 COMPONENT = "instructions"
+#: The rejection reason of a proposal that passed gepa's minibatch check but was not kept
+#: because another proposal of the same iteration gained more (parallel proposals).
+OUTSCORED_IN_ITERATION = "outscored_in_iteration"
 _VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _KNOWN = {v.strip("{} ").strip(): v for v in TEMPLATE_VARIABLES}
 # Fewer characters of prose than this (variables aside) is not a judge instruction.
@@ -363,6 +366,17 @@ def _prompt_text(prompt: Any) -> str:
     return "\n".join(parts)
 
 
+@dataclass
+class _Task:
+    """One (parent, minibatch) task of the iteration, as the proposal log follows it."""
+
+    parent_id: int | None
+    parent: dict[str, str]
+    minibatch: float | None = None
+    perfect: bool = False
+    claimed: bool = False
+
+
 class ProposalLog:
     """Every proposal of one run, in order, as :class:`Proposal` records (thread-safe).
 
@@ -376,17 +390,52 @@ class ProposalLog:
         self.iteration = 0
         self.parent_id: int | None = None
         self.parent_minibatch: float | None = None
+        # Several proposals per iteration (core.optimization.parallel_proposals): the
+        # iteration's tasks in gepa's order, and the order gepa will report outcomes in.
+        self._tasks: list[_Task] = []
+        self._expect_rejected: list[tuple[dict[str, str], str]] = []
+        self._expect_accepted: list[dict[str, str]] = []
         self._lock = threading.Lock()
 
-    def begin(self, iteration: int, parent_id: int | None) -> None:
-        """A new parent was selected for ``iteration``."""
+    def begin(
+        self, iteration: int, parent_id: int | None, parent: Mapping[str, str] | None = None
+    ) -> None:
+        """A new parent was selected for ``iteration`` (``parent``: its components)."""
         with self._lock:
+            if iteration != self.iteration:
+                self._tasks = []
+                self._expect_rejected, self._expect_accepted = [], []
             self.iteration, self.parent_id, self.parent_minibatch = iteration, parent_id, None
+            self._tasks.append(_Task(parent_id, dict(parent or {})))
 
-    def parent_scored(self, total: float) -> None:
-        """The parent's minibatch score sum (what the proposal has to beat)."""
+    def parent_scored(self, total: float, perfect: bool = False) -> None:
+        """The parent's minibatch score sum (what the proposal has to beat); ``perfect``
+        when every example scored full marks (gepa then skips that task's reflection)."""
         with self._lock:
             self.parent_minibatch = total
+            for t in self._tasks:
+                if t.minibatch is None:
+                    t.minibatch, t.perfect = total, perfect
+                    break
+
+    def claim(self, parent: Mapping[str, str]) -> _Task | None:
+        """The iteration's first unclaimed task on ``parent`` (a reflection job's parent),
+        preferring one gepa did not skip; None when the log tracks no tasks."""
+        with self._lock:
+            same = [t for t in self._tasks if not t.claimed and t.parent == dict(parent)]
+            if not same:
+                return None
+            task = next((t for t in same if not t.perfect), same[0])
+            task.claimed = True
+            return task
+
+    def expect_outcomes(
+        self, rejected: list[tuple[dict[str, str], str]], accepted: list[dict[str, str]]
+    ) -> None:
+        """The candidates gepa will report rejected (with a reason code) and accepted, in
+        its order."""
+        with self._lock:
+            self._expect_rejected, self._expect_accepted = list(rejected), list(accepted)
 
     def add(
         self,
@@ -396,12 +445,13 @@ class ProposalLog:
         output: str,
         verdict: GuardVerdict,
         saved_metric_calls: int,
+        task: _Task | None = None,
     ) -> Proposal:
-        """Record a proposal just checked by the guard."""
+        """Record a proposal just checked by the guard (``task``: its :meth:`claim`)."""
         with self._lock:
             p = Proposal(
                 iteration=self.iteration,
-                parent_id=self.parent_id,
+                parent_id=task.parent_id if task is not None else self.parent_id,
                 component=component,
                 proposed_text=text,
                 reflection_prompt=prompt,
@@ -410,35 +460,52 @@ class ProposalLog:
                 reason=verdict.reason,
                 message=verdict.message,
                 degenerate=not verdict.ok,
-                minibatch_before=self.parent_minibatch,
+                minibatch_before=task.minibatch if task is not None else self.parent_minibatch,
                 saved_metric_calls=0 if verdict.ok else saved_metric_calls,
                 guard=verdict.measures,
             )
             self.items.append(p)
             return p
 
-    def _resolve(self, iteration: int, **changes: Any) -> None:
-        # The latest pending one: an iteration interrupted before gepa decided is redone
-        # under the same number when the run resumes, and its first proposal stays pending.
+    def _resolve(
+        self, iteration: int, candidate: Mapping[str, str] | None = None, **changes: Any
+    ) -> None:
+        # The latest pending one (of ``candidate`` when known: several proposals per
+        # iteration): an iteration interrupted before gepa decided is redone under the
+        # same number when the run resumes, and its first proposal stays pending.
         with self._lock:
             for i in range(len(self.items) - 1, -1, -1):
                 p = self.items[i]
-                if p.iteration == iteration and p.status == "pending":
-                    self.items[i] = replace(p, **changes)
-                    return
+                if p.iteration != iteration or p.status != "pending":
+                    continue
+                if candidate is not None and candidate.get(p.component) != p.proposed_text:
+                    continue
+                self.items[i] = replace(p, **changes)
+                return
 
     def accepted(self, iteration: int, candidate_id: int, minibatch_after: float) -> None:
         """gepa accepted the iteration's pending proposal as ``candidate_id``."""
+        with self._lock:
+            expected = self._expect_accepted.pop(0) if self._expect_accepted else None
         self._resolve(
-            iteration, status="accepted", candidate_id=candidate_id, minibatch_after=minibatch_after
+            iteration,
+            expected,
+            status="accepted",
+            candidate_id=candidate_id,
+            minibatch_after=minibatch_after,
         )
 
     def rejected(self, iteration: int, before: float, after: float, message: str) -> None:
-        """gepa's minibatch check turned the iteration's pending proposal down."""
+        """gepa turned the iteration's pending proposal down: its minibatch check, or (with
+        several proposals) a better proposal of the same iteration was kept instead."""
+        with self._lock:
+            expected = self._expect_rejected.pop(0) if self._expect_rejected else None
+        candidate, reason = expected if expected is not None else (None, NOT_BETTER_ON_MINIBATCH)
         self._resolve(
             iteration,
+            candidate,
             status="rejected",
-            reason=NOT_BETTER_ON_MINIBATCH,
+            reason=reason,
             message=message,
             minibatch_before=before,
             minibatch_after=after,
@@ -510,6 +577,7 @@ class GuardedReflection:
         for (candidate, dataset, _), (proposal, _next) in zip(
             jobs, self.inner.reflect_many(jobs), strict=True
         ):
+            task = self.log.claim(candidate)
             kept: dict[str, str] = {}
             for name, text in proposal.new_texts.items():
                 prompt = _prompt_text(proposal.prompts.get(name, ""))
@@ -521,7 +589,7 @@ class GuardedReflection:
                 )
                 minibatch = len(dataset.get(name) or ())
                 raw = proposal.raw_lm_outputs.get(name, "")
-                self.log.add(name, text, prompt, raw, verdict, minibatch)
+                self.log.add(name, text, prompt, raw, verdict, minibatch, task)
                 if verdict.ok:
                     kept[name] = text
             proposal.new_texts = kept

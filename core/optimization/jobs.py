@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFoundError, ValidationError
 from core.optimization import recorder as rec
+from core.optimization.claims import attempt_of, claim_key
 from core.optimization.preflight import Finding, refuse_on_errors
 from core.optimization.prompt_spec import PromptSettings
 from core.optimization.score_spec import KIND_SCORE, TAG_SCORE_VERSION, ScoreSettings
@@ -78,6 +79,8 @@ _SCORE_BEFORE, _SCORE_AFTER = "test_score_before", "test_score_after"
 #: Why a run registered nothing (``cancelled``, ``worse`` or ``unchanged``, see
 #: :mod:`core.optimization.verdict`), written by the engine; absent when it registered one.
 TAG_NOT_REGISTERED = rec.TAG_PREFIX + "not_registered_reason"
+#: Why the search stopped (:data:`core.optimization.stopping.TAG_STOP_REASON`).
+TAG_STOP_REASON = rec.TAG_PREFIX + "stop_reason"
 #: Shortest run-id prefix the CLI resolves (:func:`resolve_run_id`).
 MIN_PREFIX = 8
 
@@ -149,6 +152,14 @@ class JobStatus:
     decided; None when it registered a version or has not decided yet."""
     register_if_cancelled: bool | None = None
     """The run's "Register if cancelled" choice (its ``register_if_cancelled`` param)."""
+    worker: str | None = None
+    """Id of the worker that claimed the current attempt (None while unclaimed)."""
+    attempt: int = 0
+    """The job's attempt: 0 for the first, +1 on each resume."""
+    stop_reason: str | None = None
+    """Why the search stopped (the ``alignboard.stop_reason`` tag: ``budget``,
+    ``perfect_score``, ``no_improvement``...; :mod:`core.optimization.stopping`), once the
+    run ended; None before, and for runs that do not say."""
 
     @property
     def is_prompt(self) -> bool:
@@ -202,7 +213,31 @@ def job_command(run_id: str, *, resume: bool = False) -> list[str]:
     return [*cmd, "--resume"] if resume else cmd
 
 
-def _spawn(run_id: str, *, resume: bool) -> int:
+def once_command(run_id: str) -> list[str]:
+    """The command line of a one-off job process: a worker that claims ``run_id``'s current
+    attempt, runs it in the same process and exits (``worker --once``)."""
+    return [sys.executable, "-m", WORKER_MODULE, "--once", run_id]
+
+
+def _dispatch(run_id: str, *, resume: bool) -> None:
+    """Hand a queued run to whoever will run it, by :func:`workers.jobs_mode`: a live
+    worker (only queued), or a one-off ``worker --once`` process when none is alive
+    (``auto``) or always (``spawn``); ``worker`` mode only queues."""
+    from core.optimization import workers
+
+    mode = workers.jobs_mode()
+    if mode == "worker":
+        return
+    if mode == "auto":
+        try:
+            if workers.alive_workers():
+                return
+        except Exception:
+            pass  # the registry unreadable: start the job here rather than leave it waiting
+    _spawn(run_id, resume=resume, once=True)
+
+
+def _spawn(run_id: str, *, resume: bool, once: bool = False) -> int:
     log = log_path(run_id)
     env = {
         **os.environ,
@@ -213,7 +248,7 @@ def _spawn(run_id: str, *, resume: bool) -> int:
     }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            job_command(run_id, resume=resume),
+            once_command(run_id) if once else job_command(run_id, resume=resume),
             cwd=_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -282,8 +317,20 @@ def launch(
         run_id = _create_prompt_run(settings, check)
     else:
         run_id = _create_alignment_run(settings, check, allow_concurrent)
-    _spawn(run_id, resume=False)
+    _mark_for_workers(run_id)
+    _dispatch(run_id, resume=False)
     return run_id
+
+
+def _mark_for_workers(run_id: str) -> None:
+    """Make a queued run claimable: its ``alignboard.attempt`` tag ("0").
+
+    Workers only pick up queued runs that carry the tag, so a run the CLI creates and runs
+    in the foreground (``alignboard align`` without ``--detach``) is never taken over.
+    """
+    from mlflow import MlflowClient
+
+    rec.with_retry(MlflowClient().set_tag, run_id, rec.TAG_ATTEMPT, "0")
 
 
 def _given_findings(check: Any) -> list[Finding]:
@@ -606,7 +653,7 @@ def _read_run(run_id: str) -> RunSnapshot:
 
 
 def _watched_tags(tags: Mapping[str, str]) -> tuple[str | None, ...]:
-    keys = (rec.TAG_STATUS, rec.TAG_HEARTBEAT, rec.TAG_PID, TAG_PROCESS)
+    keys = (rec.TAG_STATUS, rec.TAG_HEARTBEAT, rec.TAG_PID, TAG_PROCESS, rec.TAG_ATTEMPT)
     return tuple(tags.get(k) for k in keys)
 
 
@@ -624,7 +671,16 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
     pid, host = _int(tags.get(rec.TAG_PID)), tags.get(rec.TAG_HOST)
     error = tags.get(rec.TAG_ERROR) or None
     ended = run.end_time / 1000 if run.end_time else None
-    why = _verdict(tags, age) if state in ("queued", "running") and age is not None else None
+    attempt = attempt_of(tags)
+    worker = run.params.get(claim_key(attempt)) or None
+    # A queued run no process took yet waits for a worker: it is not dead. (A run handed to
+    # a one-off process has that process's pid, which is checked as before.)
+    waiting = state == "queued" and worker is None and not tags.get(rec.TAG_PID)
+    why = (
+        _verdict(tags, age)
+        if state in ("queued", "running") and age is not None and not waiting
+        else None
+    )
     if why is not None and age is not None and check:
         # The process was seen dead, so it can write nothing more: what the store holds now
         # is final. If it finished, or a resume started a new process, keep that instead.
@@ -676,6 +732,9 @@ def _status_of(run: RunSnapshot, *, check: bool, now: float | None = None) -> Jo
         **(_score_counts(metrics) if score else {}),
         not_registered_reason=tags.get(TAG_NOT_REGISTERED) or None,
         register_if_cancelled=_flag(run.params.get("register_if_cancelled")),
+        worker=worker,
+        attempt=attempt,
+        stop_reason=tags.get(TAG_STOP_REASON) or None,
     )
 
 
@@ -734,7 +793,14 @@ def cancel(run_id: str) -> JobStatus:
     if current.status == "finished" or current.status == "cancelled":
         return current
     rec.with_retry(client.set_tag, run_id, rec.TAG_CANCEL, f"{time.time():.3f}")
-    if not current.active:
+    if current.status == "queued" and current.worker is None and current.pid is None:
+        # Nobody runs it yet: claim its attempt ourselves so no worker can start it, then
+        # it is cancelled at once. Lost the race: a worker has it, the tag reaches it.
+        from core.optimization.claims import try_claim
+
+        if try_claim(client, run_id, f"cancel-{socket.gethostname()}-{os.getpid()}"):
+            rec.set_status(client, run_id, "cancelled")
+    elif not current.active:
         rec.set_status(client, run_id, "cancelled")
     return status(run_id)
 
@@ -789,10 +855,25 @@ def resume(run_id: str, *, detach: bool = True) -> str:
         raise ValidationError(f"Run {run_id} already finished ({made} instead).")
     load_settings(run_id)  # refuse early if the run is not an alignboard run
     from mlflow import MlflowClient
-    from mlflow.entities import RunTag
 
     config.configure()  # status may have read the store without MLflow
     client = MlflowClient()
+    requeue(client, run_id, current.attempt + 1)
+    if detach:
+        _dispatch(run_id, resume=True)
+    else:
+        # The caller runs it here: claim the new attempt so no worker takes it meanwhile.
+        from core.optimization.claims import try_claim
+
+        try_claim(client, run_id, f"foreground-{socket.gethostname()}-{os.getpid()}")
+    return run_id
+
+
+def requeue(client: Any, run_id: str, attempt: int, extra: Mapping[str, str] | None = None) -> None:
+    """Put a run back in the queue as attempt ``attempt`` (unclaimed, no process, a fresh
+    beat, no cancel request or error): what :func:`resume` and a worker's auto-resume do."""
+    from mlflow.entities import RunTag
+
     # A fresh start: forget the old cancel request and error.
     rec.with_retry(
         client.log_batch,
@@ -806,12 +887,16 @@ def resume(run_id: str, *, detach: bool = True) -> str:
             # prove the job gone at once.
             RunTag(rec.TAG_PID, ""),
             RunTag(TAG_PROCESS, ""),
+            RunTag(rec.TAG_WORKER, ""),
+            RunTag(rec.TAG_ATTEMPT, str(int(attempt))),
+            # In the same write as the attempt: a reader must never see the new attempt
+            # with the old attempt's end (it would take the new attempt as over).
+            RunTag(rec.TAG_STATUS, "queued"),
+            RunTag(rec.TAG_ERROR, ""),
+            *(RunTag(k, str(v)) for k, v in (extra or {}).items()),
         ],
     )
-    rec.set_status(client, run_id, "queued", error="")
-    if detach:
-        _spawn(run_id, resume=True)
-    return run_id
+    rec.set_status(client, run_id, "queued", error="")  # and MLflow's own run status
 
 
 def list_jobs(

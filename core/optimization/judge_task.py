@@ -46,6 +46,10 @@ class JudgeTask(SettingsBacked):
     """What to align and how."""
     judge_runner: Runner | None = None
     """A judge runner to use instead of the optimizer's own (embedding, tests)."""
+    held_out_cache: Any = None
+    """A :class:`core.optimization.judging.VerdictCache` shared by the held-out scoring of
+    several runs of the same judge model in one process (the benchmarks: the seed's
+    verdicts are paid for once); None, the default, scores every run afresh."""
     kind: str = field(default=JUDGE, init=False)
     """Always ``judge``: the judge-only runners accept this task."""
     registrar: JudgeRegistrar = field(init=False)
@@ -166,7 +170,7 @@ class JudgeTask(SettingsBacked):
         """Score the seed and the aligned judge on the test split against the human labels
         (one parallel round), record ``test_metrics.json`` and the test metrics, and decide
         the verdict."""
-        scores = _score_on_test(self.settings, outcome, test, recorder)
+        scores = _score_on_test(self.settings, outcome, test, recorder, self.held_out_cache)
         metrics = {
             k: v
             for k, v in {
@@ -247,8 +251,10 @@ def _score_on_test(
     outcome: AlignmentOutcome,
     test: list[Example],
     recorder: RunRecorder,
+    cache: Any = None,
 ) -> dict[str, Any]:
-    """Score the seed and the aligned judge on the held-out split and log the numbers."""
+    """Score the seed and the aligned judge on the held-out split and log the numbers
+    (``cache``: a verdict cache to share, see :attr:`JudgeTask.held_out_cache`)."""
     from core.agreement import compare
     from core.optimization.judging import JudgeEvaluator
 
@@ -259,7 +265,7 @@ def _score_on_test(
         out["verdict"] = judge_verdict(None, None, [])
         record.write_test_metrics(recorder, _test_record(out))
         return out
-    evaluator = JudgeEvaluator(settings.judge, workers=settings.workers, cache=None)
+    evaluator = JudgeEvaluator(settings.judge, workers=settings.workers, cache=cache)
     reference = {e.trace_id: e.label for e in test}
     aligned = outcome.judge if outcome.judge is not None else outcome.instructions
     metrics: dict[str, float] = {}

@@ -74,6 +74,8 @@ from core.errors import CredentialsError, NotFoundError, ValidationError
 from core.models.secrets import redact, require_credentials
 from core.models.structured import (
     MODES,
+    SERVER_JUDGE_MAX_TOKENS,
+    SERVER_JUDGE_TEMPERATURE,
     Gate,
     Mode,
     UnparseableReply,
@@ -449,7 +451,10 @@ class JudgeEvaluator:
         model = self._model
         params: dict[str, Any] = {"retry_policy": None, "num_retries": 0, "timeout": self.timeout}
         if model.base_url:
-            # Through LiteLLM to the same server (see the module docstring, "Routes").
+            # Through LiteLLM to the same server (see the module docstring, "Routes"),
+            # with the answer's length bounded (see SERVER_JUDGE_MAX_TOKENS).
+            params["max_tokens"] = SERVER_JUDGE_MAX_TOKENS
+            params["temperature"] = SERVER_JUDGE_TEMPERATURE  # same trace, same verdict
             if mode != MODES[0]:
                 # MLflow applies inference_params after its own response_format.
                 params = {**params, "response_format": response_format_for(mode)}
@@ -544,6 +549,10 @@ class JudgeEvaluator:
         started = time.monotonic()
         results: list[list[Verdict | None]] = []
         todo: list[tuple[int, int, _Resolver, str | None, Example]] = []
+        # The same instructions on the same example twice in one round (an aligned judge
+        # that kept the seed's instructions, scored beside the seed): one call, two uses.
+        first: dict[tuple[str, str, Any], int] = {}
+        repeats: list[tuple[int, int, int]] = []
         trace_ids: list[str] = []
         for i, (candidate, examples) in enumerate(items):
             key = instructions_key(candidate) if isinstance(candidate, str) else None
@@ -551,9 +560,14 @@ class JudgeEvaluator:
             needs_trace = uses_trace(judge(self.response_format))
             row: list[Verdict | None] = []
             for j, ex in enumerate(examples):
-                hit = self.cache.get((key, ex.trace_id, ex.label_version)) if key else None
+                ckey = (key, ex.trace_id, ex.label_version) if key else None
+                hit = self.cache.get(ckey) if ckey else None
                 row.append(hit)
-                if hit is None:
+                if hit is None and ckey is not None and ckey in first:
+                    repeats.append((i, j, first[ckey]))
+                elif hit is None:
+                    if ckey is not None:
+                        first[ckey] = len(todo)
                     todo.append((i, j, judge, key, ex))
                     if needs_trace:
                         trace_ids.append(ex.trace_id)
@@ -589,6 +603,8 @@ class JudgeEvaluator:
                     self.cache.put((key, ex.trace_id, ex.label_version), verdict)
             if error is not None:
                 raise error
+            for i, j, n in repeats:
+                results[i][j] = results[todo[n][0]][todo[n][1]]
         self.last_round = RoundInfo(
             pairs=sum(len(e) for _, e in items),
             calls=self.stats.calls - calls_before,

@@ -13,8 +13,9 @@ Only the examples passed in are fetched, so callers decide what the optimizer ma
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeGuard
 
 from mlflow.entities import Feedback, Trace
@@ -126,3 +127,48 @@ def fetch_traces(
 def trace_ids(examples: Iterable[Example]) -> list[str]:
     """Trace ids of ``examples``, deduplicated, in order."""
     return list(dict.fromkeys(e.trace_id for e in examples))
+
+
+@contextlib.contextmanager
+def served_judge_route(spec: JudgeSpec, probe: Example | None) -> Iterator[None]:
+    """Let MLflow's own ``judge.align`` optimizers (GEPA, SIMBA) reach a judge's server.
+
+    They evaluate each candidate with a judge rebuilt from the judge's model name alone
+    (``make_judge(model=...)`` in MLflow 3.17's ``DSPyAlignmentOptimizer``), which drops
+    its ``base_url``; and MLflow's gateway client falls back from ``json_schema`` only on
+    HTTP 400, while llama-cpp-python refuses it with a 500 that MLflow retries with
+    backoff (every candidate evaluation failed). For a judge on a base URL, the block:
+
+    * sends ``openai:/`` calls that name no URL to it (:func:`core.models.endpoints.
+      openai_base_url`; pre-flight has checked nothing else needs another one);
+    * asks the server once through our evaluator, which finds the structured-output mode
+      it accepts (:mod:`core.models.structured`), and when that is not ``json_schema``
+      tells MLflow's gateway client so in the memo it keeps for exactly that (its
+      ``_MODEL_RESPONSE_FORMAT_CAPABILITIES``; MLflow then parses the plain reply).
+
+    Nothing changes for a judge without a base URL.
+    """
+    if not spec.base_url:
+        yield
+        return
+    from core.models.endpoints import openai_base_url
+    from core.models.structured import MODES, endpoint_mode
+    from core.models.uris import parse_model
+    from core.optimization.judging import JudgeEvaluator
+
+    if probe is not None:
+        JudgeEvaluator(spec, workers=1).evaluate(spec.instructions, [probe])
+    model = parse_model(spec.model, spec.base_url)
+    if endpoint_mode(model.model, model.base_url) != MODES[0]:
+        _tell_mlflow_no_structured_output(spec.model)
+    with openai_base_url(spec.base_url):
+        yield
+
+
+def _tell_mlflow_no_structured_output(model_uri: str) -> None:
+    from mlflow.genai.judges.adapters import gateway_adapter
+
+    caps = getattr(gateway_adapter, "_MODEL_RESPONSE_FORMAT_CAPABILITIES", None)
+    if isinstance(caps, dict):  # MLflow's memo: "provider/model" -> sends response_format
+        provider, _, name = model_uri.partition(":/")
+        caps[f"{provider}/{name}"] = False

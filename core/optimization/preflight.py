@@ -215,6 +215,25 @@ def _check_base_urls(settings: AlignmentSettings) -> list[Finding]:
                 "reflection model without a base URL.",
             )
         ]
+    if settings.optimizer in ("mlflow-gepa", "simba") and settings.judge.base_url:
+        # MLflow rebuilds their judges without the base URL, so the run sends openai:/
+        # calls to the judge's server (mlflow_judge.served_judge_route): say where the
+        # reflection goes when it is an openai:/ model too.
+        try:
+            reflection_provider = parse_model(settings.reflection_model).provider
+        except Exception:  # a bad model URI: the model checks report it
+            return []
+        if reflection_provider == "openai":
+            return [
+                _warning(
+                    "reflection_on_judge_server",
+                    f"{settings.optimizer} reaches the judge's server "
+                    f"({settings.judge.base_url}) by pointing openai:/ calls at it for the "
+                    f"run (MLflow's optimizer drops base URLs), so the reflection model "
+                    f"{settings.reflection_model!r} is asked there too.",
+                )
+            ]
+        return []
     if settings.optimizer != "memalign":
         return []
     routed = {
@@ -327,6 +346,17 @@ def _check_labels(
                     ),
                 )
             )
+    learn = counts["train"] + counts["val"]
+    if settings.optimizer in ("mlflow-gepa", "simba") and learn < MIN_TRACES:
+        # MLflow refuses fewer itself, but only after the run has started.
+        out.append(
+            _error(
+                "too_few_traces_for_mlflow",
+                f"MLflow's {settings.optimizer} needs at least {MIN_TRACES} labeled traces "
+                f"in train + validation; {learn} are. Label {MIN_TRACES - learn} more, or "
+                "use gepa or memalign.",
+            )
+        )
     return out
 
 

@@ -37,6 +37,7 @@ from core.optimization.prompt_spec import (
     PromptChoice,
     PromptSettings,
 )
+from core.optimization.stopping import StopPolicy, estimate_note
 
 #: A judge whose held-out kappa with the humans is below this is not trusted.
 MIN_JUDGE_KAPPA = 0.6
@@ -121,8 +122,13 @@ def build_prompt_settings(
     register_if_cancelled: bool = False,
     scorer_model: str | None = None,
     stop_at_score: float | None = 1.0,
+    stop: StopPolicy | None = None,
 ) -> PromptSettings:
     """The settings of one prompt optimization, with every reference resolved.
+
+    ``stop`` is the gepa search's early-stop policy
+    (:class:`core.optimization.stopping.StopPolicy`); without it, ``stop_at_score`` and
+    the other defaults apply (a policy given wins over ``stop_at_score``).
 
     Raises:
         ValidationError: a malformed value (unknown optimizer, scorer, aggregation...).
@@ -208,7 +214,9 @@ def build_prompt_settings(
         register_if_worse=bool(register_if_worse),
         register_if_cancelled=bool(register_if_cancelled),
         scorer_model=scorer_model or None,
-        stop_at_score=None if stop_at_score is None else float(stop_at_score),
+        **(
+            stop or StopPolicy(at_score=None if stop_at_score is None else float(stop_at_score))
+        ).settings_fields(),
     )
 
 
@@ -554,6 +562,7 @@ def check_prompt_optimization(settings: PromptSettings, preview_rows: int = 3) -
             f"and {n_scorers} scorer call(s)), about {reflections} reflection calls, plus "
             f"{2 * len(test)} held-out evaluations (seed and best on {len(test)} test rows). "
             "Cached pairs are not paid twice."
+            + (f" {note}" if (note := estimate_note(settings)) else "")
         ),
         preview=tuple(preview),
     )

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core.optimization.stopping import DEFAULT_PATIENCE, policy_of
+
 #: Task kind of prompt optimization (see :data:`core.optimization.task.JUDGE`).
 PROMPT = "prompt"
 #: Optimizers that optimize prompts: ours, and MLflow's two as baselines.
@@ -130,6 +132,13 @@ class PromptSettings:
     """Stop the search once a candidate scores this on the whole validation set (default:
     a perfect 1.0, after which nothing is left to gain there); None searches until the
     budget is spent."""
+    stop_patience: int | None = DEFAULT_PATIENCE
+    """gepa: stop after this many proposals without improvement of the best validation
+    score (:class:`core.optimization.stopping.StopPolicy`); None: no such stop."""
+    stop_max_seconds: float | None = None
+    """gepa: stop once the search has run this many seconds."""
+    stop_max_cost_usd: float | None = None
+    """gepa: stop once the run's priced model calls cost this much (USD)."""
     compare_version: int | None = None
     """With optimizer ``compare``: the other version of the prompt, scored against
     ``prompts[0]`` on the held-out rows (nothing is optimized or registered)."""
@@ -189,7 +198,7 @@ class PromptSettings:
             "aggregation": self.aggregation,
             "register_if_worse": str(self.register_if_worse).lower(),
             "register_if_cancelled": str(self.register_if_cancelled).lower(),
-            "stop_at_score": "off" if self.stop_at_score is None else f"{self.stop_at_score:g}",
+            **policy_of(self).to_params(),
             **({"compare_version": str(self.compare_version)} if self.compare_version else {}),
         }
 

@@ -380,6 +380,10 @@ class PromptResult:
     score_diff_ci: list[float | None] = field(default_factory=list)
     verdict_text: str = ""
     kind: str = PROMPT
+    stop_reason: str | None = None
+    """Why the search stopped (:mod:`core.optimization.stopping`); None when not said."""
+    stop_detail: str | None = None
+    """``stop_reason`` in words."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

@@ -572,6 +572,14 @@ class AlignmentResult:
     cancelled" was off), ``worse`` (held-out verdict), ``unchanged``; None when one was."""
     register_if_cancelled: bool = False
     """Whether the user asked to register the best so far of a cancelled run."""
+    stop_reason: str | None = None
+    """Why the search stopped: ``budget``, ``perfect_score``, ``score_reached``,
+    ``no_improvement``, ``time_limit``, ``cost_limit`` or ``cancelled``
+    (:mod:`core.optimization.stopping`; also the ``alignboard.stop_reason`` tag); None for
+    an optimizer that does not say (MemAlign, MLflow's baselines) and older runs."""
+    stop_detail: str | None = None
+    """``stop_reason`` in words, e.g. ``perfect validation score (1.0) at iteration 8,
+    after 120 of 370 metric calls``."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

@@ -53,6 +53,12 @@ TAG_ITERATION = "alignboard.iteration"
 TAG_BUDGET = "alignboard.budget"
 TAG_JUDGE_VERSION = "alignboard.judge_version"
 TAG_RESUMED = "alignboard.resumed"
+#: Attempt number of a job ("0" at creation, +1 on each resume); claims are per attempt.
+TAG_ATTEMPT = "alignboard.attempt"
+#: Id of the worker that claimed (and runs) the job's current attempt.
+TAG_WORKER = "alignboard.worker"
+#: How many times workers resumed the job on their own after its process died.
+TAG_AUTO_RESUMES = "alignboard.auto_resumes"
 #: Held-out verdict of a finished alignment: improved, no_change or worse.
 TAG_VERDICT = "alignboard.verdict"
 #: Value of ``alignboard.kind`` on alignment runs (how :func:`jobs.list_jobs` finds them).
@@ -60,6 +66,8 @@ KIND_ALIGNMENT = "alignment"
 #: Kept for callers of the old name; the run record owns artifact names.
 SETTINGS_ARTIFACT = record.SETTINGS
 
+#: The error recorded on a run whose process was stopped by SIGTERM/SIGINT (resumable).
+SIGNAL_INTERRUPTED = "The job process was stopped (signal)."
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 TERMINAL = frozenset({"finished", "failed", "cancelled", "interrupted"})
 # MLflow's own run status, so MLflow's UI shows something sensible too.
@@ -84,7 +92,11 @@ _WRITE_ATTEMPTS = 8
 
 
 def job_dir(run_id: str) -> Path:
-    """Folder of a job's persistent files (optimizer state, log): ``<data dir>/jobs/<run_id>``."""
+    """Folder of a job's files (optimizer state, log): ``<data dir>/jobs/<run_id>``.
+
+    Only a cache of the state: :meth:`MlflowRunRecorder.checkpoint` keeps it in the run's
+    artifacts (``state/``), :meth:`MlflowRunRecorder.restore_state` brings it back.
+    """
     path = config.data_dir() / "jobs" / run_id
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -266,6 +278,27 @@ class MlflowRunRecorder:
                 return
             self._last_beat = now
         with_retry(self.client.set_tag, self.run_id, TAG_HEARTBEAT, f"{time.time():.3f}")
+
+    # --- resumable state (core.optimization.job_state) ---------------------------------
+
+    def checkpoint(self, names: list[str] | None = None) -> Any:
+        """Upload the job folder's changed state files to the run (``state/``).
+
+        Returns:
+            The :class:`~core.optimization.job_state.CheckpointStats`.
+        """
+        from core.optimization import job_state
+
+        return job_state.checkpoint(
+            self.client, self.run_id, self.work_dir, names, local=self._local
+        )
+
+    def restore_state(self) -> list[str]:
+        """Bring the run's checkpointed state into the job folder where it is missing or
+        older (a resume on another host); returns the files restored."""
+        from core.optimization import job_state
+
+        return job_state.restore(self.client, self.run_id, self.work_dir, local=self._local)
 
     # --- extras used by the engine -----------------------------------------------------
 

@@ -160,6 +160,24 @@ def _is_memalign(scorer: Any) -> bool:
     return getattr(scorer, "kind", None) == ScorerKind.MEMORY_AUGMENTED
 
 
+#: What the store says when two jobs create the same scorer at once (sqlite, PostgreSQL).
+_CREATE_RACE = ("UNIQUE constraint failed", "IntegrityError", "duplicate key value")
+
+
+def _register_once_created(judge: Any, experiment_id: str) -> Any:
+    """``judge.register``, tried again when another job created the scorer a moment
+    before: its first version's insert then collides with the other's scorer row, and a
+    second try adds a version to the scorer that now exists."""
+    for attempt in range(3):
+        try:
+            return judge.register(name=judge.name, experiment_id=experiment_id)
+        except Exception as exc:
+            if attempt == 2 or not any(m in str(exc) for m in _CREATE_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def register_version(
     judge: Any,
     experiment_id: str,
@@ -185,7 +203,7 @@ def register_version(
         The new version number.
     """
     config.configure()
-    registered = judge.register(name=judge.name, experiment_id=str(experiment_id))
+    registered = _register_once_created(judge, str(experiment_id))
     version = registered.scorer_version
     if version is None:
         raise RuntimeError(f"MLflow registered {judge.name!r} without a version number.")

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.labeling.criteria import Criterion
 from core.optimization.spec import TEMPLATE_VARIABLES, AlignmentSettings, JudgeSpec
+from core.optimization.stopping import StopPolicy, estimate_note
 
 #: Default judge model: the offline demo stand-in (not an LLM).
 DEFAULT_JUDGE_MODEL = "demo:/judge"
@@ -119,12 +120,14 @@ def build_settings(
     workers: int = 8,
     seed: int = 0,
     minibatch_size: int = 3,
+    proposals_in_flight: int = 4,
     retrieval_k: int = 5,
     reviewers: Iterable[str] = (),
     register_if_worse: bool = False,
     register_if_cancelled: bool = False,
     kappa_override_reason: str | None = None,
     kappa_override_by: str | None = None,
+    stop: StopPolicy | None = None,
 ) -> AlignmentSettings:
     """Settings for aligning ``criterion``'s judge: the one builder the CLI and the UI share.
 
@@ -145,6 +148,7 @@ def build_settings(
         workers: Judge calls in flight.
         seed: The optimizer's random seed.
         minibatch_size: Examples per GEPA reflection.
+        proposals_in_flight: GEPA proposals worked on at once (1: gepa's sequential loop).
         retrieval_k: MemAlign: examples retrieved per judgement.
         reviewers: Only these reviewers' labels (empty: everyone's); order does not matter.
         register_if_worse: Register the aligned judge even when it scores worse than the
@@ -154,6 +158,10 @@ def build_settings(
         kappa_override_reason: Launch although reviewer agreement is below the
             criterion's minimum kappa, for this written reason (blank: no override).
         kappa_override_by: Who overrides (required with a reason).
+        stop: When the gepa search stops early
+            (:class:`core.optimization.stopping.StopPolicy`; None: the defaults, a perfect
+            validation score or :data:`~core.optimization.stopping.DEFAULT_PATIENCE`
+            proposals without improvement). Other optimizers ignore it.
 
     Returns:
         The settings, model names checked.
@@ -186,6 +194,7 @@ def build_settings(
         workers=int(workers),
         seed=int(seed),
         minibatch_size=int(minibatch_size),
+        proposals_in_flight=max(1, int(proposals_in_flight)),
         retrieval_k=int(retrieval_k),
         embedding_model=embedding_model.strip(),
         reviewers=tuple(sorted({r.strip() for r in reviewers if r and r.strip()})),
@@ -195,6 +204,7 @@ def build_settings(
         register_if_cancelled=bool(register_if_cancelled),
         kappa_override_reason=reason,
         kappa_override_by=by,
+        **(stop or StopPolicy()).settings_fields(),
     )
 
 
@@ -322,5 +332,13 @@ def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
         llm_calls=est.llm_calls,
         seconds=est.wall_seconds(latency, overheads),
         latency_s=latency,
-        explanation=f"{est.explanation} {describe_time(est, latency, overheads)}",
+        explanation=" ".join(
+            t
+            for t in (
+                est.explanation,
+                describe_time(est, latency, overheads),
+                estimate_note(settings),
+            )
+            if t
+        ),
     )

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from core.optimization.stopping import DEFAULT_PATIENCE, policy_of
+
 OptimizerName = Literal["gepa", "memalign", "mlflow-gepa", "simba"]
 OPTIMIZERS: tuple[str, ...] = ("gepa", "memalign", "mlflow-gepa", "simba")
 ValueType = Literal["pass_fail", "categorical", "numeric"]
@@ -91,6 +93,8 @@ class AlignmentSettings:
     """Random seed for the optimizer."""
     minibatch_size: int = 3
     """Examples shown to the reflection model per GEPA iteration."""
+    proposals_in_flight: int = 4
+    """GEPA: proposals worked on at once per iteration (1 = gepa's sequential loop)."""
     retrieval_k: int = 5
     """MemAlign: examples retrieved from episodic memory per judgement."""
     embedding_model: str = "demo:/embed"
@@ -113,6 +117,17 @@ class AlignmentSettings:
     minimum kappa (pre-flight's agreement gate); None: the gate applies."""
     kappa_override_by: str | None = None
     """Who overrode the agreement gate."""
+    # Early stop of the gepa search (:class:`core.optimization.stopping.StopPolicy`; None
+    # turns a condition off). On by default: a perfect score, or DEFAULT_PATIENCE.
+    stop_at_score: float | None = 1.0
+    """gepa: stop once a candidate scores this on the whole validation set."""
+    stop_patience: int | None = DEFAULT_PATIENCE
+    """gepa: stop after this many proposals without improvement of the best
+    validation score (:data:`core.optimization.stopping.DEFAULT_PATIENCE`)."""
+    stop_max_seconds: float | None = None
+    """gepa: stop once the search has run this many seconds."""
+    stop_max_cost_usd: float | None = None
+    """gepa: stop once the run's priced model calls cost this much (USD)."""
 
     def budget(self, train_size: int) -> int:
         """The metric-call budget in force for a training set of ``train_size``."""
@@ -130,11 +145,13 @@ class AlignmentSettings:
             "workers": str(self.workers),
             "seed": str(self.seed),
             "minibatch_size": str(self.minibatch_size),
+            "proposals_in_flight": str(self.proposals_in_flight),
             "retrieval_k": str(self.retrieval_k),
             "embedding_model": self.embedding_model,
             "reviewers": ",".join(self.reviewers) or "all",
             "register_if_worse": str(self.register_if_worse).lower(),
             "register_if_cancelled": str(self.register_if_cancelled).lower(),
+            **self._stop_params(),
             # Only when used, so the params of every other run stay as they were; MLflow
             # caps a param's value, the full reason is in the settings.
             **(
@@ -146,6 +163,13 @@ class AlignmentSettings:
                 else {}
             ),
         }
+
+    def _stop_params(self) -> dict[str, str]:
+        # The early-stop policy applies to the gepa loop only; other optimizers' params
+        # say nothing of it.
+        if self.optimizer != "gepa":
+            return {}
+        return policy_of(self).to_params()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (stored as the run's settings artifact)."""
@@ -241,6 +265,11 @@ class AlignmentOutcome:
     """True when the run stopped early on a cancel request (best so far is kept)."""
     failed_examples: int = 0
     """Examples whose judge call failed after retries."""
+    stop_reason: str | None = None
+    """Why the search stopped (:data:`core.optimization.stopping.REASONS`); None from a
+    runner that does not say (MemAlign, MLflow's baselines)."""
+    stop_detail: str | None = None
+    """``stop_reason`` in words (e.g. ``perfect validation score (1.0) at iteration 8``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Optimizer-specific results (e.g. MemAlign guidelines), JSON-ready."""
     candidate: dict[str, str] = field(default_factory=dict)

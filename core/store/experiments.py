@@ -8,6 +8,9 @@ from mlflow.entities import Experiment
 from core.errors import NotFoundError, ValidationError
 from core.store import config
 
+#: The job workers' registry (:mod:`core.optimization.workers`): a system experiment.
+REGISTRY_EXPERIMENT = "alignboard.workers"
+
 
 def get_experiment(name: str) -> Experiment:
     """Return the experiment called ``name``.
@@ -56,4 +59,6 @@ def list_experiments() -> list[Experiment]:
     """Return the active experiments, most recently created first (Default last)."""
     config.configure()
     exps = mlflow.search_experiments(order_by=["creation_time DESC"])
+    # The job workers' registry is alignboard's own bookkeeping, not an experiment to open.
+    exps = [e for e in exps if e.name != REGISTRY_EXPERIMENT]
     return sorted(exps, key=lambda e: e.name == "Default")

@@ -13,7 +13,7 @@ through :mod:`core.optimization.record`) and builds, without Streamlit:
 - :class:`TestComparison`: the test-split agreement before and after, and the per-trace
   predictions of both judges;
 - the held-out verdict (``RunView.verdict_text``; :func:`run_verdict` for the Align page's
-  finished panel);
+  finished panel) and why the search stopped (``RunView.stop_text``);
 - MemAlign's :class:`Guideline` list (with source traces) and :class:`Episode` memory;
 - :func:`build_guard_view`: each candidate's validation score with a 95% interval and its
   paired evidence against the seed, and the proposals (rejected ones with their reason).
@@ -485,6 +485,15 @@ class RunView:
     def verdict_text(self) -> str:
         """The verdict in words ("Worse on held-out traces (...): not registered. ...")."""
         return describe(self.verdict) if self.verdict else ""
+
+    @property
+    def stop_text(self) -> str:
+        """Why the search stopped, e.g. ``Stopped early: perfect validation score (1.0) at
+        iteration 8, after 133 of 360 metric calls``; empty when the run recorded no
+        reason (still running, another optimizer, or a run older than early stops)."""
+        from core.optimization.stopping import stop_line
+
+        return stop_line(self.result) or ""
 
     @property
     def verdict_tone(self) -> str:

@@ -27,8 +27,14 @@ def test_cancel_on_the_align_page_registers_nothing_and_says_so(page, dashboard)
     box.locator("input").click()
     page.keyboard.type("GEPA: reflective")
     page.keyboard.press("Enter")
-    # Long enough to still be running when Cancel is clicked.
+    # Long enough to still be running when Cancel is clicked: a big budget, early stop off
+    # (the demo judge reaches a perfect validation score within a few iterations).
     page.get_by_role("spinbutton", name="Budget (metric calls, 0 = auto)").fill("5000")
+    page.get_by_text("Early stop:", exact=False).first.click()
+    page.get_by_text("At a perfect score", exact=True).click()
+    page.get_by_role("spinbutton", name="Patience (proposals)").fill("0")
+    page.get_by_role("spinbutton", name="Patience (proposals)").press("Tab")
+    wait_idle(page)
     started = time.time()
     page.get_by_role("button", name="Launch alignment").click()
     wait_idle(page)
@@ -41,6 +47,8 @@ def test_cancel_on_the_align_page_registers_nothing_and_says_so(page, dashboard)
         time.sleep(0.5)
     assert len(runs) == 1, runs
     run_id = runs[0].run_id
+    params = MlflowClient().get_run(run_id).data.params
+    assert (params.get("stop_at_score"), params.get("stop_patience")) == ("off", "off"), params
     try:
         while jobs.status(run_id).status != "running" and time.monotonic() < deadline + 60:
             time.sleep(0.5)

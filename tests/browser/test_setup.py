@@ -52,10 +52,18 @@ def test_lead_creates_a_criterion_and_a_queue_through_the_ui(page, dashboard):
     page.keyboard.type("tone")
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
+    # The choice must have landed (on a loaded machine the dropdown can open late).
+    crit.get_by_text("tone", exact=True).wait_for(timeout=30_000)
     form.locator('input[aria-label="Reviewers (comma-separated, at least one)"]').fill("ana.lopez")
     form.get_by_role("button", name="Create queue").click()
-    wait_idle(page)
-    page.get_by_text("Created queue tone-pass with", exact=False).wait_for()
+    # Adding all 85 traces to the queue is ~170 store writes: slow on a busy machine.
+    wait_idle(page, timeout_ms=120_000)
+    created = page.get_by_text("Created queue tone-pass with", exact=False)
+    try:
+        created.wait_for(timeout=30_000)
+    except Exception as exc:  # say what the page showed instead
+        alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+        raise AssertionError(f"no 'Created queue' message; alerts on the page: {alerts}") from exc
     screenshot(page, "setup-02-queue")
     native = rq.get_review_queue(name="tone-pass", experiment_id=dashboard.experiment_id)
     assert native.users == ["ana.lopez"]

@@ -395,3 +395,41 @@ def test_complete_without_a_base_url_never_changes_the_request(monkeypatch):
     assert completion._structured(spec, request) is request
     err = _Status(500, llama_cpp_rejection()[1]["error"]["message"])
     assert completion._lowered(spec, request, err) is None
+
+
+def test_judge_answers_on_a_server_are_bounded_in_length(store_uri, monkeypatch):
+    """A judge on a self-hosted server asks for at most SERVER_JUDGE_MAX_TOKENS tokens in
+    every mode: llama-cpp-python otherwise generates until its context is full when the
+    model keeps emitting whitespace after the JSON object."""
+    from core.models.structured import SERVER_JUDGE_MAX_TOKENS
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-real-key")
+    with openai_server(reject_json_schema=True) as server:
+        JudgeEvaluator(_spec(server.base_url), workers=2).evaluate(RULES, _examples(3))
+        bodies = [r.body for r in server.requests]
+    assert {b.get("response_format", {}).get("type") for b in bodies} == {
+        "json_schema",
+        "json_object",
+    }
+    assert all(b.get("max_tokens") == SERVER_JUDGE_MAX_TOKENS for b in bodies)
+    # Servers sample by default (llama.cpp 0.8): a judge asks for greedy answers.
+    assert all(b.get("temperature") == 0.0 for b in bodies), [b.get("temperature") for b in bodies]
+
+
+def test_a_server_judge_can_start_in_plain_text(store_uri, monkeypatch, caplog):
+    """ALIGNBOARD_JUDGE_OUTPUT=text: no response_format is ever sent (llama.cpp samples
+    about twice as fast without its JSON grammar), and every reply is still read."""
+    from core.models.structured import FIRST_MODE_ENV, first_mode
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-real-key")
+    monkeypatch.setenv(FIRST_MODE_ENV, "text")
+    with openai_server(reject_json_schema=True, prose=True) as server:
+        verdicts = JudgeEvaluator(_spec(server.base_url), workers=2).evaluate(RULES, _examples(4))
+        bodies = [r.body for r in server.requests]
+    assert len(bodies) == 4 and all("response_format" not in b for b in bodies), bodies
+    assert all(v.ok for v in verdicts), [v.error for v in verdicts]
+    # A value it does not know is named and ignored (auto: json_schema first).
+    monkeypatch.setenv(FIRST_MODE_ENV, "yaml")
+    with caplog.at_level(logging.WARNING):
+        assert first_mode() == "json_schema"
+    assert "ALIGNBOARD_JUDGE_OUTPUT='yaml'" in caplog.text

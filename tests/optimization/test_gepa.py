@@ -14,6 +14,7 @@ from core.optimization.record import PROPOSALS, read_proposals
 from core.optimization.runners import gepa as gepa_runner
 from core.optimization.selection import select_candidate
 from core.optimization.spec import AlignmentSettings, JudgeSpec
+from core.optimization.stopping import StopPolicy
 from tests.optimization.demo_examples import CRITERION
 from tests.optimization.demo_examples import ListRecorder as FakeRecorder
 
@@ -38,8 +39,11 @@ def _accuracy(spec, judge_or_text, examples) -> float:
     )
 
 
-def test_gepa_raises_held_out_agreement_and_records_the_run(demo, tmp_path):
+@pytest.mark.parametrize("proposals", [1, 4], ids=["sequential", "parallel"])
+def test_gepa_raises_held_out_agreement_and_records_the_run(demo, tmp_path, proposals):
     settings, train, val, test = demo
+    settings = StopPolicy.off().apply(settings)  # the budget's accounting, spent in full
+    settings = replace(settings, proposals_in_flight=proposals)
     rec = FakeRecorder(tmp_path / "work")
     out = gepa_runner.run(settings, train, val, rec)
 
@@ -51,7 +55,7 @@ def test_gepa_raises_held_out_agreement_and_records_the_run(demo, tmp_path):
     # before an iteration whose worst case, two minibatches and the validation set, could).
     budget, mb = settings.budget(len(train)), settings.minibatch_size
     assert budget - (2 * mb + len(val)) < out.metric_calls <= budget + mb
-    assert out.iterations > 3
+    assert out.iterations > (3 if proposals == 1 else 1)
 
     val_scores = rec.steps("val_score")
     assert 0 in val_scores  # the seed, as iteration 0
@@ -77,8 +81,13 @@ def test_gepa_raises_held_out_agreement_and_records_the_run(demo, tmp_path):
     iterations = rec.artifacts["iterations.json"]
     accepted = [i for i in iterations if i["iteration"] > 0 and i.get("accepted")]
     kinds = [r["kind"] for r in accepted[0]["rounds"]]
+    # The same four rounds in both modes: in parallel mode each holds every task's calls.
     assert kinds == ["minibatch_eval", "reflection", "minibatch_eval", "val_eval"]
-    assert accepted[0]["rounds"][-1]["pairs"] == len(val)
+    if proposals == 1:
+        assert accepted[0]["rounds"][-1]["pairs"] == len(val)
+    else:
+        assert accepted[0]["rounds"][-1]["pairs"] % len(val) == 0
+        assert max(r["calls"] for r in accepted[0]["rounds"]) > settings.minibatch_size
 
 
 def test_reflective_dataset_shows_judge_and_human_rationales(demo):
@@ -146,7 +155,7 @@ def test_cancel_stops_at_an_iteration_boundary_with_best_so_far(demo, tmp_path):
 
 def test_rerun_with_same_work_dir_resumes(demo, tmp_path):
     settings, train, val, _ = demo
-    settings = replace(settings, max_metric_calls=200)
+    settings = StopPolicy.off().apply(replace(settings, max_metric_calls=200))
     work = tmp_path / "resumed"
     first = gepa_runner.run(settings, train, val, FakeRecorder(work, stop_after_heartbeats=5))
     assert first.cancelled
@@ -169,3 +178,43 @@ def test_rerun_with_same_work_dir_resumes(demo, tmp_path):
     mb, worst = settings.minibatch_size, 2 * settings.minibatch_size + len(val)
     for out in (resumed, fresh):
         assert 200 - worst < out.metric_calls <= 200 + mb
+
+
+class _SlowStore(FakeRecorder):
+    """A recorder whose cancel-tag read and heartbeat take as long as a loaded store's."""
+
+    delay = 0.3
+    cancel = False
+    reads_on: list[str]
+
+    def should_stop(self) -> bool:
+        import threading
+        import time
+
+        self.reads_on.append(threading.current_thread().name)
+        time.sleep(self.delay)
+        return self.cancel
+
+
+def test_a_run_cancelled_before_it_starts_does_no_work(demo, tmp_path):
+    settings, train, val, _ = demo
+    rec = _SlowStore(tmp_path / "work")
+    rec.cancel, rec.reads_on = True, []
+    reset_demo_stats()
+    out = gepa_runner.run(settings, train, val, rec)
+    # The seed's validation is gepa's setup; not one iteration runs after the cancel.
+    assert out.cancelled and out.iterations == 0
+    assert demo_stats().calls == len(val)
+
+
+def test_cancel_reads_and_heartbeats_stay_off_gepas_loop(demo, tmp_path):
+    settings, train, val, _ = demo
+    settings = replace(settings, max_metric_calls=60)
+    rec = _SlowStore(tmp_path / "work")
+    rec.reads_on = []
+    out = gepa_runner.run(settings, train, val, rec)
+    assert not out.cancelled and out.iterations >= 2
+    # The first read is in the loop (a cancel before the start is honoured at once); the
+    # later ones, each 0.3 s here, run in the background while gepa goes on.
+    assert rec.reads_on[0] != "gepa-cancel"
+    assert rec.reads_on[1:] and set(rec.reads_on[1:]) == {"gepa-cancel"}

@@ -71,6 +71,20 @@ def test_cache_prevents_paying_twice_for_a_pair(store_uri):
     assert demo_stats().calls == 8
 
 
+def test_one_round_asks_once_for_the_same_instructions_on_the_same_example(store_uri):
+    """The held-out round scores seed and aligned judge together; when the aligned judge
+    kept the seed's instructions, each test example is one call, not two."""
+    reset_demo_stats()
+    ev = JudgeEvaluator(_spec(), workers=4)
+    examples = _examples(5)
+    seed, aligned, other = ev.evaluate_many(
+        [(RULES, examples), (RULES, examples), (RULES + "\nBe strict.", examples[:2])]
+    )
+    assert demo_stats().calls == 5 + 2
+    assert aligned == seed and len(seed) == 5 and all(v.ok for v in seed)
+    assert len(other) == 2
+
+
 def test_judge_calls_run_in_parallel(store_uri, monkeypatch):
     monkeypatch.setenv("ALIGNBOARD_DEMO_LATENCY_MS", "100")
     ev = JudgeEvaluator(_spec(), workers=8)

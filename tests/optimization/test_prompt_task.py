@@ -80,7 +80,9 @@ def test_gepa_raises_the_held_out_judge_score_and_registers_the_rules_it_learned
     assert any(c.instructions == result.template for c in run.candidates)
     assert run.result["prompt_version"] == 2
     # A perfect validation score leaves nothing to gain there: the search stops early.
-    assert run.extra["stopped"] == "validation score reached 1" and result.metric_calls < 150
+    assert run.extra["stopped"].startswith("perfect validation score (1.0) at iteration")
+    assert result.metric_calls < 150 and run.result["stop_reason"] == "perfect_score"
+    assert result.stop_reason == "perfect_score"
     tags = MlflowClient().get_run(result.run_id).data.tags
     assert tags["alignboard.kind"] == "prompt_optimization" and tags["alignboard.prompt"] == PROMPT
 

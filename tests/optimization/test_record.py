@@ -187,7 +187,11 @@ def test_a_demo_run_today_records_what_its_v0_fixture_recorded(
     budget = {"gepa": 120 + 3 + 13 - 1, "mlflow-gepa": 120 + 3 + 49 - 1, "simba": 168}.get(
         optimizer, budget
     )
-    kw = {"max_metric_calls": budget} if budget else {}
+    kw: dict = {"max_metric_calls": budget} if budget else {}
+    if optimizer == "gepa":
+        # v0 ran gepa's sequential loop to its budget: no parallel proposals (issue 15), no
+        # early stop; that mode stays selectable and must record the same run.
+        kw.update(proposals_in_flight=1, stop_at_score=None, stop_patience=None)
     result = run_alignment(AlignmentSettings(demo_store, judge, optimizer, "demo:/reflect", **kw))
     now = record.read_run_record(MlflowClient(), result.run_id)
     v0_artifacts = {

@@ -237,8 +237,10 @@ def test_align_page_and_run_explorer_say_a_worse_judge_was_not_registered(demo_s
     assert not [s.value for s in align.success if s.value.startswith("Finished")]
 
     explorer = _page("run_explorer", run=result.run_id)
-    (head,) = [w.value for w in explorer.warning if "held-out" in w.value]
-    assert head.startswith("Worse on held-out traces") and "not registered" in head
+    (head,) = [w.value for w in explorer.warning if "not registered" in w.value]
+    assert head.startswith("Worse on held-out traces")
+    # The demo's 14-trace test split cannot tell a 14-point loss from noise; it says so.
+    assert any("too small to tell" in w.value for w in explorer.warning)
     per_trace = next(d.value for d in explorer.dataframe if "aligned verdict" in d.value.columns)
     assert len(per_trace) == result.test_size and set(per_trace["aligned verdict"]) == {"Pass"}
     assert per_trace["seed agrees"].mean() == pytest.approx(result.test_accuracy_before)

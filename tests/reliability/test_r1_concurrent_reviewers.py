@@ -8,8 +8,10 @@ the same time: 4 reviewers x 2 processes each (two browser tabs of the same pers
 same traces under other reviewer names. Every call's value and rationale differ (edits),
 and every worker records each Label it got back.
 
-Then, against the embedded sqlite store and against a real ``mlflow server`` on loopback
-(sqlite behind it, everything over REST, traces imported over REST too), R1 asserts:
+Then, against the embedded sqlite store, against a real ``mlflow server`` on loopback
+(sqlite behind it, everything over REST, traces imported over REST too) and against an
+``mlflow server`` with a real PostgreSQL behind it (team mode; full size is marked
+``slow_pg``, ``make test`` runs 4 x 50 there), R1 asserts:
 
 1. exactly one current label per written (trace, criterion, reviewer), according to
    ``current_labels`` / ``get_label`` *and* to MLflow's own API (``search_traces`` and
@@ -37,9 +39,15 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.postgres import (  # noqa: F401  (pytest fixtures)
+    pg_cluster,
+    pg_mlflow_server_factory,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 8
@@ -57,11 +65,13 @@ def reviewer_of(worker: int) -> str:
     return f"reviewer-{worker // 2}"
 
 
-def key_sequence(reviewer: str, trace_ids: list[str]) -> list[tuple[str, str]]:
+def key_sequence(
+    reviewer: str, trace_ids: list[str], count: int = LABELS_PER_WORKER
+) -> list[tuple[str, str]]:
     """The (trace, criterion) keys a reviewer's workers write, in order (shared by a pair)."""
     rng = random.Random(f"keys-{reviewer}")
     keys = []
-    for _ in range(LABELS_PER_WORKER):
+    for _ in range(count):
         if rng.random() < HOT_SHARE:
             # A few hot keys: even when one tab runs a few calls ahead of the other, they
             # keep writing the same (trace, criterion, reviewer) at the same time.
@@ -75,8 +85,8 @@ def key_sequence(reviewer: str, trace_ids: list[str]) -> list[tuple[str, str]]:
 
 
 def _worker(args: list[str]) -> None:
-    """One reviewer tab: ``WORKER_INDEX EXPERIMENT_ID TRACE_IDS_FILE START_FILE OUT_FILE``."""
-    index, experiment_id, ids_file, start_file, out_file = args
+    """One reviewer tab: ``WORKER_INDEX EXPERIMENT_ID TRACE_IDS_FILE START_FILE OUT_FILE COUNT``."""
+    index, experiment_id, ids_file, start_file, out_file, count = args
     worker = int(index)
     import core.models.providers
 
@@ -109,7 +119,7 @@ def _worker(args: list[str]) -> None:
     criteria = {name: get_criterion(experiment_id, name) for name in CRITERIA}
     labels.get_label(trace_ids[0], "correct", reviewer)  # warm up connections / engine
     rng = random.Random(f"values-{worker}")
-    plan = key_sequence(reviewer, trace_ids)
+    plan = key_sequence(reviewer, trace_ids, int(count))
 
     Path(f"{start_file}.ready.{worker}").touch()
     while not Path(start_file).exists():
@@ -156,25 +166,45 @@ def _worker(args: list[str]) -> None:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["sqlite", "server"])
-def store(request, tmp_path, monkeypatch) -> str:
-    """The store under test: the embedded sqlite file, or an ``mlflow server`` in front of one."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("store_uri")
+#: (store, processes, labels per process). The full size on PostgreSQL (an mlflow server
+#: with PostgreSQL behind it) is ``slow_pg``: ``make reliability`` runs it, ``make test``
+#: runs the small one.
+SIZES = [
+    pytest.param(("sqlite", WORKERS, LABELS_PER_WORKER), id="sqlite"),
+    pytest.param(("server", WORKERS, LABELS_PER_WORKER), id="server"),
+    pytest.param(("postgres", 4, 50), id="postgres-4x50"),
+    pytest.param(
+        ("postgres", WORKERS, LABELS_PER_WORKER), id="postgres", marks=pytest.mark.slow_pg
+    ),
+]
+
+
+@pytest.fixture(params=SIZES)
+def store(request, tmp_path, monkeypatch) -> Iterator[tuple[str, int, int]]:
+    """(store URI, processes, labels each): the embedded sqlite file, an ``mlflow server``
+    in front of one, or an ``mlflow server`` with PostgreSQL behind it."""
+    kind, workers, labels = request.param
+    if kind == "sqlite":
+        yield request.getfixturevalue("store_uri"), workers, labels
         return
     import mlflow
 
     from core.store import config
     from tests.support.mlflow_server import mlflow_server
 
-    template = request.getfixturevalue("_template_db")
     home = tmp_path / "home"
     home.mkdir()
-    with mlflow_server(tmp_path / "server", template_db=template) as uri:
+    if kind == "postgres":
+        server = request.getfixturevalue("pg_mlflow_server_factory")()
+    else:
+        server = mlflow_server(
+            tmp_path / "server", template_db=request.getfixturevalue("_template_db")
+        )
+    with server as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.setenv(config.HOME_ENV, str(home))
         config.configure(uri)
-        yield uri
+        yield uri, workers, labels
         mlflow.set_tracking_uri(None)
 
 
@@ -201,12 +231,14 @@ def _setup(tmp_path: Path) -> tuple[str, list[str]]:
     return exp.experiment_id, list(result.trace_ids)
 
 
-def _run_workers(tmp_path: Path, experiment_id: str, trace_ids: list[str]):
+def _run_workers(
+    tmp_path: Path, experiment_id: str, trace_ids: list[str], workers: int, labels: int
+):
     ids_file = tmp_path / "trace_ids.json"
     ids_file.write_text(json.dumps(trace_ids))
     start = tmp_path / "start"
-    outs = [tmp_path / f"worker-{w}.json" for w in range(WORKERS)]
-    logs = [open(tmp_path / f"worker-{w}.log", "wb") for w in range(WORKERS)]  # noqa: SIM115
+    outs = [tmp_path / f"worker-{w}.json" for w in range(workers)]
+    logs = [open(tmp_path / f"worker-{w}.log", "wb") for w in range(workers)]  # noqa: SIM115
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
@@ -219,17 +251,18 @@ def _run_workers(tmp_path: Path, experiment_id: str, trace_ids: list[str]):
                 str(ids_file),
                 str(start),
                 str(outs[w]),
+                str(labels),
             ],
             cwd=ROOT,
             env=env,
             stdout=logs[w],
             stderr=subprocess.STDOUT,
         )
-        for w in range(WORKERS)
+        for w in range(workers)
     ]
     try:
         deadline = time.monotonic() + 180
-        while not all(Path(f"{start}.ready.{w}").exists() for w in range(WORKERS)):
+        while not all(Path(f"{start}.ready.{w}").exists() for w in range(workers)):
             dead = [w for w, p in enumerate(procs) if p.poll() is not None]
             assert not dead, f"workers {dead} died before the start:\n" + _logs(tmp_path, dead)
             assert time.monotonic() < deadline, "workers did not get ready in 180 s"
@@ -280,6 +313,7 @@ def _chain(history) -> list:
 
 @pytest.mark.reliability
 def test_r1_concurrent_reviewers(store, tmp_path):
+    store, workers, labels = store
     import mlflow
     from mlflow.entities import AssessmentSourceType
 
@@ -288,7 +322,7 @@ def test_r1_concurrent_reviewers(store, tmp_path):
     t0 = time.time()
     experiment_id, trace_ids = _setup(tmp_path)
     t_setup = time.time()
-    released, reports = _run_workers(tmp_path, experiment_id, trace_ids)
+    released, reports = _run_workers(tmp_path, experiment_id, trace_ids, workers, labels)
     finished = max(r["finished"] for r in reports)
     wall = finished - released
 
@@ -296,7 +330,7 @@ def test_r1_concurrent_reviewers(store, tmp_path):
     failures = [(r["worker"], f) for r in reports for f in r["failures"]]
     assert not failures, f"{len(failures)} set_label calls failed, e.g. {failures[:3]}"
     calls = [res for r in reports for res in r["results"]]
-    assert len(calls) == WORKERS * LABELS_PER_WORKER
+    assert len(calls) == workers * labels
 
     written: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for res in calls:
@@ -323,9 +357,9 @@ def test_r1_concurrent_reviewers(store, tmp_path):
             assert h is not None, f"label {res['assessment_id']} of {key} is lost"
             assert (h.value, h.rationale) == (res["value"], res["rationale"]), key
         # (4) the current label is the end of the chain.
-        current = get_label(*key)
-        assert current is not None, key
-        assert (current.assessment_id, current.value, current.rationale) == (
+        latest = get_label(*key)
+        assert latest is not None, key
+        assert (latest.assessment_id, latest.value, latest.rationale) == (
             chain[-1].assessment_id,
             chain[-1].value,
             chain[-1].rationale,
@@ -368,7 +402,7 @@ def test_r1_concurrent_reviewers(store, tmp_path):
     latencies = sorted(res["seconds"] for res in calls)
     per_key = sorted(len(v) for v in written.values())
     print(
-        f"\nR1 [{store.split(':')[0]}] {len(calls)} labels by {WORKERS} processes in "
+        f"\nR1 [{store.split(':')[0]}] {len(calls)} labels by {workers} processes in "
         f"{wall:.1f} s = {len(calls) / wall:.0f} labels/s; set_label p50 "
         f"{latencies[len(latencies) // 2] * 1000:.0f} ms, p99 "
         f"{latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms, max {latencies[-1]:.2f} s; "

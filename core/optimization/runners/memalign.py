@@ -13,6 +13,13 @@ previous chunk produced. MLflow's incremental align only distils the traces it h
 seen, so the result matches one big call, and the chunk boundaries give the job progress
 metrics and a place to honour a cancel request.
 
+Resuming: after each chunk the aligned judge's serialized form (``model_dump``: base
+judge, guidelines, episode trace ids), the chunk layout and the number of chunks done go
+to ``memalign_progress.json`` in the job folder, checkpointed to the run's ``state/``
+artifacts (:mod:`core.optimization.job_state`). A run that finds it (same train traces in
+the same chunks) starts from that judge after the last completed chunk; its episodic
+memory is rebuilt from the stored traces on first use.
+
 Only the train split is shown to MemAlign (it has no use for a validation set); the test
 split never is.
 
@@ -37,10 +44,12 @@ Artifacts written through the recorder:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -62,6 +71,8 @@ MAX_CHUNKS = 10
 EPISODE_TEXT_CHARS = 2000
 #: Attempts at aligning one chunk when the failure is transient.
 ALIGN_ATTEMPTS = 4
+#: In the job folder: the judge after the last completed chunk (see :func:`_save_progress`).
+PROGRESS_FILE = "memalign_progress.json"
 #: First pause before aligning a chunk again, in seconds (doubled per retry).
 ALIGN_BACKOFF_S = 0.5
 
@@ -162,9 +173,19 @@ def run(
     recorder.heartbeat()
     cancelled = False
     chunks = _chunks(train)
+    layout = [[e.trace_id for e in chunk] for chunk in chunks]
+    work_dir = getattr(recorder, "work_dir", None)
+    saved = _load_progress(work_dir, layout)
     done = 0
     align_retries = 0
+    if saved is not None:
+        # A resumed run: the judge the last completed chunk produced, and where to go on.
+        judge, done, align_retries = saved
+        _rebuild_memory(judge, [e for c in chunks[:done] for e in c], settings.judge.name)
+        _log.info("MemAlign resumes after chunk %d of %d", done, len(chunks))
     for step, chunk in enumerate(chunks, start=1):
+        if step <= done:
+            continue
         if recorder.should_stop():
             cancelled = True
             break
@@ -172,6 +193,7 @@ def run(
         judge, retried = _align_chunk(judge, traces, optimizer)
         align_retries += retried
         done = step
+        _save_progress(recorder, work_dir, layout, judge, done, align_retries)
         progress = _progress(judge, before, started)
         recorder.log_metrics({**progress, "align_retries": float(align_retries)}, step=step)
         recorder.heartbeat()
@@ -188,6 +210,70 @@ def run(
         cancelled=cancelled,
         extra={"guidelines": found, "episodes": len(memory), "align_retries": align_retries},
     )
+
+
+def _save_progress(
+    recorder: RunRecorder,
+    work_dir: Any,
+    layout: list[list[str]],
+    judge: Any,
+    done: int,
+    align_retries: int,
+) -> None:
+    """Write what a resume needs to skip the chunks done (the aligned judge's serialized
+    form: base judge, guidelines, episode trace ids; the chunk layout; how many are done)
+    to the job folder, and checkpoint it to the run (one upload per chunk: chunks are
+    seconds apart, so it is done in line)."""
+    if work_dir is None:
+        return
+    path = Path(work_dir) / PROGRESS_FILE
+    data = {"chunks_done": done, "layout": layout, "align_retries": align_retries}
+    data["judge"] = judge.model_dump()
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    tmp.replace(path)
+    fn = getattr(recorder, "checkpoint", None)
+    if fn is not None:
+        try:
+            fn([PROGRESS_FILE])
+        except Exception as exc:  # the local copy still helps a resume on this host
+            _log.warning("MemAlign checkpoint failed: %s", redact(str(exc))[:300])
+
+
+def _load_progress(work_dir: Any, layout: list[list[str]]) -> tuple[Any, int, int] | None:
+    """The saved judge, chunks done and retries, when the saved layout matches (same train
+    traces in the same chunks); else None (start over)."""
+    if work_dir is None:
+        return None
+    try:
+        data = json.loads((Path(work_dir) / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    done = int(data.get("chunks_done") or 0)
+    if data.get("layout") != layout or not 0 < done <= len(layout):
+        return None
+    from mlflow.genai.scorers.base import Scorer
+
+    judge = Scorer.model_validate(data["judge"])
+    return judge, done, int(data.get("align_retries") or 0)
+
+
+def _rebuild_memory(judge: Any, done_examples: list[Example], name: str) -> None:
+    """Give a judge loaded from its serialized form the episodic memory the aligned judge
+    had: built from the same traces the completed chunks aligned, each with the label
+    alignboard chose. (MLflow's own lazy rebuild re-reads every reviewer's label of a
+    trace, which holds more, and different, episodes than the run aligned.) Costs the
+    episodes' embeddings again, no distillation call."""
+    from mlflow.genai.judges.optimizers.memalign import optimizer as mo
+
+    traces = fetch_traces(done_examples, name)
+    judge._base_signature = mo.create_dspy_signature(judge._base_judge)
+    judge._embedder = mo._build_embedder(judge._embedding_model, judge._embedding_dim)
+    judge._episodic_memory = [
+        ex for trace in traces for ex in mo.trace_to_dspy_example(trace, judge._base_judge)
+    ]
+    if judge._episodic_memory:
+        judge._build_episodic_memory()
 
 
 def _align_chunk(judge: Any, traces: list[Any], optimizer: Any) -> tuple[Any, int]:

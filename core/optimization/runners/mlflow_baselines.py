@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.models import demo_stats
 from core.optimization import record
-from core.optimization.mlflow_judge import fetch_traces, seed_judge
+from core.optimization.mlflow_judge import fetch_traces, seed_judge, served_judge_route
 
 # SIMBA's plan (its knobs for a budget) lives in pre-flight, which estimates it too; the
 # names stay importable from here, where SIMBA runs.
@@ -247,7 +247,8 @@ def run_mlflow_gepa(
         },
     )
     traces = fetch_traces(examples, settings.judge.name)
-    judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
+    with served_judge_route(settings.judge, examples[0] if examples else None):
+        judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
     totals = {
         "budget": budget,
         "metric_calls": events.metric_calls,
@@ -401,7 +402,8 @@ def run_simba(
     )
     traces = fetch_traces(examples, settings.judge.name)
     try:
-        judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
+        with served_judge_route(settings.judge, examples[0] if examples else None):
+            judge = seed_judge(settings.judge).align(traces=traces, optimizer=optimizer)
     except _SimbaStopped:
         recorder.log_metrics({"metric_calls": float(metric.calls), **usage.metrics()}, step=0)
         outcome = _cancelled_outcome("simba", settings)

@@ -1,0 +1,1 @@
+"""Team mode: PostgreSQL store, mlflow server, workers and several dashboards."""
