@@ -344,7 +344,9 @@ def work_area() -> None:
         label_form(
             {
                 "trace_id": trace_id,
-                "form_key": f"{trace_id}:{ss['label_form_n']}",
+                # A new reviewer or criterion on the same trace is a new form too (its
+                # own saved label and draft, and the focus leaves the name box).
+                "form_key": f"{trace_id}:{ss['label_form_n']}:{crit.name}:{ctx.reviewer}",
                 "draft_prefix": draft_prefix(ctx.experiment_id, crit.name, ctx.reviewer),
                 "kind": "numeric" if crit.kind == "numeric" else "choice",
                 "options": [text for _, text in options],

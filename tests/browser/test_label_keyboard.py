@@ -198,3 +198,42 @@ def test_skip_and_flag_from_the_keyboard(page, dashboard):
     main.get_by_text("You flagged this:").wait_for()
     assert "The reply is cut off mid-sentence." in main.inner_text()
     assert page.recorder.errors == [], page.recorder.errors
+
+
+def test_another_reviewer_on_the_same_trace_gets_their_own_form_and_the_keys(page, dashboard):
+    # A lead who labels under two names, or a shared laptop: the second name must not see
+    # (or save) the first one's draft, and the value keys must work right after Enter,
+    # also when the same name is typed again (which reruns nothing on the server).
+    page.goto(dashboard.page_url("label"))
+    wait_idle(page)
+    set_reviewer(page, "kb.first")
+    trace_id = form_trace(page)
+    page.keyboard.press("1")
+    page.keyboard.type("first reviewer's draft")
+    page.keyboard.press("Escape")
+
+    set_reviewer(page, "kb.second")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel + ' textarea.ab-lf-rationale').value === ''", arg=FORM
+    )
+    assert form_trace(page) == trace_id
+    assert pressed(page) == [] and rationale_value(page) == ""
+    page.keyboard.press("2")  # no Tab, no click: straight from the name box
+    assert pressed(page) == ["Fail"], pressed(page)
+    assert focus_tag(page).startswith("TEXTAREA"), focus_tag(page)
+    page.keyboard.type("second reviewer's own")
+    page.keyboard.press("Escape")
+
+    set_reviewer(page, "kb.first")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel + ' textarea.ab-lf-rationale').value !== ''", arg=FORM
+    )
+    assert pressed(page) == ["Pass"] and rationale_value(page) == "first reviewer's draft"
+    # The same name again: nothing reruns, and the keys are still the form's.
+    choose_reviewer(page, "kb.first")
+    page.keyboard.press("2")
+    assert pressed(page) == ["Fail"], (pressed(page), focus_tag(page))
+    assert rationale_value(page) == "first reviewer's draft"
+    assert get_label(trace_id, CRITERION, "kb.first") is None
+    assert get_label(trace_id, CRITERION, "kb.second") is None
+    assert page.recorder.errors == [], page.recorder.errors

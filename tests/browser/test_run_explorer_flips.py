@@ -67,8 +67,8 @@ def test_the_run_explorer_shows_the_flips_with_rationales_as_text(page, dashboar
     assert main.get_by_text(MARKS_LEGEND).count() == 4
     text = main.inner_text()
     assert "price unknown" in text and "$0" not in text
-    link = main.locator(f'a[href*="label?trace={flip.trace_id}"]')
-    assert link.count() >= 1
+    # The link comes after the cards in the same script run: wait for it, do not count.
+    main.locator(f'a[href*="label?trace={flip.trace_id}"]').first.wait_for()
     screenshot(page, "run-explorer-flips")
     # The page is taller than a full-page shot: one of the flips section itself.
     page.get_by_text("Fixed: wrong → right").scroll_into_view_if_needed()

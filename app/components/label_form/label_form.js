@@ -17,6 +17,37 @@ function isTextField(el) {
   return !!el && (TEXT_FIELDS.has(el.tagName) || el.isContentEditable);
 }
 
+// How long after a click or Tab a focus change counts as the user's own.
+const USER_MOVE_MS = 1000;
+// How long after a new form the reviewer box's own focus grabs are undone.
+const REFOCUS_WINDOW_MS = 5000;
+
+function inNameBox(el) {
+  return !!(el && el.closest && el.closest(".st-key-shell_reviewer"));
+}
+
+// Enter in the reviewer box chose a name (the same one again, too, which reruns
+// nothing): once the box has taken it, the keyboard is the form's, as after a new form.
+function leaveNameBox(root, state) {
+  state.freshAt = Date.now(); // and undo the box's own focus grabs for a while (onFocusIn)
+  state.userMovedAt = 0; // the click that went there is spent: the user has left the box
+  for (const ms of [0, 150]) {
+    setTimeout(() => {
+      const now = document.activeElement;
+      if (!root.isConnected || state.typingElsewhere || !inNameBox(now)) return;
+      now.blur();
+      root.focus({ preventScroll: true });
+    }, ms);
+  }
+}
+
+// A key that picks a value in the form (1..9 for choices, a digit for a number).
+function isValueKey(e, d) {
+  if (e.ctrlKey || e.metaKey || e.altKey || !d) return false;
+  if (d.kind === "numeric") return /^[0-9]$/.test(e.key);
+  return /^[1-9]$/.test(e.key) && Number(e.key) <= (d.options || []).length;
+}
+
 function draftGet(key) {
   try {
     const raw = window.localStorage.getItem(key);
@@ -196,14 +227,24 @@ function setup(root, state, setTriggerValue) {
 
   const onKey = (e) => {
     if (!root.isConnected || !state.data) return;
-    const target = e.target;
+    let target = e.target;
     const ctrl = e.ctrlKey || e.metaKey;
-    const inOurs = root.contains(target);
+    let inOurs = root.contains(target);
+    if (e.key === "Tab") state.userMovedAt = Date.now(); // the user moves the focus
+    if (!inOurs && inNameBox(target) && !state.typingElsewhere && isValueKey(e, state.data)) {
+      // The name was just chosen (Enter) and its box still holds the focus, or took it
+      // back while its rerun settled: a value key means the value, not a new name.
+      target.blur();
+      root.focus({ preventScroll: true });
+      target = root;
+      inOurs = true;
+    }
     // Another widget's text field (the sidebar, a filter) keeps its keys. While the user
     // types there (a new reviewer name), a redraw of the form must not take the focus;
     // Enter or Escape ends the typing (the name is chosen), and then it may.
     if (isTextField(target) && !inOurs) {
       state.typingElsewhere = e.key !== "Enter" && e.key !== "Escape" && e.key !== "Tab";
+      if (e.key === "Enter" && inNameBox(target)) leaveNameBox(root, state);
       return;
     }
     const handled = () => {
@@ -271,11 +312,30 @@ function setup(root, state, setTriggerValue) {
     const t = e.target;
     const field = t && t.closest ? t.closest("input, textarea") || t : t;
     state.typingElsewhere = !root.contains(t) && isTextField(field);
+    state.userMovedAt = Date.now();
   };
   window.addEventListener("pointerdown", onPointer, true);
+  // Streamlit's reviewer box can take the focus back after the form has taken it (its
+  // own rerun settles later than the form's, by seconds on a loaded machine). Focus that
+  // arrives there soon after a new form, with no click or Tab of the user's, goes back.
+  const onFocusIn = (e) => {
+    const t = e.target;
+    if (!root.isConnected || state.typingElsewhere || !inNameBox(t)) return;
+    const now = Date.now();
+    if (now - (state.userMovedAt || 0) < USER_MOVE_MS) {
+      state.typingElsewhere = isTextField(t); // the user went there: their keys
+      return;
+    }
+    if (now - (state.freshAt || 0) < REFOCUS_WINDOW_MS) {
+      t.blur();
+      root.focus({ preventScroll: true });
+    }
+  };
+  window.addEventListener("focusin", onFocusIn, true);
   state.cleanup = () => {
     window.removeEventListener("keydown", onKey, true);
     window.removeEventListener("pointerdown", onPointer, true);
+    window.removeEventListener("focusin", onFocusIn, true);
   };
 }
 
@@ -357,6 +417,7 @@ function render(root, state, d) {
     }
   }
   if (fresh) {
+    state.freshAt = Date.now(); // see onFocusIn
     // The sidebar's name box can take the focus back while its own rerun settles (after
     // Enter on a new name); the value keys must still work at once, so take it back.
     for (const ms of [50, 200, 600]) {
