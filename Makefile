@@ -63,7 +63,7 @@ test: install chromium postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -m "not slow_pg"
+	$(BIN)/python -m pytest -q -m "not slow_pg and not system"
 
 clean:
 	rm -rf $(VENV) .alignboard test-artifacts .pytest_cache .ruff_cache .mypy_cache
@@ -85,11 +85,12 @@ bench-real: install
 	$(BIN)/python -m benchmarks.b4_real_prompt --out benchmarks/results/b4_prompt.json
 	$(BIN)/python -m benchmarks.b4_browser_smoke --out benchmarks/results/b4_browser.json
 
-# Reliability tests (issue 5: bad input, secrets, ...). They are part of `make test` too;
-# this target runs just them, plus the full-size PostgreSQL runs (marker slow_pg) that
-# `make test` leaves out.
+# System tests (marker `system`, listed in tests/conftest.py SYSTEM_TESTS): R1-R5, team
+# mode on PostgreSQL, multi-worker races, the benchmarks' long smoke runs and the
+# estimate-accuracy measurement, plus the full-size PostgreSQL runs (slow_pg). About 30
+# minutes on 2 cores; `make test` leaves them out so it stays well under an hour.
 reliability: install postgresql
-	$(BIN)/python -m pytest -q tests/reliability
+	$(BIN)/python -m pytest -q -m "system or slow_pg"
 
 # Team mode (scripts/team.py): PostgreSQL in .alignboard/team/pg (:5439), mlflow server
 # on 127.0.0.1:5055 with proxied artifacts, the demo data, one worker, dashboards on

@@ -18,6 +18,32 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+#: Multi-process checks of a minute or more each: team mode on PostgreSQL, R1-R5, the
+#: team/launch/label benchmarks' smoke runs, the estimate-accuracy measurement and the
+#: multi-worker races. Marked ``system``: ``make reliability`` runs them, ``make test``
+#: leaves them out so it stays well under an hour on 2 cores (README, "Tests").
+SYSTEM_TESTS = (
+    "tests/reliability/",
+    "tests/team/",
+    "tests/test_benchmarks_b7.py",
+    "tests/test_benchmarks_b8.py",
+    "tests/test_benchmarks_b10.py",
+    "tests/test_benchmarks_b11.py",
+    "tests/optimization/test_worker_pool.py",
+    "tests/optimization/test_worker_claims.py",
+    "tests/optimization/test_estimates.py::test_estimates_are_within_one_and_a_half_times",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the :data:`SYSTEM_TESTS` ``system``."""
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(root).as_posix()
+        node = rel + "::" + item.name
+        if any(node.startswith(prefix) for prefix in SYSTEM_TESTS):
+            item.add_marker(pytest.mark.system)
+
 
 @pytest.fixture(scope="session")
 def _template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:

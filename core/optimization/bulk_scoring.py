@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core.errors import CredentialsError, NotFoundError, ValidationError
-from core.optimization import record
+from core.optimization import record, stop_signal
 from core.optimization import recorder as rec
 from core.optimization.judging import JudgeEvaluator, Verdict
 from core.optimization.preflight import Finding, check_models, refuse_on_errors
@@ -542,6 +542,7 @@ def run_scoring(
         with recorder:
             return _score(settings, recorder, client, started, resume)
     except KeyboardInterrupt:
+        stop_signal.acknowledge()
         recorder.set_status("interrupted", error=rec.SIGNAL_INTERRUPTED)
         raise
     except BaseException as exc:

@@ -37,7 +37,7 @@ from mlflow import MlflowClient
 
 from core.errors import NotFoundError, ValidationError
 from core.models.secrets import redact
-from core.optimization import record
+from core.optimization import record, stop_signal
 from core.optimization import recorder as rec
 from core.optimization.jobs import TAG_NOT_REGISTERED
 from core.optimization.preflight import (
@@ -425,6 +425,7 @@ def run_optimization(
     except KeyboardInterrupt:
         # SIGINT/SIGTERM: the process is going away but can be resumed; keep what the
         # runner saved since its last checkpoint (best effort: we are being stopped).
+        stop_signal.acknowledge()
         with contextlib.suppress(Exception):
             recorder.checkpoint()
         recorder.set_status("interrupted", error=rec.SIGNAL_INTERRUPTED)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from core.models.secrets import redact
-from core.optimization import record
+from core.optimization import record, stop_signal
 from core.store import config
 
 if TYPE_CHECKING:
@@ -249,7 +249,9 @@ class MlflowRunRecorder:
         """True once :func:`core.optimization.jobs.cancel` asked this run to stop.
 
         The tag is read at most once a second; runners may ask after every example.
+        A stop signal Python swallowed is raised again here (:mod:`stop_signal`).
         """
+        stop_signal.raise_if_pending()
         now = time.monotonic()
         with self._lock:
             if self._cancel_value or now - self._cancel_checked < CANCEL_CACHE_S:
@@ -266,12 +268,14 @@ class MlflowRunRecorder:
             return self._cancel_value
 
     def heartbeat(self, force: bool = False) -> None:
-        """Set ``alignboard.heartbeat`` to now (epoch seconds).
+        """Set ``alignboard.heartbeat`` to now (epoch seconds); raises a swallowed stop
+        signal again (:mod:`stop_signal`).
 
         Args:
             force: Write even if the last heartbeat is less than
                 ``HEARTBEAT_MIN_INTERVAL_S`` old (otherwise that one stands).
         """
+        stop_signal.raise_if_pending()
         now = time.monotonic()
         with self._lock:
             if not force and now - self._last_beat < HEARTBEAT_MIN_INTERVAL_S:

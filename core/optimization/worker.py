@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from core.optimization import stop_signal
+
 if TYPE_CHECKING:
     from core.optimization.engine import AlignmentResult
     from core.optimization.prompt_task import PromptResult
@@ -66,7 +68,9 @@ class RedactingStream:
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    # Unwinds like Ctrl-C, so the engine records the job as interrupted (resumable).
+    # Unwinds like Ctrl-C, so the engine records the job as interrupted (resumable). Noted
+    # too: raised inside a weakref callback it would be swallowed (see stop_signal).
+    stop_signal.note(signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -313,6 +317,7 @@ def _run_claimed(client: Any, run: Any, run_id: str, worker_id: str) -> int:
     except KeyboardInterrupt:
         # A signal before the engine's own handler took over (settings still loading):
         # the run is marked running, so record the interruption here.
+        stop_signal.acknowledge()
         _record_signal_interrupt(client, run_id)
         print(f"run {run_id} interrupted (resumable)", file=sys.stderr)
         return 130

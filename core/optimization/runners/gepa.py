@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.models.completion import complete
 from core.models.usage import UsageWindow, track_usage
-from core.optimization import record
+from core.optimization import record, stop_signal
 from core.optimization.gepa_adapter import COMPONENT, GuardedReflection, ProposalLog
 from core.optimization.selection import Selection, select_candidate
 from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, RunRecorder
@@ -206,6 +206,7 @@ class _Stopper:
                 self._requested.set()
 
     def __call__(self, state: GEPAState) -> bool:
+        stop_signal.raise_if_pending()  # gepa's loop, on the main thread: see stop_signal
         if self._asking is None:
             self._asking = threading.current_thread()
             self._ask()
