@@ -503,14 +503,9 @@ def run(
     }
     # The worker's real-model calls can take minutes (see b4_real_prompt).
     os.environ.setdefault("REQUEST_TIMEOUT", "900")
-    # The Align page refuses a judge on a keyless server ("openai:/... needs
-    # OPENAI_API_KEY") even with its base URL set: MLflow's judge reads the key. The
-    # supported way in is the environment (or .streamlit/secrets.toml): any value will do
-    # for llama.cpp's server, which checks none. A finding, recorded in the output.
-    out["openai_api_key_placeholder"] = "OPENAI_API_KEY" not in os.environ
-    if out["openai_api_key_placeholder"]:
-        saved["OPENAI_API_KEY"] = None
-        os.environ["OPENAI_API_KEY"] = "no-key-needed"
+    # No key is set for the keyless llama.cpp server: the pages must take a judge and
+    # models with a base URL without one (the first smoke found Align refusing it).
+    out["openai_api_key_set"] = "OPENAI_API_KEY" in os.environ
     t0 = time.perf_counter()
     try:
         with model_server(base_url, model, threads) as (url, uri):

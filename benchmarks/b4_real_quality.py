@@ -637,8 +637,9 @@ def format_probe(data: Data, endpoint: Endpoint, counter: Any, mode: str) -> dic
 def placeholder_key() -> Iterator[None]:
     """An ``OPENAI_API_KEY`` placeholder for the block when none is set.
 
-    Pre-flight asks for it even for a judge on a base URL, because MLflow's judge refuses
-    to run without it; the llama.cpp server ignores it. It is not a secret and is never
+    MLflow's own optimizers build their reflection model from a bare ``openai:/`` name
+    (sent to the server through ``OPENAI_BASE_URL``), and LiteLLM's OpenAI provider wants
+    some key for it; the llama.cpp server ignores it. It is not a secret and is never
     printed or recorded.
     """
     if os.environ.get("OPENAI_API_KEY"):

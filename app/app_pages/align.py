@@ -388,8 +388,11 @@ with st.form("align_form", border=True):
     ss["align_active_seen"] = [j.run_id for j in active]
     if active:
         st.warning(
-            f"A {active[0].optimizer} run for **{crit.name}** is {active[0].status} (run "
-            f"`{active[0].run_id}`, see Progress below). Launching now starts a second one.",
+            # No status word here: the form is not redrawn while Progress polls, so
+            # "queued" stayed on screen for a whole 13-minute run (B4 browser smoke).
+            f"A {active[0].optimizer} run for **{crit.name}** is in progress (run "
+            f"`{active[0].run_id}`; its live status is under Progress below). Launching "
+            "now starts a second one.",
             icon=":material/sync:",
         )
         st.checkbox(

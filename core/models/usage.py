@@ -57,6 +57,8 @@ class UsageSnapshot:
     """Successful calls with a known cost; when 0 the cost is unknown, not zero."""
     max_in_flight: int = 0
     """Most requests that ever ran at the same time."""
+    call_seconds: float = 0.0
+    """Seconds the successful requests took, summed (their latency, for the estimates)."""
 
     @property
     def cost_known(self) -> bool:
@@ -76,6 +78,7 @@ class _Ledger:
         self.calls = self.failures = self.prompt_tokens = self.completion_tokens = 0
         self.priced_calls = 0
         self.cost = 0.0
+        self.call_seconds = 0.0
         self.intervals: deque[tuple[float, float]] = deque(maxlen=_MAX_INTERVALS)
         # LiteLLM may report one call through both its sync and async hooks.
         self.seen: OrderedDict[str, None] = OrderedDict()
@@ -105,6 +108,8 @@ class _Ledger:
             if ok and cost is not None:
                 self.cost += cost
                 self.priced_calls += 1
+            if ok:
+                self.call_seconds += max(end - start, 0.0)
             self.intervals.append((start, max(start, end)))
 
     def snapshot(self, since: float | None = None) -> UsageSnapshot:
@@ -117,6 +122,7 @@ class _Ledger:
                 self.completion_tokens,
                 self.cost,
                 self.priced_calls,
+                call_seconds=self.call_seconds,
             )
         if since is not None:
             intervals = [iv for iv in intervals if iv[0] >= since]
@@ -285,6 +291,7 @@ class UsageWindow:
             cost_usd=now.cost_usd - s.cost_usd,
             priced_calls=now.priced_calls - s.priced_calls,
             max_in_flight=now.max_in_flight,
+            call_seconds=now.call_seconds - s.call_seconds,
         )
 
     def close(self) -> UsageSnapshot:

@@ -42,6 +42,7 @@ from core.optimization import recorder as rec
 from core.optimization.jobs import TAG_NOT_REGISTERED
 from core.optimization.preflight import (
     LOAD_FACTOR_METRIC,
+    SECONDS_PER_CALL_METRIC,
     Finding,
     findings_from_dicts,
     load_factor,
@@ -505,6 +506,11 @@ def _run(
             "llm_failures": usage["llm_failures"],
             "tokens_total": usage["tokens"],
             **({"cost_usd": usage["cost_usd"]} if usage["cost_usd"] is not None else {}),
+            **(
+                {SECONDS_PER_CALL_METRIC: round(usage["seconds_per_call"], 4)}
+                if usage["seconds_per_call"] is not None
+                else {}
+            ),
             "metric_calls_total": outcome.metric_calls,
             **{k: round(v, 3) for k, v in phases.items() if v is not None},
             LOAD_FACTOR_METRIC: round(busy, 3),
@@ -584,6 +590,11 @@ def _usage(snap: Any) -> dict[str, Any]:
         "llm_failures": snap.failures,
         "tokens": snap.prompt_tokens + snap.completion_tokens,
         "cost_usd": snap.cost_usd if snap.cost_known else None,
+        # Mean latency of the answered calls: what the next estimate for this model uses
+        # (core.optimization.preflight.recorded_latency_s).
+        "seconds_per_call": (
+            snap.call_seconds / answered if (answered := snap.calls - snap.failures) else None
+        ),
     }
 
 

@@ -23,7 +23,14 @@ from core.optimization import record
 from core.optimization.preflight import Finding
 from core.optimization.record import AlignmentResult
 from core.optimization.registry import JudgeRegistrar
-from core.optimization.spec import AlignmentOutcome, AlignmentSettings, Example, Runner, RunRecorder
+from core.optimization.spec import (
+    AlignmentOutcome,
+    AlignmentSettings,
+    Example,
+    JudgeSpec,
+    Runner,
+    RunRecorder,
+)
 from core.optimization.task import (
     JUDGE,
     GuardContext,
@@ -269,13 +276,20 @@ def _score_on_test(
     reference = {e.trace_id: e.label for e in test}
     aligned = outcome.judge if outcome.judge is not None else outcome.instructions
     metrics: dict[str, float] = {}
-    # One parallel round for both judges: half the wall time of two.
-    rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
+    same = same_as_seed(settings.judge, aligned)
+    if same:
+        # The search kept the seed: score it once and let its verdicts stand for both
+        # (asking a sampling judge again would flip verdicts by chance alone).
+        (seed_verdicts,) = evaluator.evaluate_many([(settings.judge.instructions, test)])
+        rounds = [seed_verdicts, seed_verdicts]
+    else:
+        # One parallel round for both judges: half the wall time of two.
+        rounds = evaluator.evaluate_many([(settings.judge.instructions, test), (aligned, test)])
     predicted_by: dict[str, dict[str, Any]] = {}
     reasons_by: dict[str, dict[str, str]] = {}
     for key, verdicts in zip(("before", "after"), rounds, strict=True):
         failed = sum(1 for v in verdicts if getattr(v, "error", None))
-        out["failed"] += failed
+        out["failed"] += 0 if same and key == "after" else failed  # calls made, not rows shown
         predicted = {
             e.trace_id: (None if getattr(v, "error", None) else v.value)
             for e, v in zip(test, verdicts, strict=True)
@@ -324,11 +338,28 @@ def _score_on_test(
         for e in test
     ]
     out["verdict"] = judge_verdict(
-        out["before"], out["after"], out["predictions"], seed=settings.seed
+        out["before"], out["after"], out["predictions"], seed=settings.seed, same_as_seed=same
     )
     record.write_test_metrics(recorder, _test_record(out))
     recorder.log_metrics(metrics, step=outcome.iterations)
     return out
+
+
+def same_as_seed(seed: JudgeSpec, aligned: Any) -> bool:
+    """Whether the aligned judge (instructions or an MLflow judge) is the seed itself: the
+    same instructions on the same model, with nothing else to it (a MemAlign judge's
+    memory makes it another judge even with the seed's instructions)."""
+    if isinstance(aligned, str):
+        return aligned == seed.instructions
+    from mlflow.genai.judges.instructions_judge import InstructionsJudge
+
+    from core.models.uris import parse_model
+
+    return (
+        type(aligned) is InstructionsJudge
+        and aligned.instructions == seed.instructions
+        and aligned.model == parse_model(seed.model, seed.base_url).uri
+    )
 
 
 def _reason(verdict: Any) -> str:

@@ -166,10 +166,11 @@ def _check_instructions(settings: AlignmentSettings) -> list[Finding]:
 
 def _check_credentials(settings: AlignmentSettings) -> list[Finding]:
     # (model, base URL) per role: a model on an OpenAI-compatible server needs no key.
-    # Except the judge: MLflow's judge with a base_url still refuses to run without
-    # OPENAI_API_KEY (its gateway client reads it), so the registered judge needs it.
+    # The judge too: every path that calls a judge on a base URL (our evaluator, and
+    # MLflow's own judge.align through core.optimization.mlflow_judge.served_judge_route)
+    # hands a keyless server a placeholder key, as bulk scoring and Optimize already do.
     models = {
-        "judge": (settings.judge.model, None),
+        "judge": (settings.judge.model, settings.judge.base_url),
         "reflection": (settings.reflection_model, settings.reflection_base_url),
     }
     if settings.optimizer == "memalign":
@@ -547,6 +548,8 @@ CALL_OVERHEAD_S = {"judge": 0.008, "reflection": 0.02, "embedding": 0.003}
 RUNNER_SETUP_S = {"gepa": 0.3, "memalign": 0.8, "mlflow-gepa": 0.8, "simba": 0.5}
 #: The engine's metric of the load factor while the job started (see :func:`load_factor`).
 LOAD_FACTOR_METRIC = "cpu_load_factor"
+#: The engine's metric of a run's mean model-call latency (answered calls only).
+SECONDS_PER_CALL_METRIC = "seconds_per_call"
 
 
 def load_factor() -> float:
@@ -731,26 +734,13 @@ def recorded_overheads(experiment_id: str, *, last: int = 5) -> Overheads:
     """
     from statistics import median
 
-    runs: list[Any] = []
-    try:
-        from mlflow import MlflowClient
+    from core.optimization import recorder as rec
 
-        from core.optimization import recorder as rec
-
-        runs = list(
-            MlflowClient().search_runs(
-                [str(experiment_id)],
-                filter_string=(
-                    f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND "
-                    f"tags.`{rec.TAG_STATUS}` = 'finished' AND "
-                    "metrics.job_start_seconds >= 0"
-                ),
-                order_by=["attributes.start_time DESC"],
-                max_results=last,
-            )
-        )
-    except Exception:  # an estimate never fails a page: fall back to the defaults
-        runs = []
+    runs = _last_finished_runs(
+        experiment_id,
+        f"tags.`{rec.TAG_KIND}` = '{rec.KIND_ALIGNMENT}' AND metrics.job_start_seconds >= 0",
+        last,
+    )
     if not runs:
         now = load_factor()
         return Overheads(
@@ -766,6 +756,76 @@ def recorded_overheads(experiment_id: str, *, last: int = 5) -> Overheads:
         runs=len(runs),
         cpu_factor=cpu,
     )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The per-call latency an estimate assumes, and where it comes from."""
+
+    seconds: float
+    """Seconds per model call."""
+    runs: int = 0
+    """Finished runs of this model in the experiment it is the median of (0: a default)."""
+
+    def describe(self) -> str:
+        """Where the figure comes from, in words ("" for a default)."""
+        if not self.runs:
+            return ""
+        return (
+            f"{self.seconds:.3g} s per call is the median measured in the last {self.runs} "
+            f"finished run{'s' if self.runs != 1 else ''} with this model here."
+        )
+
+
+def recorded_latency_s(
+    experiment_id: str, param: str, model: str, default_s: float, *, last: int = 5
+) -> Latency:
+    """The per-call latency of ``model``, as the experiment's finished runs measured it.
+
+    The engine logs each run's mean latency of its answered model calls
+    (:data:`SECONDS_PER_CALL_METRIC`, reflection calls included). The median over the
+    ``last`` finished runs whose run param ``param`` (``judge_model``, ``task_model``) is
+    ``model`` replaces ``default_s``: a model on a 2-core llama.cpp server answers in 20 s,
+    not the 1.5 s a hosted model takes, and the estimate said ~30 s for a 14-minute run.
+
+    Args:
+        experiment_id: The experiment.
+        param: The run param naming the model.
+        model: The model URI.
+        default_s: What to assume without a measured run (or an unreadable store).
+    """
+    from statistics import median
+
+    if "'" in model:  # not a model URI the filter can quote; nothing was measured
+        return Latency(default_s)
+    runs = _last_finished_runs(
+        experiment_id, f"params.{param} = '{model}' AND metrics.{SECONDS_PER_CALL_METRIC} > 0", last
+    )
+    if not runs:
+        return Latency(default_s)
+    return Latency(
+        float(median(r.data.metrics[SECONDS_PER_CALL_METRIC] for r in runs)), runs=len(runs)
+    )
+
+
+def _last_finished_runs(experiment_id: str, where: str, last: int) -> list[Any]:
+    """The experiment's newest ``last`` finished runs that also match ``where`` (an MLflow
+    filter); empty when the store cannot be read: an estimate never fails a page."""
+    try:
+        from mlflow import MlflowClient
+
+        from core.optimization import recorder as rec
+
+        return list(
+            MlflowClient().search_runs(
+                [str(experiment_id)],
+                filter_string=f"tags.`{rec.TAG_STATUS}` = 'finished' AND {where}",
+                order_by=["attributes.start_time DESC"],
+                max_results=last,
+            )
+        )
+    except Exception:
+        return []
 
 
 def estimate_latency_s(demo: bool, default_s: float) -> float:

@@ -531,7 +531,16 @@ def check_prompt_optimization(settings: PromptSettings, preview_rows: int = 3) -
     per_iter = 2 * mb + len(val) / 2
     reflections = max(int((budget - len(val)) / per_iter), 0) if per_iter else 0
     demo = all(m.startswith("demo:/") for m in (settings.task_model, settings.reflection_model))
-    latency = ESTIMATE_LATENCY_S["demo" if demo else "default"]
+    measured = None
+    if demo:
+        latency = ESTIMATE_LATENCY_S["demo"]
+    else:
+        from core.optimization.preflight import recorded_latency_s
+
+        measured = recorded_latency_s(
+            settings.experiment_id, "task_model", settings.task_model, ESTIMATE_LATENCY_S["default"]
+        )
+        latency = measured.seconds
     # Rounds of parallel calls: app then judges per round, workers wide.
     rounds = 2 * math.ceil(app_calls / max(settings.workers, 1)) + reflections
     preview: list[str] = []
@@ -562,6 +571,7 @@ def check_prompt_optimization(settings: PromptSettings, preview_rows: int = 3) -
             f"and {n_scorers} scorer call(s)), about {reflections} reflection calls, plus "
             f"{2 * len(test)} held-out evaluations (seed and best on {len(test)} test rows). "
             "Cached pairs are not paid twice."
+            + (f" {m}" if measured is not None and (m := measured.describe()) else "")
             + (f" {note}" if (note := estimate_note(settings)) else "")
         ),
         preview=tuple(preview),

@@ -646,8 +646,15 @@ def score_prompts(
         ``(test metrics record, verdict, scalar metrics)``.
     """
     evaluator = task.make_evaluator()
+    same = dict(seed) == dict(best)
     try:
-        before, after = evaluator.evaluate([(seed, list(test)), (best, list(test))])
+        if same:
+            # The best prompt is the seed: one set of outputs for both (a sampling model
+            # asked twice would differ by chance alone, see verdict.Verdict.same_as_seed).
+            (before,) = evaluator.evaluate([(seed, list(test))])
+            after = before
+        else:
+            before, after = evaluator.evaluate([(seed, list(test)), (best, list(test))])
     finally:
         evaluator.close()
     names = [s.name for s in evaluator.scorers]
@@ -673,7 +680,9 @@ def score_prompts(
             "after_ci": ma["ci"],
             "n": len(pb),
         }
-    verdict = score_verdict([b.score for b in before], [a.score for a in after], seed=s.seed)
+    verdict = score_verdict(
+        [b.score for b in before], [a.score for a in after], seed=s.seed, same_as_seed=same
+    )
     outputs = tuple(
         record.TestOutput(
             row_id=b.row_id,

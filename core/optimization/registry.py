@@ -407,16 +407,23 @@ class JudgeRegistrar:
         none) and tag the run with the new version.
 
         Returns:
-            The new version number.
+            The new version number, or None when the run kept the seed and a version with
+            its instructions is registered already (a copy would only add a version nobody
+            aligned).
         """
         from core.optimization import recorder as rec
 
+        spec = self.settings.judge
+        if getattr(verdict, "same_as_seed", False) and any(
+            v.instructions == spec.instructions and not v.is_memalign
+            for v in list_versions(self.settings.experiment_id, spec.name)
+        ):
+            return None
         judge = outcome.judge
         if judge is None:
             from core.optimization.mlflow_judge import seed_judge
 
-            judge = seed_judge(self.settings.judge.with_instructions(outcome.instructions))
-        spec = self.settings.judge
+            judge = seed_judge(spec.with_instructions(outcome.instructions))
         version = register_version(
             judge,
             self.settings.experiment_id,

@@ -311,6 +311,7 @@ def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
         estimate,
         estimate_latency_s,
         load_and_preflight,
+        recorded_latency_s,
         recorded_overheads,
     )
 
@@ -320,8 +321,19 @@ def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
     demo = settings.judge.model.startswith("demo:/") and settings.reflection_model.startswith(
         "demo:/"
     )
-    # The demo stand-ins' own latency setting; job start and finish as recorded here.
-    latency = estimate_latency_s(demo, ESTIMATE_LATENCY_S["default"])
+    # The demo stand-ins' own latency setting; a real model's as its finished runs here
+    # measured it (else the default); job start and finish as recorded here.
+    measured = None
+    if demo:
+        latency = estimate_latency_s(demo, ESTIMATE_LATENCY_S["default"])
+    else:
+        measured = recorded_latency_s(
+            settings.experiment_id,
+            "judge_model",
+            settings.judge.model,
+            ESTIMATE_LATENCY_S["default"],
+        )
+        latency = measured.seconds
     overheads = recorded_overheads(settings.experiment_id)
     return AlignmentCheck(
         findings=tuple(findings),
@@ -337,6 +349,7 @@ def check_alignment(settings: AlignmentSettings) -> AlignmentCheck:
             for t in (
                 est.explanation,
                 describe_time(est, latency, overheads),
+                measured.describe() if measured is not None else "",
                 estimate_note(settings),
             )
             if t

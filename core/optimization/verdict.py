@@ -6,7 +6,10 @@ Rules (pure functions; the engine applies them after test scoring, before regist
   the seed's (point estimates). A ``worse`` run registers nothing unless the user asked
   for it (``AlignmentSettings.register_if_worse``, ``--register-worse``, the Align page's
   checkbox).
-- ``no_change``: neither is below and both are equal (e.g. the instructions did not change).
+- ``no_change``: neither is below and both are equal. When the best candidate *is* the seed
+  (same text), it is scored once and its verdicts stand for both (``same_as_seed``): with a
+  sampling model, scoring the same judge or prompt twice would flip verdicts by chance
+  and could call an unchanged candidate ``improved`` (and register it) or ``worse``.
 - ``improved``: otherwise (at least one is higher, none lower).
 - ``significant``: the 95% paired bootstrap interval of the accuracy difference (aligned
   minus seed, per test example: 1 when a judge agrees with the human, else 0; examples
@@ -77,6 +80,9 @@ class Verdict:
     not_registered_reason: str | None = None
     """Why nothing was registered (:data:`CANCELLED`, :data:`WORSE_REASON`,
     :data:`UNCHANGED`); None when a version was registered or before the engine decided."""
+    same_as_seed: bool = False
+    """True when the best candidate is the seed itself (same text): scored once, verdict
+    ``no_change``, nothing new to register."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -160,15 +166,17 @@ def judge_verdict(
     predictions: Sequence[Any],
     *,
     seed: int = 0,
+    same_as_seed: bool = False,
 ) -> Verdict:
-    """The verdict from the two test reports and the per-example predictions."""
+    """The verdict from the two test reports and the per-example predictions
+    (``same_as_seed``: the aligned judge is the seed, see :attr:`Verdict.same_as_seed`)."""
     acc_b, acc_a = _get(before, "accuracy"), _get(after, "accuracy")
     kap_b, kap_a = _get(before, "cohen_kappa"), _get(after, "cohen_kappa")
     s, a = correctness(predictions)
     diff, low, high = paired_difference_ci(s, a, seed=seed)
     significant = low is not None and high is not None and (low > 0 or high < 0)
     return Verdict(
-        verdict=decide(acc_b, acc_a, kap_b, kap_a),
+        verdict=NO_CHANGE if same_as_seed else decide(acc_b, acc_a, kap_b, kap_a),
         significant=bool(significant),
         accuracy_before=acc_b,
         accuracy_after=acc_a,
@@ -178,10 +186,17 @@ def judge_verdict(
         diff_low=low,
         diff_high=high,
         n=len(s),
+        same_as_seed=same_as_seed,
     )
 
 
-def score_verdict(before: Sequence[float], after: Sequence[float], *, seed: int = 0) -> Verdict:
+def score_verdict(
+    before: Sequence[float],
+    after: Sequence[float],
+    *,
+    seed: int = 0,
+    same_as_seed: bool = False,
+) -> Verdict:
     """The verdict of a prompt optimization: the best prompt's per-row held-out scores
     (in [0, 1], paired with the seed prompt's on the same rows) against the seed's.
 
@@ -193,7 +208,7 @@ def score_verdict(before: Sequence[float], after: Sequence[float], *, seed: int 
     diff, low, high = paired_difference_ci(before, after, seed=seed)
     significant = low is not None and high is not None and (low > 0 or high < 0)
     return Verdict(
-        verdict=decide(b, a),
+        verdict=NO_CHANGE if same_as_seed else decide(b, a),
         significant=bool(significant),
         accuracy_before=b,
         accuracy_after=a,
@@ -204,6 +219,7 @@ def score_verdict(before: Sequence[float], after: Sequence[float], *, seed: int 
         diff_high=high,
         n=len(before),
         metric="judge score",
+        same_as_seed=same_as_seed,
     )
 
 
@@ -266,6 +282,12 @@ def _describe_scores(v: Verdict) -> str:
             "'Register even if it scores worse on held-out traces' "
             f"(CLI: alignboard {'optimize' if v.metric != 'accuracy' else 'align'} "
             "--register-worse)."
+        )
+    if v.same_as_seed:
+        what = "judge's instructions" if v.metric == "accuracy" else "prompt"
+        return (
+            f"No change: the search kept the seed {what} (scored once on held-out traces; "
+            f"{scores})."
         )
     if v.verdict == IMPROVED:
         if v.significant:

@@ -21,7 +21,7 @@ from core.store import index as store_index
 #: Run tag holding an alignment's status (queued/running/finished/failed/...).
 STATUS_TAG = "alignboard.status"
 #: Run params that name models.
-MODEL_PARAMS = ("judge_model", "reflection_model", "embedding_model")
+MODEL_PARAMS = ("judge_model", "task_model", "reflection_model", "embedding_model")
 DEMO_PREFIX = "demo:/"
 DEMO_NOTE = (
     "The demo model (demo:/...) is a deterministic stand-in, not an LLM: it follows "
@@ -196,14 +196,21 @@ def latest_runs(experiment_id: str, limit: int = 10) -> list[RunSummary]:
     out = []
     for run in runs:
         tags, params = run.data.tags, run.data.params
-        models = tuple(params[p] for p in MODEL_PARAMS if params.get(p))
+        optimizer = params.get("optimizer") or tags.get("alignboard.optimizer")
+        models = tuple(
+            params[p]
+            for p in MODEL_PARAMS
+            # Every alignment logs the embedding field, but only MemAlign uses it: a GEPA
+            # run on a real model is not "using the demo" for its unused default.
+            if params.get(p) and (p != "embedding_model" or optimizer == "memalign")
+        )
         out.append(
             RunSummary(
                 run_id=run.info.run_id,
                 name=run.info.run_name or run.info.run_id,
                 status=tags.get(STATUS_TAG) or str(run.info.status).lower(),
                 started_ms=run.info.start_time,
-                optimizer=params.get("optimizer") or tags.get("alignboard.optimizer"),
+                optimizer=optimizer,
                 judge=params.get("judge_name") or tags.get("alignboard.judge_name"),
                 models=models,
             )

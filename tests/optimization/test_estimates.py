@@ -67,3 +67,44 @@ def test_mlflow_gepa_explains_a_budget_that_fits_no_iteration(demo_store):
     assert "fits no iteration" in small.explanation and "at least 101" in small.explanation
     enough = estimate(demo_settings(demo_store, "mlflow-gepa", max_metric_calls=120), 36, 13, 14)
     assert "fits no iteration" not in enough.explanation
+
+
+def test_a_real_models_estimate_uses_the_latency_its_runs_measured(demo_store, monkeypatch):
+    # A judge on a slow server (0.3 s per call, as a small local model is slow): before any
+    # run the estimate assumes the hosted default; after one finished run it uses what the
+    # run measured, and says so. (The B4 smoke: "~21-37 s" shown for an 814 s run.)
+    import time
+    from dataclasses import replace
+
+    from core.optimization.engine import run_alignment
+    from core.optimization.preflight import SECONDS_PER_CALL_METRIC, recorded_latency_s
+    from core.optimization.settings import ESTIMATE_LATENCY_S, check_alignment
+    from tests.support.openai_server import openai_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-real-key-0000")
+
+    def slow(body: dict) -> None:
+        time.sleep(0.3)
+        return None  # then answer as the demo judge does
+
+    with openai_server(answer=slow) as server:
+        s = demo_settings(demo_store, "gepa", max_metric_calls=12, workers=4)
+        settings = replace(
+            s, judge=replace(s.judge, model="openai:/slow-judge", base_url=server.base_url)
+        )
+        before = check_alignment(settings)
+        assert before.latency_s == ESTIMATE_LATENCY_S["default"]
+        assert "median measured" not in before.explanation
+        result = run_alignment(settings)
+        assert result.status == "finished"
+    from mlflow import MlflowClient
+
+    logged = MlflowClient().get_run(result.run_id).data.metrics[SECONDS_PER_CALL_METRIC]
+    # The judge calls took >= 0.3 s; the demo reflection's ~0 s pulls the mean down a bit.
+    assert 0.15 < logged < 1.5
+    after = check_alignment(settings)
+    assert after.latency_s == pytest.approx(logged)
+    assert "median measured in the last 1 finished run with this model" in after.explanation
+    # Another model has no measured run: still the default.
+    other = recorded_latency_s(demo_store, "judge_model", "openai:/other", 1.5)
+    assert (other.seconds, other.runs) == (1.5, 0)

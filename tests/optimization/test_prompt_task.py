@@ -102,6 +102,16 @@ def test_a_prompt_that_cannot_be_improved_registers_no_identical_version(prompt_
     assert result.verdict == "no_change" and result.test_score_before == 1.0
     assert result.prompt_version is None and not result.registered
     assert load_prompt(PROMPT).version == 1
+    # The best prompt is the seed: its held-out outputs are made once and stand for both
+    # (a sampling application model asked twice would differ by chance alone).
+    assert result.verdict_text.startswith("No change: the search kept the seed prompt")
+    tm = json.loads(
+        Path(MlflowClient().download_artifacts(result.run_id, "test_metrics.json")).read_text(
+            encoding="utf-8"
+        )
+    )
+    assert tm["verdict"]["same_as_seed"] is True
+    assert all(o["before"] == o["after"] for o in tm["outputs"]) and tm["outputs"]
 
 
 def test_reflection_sees_the_output_each_judges_verdict_and_rationale_and_a_human_label(

@@ -45,3 +45,30 @@ def test_latest_runs_carry_status_and_flag_the_demo_model(demo_store):
     assert by_name["plain"].status == "finished" and not by_name["plain"].uses_demo
     ov = experiment_overview(demo_store)
     assert any("align-1" in u and "demo:/judge" in u for u in ov.demo_uses)
+
+
+def test_only_memalign_counts_its_embedding_model_and_a_prompt_run_counts_its_app_model(
+    demo_store,
+):
+    # Every alignment logs the embedding field (default demo:/embed); a GEPA run on a real
+    # model used none, so the "Demo model in use" notice must not count it (B4 smoke).
+    client = mlflow.MlflowClient()
+
+    def run(name: str, **params: str) -> None:
+        rid = client.create_run(demo_store, run_name=name).info.run_id
+        for key, value in params.items():
+            client.log_param(rid, key, value)
+
+    real = {"judge_model": "openai:/qwen", "reflection_model": "openai:/qwen"}
+    run("gepa-real", optimizer="gepa", embedding_model="demo:/embed", **real)
+    run("memalign-real", optimizer="memalign", embedding_model="demo:/embed", **real)
+    run("prompt-demo-app", optimizer="gepa", task_model="demo:/app", **real)
+    by_name = {r.name: r for r in latest_runs(demo_store)}
+    assert not by_name["gepa-real"].uses_demo
+    assert by_name["memalign-real"].uses_demo
+    assert "demo:/embed" in by_name["memalign-real"].models
+    assert by_name["prompt-demo-app"].uses_demo
+    uses = experiment_overview(demo_store).demo_uses
+    assert not any("gepa-real" in u for u in uses)
+    assert any("memalign-real" in u and "demo:/embed" in u for u in uses)
+    assert any("prompt-demo-app" in u and "demo:/app" in u for u in uses)
