@@ -833,6 +833,8 @@ def _prompt_settings(args: argparse.Namespace):
         dataset_tags=_pairs(args.dataset_tag, "--dataset-tag", "topic=returns"),
         task_base_url=args.task_base_url,
         reflection_base_url=args.reflection_base_url,
+        task_temperature=args.task_temperature,
+        task_max_tokens=args.task_max_tokens,
         max_metric_calls=args.max_metric_calls,
         workers=args.workers,
         seed=args.seed,
@@ -1462,6 +1464,17 @@ def build_parser() -> argparse.ArgumentParser:
         "offline stand-in application, not an LLM)",
     )
     p.add_argument("--task-base-url", help="OpenAI-compatible server of the application model")
+    p.add_argument(
+        "--task-temperature",
+        type=float,
+        help="sampling temperature of the application's calls, 0-2 (default: the model's; "
+        "0 makes a self-hosted model's replies repeatable)",
+    )
+    p.add_argument(
+        "--task-max-tokens",
+        type=int,
+        help="most tokens per application reply (default: the model's)",
+    )
     p.add_argument(
         "--judge",
         action="append",

@@ -339,6 +339,13 @@ def test_a_budget_below_one_validation_pass_is_refused(prompt_demo, in_process, 
     assert "A budget of 5 metric calls" in err["message"] and "use at least" in err["message"]
 
 
+def test_an_application_temperature_out_of_range_is_refused(prompt_demo, in_process, capsys):
+    err = _refusal(in_process, capsys, [*BASE, "--task-temperature", "2.5"])
+    assert "temperature is between 0 and 2; got 2.5" in err["message"]
+    err = _refusal(in_process, capsys, [*BASE, "--task-max-tokens", "0"])
+    assert "max tokens must be at least 1; got 0" in err["message"]
+
+
 @pytest.mark.slow
 def test_a_refusal_prints_every_finding_and_exits_non_zero_as_a_subprocess(prompt_demo, tmp_path):
     rows = _messages(40)

@@ -53,6 +53,8 @@ _KEPT = (
     "upload_name",
     "task_model",
     "task_base_url",
+    "task_temperature",
+    "task_max_tokens",
     "reflection",
     "reflection_base_url",
     "judges",
@@ -81,6 +83,8 @@ init_page_state(
         "tags": "",
         "task_model": "demo:/app",
         "task_base_url": "",
+        "task_temperature": None,
+        "task_max_tokens": None,
         "reflection": "demo:/reflect",
         "reflection_base_url": "",
         "scorers": [],
@@ -282,6 +286,8 @@ def _form_settings():
         dataset_tags=tag_filter or None,
         task_base_url=ss["optimize_task_base_url"],
         reflection_base_url=ss["optimize_reflection_base_url"],
+        task_temperature=ss["optimize_task_temperature"],
+        task_max_tokens=ss["optimize_task_max_tokens"],
         max_metric_calls=int(ss["optimize_budget"]) or None,
         workers=int(ss["optimize_workers"]),
         seed=int(ss["optimize_seed"]),
@@ -382,6 +388,27 @@ with st.form("optimize_form", border=True):
         row[1].text_input(
             f"{label} base URL", key=url_key, placeholder=BASE_URL_PLACEHOLDER, help=BASE_URL_HELP
         )
+    sampling = st.columns(2)
+    sampling[0].number_input(
+        "Application temperature",
+        min_value=0.0,
+        max_value=2.0,
+        step=0.1,
+        value=None,
+        key="optimize_task_temperature",
+        placeholder="the model's default",
+        help="Blank: the model's default (0.8 on llama.cpp's server, so the seed's "
+        "held-out score varies from run to run). 0 makes replies repeatable.",
+    )
+    sampling[1].number_input(
+        "Application max tokens",
+        min_value=1,
+        step=64,
+        value=None,
+        key="optimize_task_max_tokens",
+        placeholder="the model's default",
+        help="Most tokens per application reply; blank: the model's default.",
+    )
     scorer_row = st.columns(2)
     scorer_row[0].multiselect(
         "Judges (registered versions or aliases)",

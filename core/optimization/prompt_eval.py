@@ -365,7 +365,13 @@ class PromptEvaluator:
         except ValidationError as exc:
             return None, str(exc)
         try:
-            text = complete(self.app, messages, retries=self.app_retries, backoff=0.25)
+            text = complete(
+                self.app,
+                messages,
+                retries=self.app_retries,
+                backoff=0.25,
+                **self.settings.task_params,
+            )
             return text, None
         except CredentialsError:
             raise

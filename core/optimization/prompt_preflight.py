@@ -111,6 +111,8 @@ def build_prompt_settings(
     dataset_tags: Mapping[str, str] | None = None,
     task_base_url: str | None = None,
     reflection_base_url: str | None = None,
+    task_temperature: float | None = None,
+    task_max_tokens: int | None = None,
     max_metric_calls: int | None = None,
     workers: int = 8,
     seed: int = 0,
@@ -175,6 +177,14 @@ def build_prompt_settings(
         raise ValidationError(
             f"The budget must be a positive number of calls; got {max_metric_calls}."
         )
+    if task_temperature is not None and not 0 <= float(task_temperature) <= 2:
+        raise ValidationError(
+            f"The application's temperature is between 0 and 2; got {task_temperature}."
+        )
+    if task_max_tokens is not None and int(task_max_tokens) < 1:
+        raise ValidationError(
+            f"The application's max tokens must be at least 1; got {task_max_tokens}."
+        )
     chosen = []
     for text in prompts:
         ref = parse_prompt_ref(text)
@@ -201,6 +211,8 @@ def build_prompt_settings(
         dataset_tags=tuple(sorted((dataset_tags or {}).items())),
         task_base_url=(task_base_url or "").strip() or None,
         reflection_base_url=(reflection_base_url or "").strip() or None,
+        task_temperature=None if task_temperature is None else float(task_temperature),
+        task_max_tokens=None if task_max_tokens is None else int(task_max_tokens),
         max_metric_calls=int(max_metric_calls) if max_metric_calls else None,
         workers=int(workers),
         seed=int(seed),

@@ -103,6 +103,11 @@ class PromptSettings:
     """``experiment:`` sources: only traces with all these tags."""
     task_base_url: str | None = None
     """Base URL of an OpenAI-compatible server serving ``task_model``."""
+    task_temperature: float | None = None
+    """Sampling temperature of the application's calls (None: the model's default, which
+    is 0.8 on llama.cpp's server: the seed's held-out score then varies run to run)."""
+    task_max_tokens: int | None = None
+    """Most tokens an application reply may have (None: the model's default)."""
     reflection_base_url: str | None = None
     """Base URL of an OpenAI-compatible server serving ``reflection_model``."""
     max_metric_calls: int | None = None
@@ -177,6 +182,17 @@ class PromptSettings:
         """The metric-call budget in force for a training set of ``train_size``."""
         return self.max_metric_calls or max(10 * train_size, 50)
 
+    @property
+    def task_params(self) -> dict[str, Any]:
+        """What every application call adds to its request (``temperature``,
+        ``max_tokens``), only the ones set."""
+        params: dict[str, Any] = {}
+        if self.task_temperature is not None:
+            params["temperature"] = float(self.task_temperature)
+        if self.task_max_tokens is not None:
+            params["max_tokens"] = int(self.task_max_tokens)
+        return params
+
     # --- serialisation -----------------------------------------------------------------
 
     def to_params(self) -> dict[str, str]:
@@ -200,6 +216,8 @@ class PromptSettings:
             "register_if_cancelled": str(self.register_if_cancelled).lower(),
             **policy_of(self).to_params(),
             **({"compare_version": str(self.compare_version)} if self.compare_version else {}),
+            # Only when set, so the params of every other run stay as they were.
+            **{f"task_{k}": str(v) for k, v in self.task_params.items()},
         }
 
     def to_dict(self) -> dict[str, Any]:

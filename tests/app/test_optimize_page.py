@@ -464,3 +464,31 @@ def test_base_urls_say_what_blank_means_and_register_if_cancelled_is_launched(pr
     finally:
         jobs.cancel(run_id)
         jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)
+
+
+def test_the_application_temperature_and_max_tokens_are_launched_and_kept(prompt_demo):
+    from core.optimization.engine import load_any_settings
+
+    at = _page("optimize")
+    # Blank by default: the model's own settings, as before.
+    assert at.number_input(key="optimize_task_temperature").value is None
+    assert at.number_input(key="optimize_task_max_tokens").value is None
+    assert "0.8 on llama.cpp" in at.number_input(key="optimize_task_temperature").help
+    at.number_input(key="optimize_task_temperature").set_value(0.0)
+    at.number_input(key="optimize_task_max_tokens").set_value(256)
+    at.number_input(key="optimize_budget").set_value(20000)  # still running when cancelled
+    at.button(key="optimize_launch").click().run()
+    _ok(at)
+    run_id = at.session_state["optimize_run"]
+    try:
+        settings = load_any_settings(run_id)
+        assert (settings.task_temperature, settings.task_max_tokens) == (0.0, 256)
+        params = mlflow.MlflowClient().get_run(run_id).data.params
+        assert (params["task_temperature"], params["task_max_tokens"]) == ("0.0", "256")
+    finally:
+        jobs.cancel(run_id)
+        jobs.wait(run_id, timeout_s=JOB_TIMEOUT_S)
+    at.switch_page("app_pages/overview.py").run()
+    at.switch_page("app_pages/optimize.py").run()
+    assert at.number_input(key="optimize_task_temperature").value == 0.0
+    assert at.number_input(key="optimize_task_max_tokens").value == 256

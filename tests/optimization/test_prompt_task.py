@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from core.errors import ValidationError
 from core.io.prompt_data import DatasetRow
 from core.optimization import record
 from core.optimization.engine import run_prompt_optimization
@@ -276,3 +277,39 @@ def test_without_a_stop_score_the_search_spends_its_budget(prompt_demo):
     assert result.metric_calls >= 80 - 16  # within one validation pass of the budget
     run = record.read_run_record(MlflowClient(), result.run_id)
     assert "stopped" not in run.extra and result.verdict == "improved"
+
+
+def test_the_application_is_called_with_the_temperature_and_max_tokens_set(
+    prompt_demo, monkeypatch
+):
+    # A self-hosted application model samples at its server's default (0.8 on llama.cpp)
+    # unless told otherwise: B4 saw the same seed prompt score 0.75 and 1.00 in two runs.
+    from tests.support.openai_server import openai_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-real-key-0000")
+    with openai_server() as server:
+        served = dict(task_model="openai:/app-served", task_base_url=server.base_url)
+        for optimizer in ("gepa", "mlflow-gepa"):
+            result = run_prompt_optimization(
+                settings(
+                    prompt_demo,
+                    optimizer=optimizer,
+                    max_metric_calls=30,
+                    task_temperature=0,
+                    task_max_tokens=200,
+                    **served,
+                )
+            )
+            assert result.status == "finished"
+        bodies = [r.body for r in server.requests if r.path.endswith("/chat/completions")]
+        assert bodies and all(
+            b.get("temperature") == 0 and b.get("max_tokens") == 200 for b in bodies
+        ), [(b.get("temperature"), b.get("max_tokens")) for b in bodies[:3]]
+        server.requests.clear()
+        run_prompt_optimization(settings(prompt_demo, max_metric_calls=30, **served))
+        bodies = [r.body for r in server.requests if r.path.endswith("/chat/completions")]
+        assert bodies and not any("temperature" in b or "max_tokens" in b for b in bodies)
+    with pytest.raises(ValidationError, match="temperature is between 0 and 2"):
+        settings(prompt_demo, task_temperature=3)
+    with pytest.raises(ValidationError, match="max tokens must be at least 1"):
+        settings(prompt_demo, task_max_tokens=0)

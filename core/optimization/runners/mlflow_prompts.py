@@ -263,7 +263,9 @@ class _Session:
             # A candidate MLflow cannot format (e.g. a variable it invented) answers nothing.
             return self._failed(values, f"the prompt could not be rendered: {exc}")
         try:
-            return complete(self.app, messages, retries=3, backoff=0.25)
+            return complete(
+                self.app, messages, retries=3, backoff=0.25, **self.task.settings.task_params
+            )
         except CredentialsError as exc:
             with self.lock:
                 self.error = self.error or exc
