@@ -523,6 +523,7 @@ def run_system(
         workers=cfg["workers"],
         minibatch_size=cfg["minibatch"],
         alias=f"b4-{optimizer}",
+        task_temperature=cfg.get("task_temperature"),
     )
     mark = log.mark()
     started = time.perf_counter()
@@ -806,11 +807,18 @@ def run(
     systems: Sequence[str] = SYSTEMS,
     verbose: bool = True,
     threads: int | None = None,
+    task_temperature: float | None = 0.0,
 ) -> dict[str, Any]:
-    """Run B4's prompt part and return its JSON-ready results (also printed)."""
+    """Run B4's prompt part and return its JSON-ready results (also printed).
+
+    ``task_temperature``: the application's sampling temperature (0 by default, so the
+    same prompt gets the same replies and the seed's held-out score does not drift
+    between systems; None: the server's default, 0.8 on llama.cpp).
+    """
     import litellm  # noqa: F401  (imported before any clock starts)
 
     cfg: dict[str, Any] = {
+        "task_temperature": task_temperature,
         "rows": dict(rows or DEFAULT_ROWS),
         "budget": int(budget),
         "workers": int(workers),
@@ -983,6 +991,11 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", default="auto", help="llama.cpp threads when a server is started (auto)"
     )
     p.add_argument(
+        "--task-temperature",
+        default="0",
+        help="the application's temperature (0; 'default': the server's own, 0.8 on llama.cpp)",
+    )
+    p.add_argument(
         "--request-timeout",
         type=float,
         default=900.0,
@@ -1010,6 +1023,9 @@ def main(argv: list[str] | None = None) -> int:
         systems=systems,
         verbose=not args.quiet,
         threads=None if args.threads == "auto" else int(args.threads),
+        task_temperature=None
+        if args.task_temperature == "default"
+        else float(args.task_temperature),
     )
     write_json(args.out, {"b4_prompt": result})
     return 0 if all(c["ok"] is not False for c in result["checks"]) else 1

@@ -64,8 +64,17 @@ def b4_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], in
             ]
         )
         refused = server.rejected("json_schema")
+        app_temperatures = {
+            r.body.get("temperature")
+            for r in server.requests
+            if r.path.endswith("/chat/completions")
+            and b4.call_kind(r.body.get("messages")) == "app"
+        }
     data = json.loads(out.read_text())["b4_prompt"]
     assert code == 0, data["checks"]
+    # The application samples at temperature 0 by default (--task-temperature), so the
+    # same prompt gets the same replies in both systems.
+    assert app_temperatures == {0.0}, app_temperatures
     return data, refused
 
 
