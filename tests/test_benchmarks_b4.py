@@ -254,3 +254,29 @@ def test_recorded_models_are_the_measured_files() -> None:
     assert real_model.MODELS["1.5b"].size == 1_117_320_768
     assert real_model.MODELS["0.5b"].size == 491_400_064
     assert all(len(m.sha256) == 64 for m in real_model.MODELS.values())
+
+
+def test_runtime_is_chosen_by_flag_then_environment_then_default(monkeypatch):
+    monkeypatch.delenv(real_model.RUNTIME_ENV, raising=False)
+    assert real_model.runtime_info().name == real_model.DEFAULT_RUNTIME
+    monkeypatch.setenv(real_model.RUNTIME_ENV, "compiled")
+    assert real_model.runtime_info().name == "compiled"
+    assert real_model.runtime_info("prebuilt").name == "prebuilt"
+    # Each runtime has its own venv, so switching never half-upgrades the other.
+    assert len({r.venv for r in real_model.RUNTIMES.values()}) == len(real_model.RUNTIMES)
+
+
+def test_an_unknown_runtime_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv(real_model.RUNTIME_ENV, "cuda")
+    with pytest.raises(RealModelError, match=r"unknown llama\.cpp runtime 'cuda'.*prebuilt"):
+        real_model.runtime_info()
+
+
+def test_the_compiled_runtime_never_builds_amx_or_reuses_a_cached_wheel():
+    compiled = real_model.RUNTIMES["compiled"]
+    cmake = dict(compiled.build_env)["CMAKE_ARGS"]
+    # A native build enables AMX tiles, which this machine's VM does not grant: the first
+    # decode died with a general protection fault (measured 2026-12-03).
+    assert "-DGGML_NATIVE=OFF" in cmake
+    assert all(f"-DGGML_AMX_{k}=OFF" in cmake for k in ("TILE", "INT8", "BF16"))
+    assert "--no-cache-dir" in compiled.pip_args
