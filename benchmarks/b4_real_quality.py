@@ -71,7 +71,11 @@ from benchmarks.common import (
 #: Full settings (``make bench-real``), chosen for this 2-core machine: a judge call reads
 #: ~650 prompt tokens (~450 of them a prefix llama.cpp reuses from the previous call) and
 #: writes ~60; a reflection call reads ~1,500.
-FULL = {"train": 6, "val": 4, "test": 60, "budget": 12, "workers": 2, "retrieval_k": 2}
+#: MemAlign retrieves 1 example per judged trace (MLflow's default is 5): each retrieved
+#: example is put into the instructions, so it differs per trace and llama.cpp cannot
+#: reuse it from the previous call; at 2 a MemAlign judge call read ~800 new prompt tokens
+#: and its run took 3,924 s of the hour.
+FULL = {"train": 6, "val": 4, "test": 60, "budget": 12, "workers": 2, "retrieval_k": 1}
 #: A first look in a few minutes (``--quick``).
 QUICK = {"train": 6, "val": 5, "test": 20, "budget": 12, "workers": 2, "retrieval_k": 1}
 #: Seconds per judge call and per reflection call assumed by the estimate, for an idle
