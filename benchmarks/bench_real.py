@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runtime = real_model.runtime_info()  # an unknown runtime name fails here, before any step
     steps = [s for s in STEPS if not args.only or s.name in args.only]
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for step in steps:
         print(f"\n=== bench-real: {step.name} ({runtime.name} runtime) ===", flush=True)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nbench-real steps:", flush=True)
     for row in rows:
         state = "ok" if row["returncode"] == 0 else f"FAILED (exit {row['returncode']})"
-        print(f"  {row['step']:<8} {float(str(row['seconds'])):>8.0f} s  {state}", flush=True)
+        print(f"  {row['step']:<8} {row['seconds']:>8.0f} s  {state}", flush=True)
     within = total <= TARGET_S
     print(
         f"  total    {total:>8.0f} s  ({total / 60:.1f} min; target {TARGET_S / 60:.0f} min: "
